@@ -1,0 +1,136 @@
+"""Command line: ``python -m harness {run,report,list}`` (also the ``keras-parity`` console script).
+
+Exit codes: 0 every case passed (or the command succeeded); 1 a case failed or errored;
+2 bad usage, bad input files, or a backend that is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from harness.backends import BACKENDS, BackendUnavailable
+from harness.cases import CaseError, builtin_cases, load_case_file, select_cases
+from harness.records import RecordError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROGRESS_THRESHOLD = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming what was wrong."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"keras-parity: error: {message} (see '{self.prog} --help')\n")
+
+
+def _fail(message: str) -> int:
+    print(f"keras-parity: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _load_cases(case_file: Path | None, pattern: str | None):
+    cases = load_case_file(case_file) if case_file is not None else builtin_cases()
+    return select_cases(cases, pattern)
+
+
+def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from harness import faults
+    from harness.backends import activate
+
+    if args.inject_fault is not None and args.inject_fault not in faults.FAULTS:
+        return _fail(f"unknown fault {args.inject_fault!r}; accepted: {', '.join(faults.FAULTS)}")
+    try:
+        cases = _load_cases(args.case_file, args.cases)
+    except CaseError as error:
+        return _fail(str(error))
+    try:
+        backend = activate(args.backend)
+    except BackendUnavailable as error:
+        return _fail(str(error))
+
+    from harness.runner import RunOptions, print_progress, run_cases
+
+    options = RunOptions(
+        out_dir=args.out, seed=args.seed, fault=args.inject_fault,
+        command="python -m harness " + " ".join(shlex.quote(part) for part in argv),
+    )
+    show_progress = len(cases) > PROGRESS_THRESHOLD and not args.quiet
+    record = run_cases(cases, backend, options, on_case_done=print_progress if show_progress else None)
+    statuses = [case["status"] for case in record["cases"]]
+    for case in record["cases"]:
+        if case["status"] in ("fail", "error"):
+            print(f"{args.backend}: {case['case']}: {case['status']}", file=sys.stderr)
+            for api in case["apis"].values():
+                for item in api["items"].values():
+                    if not item["passed"]:
+                        print(f"  {item['message']}", file=sys.stderr)
+            if case["error"]:
+                print(f"  {case['error']}", file=sys.stderr)
+    passed, known = statuses.count("pass"), statuses.count("known")
+    print(
+        f"{args.backend} on {backend.device}: {passed} of {len(statuses)} cases passed, {known} known divergences; "
+        f"wrote {args.out / (args.backend + '.json')}"
+    )
+    return EXIT_OK if passed + known == len(statuses) else EXIT_FAILED
+
+
+def _command_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+
+    try:
+        path = write_report(args.dir)
+    except RecordError as error:
+        return _fail(str(error))
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _command_list(args: argparse.Namespace) -> int:
+    try:
+        cases = _load_cases(args.case_file, args.cases)
+    except CaseError as error:
+        return _fail(str(error))
+    width = max(len(case.name) for case in cases)
+    for case in cases:
+        print(f"{case.name:<{width}}  {case.dtype:<7}  {','.join(case.apis):<32}  {case.description}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m harness", description="Cross-backend numerical parity for Keras 3 recurrent layers.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run cases on one backend in this interpreter and record the results")
+    run.add_argument("--backend", required=True, choices=BACKENDS)
+    run.add_argument("--cases", metavar="GLOB", help="only the cases whose name matches this glob")
+    run.add_argument("--case-file", type=Path, metavar="FILE.toml", help="read cases from this file instead of the built-ins")
+    run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="where to write <backend>.json and .npz")
+    run.add_argument("--seed", type=int, default=None, help="seed for inputs and weights (default: the published one)")
+    run.add_argument("--inject-fault", metavar="NAME", help="patch a known bug into Keras to check the harness catches it")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    report = commands.add_parser("report", help="merge the records in DIR into DIR/REPORT.md")
+    report.add_argument("dir", type=Path, metavar="DIR")
+
+    listing = commands.add_parser("list", help="list the cases")
+    listing.add_argument("--cases", metavar="GLOB")
+    listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        if args.seed is None:
+            from harness.weights import DEFAULT_SEED
+
+            args.seed = DEFAULT_SEED
+        return _command_run(args, argv)
+    if args.command == "report":
+        return _command_report(args)
+    return _command_list(args)

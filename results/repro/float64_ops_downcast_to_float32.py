@@ -1,0 +1,35 @@
+"""keras.ops compute some float64 inputs in float32 on JAX and PyTorch.
+
+On JAX (with JAX_ENABLE_X64=1) keras.ops.tanh returns float32 for a float64 input; on PyTorch
+keras.ops.matmul does. A float64 LSTM therefore runs its tanh in float32 on JAX, and a float64 Dense
+runs its matmul in float32 on PyTorch. TensorFlow stays in float64.
+
+Run with only keras and one backend installed, for example:
+    JAX_ENABLE_X64=1 KERAS_BACKEND=jax python float64_ops_downcast_to_float32.py
+    KERAS_BACKEND=torch python float64_ops_downcast_to_float32.py
+Exits 1 while any of the ops returns float32.
+"""
+
+import sys
+
+import keras
+import numpy as np
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(5, 7))
+w = rng.normal(size=(7, 3))
+x_backend = keras.ops.convert_to_tensor(x, dtype="float64")
+w_backend = keras.ops.convert_to_tensor(w, dtype="float64")
+
+print("backend:", keras.backend.backend(), "keras", keras.__version__)
+downcast = False
+for name, result, exact in (
+    ("tanh", keras.ops.tanh(x_backend), np.tanh(x)),
+    ("sigmoid", keras.ops.sigmoid(x_backend), 1.0 / (1.0 + np.exp(-x))),
+    ("matmul", keras.ops.matmul(x_backend, w_backend), x @ w),
+):
+    dtype = keras.backend.standardize_dtype(result.dtype)
+    error = np.abs(keras.ops.convert_to_numpy(result).astype("float64") - exact).max()
+    print(f"ops.{name}: float64 in, {dtype} out, max error {error:.3g}")
+    downcast = downcast or dtype != "float64"
+sys.exit(1 if downcast else 0)
