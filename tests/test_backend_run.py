@@ -1,0 +1,102 @@
+"""End to end on the session's backend: the harness runs, agrees with the reference, and catches bugs.
+
+These tests run Keras for real on KERAS_BACKEND (set by 'nox -s tests'); each nox session runs them
+for its own backend.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_harness
+
+pytestmark = pytest.mark.backend
+
+QUICK_CASES = "lstm_*"  # every float32 single-LSTM case: sequences, state, masks, go_backwards, activations
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    import os
+
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend is None:
+        pytest.skip("KERAS_BACKEND is not set: run through 'nox -s tests'")
+    out = tmp_path_factory.mktemp("clean")
+    completed = run_harness("run", "--backend", backend, "--cases", QUICK_CASES, "--out", str(out))
+    return backend, out, completed
+
+
+def test_unmodified_backend_passes_every_case(clean_run):
+    backend, out, completed = clean_run
+    assert completed.returncode == 0, completed.stderr
+    record = json.loads((out / f"{backend}.json").read_text())
+    assert record["backend"] == backend and record["finished"] is not None
+    assert record["versions"]["keras"] == "3.15.1"
+    statuses = {case["case"]: case["status"] for case in record["cases"]}
+    assert len(statuses) >= 8
+    assert set(statuses.values()) <= {"pass", "known"}, statuses
+
+
+def test_sequential_functional_and_subclassed_agree(clean_run):
+    backend, out, _ = clean_run
+    record = json.loads((out / f"{backend}.json").read_text())
+    sequential_cases = [case for case in record["cases"] if "sequential" in case["apis"]]
+    assert sequential_cases
+    for case in record["cases"]:
+        pairs = {tuple(row["apis"]) for row in case["api_agreement"]}
+        if "sequential" in case["apis"]:
+            assert ("sequential", "functional") in pairs
+        for row in case["api_agreement"]:
+            # Same layers, same weights, same backend: any difference at all would be a finding.
+            assert row["bitwise_equal"], (case["case"], row)
+
+
+def test_raw_outputs_saved_beside_record(clean_run):
+    backend, out, _ = clean_run
+    record = json.loads((out / f"{backend}.json").read_text())
+    with np.load(out / f"{backend}.npz") as arrays:
+        keys = set(arrays.files)
+    for case in record["cases"]:
+        for api, result in case["apis"].items():
+            for output in result["items"]:
+                assert f"{case['case']}/{api}/{output}" in keys
+
+
+@pytest.mark.parametrize("fault", ["swap_input_forget_gates", "forget_gate_bias_offset", "no_cell_activation"])
+def test_injected_fault_makes_the_run_fail(session_backend, tmp_path, fault):
+    completed = run_harness(
+        "run", "--backend", session_backend, "--cases", "lstm_sequences", "--inject-fault", fault, "--out", str(tmp_path)
+    )
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    record = json.loads((tmp_path / f"{session_backend}.json").read_text())
+    assert record["fault"] == fault
+    assert [case["status"] for case in record["cases"]] == ["fail"]
+    assert "elements mismatch" in completed.stderr
+
+
+def test_report_merges_the_run(clean_run):
+    backend, out, _ = clean_run
+    completed = run_harness("report", str(out))
+    assert completed.returncode == 0, completed.stderr
+    report = (out / "REPORT.md").read_text()
+    assert f"| {backend} | cpu |" in report
+    assert "lstm_right_padded_mask" in report and "bitwise equal" in report
+
+
+def test_reference_activations_match_keras(session_backend):
+    import os
+
+    os.environ["KERAS_BACKEND"] = session_backend
+    import keras
+
+    from reference.activations import ACTIVATIONS
+
+    x = np.random.default_rng(0).normal(scale=3.0, size=(4, 9)).astype("float32")
+    x[0, :5] = [0.0, 3.0, -3.0, 0.5, -0.5]  # the kinks of hard_sigmoid, shrink functions
+    for name, function in ACTIVATIONS.items():
+        expected = function(x.astype(np.float64))
+        actual = keras.ops.convert_to_numpy(keras.activations.get(name)(keras.ops.convert_to_tensor(x)))
+        # float32 evaluation against float64: a few float32 ulps of the output's magnitude.
+        np.testing.assert_allclose(actual, expected, rtol=2e-6, atol=2e-6, err_msg=name)
