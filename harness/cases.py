@@ -2,59 +2,144 @@
 
 Cases are read from TOML (the built-in ``cases.toml`` beside this file, or a user's ``--case-file``)
 and validated here, so that a bad entry fails with one line naming the entry, the field and what is
-accepted. Nothing in this module imports Keras.
+accepted. A ``[[matrix]]`` entry expands into the cartesian product of its axes, one case per
+combination. Nothing in this module imports Keras.
 """
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+import itertools
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from reference.activations import ACTIVATIONS
 
 BUILTIN_CASE_FILE = Path(__file__).with_name("cases.toml")
 
-DTYPES = ("float32", "float64")
-MASKS = ("none", "right_padded")
-INITIAL_STATES = ("none", "random")
-APIS = ("sequential", "functional", "subclassed")
-ENTRY_POINTS = ("predict", "call")
-
-# Per layer type: the options a case may set, with their default values (Keras's defaults).
-LAYER_OPTIONS: dict[str, dict[str, Any]] = {
-    "lstm": {
-        "units": None,
-        "activation": "tanh",
-        "recurrent_activation": "sigmoid",
-        "use_bias": True,
-        "return_sequences": False,
-        "return_state": False,
-        "go_backwards": False,
-        "zero_output_for_mask": False,
-    },
-    "dense": {"units": None, "activation": None, "use_bias": True},
+# dtype name -> (variable dtype, compute dtype). The mixed policies keep float32 variables.
+DTYPES: dict[str, tuple[str, str]] = {
+    "float32": ("float32", "float32"),
+    "float64": ("float64", "float64"),
+    "float16": ("float16", "float16"),
+    "bfloat16": ("bfloat16", "bfloat16"),
+    "mixed_float16": ("float32", "float16"),
+    "mixed_bfloat16": ("float32", "bfloat16"),
 }
-_BOOL_OPTIONS = {"use_bias", "return_sequences", "return_state", "go_backwards", "zero_output_for_mask"}
-_ACTIVATION_OPTIONS = {"activation", "recurrent_activation"}
-_NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
+MASKS = ("none", "right_padded", "left_padded", "holes", "all_masked_row")
+MASK_SOURCES = ("masking_layer", "argument")
+INITIAL_STATES = ("none", "zeros", "random")
+APIS = ("sequential", "functional", "subclassed")
+ENTRY_POINTS = ("predict", "call", "predict_on_batch")
+STATEFUL_ENTRY_POINTS = ("call", "predict", "predict_on_batch", "evaluate", "train_on_batch", "fit")
+JIT_COMPILE = ("auto", "on", "off")
+MERGE_MODES = ("concat", "sum", "ave", "mul", "none")
 
 
 class CaseError(ValueError):
     """A case entry is malformed; the message names the entry, the field and what is accepted."""
 
 
+def _is_bool(value: Any) -> str:
+    return "" if isinstance(value, bool) else "expected true or false"
+
+
+def _is_positive_int(value: Any) -> str:
+    return "" if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else "expected a positive integer"
+
+
+def _is_rate(value: Any) -> str:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0
+    return "" if ok else "expected a number in [0, 1)"
+
+
+def _one_of(*accepted: Any) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        return "" if value in accepted and type(value) in {type(a) for a in accepted} else "accepted: " + ", ".join(
+            str(a).lower() if isinstance(a, bool) else str(a) for a in accepted
+        )
+
+    return check
+
+
+def _is_activation(value: Any) -> str:
+    return "" if value in ACTIVATIONS else "accepted: " + ", ".join(sorted(ACTIVATIONS))
+
+
+# Per layer type: option -> (default, check). A check returns "" when the value is accepted, else
+# the accepted values. Defaults are Keras's.
+_RNN_OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
+    "units": (None, _is_positive_int),
+    "activation": ("tanh", _is_activation),
+    "recurrent_activation": ("sigmoid", _is_activation),
+    "use_bias": (True, _is_bool),
+    "return_sequences": (False, _is_bool),
+    "return_state": (False, _is_bool),
+    "go_backwards": (False, _is_bool),
+    "zero_output_for_mask": (False, _is_bool),
+    "unroll": (False, _is_bool),
+    "implementation": (2, _one_of(1, 2)),
+    "use_cudnn": ("auto", _one_of("auto", True, False)),
+    "dropout": (0.0, _is_rate),
+    "recurrent_dropout": (0.0, _is_rate),
+}
+_DENSE_OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
+    "units": (None, _is_positive_int),
+    "activation": ("linear", _is_activation),
+    "use_bias": (True, _is_bool),
+}
+LAYER_OPTIONS: dict[str, dict[str, tuple[Any, Callable[[Any], str]]]] = {
+    "lstm": _RNN_OPTIONS,
+    "bidirectional": {**{k: v for k, v in _RNN_OPTIONS.items() if k != "go_backwards"}, "merge_mode": ("concat", _one_of(*MERGE_MODES))},
+    "branches": {"shared": (None, _is_bool), "layer": (None, lambda value: "" if isinstance(value, dict) else "expected an lstm table")},
+    "dense": _DENSE_OPTIONS,
+    "time_distributed_dense": _DENSE_OPTIONS,
+}
+RECURRENT_TYPES = ("lstm", "bidirectional", "branches")
+_NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
+
+
 @dataclass(frozen=True)
 class LayerSpec:
     type: str
     options: dict[str, Any]
+    inner: "LayerSpec | None" = None  # the LSTM a 'branches' layer applies on each branch
 
     @property
     def units(self) -> int:
-        return int(self.options["units"])
+        return self.inner.units if self.inner is not None else int(self.options["units"])
+
+    @property
+    def output_width(self) -> int:
+        """The size of the last axis of this layer's (main) output."""
+        if self.type == "branches":
+            return 2 * self.inner.units
+        if self.type == "bidirectional" and self.options["merge_mode"] == "concat":
+            return 2 * self.units
+        return self.units
+
+    @property
+    def returns_sequences(self) -> bool:
+        if self.type == "branches":
+            return bool(self.inner.options["return_sequences"])
+        if self.type in ("lstm", "bidirectional"):
+            return bool(self.options["return_sequences"])
+        return True  # dense layers keep whatever time axis they are given
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The names of this layer's outputs, in Keras's order."""
+        if self.type == "lstm":
+            return ("output", "h", "c") if self.options["return_state"] else ("output",)
+        if self.type == "bidirectional":
+            main = ("forward", "backward") if self.options["merge_mode"] == "none" else ("output",)
+            states = ("h_forward", "c_forward", "h_backward", "c_backward") if self.options["return_state"] else ()
+            return main + states
+        return ("output",)
 
 
 @dataclass(frozen=True)
@@ -67,36 +152,58 @@ class Case:
     features: int
     layers: tuple[LayerSpec, ...]
     mask: str = "none"
+    mask_source: str = "masking_layer"
     initial_state: str = "none"
     apis: tuple[str, ...] = APIS
     entry_point: str = "predict"
+    jit_compile: str = "auto"
+    predict_batch_size: int | None = None
+    stateful_batches: int = 0
     source: str = field(default="builtin", compare=False)
 
     @property
-    def returns_state(self) -> bool:
-        last = self.layers[-1]
-        return last.type == "lstm" and bool(last.options["return_state"])
+    def variable_dtype(self) -> str:
+        return DTYPES[self.dtype][0]
+
+    @property
+    def compute_dtype(self) -> str:
+        return DTYPES[self.dtype][1]
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        """Names of the model's outputs, in order: 'output', then 'h' and 'c' with return_state."""
-        return ("output", "h", "c") if self.returns_state else ("output",)
+        return self.layers[-1].output_names
+
+    @property
+    def stateful(self) -> bool:
+        return self.stateful_batches > 0
+
+    @property
+    def initial_state_count(self) -> int:
+        """How many state arrays the first layer takes: [h0, c0], or four for a Bidirectional."""
+        return 4 if self.layers[0].type == "bidirectional" else 2
+
+
+_CASE_FIELDS: dict[str, Any] = {
+    "name": None, "description": "", "dtype": None, "batch": None, "time": None, "features": None, "layers": None,
+    "mask": "none", "mask_source": "masking_layer", "initial_state": "none", "apis": None, "entry_point": "predict",
+    "jit_compile": "auto", "predict_batch_size": None, "stateful_batches": 0,
+}
 
 
 def _fail(where: str, field_name: str, problem: str) -> CaseError:
     return CaseError(f"{where}: field {field_name!r} {problem}")
 
 
-def _require_int(entry: dict[str, Any], where: str, key: str) -> int:
+def _require_int(entry: dict[str, Any], where: str, key: str, minimum: int = 1) -> int:
     if key not in entry:
         raise _fail(where, key, "is missing; expected a positive integer")
     value = entry[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise _fail(where, key, f"is {value!r}; expected a positive integer")
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise _fail(where, key, f"is {value!r}; expected an integer >= {minimum}")
     return value
 
 
-def _require_choice(entry: dict[str, Any], where: str, key: str, accepted: tuple[str, ...], default: str | None) -> str:
+def _require_choice(entry: dict[str, Any], where: str, key: str, accepted: tuple[str, ...] | dict, default: str | None) -> str:
     value = entry.get(key, default)
     if value is None:
         raise _fail(where, key, f"is missing; accepted: {', '.join(accepted)}")
@@ -112,19 +219,35 @@ def _parse_layer(raw: Any, where: str) -> LayerSpec:
     if layer_type not in LAYER_OPTIONS:
         raise _fail(where, "type", f"is {layer_type!r}; accepted: {', '.join(LAYER_OPTIONS)}")
     allowed = LAYER_OPTIONS[layer_type]
-    options = dict(allowed)
+    options = {key: default for key, (default, _) in allowed.items()}
     for key, value in raw.items():
         if key == "type":
             continue
         if key not in allowed:
             raise _fail(where, key, f"is not an option of a {layer_type} layer; accepted: {', '.join(allowed)}")
-        if key in _BOOL_OPTIONS and not isinstance(value, bool):
-            raise _fail(where, key, f"is {value!r}; expected true or false")
-        if key in _ACTIVATION_OPTIONS and value not in ACTIVATIONS:
-            raise _fail(where, key, f"is {value!r}; accepted: {', '.join(sorted(ACTIVATIONS))}")
+        problem = allowed[key][1](value)
+        if problem:
+            raise _fail(where, key, f"is {value!r}; {problem}")
         options[key] = value
-    options["units"] = _require_int(raw, where, "units")
-    return LayerSpec(type=layer_type, options=options)
+    for key, (default, _) in allowed.items():
+        if default is None and key not in raw:
+            raise _fail(where, key, f"is missing from the {layer_type} layer")
+    inner = None
+    if layer_type == "branches":
+        inner = _parse_layer(options.pop("layer"), f"{where}, branch layer")
+        if inner.type != "lstm" or inner.options["return_state"]:
+            raise _fail(where, "layer", "must be an lstm without return_state")
+    return LayerSpec(type=layer_type, options=options, inner=inner)
+
+
+def _check_stack(layers: tuple[LayerSpec, ...], where: str) -> None:
+    if layers[0].type not in RECURRENT_TYPES:
+        raise _fail(where, "layers", f"must start with a recurrent layer ({', '.join(RECURRENT_TYPES)})")
+    for index, layer in enumerate(layers[:-1]):
+        if len(layer.output_names) > 1:
+            raise _fail(f"{where}, layer {index}", "type", "has several outputs (return_state or merge_mode none): only the last layer may")
+        if layer.type in RECURRENT_TYPES and not layer.returns_sequences and layers[index + 1].type in RECURRENT_TYPES:
+            raise _fail(f"{where}, layer {index}", "return_sequences", "must be true: the next recurrent layer needs a sequence")
 
 
 def parse_case(entry: dict[str, Any], source: str) -> Case:
@@ -133,23 +256,23 @@ def parse_case(entry: dict[str, Any], source: str) -> Case:
     if not isinstance(name, str) or not _NAME_PATTERN.match(name):
         raise CaseError(f"{source}: a case has name {name!r}; expected lower-case letters, digits and _")
     where = f"{source}: case {name!r}"
-    known = {
-        "name", "description", "dtype", "batch", "time", "features", "mask", "initial_state", "apis", "entry_point",
-        "layers",
-    }
     for key in entry:
-        if key not in known:
-            raise _fail(where, key, f"is not a case field; accepted: {', '.join(sorted(known))}")
+        if key not in _CASE_FIELDS:
+            raise _fail(where, key, f"is not a case field; accepted: {', '.join(_CASE_FIELDS)}")
 
     raw_layers = entry.get("layers")
     if not isinstance(raw_layers, list) or not raw_layers:
         raise _fail(where, "layers", "is missing or empty; expected a list of layer tables")
     layers = tuple(_parse_layer(raw, f"{where}, layer {index}") for index, raw in enumerate(raw_layers))
-    if layers[0].type != "lstm":
-        raise _fail(where, "layers", "must start with an lstm layer")
-    for index, layer in enumerate(layers[:-1]):
-        if layer.type == "lstm" and layer.options["return_state"]:
-            raise _fail(f"{where}, layer {index}", "return_state", "is only accepted on the last layer")
+    _check_stack(layers, where)
+
+    stateful_batches = entry.get("stateful_batches", 0)
+    if not isinstance(stateful_batches, int) or isinstance(stateful_batches, bool) or stateful_batches < 0:
+        raise _fail(where, "stateful_batches", f"is {stateful_batches!r}; expected an integer >= 0")
+    entry_points = STATEFUL_ENTRY_POINTS if stateful_batches else ENTRY_POINTS
+    predict_batch_size = entry.get("predict_batch_size")
+    if predict_batch_size is not None:
+        predict_batch_size = _require_int(entry, where, "predict_batch_size")
 
     case = Case(
         name=name,
@@ -160,10 +283,17 @@ def parse_case(entry: dict[str, Any], source: str) -> Case:
         features=_require_int(entry, where, "features"),
         layers=layers,
         mask=_require_choice(entry, where, "mask", MASKS, "none"),
+        mask_source=_require_choice(entry, where, "mask_source", MASK_SOURCES, "masking_layer"),
         initial_state=_require_choice(entry, where, "initial_state", INITIAL_STATES, "none"),
-        entry_point=_require_choice(entry, where, "entry_point", ENTRY_POINTS, "predict"),
+        entry_point=_require_choice(entry, where, "entry_point", entry_points, "predict"),
+        jit_compile=_require_choice(entry, where, "jit_compile", JIT_COMPILE, "auto"),
+        predict_batch_size=predict_batch_size,
+        stateful_batches=stateful_batches,
         source=source,
     )
+    problem = _case_problem(case)
+    if problem:
+        raise _fail(where, problem[0], problem[1])
     possible = possible_apis(case)
     requested = entry.get("apis")
     if requested is None:
@@ -175,15 +305,43 @@ def parse_case(entry: dict[str, Any], source: str) -> Case:
             if api not in possible:
                 raise _fail(where, "apis", f"asks for {api!r}, which cannot express this case ({why_not(case, api)})")
         apis = tuple(requested)
-    return Case(**{**case.__dict__, "apis": apis})
+    if not apis:
+        raise _fail(where, "layers", "cannot be expressed in any model-building API")
+    return replace(case, apis=apis)
+
+
+def _case_problem(case: Case) -> tuple[str, str] | None:
+    """A (field, problem) pair for combinations no Keras model can express, else None."""
+    if case.initial_state != "none" and case.layers[0].type == "branches":
+        return "initial_state", "cannot be combined with a branches layer"
+    if case.stateful:
+        if any(layer.options.get("go_backwards") for layer in case.layers):
+            return "stateful_batches", "cannot be combined with go_backwards (each batch would be read backwards)"
+        if case.initial_state != "none" or case.mask != "none":
+            return "stateful_batches", "cannot be combined with initial_state or a mask"
+        if any(layer.type != "lstm" for layer in case.layers if layer.type in RECURRENT_TYPES):
+            return "stateful_batches", "is only supported for stacks of plain lstm layers"
+        if case.layers[-1].output_names != ("output",):
+            return "stateful_batches", "cannot be combined with return_state on the last layer"
+    if case.predict_batch_size is not None and case.entry_point != "predict":
+        return "predict_batch_size", "is only meaningful with entry_point = \"predict\""
+    if case.mask == "all_masked_row" and case.batch < 2:
+        return "mask", "all_masked_row needs batch >= 2 (one row fully masked, others not)"
+    return None
 
 
 def why_not(case: Case, api: str) -> str:
     """Why ``api`` cannot express ``case``; empty when it can."""
-    if api == "sequential" and case.returns_state:
-        return "a Sequential model's layers have one output each, so return_state cannot be used"
-    if api == "sequential" and case.initial_state != "none":
+    if api != "sequential":
+        return ""
+    if len(case.output_names) > 1:
+        return "a Sequential model's layers have one output each, so return_state and merge_mode none cannot be used"
+    if case.initial_state != "none":
         return "a Sequential model has one input, so initial_state cannot be passed"
+    if case.mask != "none" and case.mask_source == "argument":
+        return "a Sequential model has one input, so a mask cannot be passed as an argument"
+    if any(layer.type == "branches" for layer in case.layers):
+        return "a Sequential model is a single chain, so it cannot have branches"
     return ""
 
 
@@ -191,17 +349,66 @@ def possible_apis(case: Case) -> tuple[str, ...]:
     return tuple(api for api in APIS if not why_not(case, api))
 
 
+def _set_path(entry: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``layers.0.unroll``-style paths inside a case table."""
+    parts = path.split(".")
+    target: Any = entry
+    for part in parts[:-1]:
+        target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+    last = parts[-1]
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+
+
+def _name_part(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return re.sub(r"[^a-z0-9]+", "", str(value).lower()) or "x"
+
+
+def expand_matrix(matrix: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """One case table per combination of the matrix's axes (cartesian product)."""
+    label = f"{source}: matrix {matrix.get('name', '?')!r}"
+    for key in ("name", "base", "axes"):
+        if key not in matrix:
+            raise CaseError(f"{label}: field {key!r} is missing; a matrix has name (a template), base and axes")
+    axes = matrix["axes"]
+    if not isinstance(axes, dict) or not axes or not all(isinstance(v, list) and v for v in axes.values()):
+        raise CaseError(f"{label}: field 'axes' must map field paths to non-empty lists of values")
+    entries = []
+    keys = list(axes)
+    for values in itertools.product(*(axes[key] for key in keys)):
+        entry = copy.deepcopy(matrix["base"])
+        parts = {}
+        for key, value in zip(keys, values):
+            _set_path(entry, key, value)
+            parts[key.split(".")[-1]] = _name_part(value)
+        try:
+            entry["name"] = matrix["name"].format(**parts)
+        except KeyError as missing:
+            raise CaseError(f"{label}: name template uses {missing} which is not an axis") from None
+        entries.append(entry)
+    return entries
+
+
 def load_case_file(path: Path) -> list[Case]:
-    """Read every case in a TOML file; raise CaseError for an unreadable file or a bad entry."""
+    """Read every case (and expand every matrix) in a TOML file; CaseError for any bad entry."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CaseError(f"case file {path} does not exist") from None
     except tomllib.TOMLDecodeError as error:
         raise CaseError(f"case file {path} is not valid TOML: {error}") from None
-    entries = data.get("case")
-    if not isinstance(entries, list) or not entries:
-        raise CaseError(f"case file {path} has no [[case]] entries")
+    unknown = set(data) - {"case", "matrix"}
+    if unknown:
+        raise CaseError(f"case file {path} has unknown tables {sorted(unknown)}; accepted: [[case]], [[matrix]]")
+    entries = list(data.get("case", []))
+    for matrix in data.get("matrix", []):
+        entries += expand_matrix(matrix, str(path))
+    if not entries:
+        raise CaseError(f"case file {path} has no [[case]] or [[matrix]] entries")
     cases = [parse_case(entry, str(path)) for entry in entries]
     seen: set[str] = set()
     for case in cases:
@@ -219,7 +426,8 @@ def select_cases(cases: list[Case], pattern: str | None) -> list[Case]:
     """The cases whose name matches the glob ``pattern`` (all when None); CaseError when none do."""
     if pattern is None:
         return list(cases)
-    selected = [case for case in cases if fnmatch.fnmatchcase(case.name, pattern)]
+    patterns = pattern.split(",")
+    selected = [case for case in cases if any(fnmatch.fnmatchcase(case.name, p) for p in patterns)]
     if not selected:
         raise CaseError(f"no case matches {pattern!r}; 'python -m harness list' shows the case names")
     return selected

@@ -57,12 +57,16 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     options = RunOptions(
         out_dir=args.out, seed=args.seed, fault=args.inject_fault,
         command="python -m harness " + " ".join(shlex.quote(part) for part in argv),
+        case_timeout_s=args.case_timeout, resume=args.resume,
     )
     show_progress = len(cases) > PROGRESS_THRESHOLD and not args.quiet
-    record = run_cases(cases, backend, options, on_case_done=print_progress if show_progress else None)
+    try:
+        record = run_cases(cases, backend, options, on_case_done=print_progress if show_progress else None)
+    except RecordError as error:
+        return _fail(f"cannot resume: {error}")
     statuses = [case["status"] for case in record["cases"]]
     for case in record["cases"]:
-        if case["status"] in ("fail", "error"):
+        if case["status"] in ("fail", "error", "timeout"):
             print(f"{args.backend}: {case['case']}: {case['status']}", file=sys.stderr)
             for api in case["apis"].values():
                 for item in api["items"].values():
@@ -70,12 +74,12 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                         print(f"  {item['message']}", file=sys.stderr)
             if case["error"]:
                 print(f"  {case['error']}", file=sys.stderr)
-    passed, known = statuses.count("pass"), statuses.count("known")
+    passed, known, refused = statuses.count("pass"), statuses.count("known"), statuses.count("refused")
     print(
-        f"{args.backend} on {backend.device}: {passed} of {len(statuses)} cases passed, {known} known divergences; "
-        f"wrote {args.out / (args.backend + '.json')}"
+        f"{args.backend} on {backend.device}: {passed} of {len(statuses)} cases passed, {known} known divergences, "
+        f"{refused} refused by design; wrote {args.out / (args.backend + '.json')} in {record.get('wall_time_s', 0):.0f} s"
     )
-    return EXIT_OK if passed + known == len(statuses) else EXIT_FAILED
+    return EXIT_OK if passed + known + refused == len(statuses) else EXIT_FAILED
 
 
 def _command_report(args: argparse.Namespace) -> int:
@@ -111,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("results"), metavar="DIR", help="where to write <backend>.json and .npz")
     run.add_argument("--seed", type=int, default=None, help="seed for inputs and weights (default: the published one)")
     run.add_argument("--inject-fault", metavar="NAME", help="patch a known bug into Keras to check the harness catches it")
+    run.add_argument("--case-timeout", type=int, default=300, metavar="S", help="seconds before a case is recorded as timeout")
+    run.add_argument("--resume", action="store_true", help="keep the cases already in DIR/<backend>.json and run the rest")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
     report = commands.add_parser("report", help="merge the records in DIR into DIR/REPORT.md")

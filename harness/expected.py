@@ -1,4 +1,11 @@
-"""Expected outputs of a case, computed by the float64 NumPy reference. No Keras here."""
+"""Expected outputs of a case, computed by the float64 NumPy reference. No Keras here.
+
+Each layer type maps to the reference functions the way Keras composes its layers: a Bidirectional
+runs a forward LSTM and a go_backwards copy and flips the backward sequence back before merging;
+branches run an LSTM (one instance, or two) on the same input and concatenate; Dense and
+TimeDistributed(Dense) act on the last axis. Masks propagate as in Keras: a layer that returns
+sequences passes its input mask on, one that does not drops it.
+"""
 
 from __future__ import annotations
 
@@ -6,52 +13,107 @@ import numpy as np
 
 import reference
 from harness.cases import Case, LayerSpec
-from harness.weights import CaseData
+
+_MERGE = {
+    "concat": lambda forward, backward: np.concatenate([forward, backward], axis=-1),
+    "sum": lambda forward, backward: forward + backward,
+    "ave": lambda forward, backward: (forward + backward) / 2.0,
+    "mul": lambda forward, backward: forward * backward,
+}
 
 
-def _apply_layer(
-    layer: LayerSpec,
-    x: np.ndarray,
-    weights: tuple[np.ndarray, ...],
-    mask: np.ndarray | None,
-    initial_state: tuple[np.ndarray, np.ndarray] | None,
-) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """One layer: returns (its outputs, the mask it passes on), mirroring Keras's mask propagation."""
+def _lstm(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool) -> list[np.ndarray]:
+    result = reference.lstm(
+        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
+        activation=options["activation"], recurrent_activation=options["recurrent_activation"],
+        mask=mask, initial_state=initial_state, go_backwards=go_backwards,
+        return_sequences=options["return_sequences"], return_state=True,
+        zero_output_for_mask=options["zero_output_for_mask"],
+    )
+    return result
+
+
+def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_state) -> list[np.ndarray]:
     options = layer.options
     if layer.type == "lstm":
-        bias = weights[2] if options["use_bias"] else None
-        result = reference.lstm(
-            x,
-            weights[0],
-            weights[1],
-            bias,
-            activation=options["activation"],
-            recurrent_activation=options["recurrent_activation"],
-            mask=mask,
-            initial_state=initial_state,
-            go_backwards=options["go_backwards"],
-            return_sequences=options["return_sequences"],
-            return_state=options["return_state"],
-            zero_output_for_mask=options["zero_output_for_mask"],
-        )
-        outputs = result if isinstance(result, list) else [result]
-        # Keras passes the input mask on unchanged when the layer returns sequences, else drops it.
-        return outputs, mask if options["return_sequences"] else None
-    if layer.type == "dense":
-        bias = weights[1] if options["use_bias"] else None
-        return [reference.dense(x, weights[0], bias, activation=options["activation"])], mask
+        output, h, c = _lstm(options, x, weights[0], mask, initial_state, options["go_backwards"])
+        return [output, h, c] if options["return_state"] else [output]
+    if layer.type == "bidirectional":
+        forward_weights, backward_weights = weights[0][:len(weights[0]) // 2], weights[0][len(weights[0]) // 2:]
+        forward_state = initial_state[:2] if initial_state is not None else None
+        backward_state = initial_state[2:] if initial_state is not None else None
+        forward, h_f, c_f = _lstm(options, x, forward_weights, mask, forward_state, False)
+        backward, h_b, c_b = _lstm(options, x, backward_weights, mask, backward_state, True)
+        if options["return_sequences"]:
+            backward = backward[:, ::-1, :]
+        merged = [forward, backward] if options["merge_mode"] == "none" else [_MERGE[options["merge_mode"]](forward, backward)]
+        return merged + ([h_f, c_f, h_b, c_b] if options["return_state"] else [])
+    if layer.type == "branches":
+        inner = layer.inner.options
+        first = _lstm(inner, x, weights[0], mask, None, inner["go_backwards"])[0]
+        second = _lstm(inner, x, weights[-1], mask, None, inner["go_backwards"])[0]
+        return [np.concatenate([first, second], axis=-1)]
+    if layer.type in ("dense", "time_distributed_dense"):
+        kernel, *bias = weights[0]
+        return [reference.dense(x, kernel, bias[0] if bias else None, activation=options["activation"])]
     raise ValueError(f"no reference for layer type {layer.type!r}")
 
 
-def expected_outputs(case: Case, data: CaseData) -> dict[str, np.ndarray]:
-    """The float64 reference outputs of the case, keyed by output name (output, h, c)."""
-    x = data.x.astype(np.float64)
-    mask = data.mask
-    initial_state = data.initial_state
-    outputs: list[np.ndarray] = []
-    for layer, weights in zip(case.layers, data.layer_weights):
-        weights64 = tuple(w.astype(np.float64) for w in weights)
-        outputs, mask = _apply_layer(layer, x, weights64, mask, initial_state)
+def _stack(case: Case, x: np.ndarray, layer_weights, mask, initial_state) -> dict[str, np.ndarray]:
+    outputs: list[np.ndarray] = [x]
+    for layer, weights in zip(case.layers, layer_weights):
+        weights64 = tuple(tuple(w.astype(np.float64) for w in group) for group in weights)
+        outputs = _apply_layer(layer, outputs[0], weights64, mask, initial_state)
         initial_state = None
-        x = outputs[0]
+        if not layer.returns_sequences:
+            mask = None
     return dict(zip(case.output_names, outputs))
+
+
+def expected_outputs(case: Case, data) -> dict[str, np.ndarray]:
+    """The float64 reference outputs of the case, keyed by output name (output, h, c, ...).
+
+    For a stateful case the result holds, per batch k of the sequence of batches, ``output@k``; and
+    ``h@layer`` / ``c@layer`` states of every LSTM after the last batch: the reference runs each row
+    over the batches joined along time, which is what carrying the state between batches means.
+    """
+    x = data.x.astype(np.float64)
+    initial_state = None if data.initial_state is None else [s.astype(np.float64) for s in data.initial_state]
+    if not case.stateful:
+        return _stack(case, x, data.layer_weights, data.mask, initial_state)
+    return _stateful_expected(case, x, data.layer_weights)
+
+
+def _stateful_expected(case: Case, x: np.ndarray, layer_weights) -> dict[str, np.ndarray]:
+    batches = case.stateful_batches
+    rows = case.batch
+    joined = np.concatenate([x[k * rows:(k + 1) * rows] for k in range(batches)], axis=1)  # (batch, N*time, f)
+    result: dict[str, np.ndarray] = {}
+    sequence = joined
+    per_step: np.ndarray | None = None
+    for index, (layer, weights) in enumerate(zip(case.layers, layer_weights)):
+        weights64 = tuple(tuple(w.astype(np.float64) for w in group) for group in weights)
+        if layer.type == "lstm":
+            options = dict(layer.options, return_sequences=True)
+            sequence, h, c = _lstm(options, sequence, weights64[0], None, None, options["go_backwards"])
+            result[f"h@{index}"], result[f"c@{index}"] = h, c
+            if not layer.options["return_sequences"]:
+                # Only the last step of each batch is this layer's output for that batch.
+                per_step = sequence[:, case.time - 1 :: case.time, :]
+                sequence = None
+        else:
+            kernel, *bias = weights64[0]
+            source = per_step if sequence is None else sequence
+            transformed = reference.dense(source, kernel, bias[0] if bias else None, activation=layer.options["activation"])
+            if sequence is None:
+                per_step = transformed
+            else:
+                sequence = transformed
+    for k in range(batches):
+        if sequence is not None:
+            result[f"output@{k}"] = sequence[:, k * case.time:(k + 1) * case.time, :]
+        else:
+            result[f"output@{k}"] = per_step[:, k, :]
+    # After reset_states the first batch must give the first batch's output again.
+    result["after_reset@0"] = result["output@0"]
+    return result

@@ -1,123 +1,248 @@
-"""Build one case as a Keras model in each model-building API, all with the same weights.
+"""Build one case as a Keras model in each model-building API, all with the same weights, and run it.
 
 Imported only after harness.backends.activate has chosen the backend.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import keras
+import numpy as np
 
 from harness.cases import Case, LayerSpec
 from harness.weights import CaseData
 
 
-def _make_layer(spec: LayerSpec, dtype: str, index: int) -> keras.layers.Layer:
-    options = {key: value for key, value in spec.options.items()}
+def _rnn_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in options.items() if key not in ("merge_mode",)}
+
+
+@dataclass
+class Block:
+    """One layer of the case: the Keras layers that own its weights, and how to call it."""
+
+    spec: LayerSpec
+    owners: list[keras.layers.Layer]  # in the order of CaseData.layer_weights[i]
+    layer: keras.layers.Layer | None  # the single layer a Sequential model can hold (None for branches)
+
+    def __call__(self, x: Any, mask: Any = None, initial_state: Any = None) -> Any:
+        kwargs: dict[str, Any] = {}
+        if mask is not None:
+            kwargs["mask"] = mask
+        if initial_state is not None:
+            kwargs["initial_state"] = initial_state
+        if self.spec.type == "branches":
+            first = self.owners[0](x, **kwargs)
+            second = self.owners[-1](x, **kwargs)
+            return keras.layers.Concatenate(axis=-1, name=f"{self.owners[0].name}_concat")([first, second])
+        return self.layer(x, **kwargs)
+
+    def lstm_layers(self) -> list[keras.layers.Layer]:
+        return [owner for owner in self.owners if isinstance(owner, keras.layers.LSTM)]
+
+
+def _make_block(spec: LayerSpec, case: Case, index: int) -> Block:
+    dtype = case.dtype
     name = f"{spec.type}_{index}"
     if spec.type == "lstm":
-        return keras.layers.LSTM(dtype=dtype, name=name, **options)
+        layer = keras.layers.LSTM(dtype=dtype, name=name, stateful=case.stateful, **_rnn_kwargs(spec.options))
+        return Block(spec, [layer], layer)
+    if spec.type == "bidirectional":
+        merge_mode = spec.options["merge_mode"]
+        inner = keras.layers.LSTM(dtype=dtype, name=f"{name}_lstm", **_rnn_kwargs(spec.options))
+        layer = keras.layers.Bidirectional(inner, merge_mode=None if merge_mode == "none" else merge_mode, dtype=dtype, name=name)
+        return Block(spec, [layer], layer)
+    if spec.type == "branches":
+        first = keras.layers.LSTM(dtype=dtype, name=f"{name}_a", **_rnn_kwargs(spec.inner.options))
+        owners = [first] if spec.options["shared"] else [first, keras.layers.LSTM(dtype=dtype, name=f"{name}_b", **_rnn_kwargs(spec.inner.options))]
+        return Block(spec, owners, None)
+    dense_options = dict(spec.options)
     if spec.type == "dense":
-        return keras.layers.Dense(dtype=dtype, name=name, **options)
+        layer = keras.layers.Dense(dtype=dtype, name=name, **dense_options)
+        return Block(spec, [layer], layer)
+    if spec.type == "time_distributed_dense":
+        dense = keras.layers.Dense(dtype=dtype, name=f"{name}_dense", **dense_options)
+        layer = keras.layers.TimeDistributed(dense, dtype=dtype, name=name)
+        return Block(spec, [layer], layer)
     raise ValueError(f"no Keras layer for layer type {spec.type!r}")
 
 
-def _make_layers(case: Case) -> list[keras.layers.Layer]:
-    return [_make_layer(spec, case.dtype, index) for index, spec in enumerate(case.layers)]
+def _make_blocks(case: Case) -> list[Block]:
+    return [_make_block(spec, case, index) for index, spec in enumerate(case.layers)]
+
+
+def _input_dtype(case: Case) -> str:
+    return case.variable_dtype
 
 
 def _masking_layer(case: Case) -> keras.layers.Layer | None:
-    # Padded steps are all-zero rows (see harness.weights), so Masking(0.0) recovers the mask exactly.
-    return keras.layers.Masking(mask_value=0.0, dtype=case.dtype, name="masking") if case.mask != "none" else None
+    # Masked steps are all-zero rows (see harness.weights), so Masking(0.0) recovers the mask exactly.
+    if case.mask == "none" or case.mask_source != "masking_layer":
+        return None
+    return keras.layers.Masking(mask_value=0.0, dtype=case.dtype, name="masking")
 
 
-def _state_inputs(case: Case) -> list[Any]:
-    units = case.layers[0].units
-    return [keras.Input(shape=(units,), dtype=case.dtype, name=name) for name in ("h0", "c0")]
+def _x_input(case: Case) -> Any:
+    batch_size = case.batch if case.stateful else None
+    return keras.Input(shape=(case.time, case.features), batch_size=batch_size, dtype=_input_dtype(case), name="x")
 
 
-def build_sequential(case: Case) -> tuple[keras.Model, list[keras.layers.Layer]]:
-    layers = _make_layers(case)
+def _apply_blocks(blocks: list[Block], x: Any, mask: Any, initial_state: Any) -> Any:
+    outputs: Any = None
+    for index, block in enumerate(blocks):
+        outputs = block(x, mask=mask if index == 0 else None, initial_state=initial_state if index == 0 else None)
+        x = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+    return outputs
+
+
+def build_sequential(case: Case) -> tuple[keras.Model, list[Block]]:
+    blocks = _make_blocks(case)
     masking = _masking_layer(case)
-    stack = [keras.Input(shape=(case.time, case.features), dtype=case.dtype)]
-    stack += [masking] if masking is not None else []
-    model = keras.Sequential(stack + layers, name=f"{case.name}_sequential")
-    return model, layers
+    stack = [_x_input(case)] + ([masking] if masking is not None else []) + [block.layer for block in blocks]
+    return keras.Sequential(stack, name=f"{case.name}_sequential"), blocks
 
 
-def build_functional(case: Case) -> tuple[keras.Model, list[keras.layers.Layer]]:
-    layers = _make_layers(case)
+def build_functional(case: Case) -> tuple[keras.Model, list[Block]]:
+    blocks = _make_blocks(case)
     masking = _masking_layer(case)
-    x_input = keras.Input(shape=(case.time, case.features), dtype=case.dtype, name="x")
+    x_input = _x_input(case)
     inputs = [x_input]
     x = masking(x_input) if masking is not None else x_input
+    mask = None
+    if case.mask != "none" and case.mask_source == "argument":
+        mask = keras.Input(shape=(case.time,), dtype="bool", name="mask")
+        inputs.append(mask)
     initial_state = None
     if case.initial_state != "none":
-        initial_state = _state_inputs(case)
+        units = case.layers[0].units
+        initial_state = [keras.Input(shape=(units,), dtype=_input_dtype(case), name=f"state_{i}") for i in range(case.initial_state_count)]
         inputs += initial_state
-    outputs: Any = None
-    for index, layer in enumerate(layers):
-        outputs = layer(x, initial_state=initial_state) if index == 0 and initial_state else layer(x)
-        x = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
+    outputs = _apply_blocks(blocks, x, mask, initial_state)
     model = keras.Model(inputs=inputs if len(inputs) > 1 else x_input, outputs=outputs, name=f"{case.name}_functional")
-    return model, layers
+    return model, blocks
 
 
 class _StackModel(keras.Model):
-    """A subclassed model that calls its layers in order; with an initial state it takes [x, h0, c0]."""
+    """A subclassed model calling its blocks in order; extra inputs: [x, mask?, states...]."""
 
-    def __init__(self, stack: list[keras.layers.Layer], masking: keras.layers.Layer | None, **kwargs: Any) -> None:
+    def __init__(self, blocks: list[Block], masking: Any, takes_mask: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.stack = stack
+        self.blocks = blocks
+        self.owned = [owner for block in blocks for owner in block.owners]  # tracked for weights and saving
         self.masking = masking
+        self.takes_mask = takes_mask
 
     def call(self, inputs: Any) -> Any:
         if isinstance(inputs, (list, tuple)):
-            x, initial_state = inputs[0], list(inputs[1:])
+            x, rest = inputs[0], list(inputs[1:])
         else:
-            x, initial_state = inputs, None
+            x, rest = inputs, []
+        mask = rest.pop(0) if self.takes_mask else None
+        initial_state = rest or None
         if self.masking is not None:
             x = self.masking(x)
-        outputs: Any = None
-        for index, layer in enumerate(self.stack):
-            outputs = layer(x, initial_state=initial_state) if index == 0 and initial_state else layer(x)
-            x = outputs[0] if isinstance(outputs, (list, tuple)) else outputs
-        return outputs
+        return _apply_blocks(self.blocks, x, mask, initial_state)
 
 
-def build_subclassed(case: Case) -> tuple[keras.Model, list[keras.layers.Layer]]:
-    layers = _make_layers(case)
-    model = _StackModel(layers, _masking_layer(case), name=f"{case.name}_subclassed", dtype=case.dtype)
-    return model, layers
+def build_subclassed(case: Case) -> tuple[keras.Model, list[Block]]:
+    blocks = _make_blocks(case)
+    takes_mask = case.mask != "none" and case.mask_source == "argument"
+    model = _StackModel(blocks, _masking_layer(case), takes_mask, name=f"{case.name}_subclassed", dtype=case.dtype)
+    return model, blocks
 
 
 BUILDERS = {"sequential": build_sequential, "functional": build_functional, "subclassed": build_subclassed}
 
 
-def build_model(api: str, case: Case, data: CaseData) -> keras.Model:
+def _first_batch(case: Case, data: CaseData) -> Any:
+    inputs = data.model_inputs(case)
+    if case.stateful:
+        inputs = [inputs[0][: case.batch]]
+    return inputs if len(inputs) > 1 else inputs[0]
+
+
+def build_model(api: str, case: Case, data: CaseData) -> tuple[keras.Model, list[Block]]:
     """Build ``case`` in ``api`` and load the case's weights into every layer with set_weights."""
-    model, layers = BUILDERS[api](case)
-    if not model.built:
+    model, blocks = BUILDERS[api](case)
+    if not model.built or api == "subclassed":
         # A subclassed model creates its variables on the first call.
-        model(data.model_inputs() if len(data.model_inputs()) > 1 else data.x)
-    for layer, weights in zip(layers, data.layer_weights):
-        layer.set_weights(list(weights))
-    return model
+        model(_first_batch(case, data))
+    for block, weights in zip(blocks, data.layer_weights):
+        for owner, arrays in zip(block.owners, weights):
+            owner.set_weights(list(arrays))
+    if case.stateful:
+        reset_states(blocks)
+    if case.jit_compile != "auto" or case.entry_point in ("evaluate", "train_on_batch", "fit"):
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate=0.0),  # states move, weights do not
+            loss="mse",
+            jit_compile={"auto": "auto", "on": True, "off": False}[case.jit_compile],
+        )
+    return model, blocks
 
 
-def run_model(model: keras.Model, case: Case, data: CaseData) -> dict[str, Any]:
-    """Run the model through the case's entry point; NumPy outputs keyed by the case's output names."""
-    inputs = data.model_inputs()
-    model_input = inputs if len(inputs) > 1 else data.x
+def _to_numpy_list(result: Any) -> list[np.ndarray]:
+    result = keras.tree.map_structure(keras.ops.convert_to_numpy, result)
+    return list(result) if isinstance(result, (list, tuple)) else [result]
+
+
+def run_model(model: keras.Model, blocks: list[Block], case: Case, data: CaseData) -> dict[str, np.ndarray]:
+    """Run the model through the case's entry point; NumPy outputs keyed like expected_outputs."""
+    if case.stateful:
+        return _run_stateful(model, blocks, case, data)
+    inputs = data.model_inputs(case)
+    model_input = inputs if len(inputs) > 1 else inputs[0]
     if case.entry_point == "predict":
-        result = model.predict(model_input, batch_size=case.batch, verbose=0)
+        result = model.predict(model_input, batch_size=case.predict_batch_size or case.batch, verbose=0)
+    elif case.entry_point == "predict_on_batch":
+        result = model.predict_on_batch(model_input)
     elif case.entry_point == "call":
         result = model(model_input, training=False)
     else:
         raise ValueError(f"unknown entry point {case.entry_point!r}")
-    result = keras.tree.map_structure(keras.ops.convert_to_numpy, result)
-    outputs = list(result) if isinstance(result, (list, tuple)) else [result]
+    outputs = _to_numpy_list(result)
     if len(outputs) != len(case.output_names):
         raise ValueError(f"model returned {len(outputs)} outputs; expected {len(case.output_names)} ({case.output_names})")
     return dict(zip(case.output_names, outputs))
+
+
+def reset_states(blocks: list[Block]) -> None:
+    for block in blocks:
+        for layer in block.lstm_layers():
+            layer.reset_states()
+
+
+def _run_stateful(model: keras.Model, blocks: list[Block], case: Case, data: CaseData) -> dict[str, np.ndarray]:
+    """Feed the successive batches through the entry point, then read every LSTM's state."""
+    rows, count = case.batch, case.stateful_batches
+    chunks = [data.x[k * rows:(k + 1) * rows] for k in range(count)]
+    outputs: dict[str, np.ndarray] = {}
+    entry = case.entry_point
+    if entry in ("call", "predict_on_batch"):
+        for k, chunk in enumerate(chunks):
+            result = model(chunk, training=False) if entry == "call" else model.predict_on_batch(chunk)
+            outputs[f"output@{k}"] = _to_numpy_list(result)[0]
+    elif entry == "predict":
+        joined = model.predict(data.x, batch_size=rows, verbose=0)
+        for k in range(count):
+            outputs[f"output@{k}"] = np.asarray(joined[k * rows:(k + 1) * rows])
+    else:
+        targets = np.zeros((rows * count, *model.output_shape[1:]), dtype="float32")
+        if entry == "evaluate":
+            model.evaluate(data.x, targets, batch_size=rows, verbose=0)
+        elif entry == "fit":
+            model.fit(data.x, targets, batch_size=rows, epochs=1, shuffle=False, verbose=0)
+        elif entry == "train_on_batch":
+            for k, chunk in enumerate(chunks):
+                model.train_on_batch(chunk, targets[k * rows:(k + 1) * rows])
+    lstm_index = {id(layer): i for i, block in enumerate(blocks) for layer in block.lstm_layers()}
+    for block in blocks:
+        for layer in block.lstm_layers():
+            h, c = (keras.ops.convert_to_numpy(state) for state in layer.states)
+            outputs[f"h@{lstm_index[id(layer)]}"], outputs[f"c@{lstm_index[id(layer)]}"] = h, c
+    # reset_states must bring the model back to its first-batch behaviour.
+    reset_states(blocks)
+    outputs["after_reset@0"] = _to_numpy_list(model(chunks[0], training=False))[0]
+    return outputs

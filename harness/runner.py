@@ -1,18 +1,21 @@
-"""Run cases on the active backend, in-process: build per API, predict, compare, record.
+"""Run cases on the active backend, in-process: build per API, run, compare, record.
 
-The record is rewritten after every case, so an interrupted run keeps what it measured.
+The record is rewritten after every case, so an interrupted run keeps what it measured, and
+``resume`` skips the cases a previous record already holds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import signal
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -25,6 +28,12 @@ from harness.known import classify, load_divergences
 from harness.tolerances import load_tolerances, quantity_of, tolerance_for, tolerance_table_json
 from harness.weights import DEFAULT_SEED, make_case_data
 
+DEFAULT_CASE_TIMEOUT_S = 300
+
+
+class CaseTimeout(Exception):
+    """A case ran past its time limit."""
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -32,6 +41,8 @@ class RunOptions:
     seed: int = DEFAULT_SEED
     fault: str | None = None
     command: str = ""
+    case_timeout_s: int = DEFAULT_CASE_TIMEOUT_S
+    resume: bool = False
 
 
 def _last_line(error: BaseException) -> str:
@@ -39,36 +50,68 @@ def _last_line(error: BaseException) -> str:
     return text[-1] if text else type(error).__name__
 
 
-def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+@contextlib.contextmanager
+def _time_limit(seconds: int) -> Iterator[None]:
+    """Raise CaseTimeout in the main thread after ``seconds`` (SIGALRM; no-op where unavailable)."""
+    if seconds <= 0 or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise CaseTimeout(f"case ran past its {seconds} s limit")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _refused(case: Case, error: BaseException) -> bool:
+    """use_cudnn=True where cuDNN cannot run is refused by Keras by design: recorded, not a failure."""
+    asks_cudnn = any(layer.options.get("use_cudnn") is True for layer in case.layers)
+    return asks_cudnn and "cudnn" in str(error).lower()
+
+
+def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[str, np.ndarray], timeout_s: int = 0) -> dict[str, Any]:
     """Measure one case on the active backend; never raises (an exception becomes status 'error')."""
     from harness import models
 
     started = time.perf_counter()
     result: dict[str, Any] = {
         "case": case.name, "dtype": case.dtype, "entry_point": case.entry_point, "description": case.description,
-        "apis": {},
+        "apis": {}, "api_agreement": [],
     }
     try:
-        data = make_case_data(case, seed)
-        expected = expected_outputs(case, data)
-        actual_by_api: dict[str, dict[str, np.ndarray]] = {}
-        for api in case.apis:
-            model = models.build_model(api, case, data)
-            actual = {name: np.asarray(value) for name, value in models.run_model(model, case, data).items()}
-            actual_by_api[api] = actual
-            items = {}
-            for name, value in actual.items():
-                tolerance = tolerance_for(tolerances, case.dtype, quantity_of(name))
-                comparison = compare(value, expected[name], tolerance, case.dtype)
-                items[name] = comparison.to_json() | {"message": comparison.message(f"{api}/{name}")}
-                raw_outputs[records.array_key(case.name, api, name)] = value
-            result["apis"][api] = {"passed": all(item["passed"] for item in items.values()), "items": items}
-        result["api_agreement"] = _api_agreement(actual_by_api)
+        with _time_limit(timeout_s):
+            data = make_case_data(case, seed)
+            expected = expected_outputs(case, data)
+            actual_by_api: dict[str, dict[str, np.ndarray]] = {}
+            for api in case.apis:
+                model, blocks = models.build_model(api, case, data)
+                actual = {name: np.asarray(value) for name, value in models.run_model(model, blocks, case, data).items()}
+                actual_by_api[api] = actual
+                items = {}
+                for name, value in actual.items():
+                    tolerance = tolerance_for(tolerances, case.dtype, quantity_of(name))
+                    comparison = compare(value, expected[name], tolerance, case.compute_dtype)
+                    items[name] = comparison.to_json() | {"message": comparison.message(f"{api}/{name}")}
+                    raw_outputs[records.array_key(case.name, api, name)] = value
+                result["apis"][api] = {
+                    "passed": all(item["passed"] for item in items.values()),
+                    "jit_compile": getattr(model, "jit_compile", None),
+                    "items": items,
+                }
+            result["api_agreement"] = _api_agreement(actual_by_api)
         all_passed = all(entry["passed"] for entry in result["apis"].values())
         result["status"] = "pass" if all_passed else "fail"
         result["error"] = None
+    except CaseTimeout as error:
+        result["status"], result["error"] = "timeout", str(error)
     except Exception as error:  # one broken case must not stop the run
-        result["status"] = "error"
+        result["status"] = "refused" if _refused(case, error) else "error"
         result["error"] = _last_line(error)
     result["duration_s"] = round(time.perf_counter() - started, 3)
     return result
@@ -84,6 +127,13 @@ def _api_agreement(actual_by_api: dict[str, dict[str, np.ndarray]]) -> list[dict
     return rows
 
 
+def _previous_run(json_path: Path, npz_path: Path, resume: bool) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    if not resume or not json_path.exists():
+        return [], {}
+    previous = records.read_record(json_path)
+    return previous["cases"], records.read_arrays(npz_path)
+
+
 def run_cases(
     cases: list[Case],
     backend: BackendInfo,
@@ -95,6 +145,10 @@ def run_cases(
 
     tolerances = load_tolerances()
     divergences = load_divergences()
+    json_path = options.out_dir / f"{backend.name}.json"
+    npz_path = options.out_dir / f"{backend.name}.npz"
+    done_cases, raw_outputs = _previous_run(json_path, npz_path, options.resume)
+    done_names = {case["case"] for case in done_cases}
     record: dict[str, Any] = {
         "schema": records.SCHEMA,
         "schema_version": records.SCHEMA_VERSION,
@@ -108,22 +162,22 @@ def run_cases(
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "finished": None,
         "tolerances": tolerance_table_json(tolerances),
-        "cases": [],
+        "cases": done_cases,
     }
-    json_path = options.out_dir / f"{backend.name}.json"
-    npz_path = options.out_dir / f"{backend.name}.npz"
-    raw_outputs: dict[str, np.ndarray] = {}
+    todo = [case for case in cases if case.name not in done_names]
+    run_started = time.perf_counter()
     with faults.injected(options.fault):
-        for index, case in enumerate(cases):
-            result = run_case(case, options.seed, tolerances, raw_outputs)
+        for index, case in enumerate(todo):
+            result = run_case(case, options.seed, tolerances, raw_outputs, options.case_timeout_s)
             if options.fault is None:
                 classify(result, backend.name, divergences)
             record["cases"].append(result)
             records.write_arrays(npz_path, raw_outputs)
             records.write_json(json_path, record)
             if on_case_done is not None:
-                on_case_done(index + 1, len(cases), result)
+                on_case_done(len(done_names) + index + 1, len(done_names) + len(todo), result)
     record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record["wall_time_s"] = round(time.perf_counter() - run_started, 1)
     records.write_json(json_path, record)
     return record
 

@@ -39,8 +39,8 @@ def tolerance_for(table: dict[str, dict[str, Tolerance]], dtype: str, quantity: 
 
 
 def quantity_of(output_name: str) -> str:
-    """Which row of the table an output is judged by: the h and c states, or everything else."""
-    return "states" if output_name in ("h", "c") else "outputs"
+    """Which row of the table an output is judged by: the h and c states (h, c@0, h_forward...), or the rest."""
+    return "states" if output_name[0] in ("h", "c") else "outputs"
 
 
 def tolerance_table_json(table: dict[str, dict[str, Tolerance]]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Weights never come from Keras initializers (one seed gives different weights on each backend).
 Everything is drawn in float64 from a generator seeded by the run seed and the case name, then
-rounded to the case dtype, so the reference (float64) sees exactly the numbers the backend sees.
+rounded to the case's variable dtype, so the reference (float64) sees exactly the numbers the
+backend sees.
 """
 
 from __future__ import annotations
@@ -17,18 +18,38 @@ from harness.cases import Case, LayerSpec
 DEFAULT_SEED = 20261124
 
 
+def numpy_dtype(name: str) -> np.dtype:
+    """The NumPy dtype for a Keras dtype name; bfloat16 comes from ml_dtypes (a Keras dependency)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
 @dataclass(frozen=True)
 class CaseData:
-    """The concrete numbers of one case: inputs, per-layer weights (Keras get_weights order), mask."""
+    """The concrete numbers of one case.
+
+    ``layer_weights[i]`` holds, for layer i, one tuple of arrays per Keras layer that owns weights
+    (in Keras get_weights order): one for an LSTM or Dense, forward then backward for a
+    Bidirectional (as one tuple of six), one per branch for separate branches.
+    For a stateful case, ``x`` stacks the successive batches along the batch axis.
+    """
 
     x: np.ndarray
-    layer_weights: tuple[tuple[np.ndarray, ...], ...]
+    layer_weights: tuple[tuple[tuple[np.ndarray, ...], ...], ...]
     mask: np.ndarray | None
-    initial_state: tuple[np.ndarray, np.ndarray] | None
+    initial_state: tuple[np.ndarray, ...] | None
 
-    def model_inputs(self) -> list[np.ndarray]:
-        """The arrays fed to the model: x, then h0 and c0 when the case has an initial state."""
-        return [self.x, *self.initial_state] if self.initial_state is not None else [self.x]
+    def model_inputs(self, case: Case) -> list[np.ndarray]:
+        """The arrays fed to the model, in order: x, the mask (when passed as an argument), the states."""
+        inputs = [self.x]
+        if self.mask is not None and case.mask_source == "argument":
+            inputs.append(self.mask)
+        if self.initial_state is not None:
+            inputs += list(self.initial_state)
+        return inputs
 
 
 def case_rng(case: Case, seed: int) -> np.random.Generator:
@@ -36,50 +57,83 @@ def case_rng(case: Case, seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(case.name.encode("utf-8"))])
 
 
-def _layer_weights(layer: LayerSpec, fan_in: int, rng: np.random.Generator, dtype: str) -> tuple[np.ndarray, ...]:
-    units = layer.units
-    scale = 1.0 / np.sqrt(fan_in)
+def _lstm_weights(units: int, fan_in: int, use_bias: bool, rng: np.random.Generator) -> list[np.ndarray]:
+    arrays = [
+        rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=(fan_in, 4 * units)),
+        rng.normal(0.0, 1.0 / np.sqrt(units), size=(units, 4 * units)),
+    ]
+    if use_bias:
+        arrays.append(rng.normal(0.0, 0.5, size=(4 * units,)))
+    return arrays
+
+
+def _layer_weights(layer: LayerSpec, fan_in: int, rng: np.random.Generator) -> list[list[np.ndarray]]:
+    options = layer.options
     if layer.type == "lstm":
-        arrays = [
-            rng.normal(0.0, scale, size=(fan_in, 4 * units)),
-            rng.normal(0.0, 1.0 / np.sqrt(units), size=(units, 4 * units)),
-        ]
-        if layer.options["use_bias"]:
-            arrays.append(rng.normal(0.0, 0.5, size=(4 * units,)))
-    elif layer.type == "dense":
-        arrays = [rng.normal(0.0, scale, size=(fan_in, units))]
-        if layer.options["use_bias"]:
-            arrays.append(rng.normal(0.0, 0.5, size=(units,)))
-    else:
-        raise ValueError(f"no weight layout for layer type {layer.type!r}")
-    return tuple(array.astype(dtype) for array in arrays)
+        return [_lstm_weights(layer.units, fan_in, options["use_bias"], rng)]
+    if layer.type == "bidirectional":
+        forward = _lstm_weights(layer.units, fan_in, options["use_bias"], rng)
+        backward = _lstm_weights(layer.units, fan_in, options["use_bias"], rng)
+        return [forward + backward]
+    if layer.type == "branches":
+        inner = layer.inner
+        count = 1 if options["shared"] else 2
+        return [_lstm_weights(inner.units, fan_in, inner.options["use_bias"], rng) for _ in range(count)]
+    if layer.type in ("dense", "time_distributed_dense"):
+        arrays = [rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=(fan_in, layer.units))]
+        if options["use_bias"]:
+            arrays.append(rng.normal(0.0, 0.5, size=(layer.units,)))
+        return [arrays]
+    raise ValueError(f"no weight layout for layer type {layer.type!r}")
 
 
-def right_padded_mask(batch: int, time: int, rng: np.random.Generator) -> np.ndarray:
-    """Rows of distinct valid lengths from 1 to time, the first row full length."""
-    lengths = rng.integers(1, time + 1, size=batch)
-    lengths[0] = time
-    return np.arange(time)[None, :] < lengths[:, None]
+def make_mask(kind: str, batch: int, time: int, rng: np.random.Generator) -> np.ndarray | None:
+    """A (batch, time) bool mask of the given kind; the first row is always fully valid."""
+    if kind == "none":
+        return None
+    steps = np.arange(time)[None, :]
+    if kind in ("right_padded", "left_padded", "all_masked_row"):
+        lengths = rng.integers(1, time + 1, size=batch)
+        lengths[0] = time
+        if kind == "left_padded":
+            return steps >= (time - lengths)[:, None]
+        mask = steps < lengths[:, None]
+        if kind == "all_masked_row":
+            mask[-1, :] = False
+        return mask
+    if kind == "holes":
+        mask = rng.random((batch, time)) > 0.35
+        mask[0, :] = True
+        mask[:, 0] = mask[:, 0] | (np.arange(batch) % 2 == 0)  # some rows start valid, some masked
+        return mask
+    raise ValueError(f"unknown mask kind {kind!r}")
 
 
 def make_case_data(case: Case, seed: int = DEFAULT_SEED) -> CaseData:
     rng = case_rng(case, seed)
-    x = rng.normal(0.0, 1.0, size=(case.batch, case.time, case.features))
-    mask = None
-    if case.mask == "right_padded":
-        mask = right_padded_mask(case.batch, case.time, rng)
+    rows = case.batch * max(1, case.stateful_batches)
+    x = rng.normal(0.0, 1.0, size=(rows, case.time, case.features))
+    mask = make_mask(case.mask, case.batch, case.time, rng)
+    if mask is not None and case.mask_source == "masking_layer":
+        # Masking(0.0) masks the steps whose features are all zero: zero exactly the masked steps.
         x = np.where(mask[:, :, None], x, 0.0)
 
     layer_weights = []
     fan_in = case.features
+    variable_dtype = numpy_dtype(case.variable_dtype)
     for layer in case.layers:
-        layer_weights.append(_layer_weights(layer, fan_in, rng, case.dtype))
-        fan_in = layer.units
+        arrays = _layer_weights(layer, fan_in, rng)
+        layer_weights.append(tuple(tuple(a.astype(variable_dtype) for a in group) for group in arrays))
+        fan_in = layer.output_width
 
     initial_state = None
-    if case.initial_state == "random":
+    if case.initial_state != "none":
         units = case.layers[0].units
-        h0 = rng.normal(0.0, 0.5, size=(case.batch, units)).astype(case.dtype)
-        c0 = rng.normal(0.0, 1.0, size=(case.batch, units)).astype(case.dtype)
-        initial_state = (h0, c0)
-    return CaseData(x=x.astype(case.dtype), layer_weights=tuple(layer_weights), mask=mask, initial_state=initial_state)
+        shapes = [(case.batch, units)] * case.initial_state_count
+        if case.initial_state == "zeros":
+            initial_state = tuple(np.zeros(shape, variable_dtype) for shape in shapes)
+        else:
+            scales = [0.5, 1.0] * (case.initial_state_count // 2)  # h small, c larger
+            initial_state = tuple(rng.normal(0.0, s, size=shape).astype(variable_dtype) for s, shape in zip(scales, shapes))
+    input_dtype = numpy_dtype(case.variable_dtype)
+    return CaseData(x=x.astype(input_dtype), layer_weights=tuple(layer_weights), mask=mask, initial_state=initial_state)
