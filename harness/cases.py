@@ -86,6 +86,8 @@ _RNN_OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
     "use_cudnn": ("auto", _one_of("auto", True, False)),
     "dropout": (0.0, _is_rate),
     "recurrent_dropout": (0.0, _is_rate),
+    # Weights are always loaded with set_weights; the initializers only matter when they fail.
+    "recurrent_initializer": ("orthogonal", _one_of("orthogonal", "glorot_uniform", "zeros")),
 }
 _DENSE_OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
     "units": (None, _is_positive_int),
@@ -159,6 +161,7 @@ class Case:
     jit_compile: str = "auto"
     predict_batch_size: int | None = None
     stateful_batches: int = 0
+    input_scale: float = 1.0
     source: str = field(default="builtin", compare=False)
 
     @property
@@ -186,7 +189,7 @@ class Case:
 _CASE_FIELDS: dict[str, Any] = {
     "name": None, "description": "", "dtype": None, "batch": None, "time": None, "features": None, "layers": None,
     "mask": "none", "mask_source": "masking_layer", "initial_state": "none", "apis": None, "entry_point": "predict",
-    "jit_compile": "auto", "predict_batch_size": None, "stateful_batches": 0,
+    "jit_compile": "auto", "predict_batch_size": None, "stateful_batches": 0, "input_scale": 1.0,
 }
 
 
@@ -274,6 +277,10 @@ def parse_case(entry: dict[str, Any], source: str) -> Case:
     if predict_batch_size is not None:
         predict_batch_size = _require_int(entry, where, "predict_batch_size")
 
+    input_scale = entry.get("input_scale", 1.0)
+    if not isinstance(input_scale, (int, float)) or isinstance(input_scale, bool) or not input_scale > 0:
+        raise _fail(where, "input_scale", f"is {input_scale!r}; expected a positive number")
+
     case = Case(
         name=name,
         description=str(entry.get("description", "")),
@@ -289,6 +296,7 @@ def parse_case(entry: dict[str, Any], source: str) -> Case:
         jit_compile=_require_choice(entry, where, "jit_compile", JIT_COMPILE, "auto"),
         predict_batch_size=predict_batch_size,
         stateful_batches=stateful_batches,
+        input_scale=float(input_scale),
         source=source,
     )
     problem = _case_problem(case)

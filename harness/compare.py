@@ -3,7 +3,8 @@
 An element mismatches when ``|actual - expected| > atol + rtol * |expected|`` (rtol and atol always
 together, as in numpy.isclose). Non-finite values are compared explicitly: a NaN or Inf in the actual
 output where the expected value is finite is a mismatch, never a pass; an expected non-finite value
-must be matched exactly (same infinity, or NaN for NaN).
+must be matched exactly (same infinity, or NaN for NaN). An expected value too large for the compared
+dtype is expected to overflow to the infinity of its sign.
 
 The relative error of an element is ``|actual - expected| / max(|expected|, rel_floor)``: the floor
 keeps values near zero (where relative error means nothing) from dominating it.
@@ -105,6 +106,11 @@ def compare(actual: Any, expected: Any, tolerance: Tolerance, dtype: np.dtype | 
             worst_index=None, worst_actual=None, worst_expected=None, rtol=tolerance.rtol, atol=tolerance.atol,
         )
     actual64 = actual.astype(np.float64)
+    # A finite expected value beyond the compared dtype's range overflows there: the dtype's answer
+    # is that infinity (as float32 exp(100) is inf), so it is the expected value.
+    with np.errstate(over="ignore"):
+        rounded = expected.astype(np.dtype(dtype)).astype(np.float64)
+    expected = np.where(np.isfinite(expected) & np.isinf(rounded), rounded, expected)
     finite_both = np.isfinite(actual64) & np.isfinite(expected)
     with np.errstate(invalid="ignore", over="ignore"):
         error = np.where(finite_both, np.abs(actual64 - expected), 0.0)

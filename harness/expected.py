@@ -39,6 +39,9 @@ def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_
         output, h, c = _lstm(options, x, weights[0], mask, initial_state, options["go_backwards"])
         return [output, h, c] if options["return_state"] else [output]
     if layer.type == "bidirectional":
+        # Keras's Bidirectional sets zero_output_for_mask = return_sequences on both directions
+        # (documented in keras/src/layers/rnn/bidirectional.py).
+        options = dict(options, zero_output_for_mask=options["return_sequences"])
         forward_weights, backward_weights = weights[0][:len(weights[0]) // 2], weights[0][len(weights[0]) // 2:]
         forward_state = initial_state[:2] if initial_state is not None else None
         backward_state = initial_state[2:] if initial_state is not None else None

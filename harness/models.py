@@ -229,7 +229,9 @@ def _run_stateful(model: keras.Model, blocks: list[Block], case: Case, data: Cas
         for k in range(count):
             outputs[f"output@{k}"] = np.asarray(joined[k * rows:(k + 1) * rows])
     else:
-        targets = np.zeros((rows * count, *model.output_shape[1:]), dtype="float32")
+        probe = _to_numpy_list(model(chunks[0], training=False))[0]
+        reset_states(blocks)
+        targets = np.zeros((rows * count, *probe.shape[1:]), dtype="float32")
         if entry == "evaluate":
             model.evaluate(data.x, targets, batch_size=rows, verbose=0)
         elif entry == "fit":

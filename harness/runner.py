@@ -11,7 +11,6 @@ import itertools
 import signal
 import sys
 import time
-import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,9 +44,16 @@ class RunOptions:
     resume: bool = False
 
 
-def _last_line(error: BaseException) -> str:
-    text = "".join(traceback.format_exception_only(type(error), error)).strip().splitlines()
-    return text[-1] if text else type(error).__name__
+def _error_summary(error: BaseException) -> str:
+    """One line: the exception type, the first line of its message and, when different, its last line.
+
+    Keras wraps errors raised inside a layer in a multi-line message whose first line names the
+    cause and whose last line is only the call's arguments, so both ends are kept."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    summary = f"{type(error).__name__}: {lines[0]}"
+    return summary if len(lines) == 1 else f"{summary} ... {lines[-1]}"
 
 
 @contextlib.contextmanager
@@ -95,7 +101,7 @@ def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[str, np.
                 actual_by_api[api] = actual
                 items = {}
                 for name, value in actual.items():
-                    tolerance = tolerance_for(tolerances, case.dtype, quantity_of(name))
+                    tolerance = tolerance_for(tolerances, case.compute_dtype, quantity_of(name))
                     comparison = compare(value, expected[name], tolerance, case.compute_dtype)
                     items[name] = comparison.to_json() | {"message": comparison.message(f"{api}/{name}")}
                     raw_outputs[records.array_key(case.name, api, name)] = value
@@ -112,7 +118,7 @@ def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[str, np.
         result["status"], result["error"] = "timeout", str(error)
     except Exception as error:  # one broken case must not stop the run
         result["status"] = "refused" if _refused(case, error) else "error"
-        result["error"] = _last_line(error)
+        result["error"] = _error_summary(error)
     result["duration_s"] = round(time.perf_counter() - started, 3)
     return result
 

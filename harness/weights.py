@@ -112,7 +112,7 @@ def make_mask(kind: str, batch: int, time: int, rng: np.random.Generator) -> np.
 def make_case_data(case: Case, seed: int = DEFAULT_SEED) -> CaseData:
     rng = case_rng(case, seed)
     rows = case.batch * max(1, case.stateful_batches)
-    x = rng.normal(0.0, 1.0, size=(rows, case.time, case.features))
+    x = rng.normal(0.0, case.input_scale, size=(rows, case.time, case.features))
     mask = make_mask(case.mask, case.batch, case.time, rng)
     if mask is not None and case.mask_source == "masking_layer":
         # Masking(0.0) masks the steps whose features are all zero: zero exactly the masked steps.
