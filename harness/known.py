@@ -51,10 +51,13 @@ def load_divergences(path: Path = KNOWN_DIVERGENCES_FILE) -> list[Divergence]:
 
 
 def classify(result: dict[str, Any], backend: str, divergences: list[Divergence]) -> None:
-    """Turn a failing case result into 'known' when a divergence matches it (records which ones)."""
+    """Turn a failing or erroring case into 'known' when a divergence matches it (records which ones).
+
+    The measured status is kept as ``measured_status``, so the report can show what was observed."""
     matching = [d.id for d in divergences if d.matches(result["case"], backend)]
     result["known_divergences"] = matching
-    if result["status"] == "fail" and matching:
+    result["measured_status"] = result["status"]
+    if result["status"] in ("fail", "error") and matching:
         result["status"] = "known"
 
 
@@ -69,6 +72,6 @@ def stale_divergences(record_cases: dict[str, list[dict[str, Any]]], divergences
             (backend, result) for backend, results in record_cases.items() for result in results
             if divergence.matches(result["case"], backend)
         ]
-        if matched and all(result["status"] == "pass" for _, result in matched):
+        if matched and all(result["status"] in ("pass", "refused") for _, result in matched):
             stale.append((divergence, [f"{result['case']}@{backend}" for backend, result in matched]))
     return stale

@@ -1,0 +1,348 @@
+"""Property-based fuzzing of the case space: random valid cases, run against the reference, shrunk on failure.
+
+``case_entries()`` is a hypothesis strategy drawing case tables (the ``[[case]]`` TOML schema that
+``harness.cases.parse_case`` accepts) across the axes the built-in matrices cover one or two at a
+time: the layer stack (one or two recurrent layers of type lstm, bidirectional or branches, with an
+optional dense or time_distributed_dense head), the LSTM options, the mask kind and source, the
+initial state, the entry point and jit_compile. Sizes are drawn so that batch, time, features and
+the first layer's units are pairwise distinct, as every case of the project must be.
+
+``fuzz()`` runs those cases on one backend through ``harness.runner.run_case``. A case that fails,
+errors or times out (and is not a known divergence) fails the hypothesis test, hypothesis shrinks
+it to a minimal configuration, and that configuration is printed as a ready-to-paste ``[[case]]``
+entry (``to_toml``) with the failing comparisons. Nothing here imports Keras at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, Verbosity, assume, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from harness.cases import (
+    ENTRY_POINTS,
+    INITIAL_STATES,
+    JIT_COMPILE,
+    MASK_SOURCES,
+    MASKS,
+    MERGE_MODES,
+    CaseError,
+    parse_case,
+)
+from reference.activations import ACTIVATIONS
+
+FUZZ_CASE_NAME = "fuzz_found"
+FUZZ_SOURCE = "harness.fuzz"
+CASE_TIMEOUT_S = 120
+FAILING_STATUSES = ("fail", "error", "timeout")
+
+# Defaults first: hypothesis shrinks towards the first element of sampled_from, so a shrunk case
+# keeps only the options that matter to its failure (an option at its default is left out).
+# "exponential" overflows float32 on random inputs, so it is left out of the fuzzed activations.
+FUZZ_ACTIVATIONS: tuple[str, ...] = tuple(name for name in ACTIVATIONS if name != "exponential")
+_CELL_ACTIVATIONS = ("tanh",) + tuple(name for name in FUZZ_ACTIVATIONS if name != "tanh")
+_GATE_ACTIVATIONS = ("sigmoid",) + tuple(name for name in FUZZ_ACTIVATIONS if name != "sigmoid")
+_HEAD_ACTIVATIONS = ("linear",) + tuple(name for name in FUZZ_ACTIVATIONS if name != "linear")
+_RECURRENT_TYPES = ("lstm", "bidirectional", "branches")
+_HEAD_TYPES = ("none", "dense", "time_distributed_dense")
+_RATES = (0.0, 0.3)
+
+_MAX_BATCH = 5
+_MAX_TIME = 8
+_MAX_FEATURES = 6
+_MAX_UNITS = 7
+_MAX_HEAD_UNITS = 4
+
+
+def _option(draw: st.DrawFn, options: dict[str, Any], key: str, choices: st.SearchStrategy, default: Any) -> Any:
+    """Draw one option; record it in ``options`` only when it differs from Keras's default."""
+    value = draw(choices)
+    if value != default or type(value) is not type(default):
+        options[key] = value
+    return value
+
+
+def _lstm_options(draw: st.DrawFn, *, allow_go_backwards: bool, allow_return_state: bool, needs_sequences: bool) -> dict[str, Any]:
+    """The LSTM options of one recurrent layer (without type and units)."""
+    options: dict[str, Any] = {}
+    _option(draw, options, "activation", st.sampled_from(_CELL_ACTIVATIONS), "tanh")
+    _option(draw, options, "recurrent_activation", st.sampled_from(_GATE_ACTIVATIONS), "sigmoid")
+    _option(draw, options, "use_bias", st.sampled_from((True, False)), True)
+    if needs_sequences:
+        options["return_sequences"] = True
+    else:
+        _option(draw, options, "return_sequences", st.booleans(), False)
+    if allow_return_state:
+        _option(draw, options, "return_state", st.booleans(), False)
+    if allow_go_backwards:
+        _option(draw, options, "go_backwards", st.booleans(), False)
+    _option(draw, options, "zero_output_for_mask", st.booleans(), False)
+    _option(draw, options, "unroll", st.booleans(), False)
+    _option(draw, options, "implementation", st.sampled_from((2, 1)), 2)
+    _option(draw, options, "dropout", st.sampled_from(_RATES), 0.0)
+    _option(draw, options, "recurrent_dropout", st.sampled_from(_RATES), 0.0)
+    return options
+
+
+def _recurrent_layer(draw: st.DrawFn, units: int, *, is_last: bool, needs_sequences: bool) -> dict[str, Any]:
+    """One recurrent layer table; only the last layer of the stack may have several outputs."""
+    layer_type = draw(st.sampled_from(_RECURRENT_TYPES))
+    if layer_type == "branches":
+        inner = {"type": "lstm", "units": units}
+        inner.update(_lstm_options(draw, allow_go_backwards=True, allow_return_state=False, needs_sequences=needs_sequences))
+        return {"type": "branches", "shared": draw(st.booleans()), "layer": inner}
+    layer: dict[str, Any] = {"type": layer_type, "units": units}
+    if layer_type == "bidirectional":
+        merge_modes = MERGE_MODES if is_last else tuple(m for m in MERGE_MODES if m != "none")
+        _option(draw, layer, "merge_mode", st.sampled_from(merge_modes), "concat")
+    layer.update(
+        _lstm_options(
+            draw, allow_go_backwards=layer_type == "lstm", allow_return_state=is_last, needs_sequences=needs_sequences
+        )
+    )
+    return layer
+
+
+def _returns_sequences(layer: dict[str, Any]) -> bool:
+    options = layer["layer"] if layer["type"] == "branches" else layer
+    return bool(options.get("return_sequences", False))
+
+
+def _distinct_sizes(draw: st.DrawFn, min_batch: int) -> tuple[int, int, int, int]:
+    """batch, time, features and the first layer's units, pairwise distinct."""
+    batch = draw(st.integers(min_batch, _MAX_BATCH))
+    time_steps = draw(st.integers(1, _MAX_TIME).filter(lambda t: t != batch))
+    features = draw(st.integers(1, _MAX_FEATURES).filter(lambda f: f not in (batch, time_steps)))
+    units = draw(st.integers(1, _MAX_UNITS).filter(lambda u: u not in (batch, time_steps, features)))
+    return batch, time_steps, features, units
+
+
+@st.composite
+def _case_entry(draw: st.DrawFn, dtypes: tuple[str, ...]) -> dict[str, Any]:
+    dtype = draw(st.sampled_from(dtypes))
+    mask = draw(st.sampled_from(MASKS))
+    batch, time_steps, features, units = _distinct_sizes(draw, min_batch=2 if mask == "all_masked_row" else 1)
+
+    recurrent_count = draw(st.integers(1, 2))
+    head = draw(st.sampled_from(_HEAD_TYPES))
+    layers: list[dict[str, Any]] = []
+    for index in range(recurrent_count):
+        is_last_recurrent = index == recurrent_count - 1
+        layer_units = units if index == 0 else draw(st.integers(1, _MAX_UNITS))
+        needs_sequences = not is_last_recurrent or head == "time_distributed_dense"
+        layers.append(
+            _recurrent_layer(draw, layer_units, is_last=is_last_recurrent and head == "none", needs_sequences=needs_sequences)
+        )
+    if head != "none":
+        head_layer: dict[str, Any] = {"type": head, "units": draw(st.integers(1, _MAX_HEAD_UNITS))}
+        _option(draw, head_layer, "activation", st.sampled_from(_HEAD_ACTIVATIONS), "linear")
+        _option(draw, head_layer, "use_bias", st.sampled_from((True, False)), True)
+        layers.append(head_layer)
+
+    entry: dict[str, Any] = {
+        "name": FUZZ_CASE_NAME,
+        "description": "found by harness.fuzz",
+        "dtype": dtype,
+        "batch": batch,
+        "time": time_steps,
+        "features": features,
+    }
+    if mask != "none":
+        entry["mask"] = mask
+        mask_source = draw(st.sampled_from(MASK_SOURCES))
+        if mask_source != "masking_layer":
+            entry["mask_source"] = mask_source
+    initial_states = ("none",) if layers[0]["type"] == "branches" else INITIAL_STATES
+    initial_state = draw(st.sampled_from(initial_states))
+    if initial_state != "none":
+        entry["initial_state"] = initial_state
+    entry_point = draw(st.sampled_from(ENTRY_POINTS))
+    if entry_point != "predict":
+        entry["entry_point"] = entry_point
+    jit_compile = draw(st.sampled_from(JIT_COMPILE))
+    if jit_compile != "auto":
+        entry["jit_compile"] = jit_compile
+    entry["layers"] = layers
+
+    # The construction above only makes valid stacks; parse_case stays the judge.
+    try:
+        parse_case(entry, FUZZ_SOURCE)
+    except CaseError:
+        assume(False)
+    return entry
+
+
+def case_entries(dtypes: tuple[str, ...] | list[str] = ("float32",)) -> st.SearchStrategy[dict[str, Any]]:
+    """A strategy of valid case tables (what ``parse_case`` accepts), float32 unless ``dtypes`` widens it."""
+    if not dtypes:
+        raise ValueError("dtypes must name at least one dtype")
+    return _case_entry(tuple(dtypes))
+
+
+# ---------------------------------------------------------------------------------------------
+# A minimal TOML writer for case tables: strings, bools, ints, floats, lists and inline tables.
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_string(value: str) -> str:
+    out = ['"']
+    for char in value:
+        if char == '"':
+            out.append('\\"')
+        elif char == "\\":
+            out.append("\\\\")
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\t":
+            out.append("\\t")
+        elif char == "\r":
+            out.append("\\r")
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_key(key: str) -> str:
+    if not isinstance(key, str):
+        raise TypeError(f"TOML keys are strings, not {key!r}")
+    return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+def _toml_float(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    text = repr(value)
+    return text if any(c in text for c in ".eE") else text + ".0"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _toml_float(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} ({type(value).__name__}) as TOML")
+
+
+def to_toml(entry: dict[str, Any]) -> str:
+    """``entry`` as one ``[[case]]`` table; a list of tables is written one per line, as in cases.toml."""
+    lines = ["[[case]]"]
+    for key, value in entry.items():
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
+            lines.append(f"{_toml_key(key)} = [")
+            lines += [f"  {_toml_value(v)}," for v in value]
+            lines.append("]")
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def failure_messages(result: dict[str, Any]) -> list[str]:
+    """The messages of every comparison that did not pass, or the error of a case that did not run."""
+    messages = []
+    for api_result in result.get("apis", {}).values():
+        for item in api_result.get("items", {}).values():
+            if not item.get("passed", False):
+                messages.append(str(item.get("message", "")))
+    if result.get("error"):
+        messages.append(str(result["error"]))
+    return messages
+
+
+class FuzzFailure(AssertionError):
+    """A fuzzed case failed, errored or timed out on the backend."""
+
+
+def fuzz(backend: str, examples: int, seed: int | None) -> int:
+    """Run ``examples`` fuzzed cases on ``backend``; print the shrunk failure as TOML. 0: no failure, 1: failure."""
+    from harness.backends import activate
+
+    info = activate(backend)
+    import keras
+
+    from harness.known import classify, load_divergences
+    from harness.runner import run_case
+    from harness.tolerances import load_tolerances
+    from harness.weights import DEFAULT_SEED
+
+    tolerances = load_tolerances()
+    divergences = load_divergences()
+    exercised: set[str] = set()
+    counts = {"examples": 0}
+    last_failure: dict[str, Any] = {}
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=seed is not None,
+        report_multiple_bugs=False,
+        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+        suppress_health_check=(HealthCheck.too_slow,),
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )
+    @given(case_entries())
+    def check(entry: dict[str, Any]) -> None:
+        case = parse_case(entry, FUZZ_SOURCE)
+        counts["examples"] += 1
+        exercised.add(json.dumps(entry, sort_keys=True))
+        # Weights come from the published seed and the case name, so the printed TOML reproduces
+        # the failure with 'python -m harness run --case-file'.
+        result = run_case(case, DEFAULT_SEED, tolerances, {}, CASE_TIMEOUT_S)
+        classify(result, info.name, divergences)
+        keras.backend.clear_session()
+        if result["status"] in FAILING_STATUSES:
+            last_failure.clear()
+            last_failure.update(entry=entry, result=result)
+            raise FuzzFailure(f"{result['status']}: " + "; ".join(failure_messages(result)))
+
+    if seed is not None:
+        check = hypothesis_seed(seed)(check)
+
+    started = time.perf_counter()
+    failed = False
+    try:
+        check()
+    except Exception as error:  # the shrunk FuzzFailure, or hypothesis reporting a flaky one
+        failed = True
+        failure_error: BaseException = error
+    elapsed = time.perf_counter() - started
+    summary = f"fuzz: {counts['examples']} examples on {info.name}, {len(exercised)} combinations exercised"
+    if not failed:
+        print(f"{summary}, no failure ({elapsed:.0f} s)")
+        return 0
+    print(f"{summary}, failure shrunk to: ({elapsed:.0f} s)")
+    if last_failure:
+        result = last_failure["result"]
+        print(to_toml(last_failure["entry"]), end="")
+        print(f"# status on {info.name}: {result['status']}")
+        for message in failure_messages(result):
+            print(f"# {message}")
+    else:
+        print(f"# no failing case was recorded; hypothesis raised {type(failure_error).__name__}: {failure_error}")
+    return 1

@@ -1,0 +1,24 @@
+"""JAX: with unroll=True, zero_output_for_mask=True is ignored: masked steps repeat the last output.
+
+Bidirectional forces zero_output_for_mask=True (when returning sequences), so Bidirectional(LSTM(...,
+unroll=True)) with a mask gives non-zero outputs at masked steps on JAX, zeros elsewhere.
+Run:  KERAS_BACKEND=jax python jax_unroll_ignores_zero_output_for_mask.py   (exits 1 while the bug is present)
+"""
+
+import sys
+
+import keras
+import numpy as np
+
+rng = np.random.default_rng(0)
+batch, time, features, units = 2, 5, 3, 4
+x = rng.normal(size=(batch, time, features)).astype("float32")
+mask = np.ones((batch, time), dtype=bool)
+mask[1, 3:] = False  # row 1 is right-padded
+
+lstm = keras.layers.LSTM(units, return_sequences=True, unroll=True, zero_output_for_mask=True)
+lstm.build((batch, time, features))
+out = keras.ops.convert_to_numpy(lstm(x, mask=mask))
+print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("row 1, masked steps 3-4 with zero_output_for_mask=True:", out[1, 3:, 0])
+sys.exit(1 if np.abs(out[1, 3:]).max() > 0 else 0)

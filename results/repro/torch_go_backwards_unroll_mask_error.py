@@ -1,0 +1,24 @@
+"""PyTorch: an LSTM with go_backwards=True and unroll=True fails on masked input.
+
+Run:  KERAS_BACKEND=torch python torch_go_backwards_unroll_mask_error.py   (exits 1 while the bug is present)
+"""
+
+import sys
+
+import keras
+import numpy as np
+
+rng = np.random.default_rng(0)
+batch, time, features, units = 2, 5, 3, 4
+x = rng.normal(size=(batch, time, features)).astype("float32")
+mask = np.ones((batch, time), dtype=bool)
+mask[1, 3:] = False
+
+lstm = keras.layers.LSTM(units, return_sequences=True, go_backwards=True, unroll=True)
+print("backend:", keras.backend.backend(), "keras", keras.__version__)
+try:
+    out = lstm(x, mask=mask)
+except Exception as error:  # the bug
+    print("raised", type(error).__name__ + ":", str(error).strip().splitlines()[0])
+    sys.exit(1)
+print("ok, output shape", tuple(out.shape))

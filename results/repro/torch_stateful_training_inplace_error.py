@@ -1,0 +1,23 @@
+"""PyTorch: training a stateful LSTM (train_on_batch or fit) fails with an in-place modification error.
+
+Run:  KERAS_BACKEND=torch python torch_stateful_training_inplace_error.py   (exits 1 while the bug is present)
+"""
+
+import sys
+
+import keras
+import numpy as np
+
+rng = np.random.default_rng(0)
+batch, time, features, units = 2, 5, 3, 4
+x = rng.normal(size=(2 * batch, time, features)).astype("float32")
+y = np.zeros((2 * batch, units), dtype="float32")
+model = keras.Sequential([keras.Input((time, features), batch_size=batch), keras.layers.LSTM(units, stateful=True)])
+model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="mse")
+print("backend:", keras.backend.backend(), "keras", keras.__version__)
+try:
+    model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+except Exception as error:  # the bug
+    print("fit raised", type(error).__name__ + ":", str(error).strip().splitlines()[0][:200])
+    sys.exit(1)
+print("fit ok")
