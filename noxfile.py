@@ -29,13 +29,14 @@ def _install_backend(session: nox.Session, backend: str, *extras: str) -> None:
 def parity(session: nox.Session, backend: str) -> None:
     """Run the default cases on one backend, on CPU, and write results/<backend>.json and .npz."""
     _install_backend(session, backend)
-    session.run("python", "-m", "harness", "run", "--backend", backend, "--out", RESULTS, *session.posargs,
-                env={"KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""})
+    env = {"KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}
+    session.run("python", "-m", "harness", "probe", "--backend", backend, "--out", RESULTS, env=env)
+    session.run("python", "-m", "harness", "run", "--backend", backend, "--out", RESULTS, *session.posargs, env=env)
 
 
 @nox.session(python="3.11")
 def report(session: nox.Session) -> None:
-    """Merge every record in results/ into results/REPORT.md (reads records only)."""
+    """Merge every record in results/ into results/REPORT.md and results/WHY.md (reads records only)."""
     session.install("-e", ".")
     session.run("python", "-m", "harness", "report", RESULTS, *session.posargs)
 

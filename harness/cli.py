@@ -86,10 +86,35 @@ def _command_report(args: argparse.Namespace) -> int:
     from harness.report import write_report
 
     try:
-        path = write_report(args.dir)
+        paths = write_report(args.dir)
     except RecordError as error:
         return _fail(str(error))
-    print(f"wrote {path}")
+    print("wrote " + ", ".join(str(path) for path in paths))
+    return EXIT_OK
+
+
+def _command_probe(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from harness import records
+    from harness.backends import activate
+
+    try:
+        backend = activate(args.backend)
+    except BackendUnavailable as error:
+        return _fail(str(error))
+    from harness.probes import run_probes
+    from harness.why import PROBES_SCHEMA
+
+    record = {
+        "schema": PROBES_SCHEMA, "schema_version": 1, "backend": backend.name, "device": backend.device,
+        "versions": backend.versions, "settings": backend.settings,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "probes": run_probes(),
+    }
+    path = args.out / f"{backend.name}.probes.json"
+    records.write_json(path, record)
+    errors = [name for name, result in record["probes"].items() if result.get("error")]
+    print(f"{backend.name}: {len(record['probes'])} probes, {len(errors)} errors; wrote {path}")
     return EXIT_OK
 
 
@@ -119,8 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="keep the cases already in DIR/<backend>.json and run the rest")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
-    report = commands.add_parser("report", help="merge the records in DIR into DIR/REPORT.md")
+    report = commands.add_parser("report", help="merge the records in DIR into DIR/REPORT.md and DIR/WHY.md")
     report.add_argument("dir", type=Path, metavar="DIR")
+
+    probe = commands.add_parser("probe", help="measure the causes of Sequential/Functional differences (for WHY.md)")
+    probe.add_argument("--backend", required=True, choices=BACKENDS)
+    probe.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
 
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
@@ -139,4 +168,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command_run(args, argv)
     if args.command == "report":
         return _command_report(args)
+    if args.command == "probe":
+        return _command_probe(args)
     return _command_list(args)

@@ -114,7 +114,7 @@ def compare(actual: Any, expected: Any, tolerance: Tolerance, dtype: np.dtype | 
     finite_both = np.isfinite(actual64) & np.isfinite(expected)
     with np.errstate(invalid="ignore", over="ignore"):
         error = np.where(finite_both, np.abs(actual64 - expected), 0.0)
-        relative = error / np.maximum(np.abs(expected), tolerance.rel_floor)
+        relative = np.where(finite_both, error / np.maximum(np.abs(expected), tolerance.rel_floor), 0.0)
         close = error <= tolerance.atol + tolerance.rtol * np.abs(expected)
     # Non-finite values: a match only when both sides hold the same non-finite value.
     same_nonfinite = (np.isnan(actual64) & np.isnan(expected)) | (

@@ -60,10 +60,14 @@ _MAX_UNITS = 7
 _MAX_HEAD_UNITS = 4
 
 
-def _option(draw: st.DrawFn, options: dict[str, Any], key: str, choices: st.SearchStrategy, default: Any) -> Any:
-    """Draw one option; record it in ``options`` only when it differs from Keras's default."""
+def _option(draw: st.DrawFn, options: dict[str, Any], key: str, choices: st.SearchStrategy, default: Any, used: bool = True) -> Any:
+    """Draw one option; record it in ``options`` only when ``used`` and it differs from Keras's default.
+
+    Every option is drawn whether it is used or not, so that every stack draws the same number of
+    choices and hypothesis shrinks towards the simplest stack rather than the one that draws least.
+    """
     value = draw(choices)
-    if value != default or type(value) is not type(default):
+    if used and (value != default or type(value) is not type(default)):
         options[key] = value
     return value
 
@@ -74,14 +78,11 @@ def _lstm_options(draw: st.DrawFn, *, allow_go_backwards: bool, allow_return_sta
     _option(draw, options, "activation", st.sampled_from(_CELL_ACTIVATIONS), "tanh")
     _option(draw, options, "recurrent_activation", st.sampled_from(_GATE_ACTIVATIONS), "sigmoid")
     _option(draw, options, "use_bias", st.sampled_from((True, False)), True)
+    _option(draw, options, "return_sequences", st.booleans(), False)
     if needs_sequences:
         options["return_sequences"] = True
-    else:
-        _option(draw, options, "return_sequences", st.booleans(), False)
-    if allow_return_state:
-        _option(draw, options, "return_state", st.booleans(), False)
-    if allow_go_backwards:
-        _option(draw, options, "go_backwards", st.booleans(), False)
+    _option(draw, options, "return_state", st.booleans(), False, used=allow_return_state)
+    _option(draw, options, "go_backwards", st.booleans(), False, used=allow_go_backwards)
     _option(draw, options, "zero_output_for_mask", st.booleans(), False)
     _option(draw, options, "unroll", st.booleans(), False)
     _option(draw, options, "implementation", st.sampled_from((2, 1)), 2)
@@ -93,25 +94,21 @@ def _lstm_options(draw: st.DrawFn, *, allow_go_backwards: bool, allow_return_sta
 def _recurrent_layer(draw: st.DrawFn, units: int, *, is_last: bool, needs_sequences: bool) -> dict[str, Any]:
     """One recurrent layer table; only the last layer of the stack may have several outputs."""
     layer_type = draw(st.sampled_from(_RECURRENT_TYPES))
-    if layer_type == "branches":
-        inner = {"type": "lstm", "units": units}
-        inner.update(_lstm_options(draw, allow_go_backwards=True, allow_return_state=False, needs_sequences=needs_sequences))
-        return {"type": "branches", "shared": draw(st.booleans()), "layer": inner}
-    layer: dict[str, Any] = {"type": layer_type, "units": units}
-    if layer_type == "bidirectional":
-        merge_modes = MERGE_MODES if is_last else tuple(m for m in MERGE_MODES if m != "none")
-        _option(draw, layer, "merge_mode", st.sampled_from(merge_modes), "concat")
-    layer.update(
-        _lstm_options(
-            draw, allow_go_backwards=layer_type == "lstm", allow_return_state=is_last, needs_sequences=needs_sequences
-        )
+    shared = draw(st.booleans())
+    merge_mode = draw(st.sampled_from(MERGE_MODES if is_last else tuple(m for m in MERGE_MODES if m != "none")))
+    options = _lstm_options(
+        draw,
+        allow_go_backwards=layer_type != "bidirectional",
+        allow_return_state=is_last and layer_type != "branches",
+        needs_sequences=needs_sequences,
     )
+    if layer_type == "branches":
+        return {"type": "branches", "shared": shared, "layer": {"type": "lstm", "units": units, **options}}
+    layer: dict[str, Any] = {"type": layer_type, "units": units}
+    if layer_type == "bidirectional" and merge_mode != "concat":
+        layer["merge_mode"] = merge_mode
+    layer.update(options)
     return layer
-
-
-def _returns_sequences(layer: dict[str, Any]) -> bool:
-    options = layer["layer"] if layer["type"] == "branches" else layer
-    return bool(options.get("return_sequences", False))
 
 
 def _distinct_sizes(draw: st.DrawFn, min_batch: int) -> tuple[int, int, int, int]:
@@ -139,10 +136,10 @@ def _case_entry(draw: st.DrawFn, dtypes: tuple[str, ...]) -> dict[str, Any]:
         layers.append(
             _recurrent_layer(draw, layer_units, is_last=is_last_recurrent and head == "none", needs_sequences=needs_sequences)
         )
+    head_layer: dict[str, Any] = {"type": head, "units": draw(st.integers(1, _MAX_HEAD_UNITS))}
+    _option(draw, head_layer, "activation", st.sampled_from(_HEAD_ACTIVATIONS), "linear")
+    _option(draw, head_layer, "use_bias", st.sampled_from((True, False)), True)
     if head != "none":
-        head_layer: dict[str, Any] = {"type": head, "units": draw(st.integers(1, _MAX_HEAD_UNITS))}
-        _option(draw, head_layer, "activation", st.sampled_from(_HEAD_ACTIVATIONS), "linear")
-        _option(draw, head_layer, "use_bias", st.sampled_from((True, False)), True)
         layers.append(head_layer)
 
     entry: dict[str, Any] = {
@@ -155,12 +152,11 @@ def _case_entry(draw: st.DrawFn, dtypes: tuple[str, ...]) -> dict[str, Any]:
     }
     if mask != "none":
         entry["mask"] = mask
-        mask_source = draw(st.sampled_from(MASK_SOURCES))
-        if mask_source != "masking_layer":
-            entry["mask_source"] = mask_source
-    initial_states = ("none",) if layers[0]["type"] == "branches" else INITIAL_STATES
-    initial_state = draw(st.sampled_from(initial_states))
-    if initial_state != "none":
+    mask_source = draw(st.sampled_from(MASK_SOURCES))
+    if mask != "none" and mask_source != "masking_layer":
+        entry["mask_source"] = mask_source
+    initial_state = draw(st.sampled_from(INITIAL_STATES))
+    if initial_state != "none" and layers[0]["type"] != "branches":  # a branches layer takes no initial state
         entry["initial_state"] = initial_state
     entry_point = draw(st.sampled_from(ENTRY_POINTS))
     if entry_point != "predict":
@@ -342,7 +338,8 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
         print(to_toml(last_failure["entry"]), end="")
         print(f"# status on {info.name}: {result['status']}")
         for message in failure_messages(result):
-            print(f"# {message}")
+            for line in message.splitlines() or [""]:
+                print(f"# {line}")
     else:
         print(f"# no failing case was recorded; hypothesis raised {type(failure_error).__name__}: {failure_error}")
     return 1

@@ -52,15 +52,23 @@ def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     _write_atomically(path, buffer.getvalue())
 
 
-def read_record(path: Path) -> dict[str, Any]:
-    """Load and check one run record; RecordError with a one-line reason when it cannot be used."""
+def read_json_file(path: Path) -> dict[str, Any]:
+    """Parse a JSON results file; RecordError with a one-line reason when it is missing or corrupt."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RecordError(f"{path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RecordError(f"{path} is not valid JSON ({error}); delete it or re-run 'python -m harness run'") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    if not isinstance(data, dict):
+        raise RecordError(f"{path} is not a keras-parity record (not a JSON object)")
+    return data
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Load and check one run record; RecordError with a one-line reason when it cannot be used."""
+    data = read_json_file(path)
+    if data.get("schema") != SCHEMA:
         raise RecordError(f"{path} is not a keras-parity run record (no \"schema\": \"{SCHEMA}\")")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise RecordError(

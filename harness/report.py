@@ -18,7 +18,7 @@ def load_records(folder: Path) -> dict[str, dict[str, Any]]:
     if not folder.is_dir():
         raise records.RecordError(f"{folder} is not a folder of results")
     loaded = {}
-    for path in sorted(folder.glob("*.json")):
+    for path in sorted(p for p in folder.glob("*.json") if not p.name.endswith(".probes.json")):
         record = records.read_record(path)
         if record["backend"] != path.stem:
             raise records.RecordError(f"{path} holds a record of backend {record['backend']!r}; expected {path.stem!r}")
@@ -191,8 +191,14 @@ def render_report(folder: Path) -> str:
     return "\n".join(lines)
 
 
-def write_report(folder: Path) -> Path:
-    text = render_report(folder)
-    path = folder / "REPORT.md"
-    records.write_text(path, text)
-    return path
+def write_report(folder: Path) -> list[Path]:
+    """Write REPORT.md and WHY.md into ``folder``; both only read the records there."""
+    from harness.why import render_why
+
+    report_text = render_report(folder)
+    why_text = render_why(folder, load_records(folder))
+    written = []
+    for name, text in (("REPORT.md", report_text), ("WHY.md", why_text)):
+        records.write_text(folder / name, text)
+        written.append(folder / name)
+    return written

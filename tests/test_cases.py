@@ -22,11 +22,16 @@ def test_weights_are_seeded_random_and_not_symmetric():
         data = make_case_data(case)
         again = make_case_data(case)
         for layer, layer_again in zip(data.layer_weights, again.layer_weights):
-            for array, array_again in zip(layer, layer_again):
-                assert array.dtype == case.dtype
-                assert (array == array_again).all(), "the same seed must give the same weights"
-                assert len(set(array.ravel().tolist())) == array.size, "weights must not repeat (no constants)"
-        kernel = data.layer_weights[0][0]
+            for group, group_again in zip(layer, layer_again):
+                for array, array_again in zip(group, group_again):
+                    assert str(array.dtype) == case.variable_dtype
+                    assert (array == array_again).all(), "the same seed must give the same weights"
+                    distinct = len(set(array.astype("float64").ravel().tolist()))
+                    if case.variable_dtype in ("float32", "float64"):
+                        assert distinct == array.size, "weights must not repeat (no constants)"
+                    else:  # half precision rounds some draws together, but never to a constant
+                        assert distinct > array.size // 2
+        kernel = data.layer_weights[0][0][0]
         units = case.layers[0].units
         gate_blocks = [kernel[:, g * units : (g + 1) * units] for g in range(4)]
         assert all((gate_blocks[0] != block).any() for block in gate_blocks[1:])
@@ -35,7 +40,11 @@ def test_weights_are_seeded_random_and_not_symmetric():
 def test_expected_outputs_are_finite_and_shaped():
     for case in builtin_cases():
         outputs = expected_outputs(case, make_case_data(case))
-        assert set(outputs) == set(case.output_names)
+        if case.stateful:
+            batches = case.stateful_batches
+            assert {f"output@{k}" for k in range(batches)} | {"after_reset@0"} <= set(outputs)
+        else:
+            assert set(outputs) == set(case.output_names)
         for value in outputs.values():
             assert value.dtype == "float64" and value.shape[0] == case.batch
             assert (value == value).all() and abs(value).max() < 1e6
@@ -71,11 +80,13 @@ def test_user_case_file_loads():
     "old, new, expected",
     [
         ('dtype = "float32"', 'dtype = "float8"', "case 'mine': field 'dtype' is 'float8'; accepted: float32, float64"),
-        ("batch = 2", "batch = 0", "field 'batch' is 0; expected a positive integer"),
+        ("batch = 2", "batch = 0", "field 'batch' is 0; expected an integer >= 1"),
         ("units = 5 }", 'units = 5, activation = "nope" }', "field 'activation' is 'nope'; accepted:"),
         ("units = 5 }", "units = 5, colour = 1 }", "field 'colour' is not an option of a lstm layer"),
-        ('type = "lstm"', 'type = "gru"', "field 'type' is 'gru'; accepted: lstm, dense"),
-        ("layers =", 'mask = "left"\nlayers =', "field 'mask' is 'left'; accepted: none, right_padded"),
+        ('type = "lstm"', 'type = "gru"', "field 'type' is 'gru'; accepted: lstm, bidirectional, branches, dense"),
+        ("layers =", 'mask = "left"\nlayers =', "field 'mask' is 'left'; accepted: none, right_padded, left_padded"),
+        ("layers =", "stateful_batches = 2\ninitial_state = \"random\"\nlayers =", "field 'stateful_batches' cannot be combined"),
+        ("units = 5 }", "units = 5, implementation = 3 }", "field 'implementation' is 3; accepted: 1, 2"),
         ("units = 5 }", "units = 5, return_state = true }]\napis = [\"sequential\"", "field 'apis' asks for 'sequential'"),
     ],
 )
@@ -90,3 +101,55 @@ def test_bad_entry_names_entry_field_and_accepted_values(tmp_path, old, new, exp
 def test_glob_that_matches_nothing_is_an_error():
     with pytest.raises(CaseError, match=re.escape("no case matches 'nothing_*'")):
         select_cases(builtin_cases(), "nothing_*")
+
+
+def test_matrix_expands_every_combination(tmp_path):
+    path = _write(tmp_path, """
+[[matrix]]
+name = "m_{mask}_{unroll}"
+base = { dtype = "float32", batch = 2, time = 3, features = 4, layers = [{ type = "lstm", units = 5 }] }
+axes = { mask = ["none", "holes"], "layers.0.unroll" = [true, false] }
+""")
+    cases = load_case_file(path)
+    assert sorted(case.name for case in cases) == ["m_holes_off", "m_holes_on", "m_none_off", "m_none_on"]
+    holes_on = next(case for case in cases if case.name == "m_holes_on")
+    assert holes_on.mask == "holes" and holes_on.layers[0].options["unroll"] is True
+
+
+def test_every_mask_kind_has_a_valid_and_a_masked_step():
+    import numpy as np
+
+    from harness.weights import make_mask
+
+    for kind in ("right_padded", "left_padded", "holes", "all_masked_row"):
+        mask = make_mask(kind, 4, 7, np.random.default_rng(0))
+        assert mask.shape == (4, 7) and mask[0].all() and not mask.all(), kind
+    assert not make_mask("all_masked_row", 4, 7, np.random.default_rng(0))[-1].any()
+
+
+def test_known_divergences_reclassify_and_detect_staleness():
+    from harness.known import Divergence, classify, stale_divergences
+
+    divergence = Divergence("d", ("case_*",), ("jax",), "observed", "reference", "", "results/repro/x.py")
+    failing = {"case": "case_a", "status": "fail"}
+    classify(failing, "jax", [divergence])
+    assert failing["status"] == "known" and failing["measured_status"] == "fail"
+    other_backend = {"case": "case_a", "status": "fail"}
+    classify(other_backend, "torch", [divergence])
+    assert other_backend["status"] == "fail"
+    passing = {"case": "case_a", "status": "pass"}
+    classify(passing, "jax", [divergence])
+    assert stale_divergences({"jax": [passing]}, [divergence])[0][0] is divergence
+    assert stale_divergences({"jax": [failing]}, [divergence]) == []
+
+
+def test_every_known_divergence_has_a_reproducer_and_matches_a_case():
+    from conftest import ROOT
+    from harness.known import load_divergences
+    import fnmatch
+
+    names = [case.name for case in builtin_cases()]
+    for divergence in load_divergences():
+        assert (ROOT / divergence.reproducer).is_file(), divergence.reproducer
+        for pattern in divergence.cases:
+            assert any(fnmatch.fnmatchcase(name, pattern) for name in names), (divergence.id, pattern)
