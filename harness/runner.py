@@ -88,7 +88,7 @@ def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[str, np.
     started = time.perf_counter()
     result: dict[str, Any] = {
         "case": case.name, "dtype": case.dtype, "entry_point": case.entry_point, "description": case.description,
-        "apis": {}, "api_agreement": [],
+        "config": case_config(case), "apis": {}, "api_agreement": [],
     }
     try:
         with _time_limit(timeout_s):
@@ -121,6 +121,23 @@ def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[str, np.
         result["error"] = _error_summary(error)
     result["duration_s"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def case_config(case: Case) -> dict[str, Any]:
+    """The case's axis values, recorded so that reports can count the combinations exercised."""
+    def layer(spec) -> dict[str, Any]:
+        entry = {"type": spec.type, **spec.options}
+        if spec.inner is not None:
+            entry["layer"] = layer(spec.inner)
+        return entry
+
+    return {
+        "dtype": case.dtype, "batch": case.batch, "time": case.time, "features": case.features,
+        "mask": case.mask, "mask_source": case.mask_source if case.mask != "none" else None,
+        "initial_state": case.initial_state, "entry_point": case.entry_point, "jit_compile": case.jit_compile,
+        "predict_batch_size": case.predict_batch_size, "stateful_batches": case.stateful_batches,
+        "layers": [layer(spec) for spec in case.layers],
+    }
 
 
 def _api_agreement(actual_by_api: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
