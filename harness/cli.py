@@ -18,6 +18,8 @@ from harness.records import RecordError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_THRESHOLD = 3
+# The cases saved as .keras for the cross-backend load check: every layer type and head, one policy.
+SERIALIZATION_CASES = "lstm_*,stacked_lstm,bidi_concat_seqon_*,heads_*,branches_*,dtype_mixedfloat16_none"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,6 +95,40 @@ def _command_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command_save(args: argparse.Namespace) -> int:
+    from harness.backends import activate
+
+    try:
+        cases = _load_cases(args.case_file, args.cases)
+        backend = activate(args.backend)
+    except (CaseError, BackendUnavailable) as error:
+        return _fail(str(error))
+    from harness.serialization import save_models
+
+    written = save_models(cases, backend, args.models, args.seed)
+    print(f"{backend.name}: saved {len(written)} models to {args.models / backend.name}")
+    return EXIT_OK
+
+
+def _command_load(args: argparse.Namespace) -> int:
+    from harness.backends import activate
+
+    try:
+        cases = _load_cases(args.case_file, None)
+        backend = activate(args.backend)
+    except (CaseError, BackendUnavailable) as error:
+        return _fail(str(error))
+    from harness.serialization import load_models
+
+    record = load_models(cases, backend, args.models, args.out, args.seed)
+    statuses = [entry["status"] for entry in record["loads"]]
+    print(f"{backend.name}: loaded {len(statuses)} models saved on other backends, {statuses.count('pass')} agree with the reference")
+    for entry in record["loads"]:
+        if entry["status"] != "pass":
+            print(f"  {entry['case']} saved on {entry['saved_on']}: {entry['status']} {entry['error'] or ''}", file=sys.stderr)
+    return EXIT_OK if statuses.count("pass") == len(statuses) else EXIT_FAILED
+
+
 def _command_probe(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
@@ -151,6 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--backend", required=True, choices=BACKENDS)
     probe.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
 
+    from harness.weights import DEFAULT_SEED
+
+    save = commands.add_parser("save", help="save each case's Functional model as .keras (for 'load' on other backends)")
+    save.add_argument("--backend", required=True, choices=BACKENDS)
+    save.add_argument("--cases", metavar="GLOB", default=None)
+    save.add_argument("--case-file", type=Path, metavar="FILE.toml")
+    save.add_argument("--models", type=Path, default=Path("results/models"), metavar="DIR")
+    save.add_argument("--seed", type=int, default=DEFAULT_SEED)
+
+    load = commands.add_parser("load", help="load the models other backends saved, compare, write DIR/<backend>.serialization.json")
+    load.add_argument("--backend", required=True, choices=BACKENDS)
+    load.add_argument("--case-file", type=Path, metavar="FILE.toml")
+    load.add_argument("--models", type=Path, default=Path("results/models"), metavar="DIR")
+    load.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
+    load.add_argument("--seed", type=int, default=DEFAULT_SEED)
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -170,4 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command_report(args)
     if args.command == "probe":
         return _command_probe(args)
+    if args.command == "save":
+        if args.cases is None:
+            args.cases = SERIALIZATION_CASES
+        return _command_save(args)
+    if args.command == "load":
+        return _command_load(args)
     return _command_list(args)

@@ -8,6 +8,7 @@ from typing import Any
 
 from harness import records
 from harness.compare import max_difference
+from harness.backends import BACKENDS
 from harness.known import load_divergences, stale_divergences
 
 STATUS_MARK = {
@@ -20,7 +21,7 @@ def load_records(folder: Path) -> dict[str, dict[str, Any]]:
     if not folder.is_dir():
         raise records.RecordError(f"{folder} is not a folder of results")
     loaded = {}
-    for path in sorted(p for p in folder.glob("*.json") if not p.name.endswith(".probes.json")):
+    for path in sorted(p for p in folder.glob("*.json") if p.stem in BACKENDS):
         record = records.read_record(path)
         if record["backend"] != path.stem:
             raise records.RecordError(f"{path} holds a record of backend {record['backend']!r}; expected {path.stem!r}")
@@ -136,6 +137,36 @@ def _coverage(loaded: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _serialization(folder: Path) -> list[str]:
+    """Models saved as .keras on one backend and loaded on another (harness.serialization records)."""
+    loads = []
+    for path in sorted(folder.glob("*.serialization.json")):
+        data = records.read_json_file(path)
+        if data.get("schema") != "keras-parity/serialization":
+            raise records.RecordError(f"{path} is not a keras-parity serialization record")
+        loads += [(data["backend"], entry) for entry in data["loads"]]
+    if not loads:
+        return ["Not run (nox runs it after the parity sessions: nox -s serialization)."]
+    lines = [
+        "Each case's Functional model, saved with model.save() on one backend and loaded with keras.saving.load_model() "
+        "on another: its status against the float64 reference, and the largest difference from the saving backend's own outputs.",
+        "",
+        "| saved on | loaded on | models | agree with reference | largest difference from the saving backend | failures |",
+        "|---|---|---|---|---|---|",
+    ]
+    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for loaded_on, entry in loads:
+        pairs.setdefault((entry["saved_on"], loaded_on), []).append(entry)
+    for (saved_on, loaded_on), entries in sorted(pairs.items()):
+        passed = sum(entry["status"] == "pass" for entry in entries)
+        differences = [v["max_abs_diff"] for entry in entries for v in entry["vs_saving_backend"].values()]
+        failures = ", ".join(f"{e['case']} ({e['status']})" for e in entries if e["status"] != "pass") or "none"
+        lines.append(
+            f"| {saved_on} | {loaded_on} | {len(entries)} | {passed} | {_fmt(max(differences)) if differences else 'n/a'} | {failures} |"
+        )
+    return lines
+
+
 def render_report(folder: Path) -> str:
     loaded = load_records(folder)
     backends = sorted(loaded)
@@ -188,6 +219,8 @@ def render_report(folder: Path) -> str:
         lines.append(f"| {name} | {', '.join(some['apis'])} | " + " | ".join(_api_cell(by_backend[b].get(name)) for b in backends) + " |")
 
     lines += ["", "## Backend against backend", ""] + _pairwise(folder, loaded, names)
+
+    lines += ["", "## Train on one backend, serve on another", ""] + _serialization(folder)
 
     lines += ["", "## Failures", ""]
     failures = [

@@ -143,3 +143,20 @@ def test_resume_keeps_measured_cases(session_backend, tmp_path):
     assert second.returncode == 0
     record = json.loads((tmp_path / f"{session_backend}.json").read_text())
     assert [case["case"] for case in record["cases"]] == ["lstm_last_step", "lstm_sequences"]
+
+
+def test_saved_model_loads_and_agrees(session_backend, tmp_path):
+    import shutil
+
+    models = tmp_path / "models"
+    saved = run_harness("save", "--backend", session_backend, "--cases", "lstm_return_state,heads_*_none", "--models", str(models))
+    assert saved.returncode == 0, saved.stderr
+    assert len(list((models / session_backend).glob("*.keras"))) == 3
+    # Pose as another backend's saved models: load never reads its own backend's folder.
+    other = next(b for b in ("tensorflow", "jax", "torch") if b != session_backend)
+    shutil.move(str(models / session_backend), str(models / other))
+    loaded = run_harness("load", "--backend", session_backend, "--models", str(models), "--out", str(tmp_path))
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    record = json.loads((tmp_path / f"{session_backend}.serialization.json").read_text())
+    assert [entry["status"] for entry in record["loads"]] == ["pass"] * 3
+    assert {entry["saved_on"] for entry in record["loads"]} == {other}
