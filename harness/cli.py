@@ -129,6 +129,45 @@ def _command_load(args: argparse.Namespace) -> int:
     return EXIT_OK if statuses.count("pass") == len(statuses) else EXIT_FAILED
 
 
+def _command_faults(args: argparse.Namespace) -> int:
+    from harness.backends import activate
+
+    try:
+        cases = _load_cases(None, None)
+        backend = activate(args.backend)
+    except (CaseError, BackendUnavailable) as error:
+        return _fail(str(error))
+    from harness.fault_study import run_fault_study
+
+    record = run_fault_study(cases, backend, args.out, args.seed)
+    detected = [name for name, entry in record["faults"].items() if entry["detected"]]
+    false_alarms = [name for name, entry in record["clean"].items() if entry["status"] not in ("pass", "known")]
+    print(
+        f"{backend.name}: {len(detected)} of {len(record['faults'])} faults detected, "
+        f"{len(false_alarms)} false alarms on the unmodified backend; wrote {args.out / (backend.name + '.faults.json')}"
+    )
+    for name, entry in record["faults"].items():
+        if not entry["detected"]:
+            print(f"  not detected: {name}: {entry['description']}", file=sys.stderr)
+    return EXIT_OK if len(detected) == len(record["faults"]) and not false_alarms else EXIT_FAILED
+
+
+def _command_fuzz(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("hypothesis") is None:
+        return _fail("fuzz needs hypothesis; install it with: pip install 'keras-parity[test]'")
+    from harness.backends import activate
+
+    try:
+        activate(args.backend)
+    except BackendUnavailable as error:
+        return _fail(str(error))
+    from harness.fuzz import fuzz
+
+    return fuzz(args.backend, args.examples, args.seed)
+
+
 def _command_probe(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
@@ -203,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
     load.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
+    fault_study = commands.add_parser("faults", help="run the fault catalogue and the perturbation sweep; write DIR/<backend>.faults.json")
+    fault_study.add_argument("--backend", required=True, choices=BACKENDS)
+    fault_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
+    fault_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
+
+    fuzzing = commands.add_parser("fuzz", help="random configurations (hypothesis) against the reference; a failure is shrunk and printed as a case")
+    fuzzing.add_argument("--backend", required=True, choices=BACKENDS)
+    fuzzing.add_argument("--examples", type=int, default=50, metavar="N")
+    fuzzing.add_argument("--seed", type=int, default=None, metavar="S")
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -228,4 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command_save(args)
     if args.command == "load":
         return _command_load(args)
+    if args.command == "faults":
+        return _command_faults(args)
+    if args.command == "fuzz":
+        return _command_fuzz(args)
     return _command_list(args)

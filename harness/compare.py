@@ -63,9 +63,9 @@ class Comparison:
             return f"{label}: ok (max abs {self.max_abs_error:.3g}, max ulp {self.max_ulp:.0f})"
         return (
             f"{label}: {self.mismatched} / {self.total} elements mismatch ({self.mismatch_percent:.1f}%), "
-            f"{self.nonfinite_actual} non-finite; worst at {self.worst_index}: "
-            f"{self.worst_actual!r} vs expected {self.worst_expected!r} "
-            f"(abs {self.max_abs_error:.3g}, rel {self.max_rel_error:.3g}; rtol {self.rtol:g}, atol {self.atol:g})"
+            f"{self.nonfinite_actual} non-finite; furthest beyond tolerance at {self.worst_index}: "
+            f"{self.worst_actual!r} vs expected {self.worst_expected!r}; "
+            f"max abs error {self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g} (rtol {self.rtol:g}, atol {self.atol:g})"
         )
 
 

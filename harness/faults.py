@@ -1,71 +1,81 @@
-"""Faults injected into the Keras side at run time, to prove the tolerances catch real bugs.
+"""A catalogue of faults injected into the Keras side at run time, to prove the tolerances catch bugs.
 
-Each fault patches Keras (never the reference) for the duration of a run, on every code path an LSTM
-can take on CPU: ``LSTMCell`` (TensorFlow, JAX, and PyTorch with a mask) and PyTorch's fused
-``_fallback_lstm`` (PyTorch without a mask). A record made with a fault says so in its ``fault``
-field, so it cannot be mistaken for a real measurement.
+Each fault patches Keras (never the reference) while a run lasts, on every code path an LSTM takes on
+CPU: ``LSTMCell`` (TensorFlow, JAX, and PyTorch with a mask), PyTorch's fused ``_fallback_lstm``
+(PyTorch without a mask), and the ``LSTM`` layer itself for faults about sequences, masks and state.
+Each fault names the built-in cases that exercise it. A record made with a fault says so in its
+``fault`` field, so it cannot be mistaken for a real measurement.
 
-A fault is described by what it does to the four gate pre-activations ``(i, f, g, o)`` and, for the
-weight-based PyTorch path, the equivalent change to the weights; plus whether the cell state skips
-its activation.
+Gate-level faults are described twice, once per code path: as a change to the four gate
+pre-activations ``(i, f, g, o)`` for LSTMCell, and as the equivalent change to the weights for the
+fused PyTorch loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-BIAS_OFFSET = 1e-3
+DEFAULT_MAGNITUDE = 1e-3
 
 
 @dataclass(frozen=True)
 class Fault:
     description: str
-    gates: Callable[[tuple], tuple] = lambda z: z
-    weights: Callable[[Any, Any, Any, int], tuple] = lambda k, r, b, units: (k, r, b)
-    skip_cell_activation: bool = False
+    cases: tuple[str, ...]
+    gates: Callable[[tuple, float], tuple] | None = None
+    weights: Callable[[Any, Any, Any, int, float], tuple] | None = None
+    activation: Callable[[Callable, Callable], Callable] | None = None  # (activation, keras) -> replacement
+    recurrent_activation: Callable[[Callable, Any], Callable] | None = None
+    layer_call: Callable[..., Any] | None = None  # wraps LSTM.call(original, self, sequences, initial_state, mask, training)
+    sweepable: bool = False  # the magnitude is a perturbation size (for the sensitivity sweep)
+    extra: dict = field(default_factory=dict)
 
 
-def _swap_blocks(array: Any, units: int) -> Any:
-    """Swap the input and forget blocks along the last axis of a kernel or bias."""
+def _blocks(array: Any, units: int) -> list:
+    return [array[..., n * units : (n + 1) * units] for n in range(4)]
+
+
+def _swap_input_forget_weights(kernel, recurrent, bias, units, magnitude):
     import keras
 
-    i, f, g, o = (array[..., n * units : (n + 1) * units] for n in range(4))
-    return keras.ops.concatenate([f, i, g, o], axis=-1)
+    def swap(array):
+        i, f, g, o = _blocks(array, units)
+        return keras.ops.concatenate([f, i, g, o], axis=-1)
+
+    return swap(kernel), swap(recurrent), None if bias is None else swap(bias)
 
 
-def _offset_forget_bias(kernel: Any, recurrent: Any, bias: Any, units: int) -> tuple:
-    import keras
+def _offset_weights(block: int) -> Callable:
+    def offset(kernel, recurrent, bias, units, magnitude):
+        import keras
 
-    offset = keras.ops.concatenate(
-        [keras.ops.zeros((units,)), keras.ops.full((units,), BIAS_OFFSET), keras.ops.zeros((2 * units,))]
-    )
-    offset = keras.ops.cast(offset, kernel.dtype)
-    return kernel, recurrent, offset if bias is None else bias + offset
+        parts = [keras.ops.zeros((units,)) for _ in range(4)]
+        parts[block] = keras.ops.full((units,), magnitude)
+        shift = keras.ops.cast(keras.ops.concatenate(parts), kernel.dtype)
+        return kernel, recurrent, shift if bias is None else bias + shift
 
-
-FAULTS: dict[str, Fault] = {
-    "swap_input_forget_gates": Fault(
-        "the input and forget gate blocks are read in swapped order",
-        gates=lambda z: (z[1], z[0], z[2], z[3]),
-        weights=lambda k, r, b, units: (_swap_blocks(k, units), _swap_blocks(r, units), None if b is None else _swap_blocks(b, units)),
-    ),
-    "forget_gate_bias_offset": Fault(
-        f"the forget gate's pre-activation is off by {BIAS_OFFSET:g} (a small bias error)",
-        gates=lambda z: (z[0], z[1] + BIAS_OFFSET, z[2], z[3]),
-        weights=_offset_forget_bias,
-    ),
-    "no_cell_activation": Fault(
-        "the cell state goes to the output gate without its activation", skip_cell_activation=True
-    ),
-}
+    return offset
 
 
-def _candidate_only(activation: Callable) -> Callable:
+def _offset_gate(block: int) -> Callable:
+    def offset(z, magnitude):
+        z = list(z)
+        z[block] = z[block] + magnitude
+        return tuple(z)
+
+    return offset
+
+
+def _double_bias_weights(kernel, recurrent, bias, units, magnitude):
+    return kernel, recurrent, None if bias is None else bias * 2
+
+
+def _candidate_only(activation: Callable, keras: Any) -> Callable:
     """Within one step the cell calls its activation twice: on the candidate, then on the new cell
-    state. This wrapper applies it the first time and is the identity the second time."""
+    state. This replacement applies it the first time and is the identity the second time."""
     calls = {"count": 0}
 
     def patched(x):
@@ -75,63 +85,198 @@ def _candidate_only(activation: Callable) -> Callable:
     return patched
 
 
+def _half_precision(activation: Callable, keras: Any) -> Callable:
+    """The activation evaluated on inputs rounded to float16 (a silent precision loss)."""
+
+    def patched(x):
+        return activation(keras.ops.cast(keras.ops.cast(x, "float16"), x.dtype))
+
+    return patched
+
+
+def _keras2_hard_sigmoid(activation: Callable, keras: Any) -> Callable:
+    def patched(x):
+        return keras.ops.clip(0.2 * x + 0.5, 0.0, 1.0)
+
+    return patched
+
+
+def _reverse_backwards_output(original, self, sequences, initial_state, mask, training):
+    import keras
+
+    result = original(self, sequences, initial_state=initial_state, mask=mask, training=training)
+    if not (self.go_backwards and self.return_sequences):
+        return result
+    if isinstance(result, (list, tuple)):
+        return [keras.ops.flip(result[0], axis=1), *result[1:]]
+    return keras.ops.flip(result, axis=1)
+
+
+def _last_step_leaks(original, self, sequences, initial_state, mask, training):
+    import keras
+
+    if mask is not None:
+        mask = keras.ops.concatenate([mask[:, :-1], keras.ops.ones_like(mask[:, -1:])], axis=1)
+    return original(self, sequences, initial_state=initial_state, mask=mask, training=training)
+
+
+def _state_not_carried(original, self, sequences, initial_state, mask, training):
+    if self.stateful:
+        self.reset_states()
+    return original(self, sequences, initial_state=initial_state, mask=mask, training=training)
+
+
+def _initial_state_ignored(original, self, sequences, initial_state, mask, training):
+    return original(self, sequences, initial_state=None, mask=mask, training=training)
+
+
+def _zero_output_ignored(original, self, sequences, initial_state, mask, training):
+    saved = self.zero_output_for_mask
+    self.zero_output_for_mask = False
+    try:
+        return original(self, sequences, initial_state=initial_state, mask=mask, training=training)
+    finally:
+        self.zero_output_for_mask = saved
+
+
+GATE_CASES = ("lstm_sequences", "lstm_right_padded_mask")
+FAULTS: dict[str, Fault] = {
+    "swap_input_forget_gates": Fault(
+        "the input and forget gate blocks are read in swapped order", GATE_CASES,
+        gates=lambda z, m: (z[1], z[0], z[2], z[3]), weights=_swap_input_forget_weights,
+    ),
+    "forget_gate_bias_offset": Fault(
+        "the forget gate's pre-activation is off by a small constant (a bias error)", GATE_CASES,
+        gates=_offset_gate(1), weights=_offset_weights(1), sweepable=True,
+    ),
+    "output_gate_bias_offset": Fault(
+        "the output gate's pre-activation is off by a small constant", GATE_CASES,
+        gates=_offset_gate(3), weights=_offset_weights(3),
+    ),
+    "bias_added_twice": Fault(
+        "the bias is added twice (once with the input projection, once in the step)", GATE_CASES,
+        gates=None, weights=_double_bias_weights, extra={"cell_weights": True},
+    ),
+    "no_cell_activation": Fault(
+        "the cell state goes to the output gate without its activation", GATE_CASES, activation=_candidate_only,
+    ),
+    "keras2_hard_sigmoid_gates": Fault(
+        "the gates use Keras 2's hard sigmoid (0.2 x + 0.5) instead of the sigmoid", GATE_CASES,
+        recurrent_activation=_keras2_hard_sigmoid,
+    ),
+    "half_precision_activations": Fault(
+        "the activations see their inputs rounded to float16", GATE_CASES, activation=_half_precision,
+    ),
+    "go_backwards_output_not_reversed": Fault(
+        "with go_backwards, the sequence output is returned in input order instead of processing order",
+        ("lstm_go_backwards",), layer_call=_reverse_backwards_output,
+    ),
+    "last_masked_step_leaks": Fault(
+        "the last timestep is always treated as valid, so a padded step leaks into the state",
+        ("lstm_right_padded_mask", "stacked_rightpadded_argument"), layer_call=_last_step_leaks,
+    ),
+    "state_not_carried_between_calls": Fault(
+        "a stateful LSTM starts every call from zeros", ("stateful_call",), layer_call=_state_not_carried,
+    ),
+    "initial_state_ignored": Fault(
+        "the initial_state argument is dropped", ("lstm_initial_state",), layer_call=_initial_state_ignored,
+    ),
+    "zero_output_for_mask_ignored": Fault(
+        "zero_output_for_mask=True is ignored: masked steps repeat the previous output",
+        ("zero_output_rightpadded_seqon_unrolloff_backoff",), layer_call=_zero_output_ignored,
+    ),
+}
+
+
+def _cell_patches(fault: Fault, magnitude: float, keras: Any) -> list[tuple[Any, str, Any, Any]]:
+    from keras.src.layers.rnn.lstm import LSTMCell
+
+    patches = []
+    original_fused = LSTMCell._compute_carry_and_output_fused
+    original_call = LSTMCell.call
+    gates = fault.gates
+    if fault.extra.get("cell_weights"):
+        def gates(z, m, _self=None):  # bias twice: handled in faulty_call where the bias is known
+            return z
+
+    if gates is not None:
+        def faulty_fused(self, z, c_tm1):
+            return original_fused(self, gates(tuple(z), magnitude), c_tm1)
+
+        patches.append((LSTMCell, "_compute_carry_and_output_fused", original_fused, faulty_fused))
+
+    def faulty_call(self, inputs, states, training=False):
+        saved = (self.activation, self.recurrent_activation)
+        saved_bias = getattr(self, "bias", None)
+        if fault.activation is not None:
+            self.activation = fault.activation(saved[0], keras)
+        if fault.recurrent_activation is not None:
+            self.recurrent_activation = fault.recurrent_activation(saved[1], keras)
+        if fault.extra.get("cell_weights") and saved_bias is not None:
+            object.__setattr__(self, "bias", saved_bias * 2)
+        try:
+            return original_call(self, inputs, states, training=training)
+        finally:
+            self.activation, self.recurrent_activation = saved
+            if fault.extra.get("cell_weights") and saved_bias is not None:
+                object.__setattr__(self, "bias", saved_bias)
+
+    patches.append((LSTMCell, "call", original_call, faulty_call))
+    return patches
+
+
+def _torch_fallback_patch(fault: Fault, magnitude: float, keras: Any) -> list[tuple]:
+    """PyTorch runs an unmasked LSTM in its own fused loop; patch it through the weights and activations it receives."""
+    if keras.backend.backend() != "torch":
+        return []
+    # importlib, not "from ... import rnn": the package re-exports a function of that name.
+    torch_rnn = importlib.import_module("keras.src.backend.torch.rnn")
+    original = torch_rnn._fallback_lstm
+
+    def faulty(inputs, h, c, kernel, recurrent_kernel, bias, activation, recurrent_activation, *args, **kwargs):
+        units = recurrent_kernel.shape[0]
+        if fault.weights is not None:
+            kernel, recurrent_kernel, bias = fault.weights(kernel, recurrent_kernel, bias, units, magnitude)
+        if fault.activation is not None:
+            activation = fault.activation(activation, keras)
+        if fault.recurrent_activation is not None:
+            recurrent_activation = fault.recurrent_activation(recurrent_activation, keras)
+        return original(inputs, h, c, kernel, recurrent_kernel, bias, activation, recurrent_activation, *args, **kwargs)
+
+    return [(torch_rnn, "_fallback_lstm", original, faulty)]
+
+
+def _layer_patch(fault: Fault) -> list[tuple]:
+    if fault.layer_call is None:
+        return []
+    from keras.src.layers.rnn.lstm import LSTM
+
+    original = LSTM.call
+
+    def faulty(self, sequences, initial_state=None, mask=None, training=False):
+        return fault.layer_call(original, self, sequences, initial_state, mask, training)
+
+    return [(LSTM, "call", original, faulty)]
+
+
 @contextlib.contextmanager
-def injected(name: str | None) -> Iterator[None]:
-    """Apply fault ``name`` to Keras's LSTM inside the block (no-op for None)."""
+def injected(name: str | None, magnitude: float = DEFAULT_MAGNITUDE) -> Iterator[None]:
+    """Apply fault ``name`` (with ``magnitude`` for perturbation faults) inside the block; None: no-op."""
     if name is None:
         yield
         return
     if name not in FAULTS:
         raise ValueError(f"unknown fault {name!r}; accepted: {', '.join(FAULTS)}")
+    import keras
+
     fault = FAULTS[name]
-    from keras.src.layers.rnn.lstm import LSTMCell
-
-    original_fused = LSTMCell._compute_carry_and_output_fused
-    original_call = LSTMCell.call
-
-    def faulty_fused(self, z, c_tm1):
-        return original_fused(self, fault.gates(tuple(z)), c_tm1)
-
-    def faulty_call(self, inputs, states, training=False):
-        saved = self.activation
-        if fault.skip_cell_activation:
-            self.activation = _candidate_only(saved)
-        try:
-            return original_call(self, inputs, states, training=training)
-        finally:
-            self.activation = saved
-
-    patches = [(LSTMCell, "_compute_carry_and_output_fused", original_fused, faulty_fused),
-               (LSTMCell, "call", original_call, faulty_call)]
-    torch_patch = _torch_fallback_patch(fault)
-    if torch_patch is not None:
-        patches.append(torch_patch)
+    patches = _layer_patch(fault) if fault.layer_call is not None else (
+        _cell_patches(fault, magnitude, keras) + _torch_fallback_patch(fault, magnitude, keras)
+    )
     for owner, attribute, _, replacement in patches:
         setattr(owner, attribute, replacement)
     try:
         yield
     finally:
-        for owner, attribute, original, _ in patches:
+        for owner, attribute, original, _ in reversed(patches):
             setattr(owner, attribute, original)
-
-
-def _torch_fallback_patch(fault: Fault) -> tuple | None:
-    """PyTorch runs an unmasked LSTM in its own fused loop; patch it through the weights it receives."""
-    import keras
-
-    if keras.backend.backend() != "torch":
-        return None
-    # importlib, not "from ... import rnn": the package re-exports a function of that name.
-    torch_rnn = importlib.import_module("keras.src.backend.torch.rnn")
-
-    original = torch_rnn._fallback_lstm
-
-    def faulty(inputs, h, c, kernel, recurrent_kernel, bias, activation, recurrent_activation, *args, **kwargs):
-        units = recurrent_kernel.shape[0]
-        kernel, recurrent_kernel, bias = fault.weights(kernel, recurrent_kernel, bias, units)
-        if fault.skip_cell_activation:
-            activation = _candidate_only(activation)
-        return original(inputs, h, c, kernel, recurrent_kernel, bias, activation, recurrent_activation, *args, **kwargs)
-
-    return (torch_rnn, "_fallback_lstm", original, faulty)
-
