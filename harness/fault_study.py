@@ -22,8 +22,8 @@ from harness.tolerances import load_tolerances
 SCHEMA = "keras-parity/faults"
 SWEEP_FAULT = "forget_gate_bias_offset"
 # One case per dtype for the sensitivity sweep, and the perturbation sizes tried (largest first).
-SWEEP_CASES = {"float32": "lstm_sequences", "float64": "stacked_lstm_float64_call", "float16": "dtype_float16_none", "bfloat16": "dtype_bfloat16_none"}
-SWEEP_MAGNITUDES = tuple(10.0 ** -k for k in range(1, 11))
+SWEEP_CASES = {"float32": "lstm_sequences", "float64": "lstm_float64_call", "float16": "dtype_float16_none", "bfloat16": "dtype_bfloat16_none"}
+SWEEP_MAGNITUDES = tuple(10.0 ** -k for k in range(0, 12))
 
 
 def _status(case: Case, seed: int, tolerances: dict, backend: str, fault: str | None, magnitude: float) -> dict[str, Any]:
