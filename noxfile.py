@@ -57,8 +57,8 @@ def faults(session: nox.Session, backend: str) -> None:
 
 @nox.session(python="3.11")
 def report(session: nox.Session) -> None:
-    """Merge every record in results/ into results/REPORT.md and results/WHY.md (reads records only)."""
-    session.install("-e", ".")
+    """Merge every record in results/ into REPORT.md, WHY.md and report.html (reads records only)."""
+    session.install("-e", ".[report]")
     session.run("python", "-m", "harness", "report", RESULTS, *session.posargs)
 
 

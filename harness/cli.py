@@ -168,6 +168,17 @@ def _command_fuzz(args: argparse.Namespace) -> int:
     return fuzz(args.backend, args.examples, args.seed)
 
 
+def _command_compare(args: argparse.Namespace) -> int:
+    from harness.runs_compare import compare_runs
+
+    try:
+        text, code = compare_runs(args.old, args.new)
+    except RecordError as error:
+        return _fail(str(error))
+    print(text)
+    return code
+
+
 def _command_probe(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
@@ -252,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     fuzzing.add_argument("--examples", type=int, default=50, metavar="N")
     fuzzing.add_argument("--seed", type=int, default=None, metavar="S")
 
+    comparison = commands.add_parser("compare", help="list what regressed and improved between two results folders")
+    comparison.add_argument("old", type=Path, metavar="OLD")
+    comparison.add_argument("new", type=Path, metavar="NEW")
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -281,4 +296,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command_faults(args)
     if args.command == "fuzz":
         return _command_fuzz(args)
+    if args.command == "compare":
+        return _command_compare(args)
     return _command_list(args)

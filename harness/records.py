@@ -46,9 +46,14 @@ def write_text(path: Path, text: str) -> None:
     _write_atomically(path, text.encode("utf-8"))
 
 
+def _storable(array: np.ndarray) -> np.ndarray:
+    """bfloat16 (an ml_dtypes type NumPy cannot read back without it) is stored as float32: exact."""
+    return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
+
+
 def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **{key: _storable(np.asarray(value)) for key, value in arrays.items()})
     _write_atomically(path, buffer.getvalue())
 
 

@@ -137,6 +137,67 @@ def _coverage(loaded: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def load_fault_records(folder: Path) -> dict[str, dict[str, Any]]:
+    loaded = {}
+    for path in sorted(folder.glob("*.faults.json")):
+        data = records.read_json_file(path)
+        if data.get("schema") != "keras-parity/faults":
+            raise records.RecordError(f"{path} is not a keras-parity fault record")
+        loaded[data["backend"]] = data
+    return loaded
+
+
+def _faults(folder: Path) -> list[str]:
+    """The fault catalogue's detection per backend and the smallest detected perturbation per dtype."""
+    studies = load_fault_records(folder)
+    if not studies:
+        return ["Not run (nox -s faults)."]
+    backends = sorted(studies)
+    names = list(next(iter(studies.values()))["faults"])
+    detected = {b: sum(entry["detected"] for entry in studies[b]["faults"].values()) for b in backends}
+    false_alarms = {b: sum(entry["status"] not in ("pass", "known") for entry in studies[b]["clean"].values()) for b in backends}
+    lines = [
+        "Each fault is patched into Keras at run time (never into the reference) and run through the normal harness "
+        "on the cases it names; it is detected when a case fails. The same cases run unmodified must not fail.",
+        "",
+        "Detection rate: " + "; ".join(f"{b} {detected[b]} of {len(names)}, {false_alarms[b]} false alarms" for b in backends) + ".",
+        "",
+        "| fault | what it does | " + " | ".join(backends) + " |",
+        "|---|---|" + "---|" * len(backends),
+    ]
+    for name in names:
+        description = studies[backends[0]]["faults"][name]["description"]
+        cells = []
+        for backend in backends:
+            entry = studies[backend]["faults"].get(name)
+            if entry is None:
+                cells.append("not run")
+                continue
+            worst = max((run["max_abs_error"] or 0.0) for run in entry["runs"].values()) if entry["runs"] else 0.0
+            cells.append(("detected" if entry["detected"] else "**MISSED**") + f" ({len(entry['flagged_cases'])}/{len(entry['runs'])} cases, error up to {_fmt(worst)})")
+        lines.append(f"| {name} | {description} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Smallest constant added to the forget gate's pre-activation that the tolerances flag (a sweep from 1 down by "
+        "factors of 10), per dtype:",
+        "",
+        "| dtype | case | " + " | ".join(backends) + " |",
+        "|---|---|" + "---|" * len(backends),
+    ]
+    for dtype, entry in studies[backends[0]]["sweep"].items():
+        cells = []
+        for backend in backends:
+            sweep = studies[backend]["sweep"].get(dtype, {})
+            if sweep.get("clean_status") != "pass":
+                cells.append(f"n/a (unmodified case: {sweep.get('clean_status', 'not run')})")
+            elif sweep.get("smallest_detected") is None:
+                cells.append("none detected")
+            else:
+                cells.append(f"{sweep['smallest_detected']:g}")
+        lines.append(f"| {dtype} | {entry['case']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _serialization(folder: Path) -> list[str]:
     """Models saved as .keras on one backend and loaded on another (harness.serialization records)."""
     loads = []
@@ -222,6 +283,8 @@ def render_report(folder: Path) -> str:
 
     lines += ["", "## Train on one backend, serve on another", ""] + _serialization(folder)
 
+    lines += ["", "## Fault injection: do the tolerances catch real bugs?", ""] + _faults(folder)
+
     lines += ["", "## Failures", ""]
     failures = [
         (backend, case) for backend in backends for case in loaded[backend]["cases"] if case["status"] in ("fail", "error", "timeout")
@@ -275,14 +338,43 @@ def render_report(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def load_growth_records(folder: Path) -> dict[str, dict[str, Any]]:
+    loaded = {}
+    for path in sorted(folder.glob("*.growth.json")):
+        data = records.read_json_file(path)
+        if data.get("schema") != "keras-parity/growth":
+            raise records.RecordError(f"{path} is not a keras-parity growth record")
+        loaded[data["backend"]] = data
+    return loaded
+
+
+def report_figures(folder: Path) -> dict[str, bytes]:
+    """The plots of report.html, keyed by caption; empty when matplotlib is not installed."""
+    try:
+        from harness import plots
+    except ImportError:
+        return {}
+    run_records = load_records(folder)
+    figures = {"Error against the float64 reference, per case group and backend (log10 of the worst absolute error)": plots.error_heatmap(run_records)}
+    growth = load_growth_records(folder)
+    if growth:
+        figures["Error against the reference as the sequence grows, per backend and number of units, with the float32 tolerance"] = plots.growth_plot(growth)
+    figures["Distribution of the worst ULP distance per float32 case, per backend"] = plots.ulp_histogram(run_records)
+    return figures
+
+
 def write_report(folder: Path) -> list[Path]:
-    """Write REPORT.md and WHY.md into ``folder``; both only read the records there."""
+    """Write REPORT.md, WHY.md and report.html into ``folder``; all only read the records there."""
+    from harness.html_report import render_html
     from harness.why import render_why
 
-    report_text = render_report(folder)
-    why_text = render_why(folder, load_records(folder))
+    texts = {
+        "REPORT.md": render_report(folder),
+        "WHY.md": render_why(folder, load_records(folder)),
+        "report.html": render_html(folder, report_figures(folder)),
+    }
     written = []
-    for name, text in (("REPORT.md", report_text), ("WHY.md", why_text)):
+    for name, text in texts.items():
         records.write_text(folder / name, text)
         written.append(folder / name)
     return written
