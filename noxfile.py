@@ -33,6 +33,7 @@ def parity(session: nox.Session, backend: str) -> None:
     _install_backend(session, backend)
     env = {"KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}
     session.run("python", "-m", "harness", "probe", "--backend", backend, "--out", RESULTS, env=env)
+    session.run("python", "-m", "harness", "growth", "--backend", backend, "--out", RESULTS, env=env)
     session.run("python", "-m", "harness", "run", "--backend", backend, "--out", RESULTS, *session.posargs, env=env)
     session.run("python", "-m", "harness", "save", "--backend", backend, "--models", MODELS, env=env)
 

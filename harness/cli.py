@@ -179,6 +179,20 @@ def _command_compare(args: argparse.Namespace) -> int:
     return code
 
 
+def _command_growth(args: argparse.Namespace) -> int:
+    from harness.backends import activate
+
+    try:
+        backend = activate(args.backend)
+    except BackendUnavailable as error:
+        return _fail(str(error))
+    from harness.growth import run_growth
+
+    record = run_growth(backend, args.out)
+    print(f"{backend.name}: {len(record['points'])} sequence-length points; wrote {args.out / (backend.name + '.growth.json')}")
+    return EXIT_OK
+
+
 def _command_probe(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
@@ -267,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     comparison.add_argument("old", type=Path, metavar="OLD")
     comparison.add_argument("new", type=Path, metavar="NEW")
 
+    growth = commands.add_parser("growth", help="error against the reference for 10 to 2000 steps and 4 to 64 units")
+    growth.add_argument("--backend", required=True, choices=BACKENDS)
+    growth.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -298,4 +316,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command_fuzz(args)
     if args.command == "compare":
         return _command_compare(args)
+    if args.command == "growth":
+        return _command_growth(args)
     return _command_list(args)

@@ -137,6 +137,38 @@ def _coverage(loaded: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _growth(folder: Path) -> list[str]:
+    """Worst float32 error (output, h, c) against the reference per sequence length, units and backend."""
+    studies = load_growth_records(folder)
+    if not studies:
+        return ["Not run (python -m harness growth, part of the parity sessions)."]
+    backends = sorted(studies)
+    lines = [
+        "One float32 LSTM called eagerly, batch 5, 3 features, against the float64 reference: the worst absolute error "
+        "over output, h and c, and in brackets the headroom (the tolerance bound over the error at the tightest element; "
+        "below 1 would be a failure).",
+        "",
+        "| steps | units | " + " | ".join(backends) + " |",
+        "|---|---|" + "---|" * len(backends),
+    ]
+    keys = sorted({(p["time"], p["units"]) for study in studies.values() for p in study["points"]}, key=lambda k: (k[1], k[0]))
+    worst_headroom = float("inf")
+    for time, units in keys:
+        cells = []
+        for backend in backends:
+            point = next((p for p in studies[backend]["points"] if p["time"] == time and p["units"] == units), None)
+            if point is None or "quantities" not in point:
+                cells.append("error" if point else "not run")
+                continue
+            error = max(q["max_abs_error"] for q in point["quantities"].values())
+            headroom = min(q["headroom"] for q in point["quantities"].values())
+            worst_headroom = min(worst_headroom, headroom)
+            cells.append(f"{_fmt(error)} ({headroom:.1f}x)")
+        lines.append(f"| {time} | {units} | " + " | ".join(cells) + " |")
+    lines += ["", f"Smallest headroom anywhere: {worst_headroom:.1f}x."]
+    return lines
+
+
 def load_fault_records(folder: Path) -> dict[str, dict[str, Any]]:
     loaded = {}
     for path in sorted(folder.glob("*.faults.json")):
@@ -282,6 +314,8 @@ def render_report(folder: Path) -> str:
     lines += ["", "## Backend against backend", ""] + _pairwise(folder, loaded, names)
 
     lines += ["", "## Train on one backend, serve on another", ""] + _serialization(folder)
+
+    lines += ["", "## Error as the sequence grows", ""] + _growth(folder)
 
     lines += ["", "## Fault injection: do the tolerances catch real bugs?", ""] + _faults(folder)
 
