@@ -38,9 +38,9 @@ def _status(case: Case, seed: int, tolerances: dict, backend: str, fault: str | 
 
 
 def run_fault_study(cases: list[Case], backend: BackendInfo, out_dir: Path, seed: int) -> dict[str, Any]:
-    tolerances = load_tolerances()
+    tolerances = load_tolerances(backend.device_class)
     record: dict[str, Any] = {
-        "schema": SCHEMA, "schema_version": 1, "backend": backend.name, "device": backend.device,
+        "schema": SCHEMA, "schema_version": 1, "backend": backend.name, "device": backend.device, "device_class": backend.device_class,
         "versions": backend.versions, "settings": backend.settings, "seed": seed,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "faults": {}, "clean": {}, "sweep": {},
     }

@@ -285,7 +285,7 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
     from harness.tolerances import load_tolerances
     from harness.weights import DEFAULT_SEED
 
-    tolerances = load_tolerances()
+    tolerances = load_tolerances(info.device_class)
     divergences = load_divergences()
     exercised: set[str] = set()
     counts = {"examples": 0}

@@ -152,13 +152,14 @@ def run_growth(
     The record (schema ``keras-parity/growth``, version 1) is written to
     ``out_dir/<backend>.growth.json`` after each point and once more, with ``finished``, at the end.
     """
-    tolerances = load_tolerances()
+    tolerances = load_tolerances(backend.device_class)
     path = growth_path(Path(out_dir), backend.name)
     record: dict[str, Any] = {
         "schema": GROWTH_SCHEMA,
         "schema_version": GROWTH_SCHEMA_VERSION,
         "backend": backend.name,
         "device": backend.device,
+        "device_class": backend.device_class,
         "versions": backend.versions,
         "settings": backend.settings,
         "seed": seed,

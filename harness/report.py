@@ -280,8 +280,9 @@ def render_report(folder: Path) -> str:
         fault = loaded[backend].get("fault") or "none"
         wall = loaded[backend].get("wall_time_s")
         wall_text = f"{wall:.0f} s" if wall is not None else "n/a"
+        device = loaded[backend]["device"] + (f" ({loaded[backend]['device_class']})" if loaded[backend].get("device_class", "cpu") != "cpu" else "")
         lines.append(
-            f"| {backend} | {loaded[backend]['device']} | {len(statuses)} | " + " | ".join(map(str, counts))
+            f"| {backend} | {device} | {len(statuses)} | " + " | ".join(map(str, counts))
             + f" | {wall_text} | {fault} |"
         )
     lines += [""] + _coverage(loaded)

@@ -166,7 +166,7 @@ def run_cases(
     """Run every case, writing ``<out>/<backend>.json`` and ``.npz`` after each; returns the record."""
     from harness import faults
 
-    tolerances = load_tolerances()
+    tolerances = load_tolerances(backend.device_class)
     divergences = load_divergences()
     json_path = options.out_dir / f"{backend.name}.json"
     npz_path = options.out_dir / f"{backend.name}.npz"
@@ -177,6 +177,7 @@ def run_cases(
         "schema_version": records.SCHEMA_VERSION,
         "backend": backend.name,
         "device": backend.device,
+        "device_class": backend.device_class,
         "versions": backend.versions,
         "settings": backend.settings,
         "command": options.command,

@@ -74,9 +74,9 @@ def _load_one(path: Path, case: Case, seed: int, tolerances: dict, saved_outputs
 def load_models(cases: list[Case], backend: BackendInfo, models_dir: Path, results_dir: Path, seed: int) -> dict[str, Any]:
     """Load every other backend's saved models here; write and return ``<backend>.serialization.json``."""
     by_name = {case.name: case for case in cases}
-    tolerances = load_tolerances()
+    tolerances = load_tolerances(backend.device_class)
     record: dict[str, Any] = {
-        "schema": SCHEMA, "schema_version": 1, "backend": backend.name, "device": backend.device,
+        "schema": SCHEMA, "schema_version": 1, "backend": backend.name, "device": backend.device, "device_class": backend.device_class,
         "versions": backend.versions, "settings": backend.settings, "seed": seed,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "loads": [],
     }

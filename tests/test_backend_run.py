@@ -65,7 +65,7 @@ def test_raw_outputs_saved_beside_record(clean_run):
 
 
 @pytest.mark.parametrize("fault", ["swap_input_forget_gates", "forget_gate_bias_offset", "no_cell_activation"])
-def test_injected_fault_makes_the_run_fail(session_backend, tmp_path, fault):
+def test_injected_fault_makes_harness_run_fail(session_backend, tmp_path, fault):
     completed = run_harness(
         "run", "--backend", session_backend, "--cases", "lstm_sequences", "--inject-fault", fault, "--out", str(tmp_path)
     )
@@ -160,3 +160,16 @@ def test_saved_model_loads_and_agrees(session_backend, tmp_path):
     record = json.loads((tmp_path / f"{session_backend}.serialization.json").read_text())
     assert [entry["status"] for entry in record["loads"]] == ["pass"] * 3
     assert {entry["saved_on"] for entry in record["loads"]} == {other}
+
+
+def test_fault_catalogue_is_detected_without_false_alarm(session_backend, tmp_path):
+    from harness.faults import FAULTS
+
+    completed = run_harness("faults", "--backend", session_backend, "--out", str(tmp_path))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    record = json.loads((tmp_path / f"{session_backend}.faults.json").read_text())
+    assert len(record["faults"]) == len(FAULTS) >= 10
+    assert all(entry["detected"] for entry in record["faults"].values())
+    assert all(entry["status"] in ("pass", "known") for entry in record["clean"].values())
+    # The float32 tolerances must catch a bias error of 1e-3 (what the tolerance table promises).
+    assert record["sweep"]["float32"]["smallest_detected"] <= 1e-3

@@ -78,3 +78,19 @@ def test_max_difference_and_bitwise_equality():
     difference, bitwise = max_difference(a, b)
     assert difference > 0 and not bitwise
     assert max_difference(a, a.astype(np.float64)) == (0.0, False)
+
+
+def test_tolerance_table_merges_device_overrides():
+    from harness.tolerances import load_tolerances
+
+    cpu = load_tolerances("cpu")
+    tf32 = load_tolerances("gpu_tf32")
+    highest = load_tolerances("gpu_highest")
+    assert highest == cpu
+    assert tf32["float32"]["outputs"].atol > cpu["float32"]["outputs"].atol
+    assert tf32["float64"] == cpu["float64"]
+    for rows in tf32.values():
+        for tolerance in rows.values():
+            assert tolerance.reason and tolerance.rtol > 0 and tolerance.atol > 0
+    with pytest.raises(ValueError, match="unknown device class 'tpu'"):
+        load_tolerances("tpu")

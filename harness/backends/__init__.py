@@ -26,6 +26,7 @@ class BackendInfo:
     device: str
     versions: dict[str, str]
     settings: dict[str, str]
+    device_class: str = "cpu"  # cpu | gpu_highest | gpu_tf32: which tolerance rows apply
 
 
 def backend_module(name: str) -> ModuleType:
@@ -57,4 +58,4 @@ def activate(name: str) -> BackendInfo:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
-    return BackendInfo(name=name, device=module.device(), versions=versions, settings=settings)
+    return BackendInfo(name=name, device=module.device(), versions=versions, settings=settings, device_class=module.device_class())

@@ -29,3 +29,14 @@ def device() -> str:
 
     first = jax.devices()[0]
     return "cpu" if first.platform == "cpu" else f"{first.platform}:{first.device_kind}"
+
+
+def device_class() -> str:
+    """cpu, or on a GPU gpu_highest when float32 matmuls are asked for in full precision, else gpu_tf32
+    (JAX's default matmul precision on GPU uses TF32 tensor cores)."""
+    import jax
+
+    if jax.devices()[0].platform == "cpu":
+        return "cpu"
+    precision = str(jax.config.jax_default_matmul_precision or "").lower()
+    return "gpu_highest" if precision in ("highest", "float32") else "gpu_tf32"
