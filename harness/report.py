@@ -253,7 +253,10 @@ def _serialization(folder: Path) -> list[str]:
     for (saved_on, loaded_on), entries in sorted(pairs.items()):
         passed = sum(entry["status"] == "pass" for entry in entries)
         differences = [v["max_abs_diff"] for entry in entries for v in entry["vs_saving_backend"].values()]
-        failures = ", ".join(f"{e['case']} ({e['status']})" for e in entries if e["status"] != "pass") or "none"
+        failures = ", ".join(
+            f"{e['case']} ({e['status']}" + (f": {', '.join(e.get('known_divergences', []))}" if e["status"] == "known" else "") + ")"
+            for e in entries if e["status"] != "pass"
+        ) or "none"
         lines.append(
             f"| {saved_on} | {loaded_on} | {len(entries)} | {passed} | {_fmt(max(differences)) if differences else 'n/a'} | {failures} |"
         )

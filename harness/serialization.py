@@ -20,6 +20,7 @@ from harness.backends import BACKENDS, BackendInfo
 from harness.cases import Case
 from harness.compare import compare, max_difference
 from harness.expected import expected_outputs
+from harness.known import classify, load_divergences
 from harness.tolerances import load_tolerances, quantity_of, tolerance_for
 from harness.weights import make_case_data
 
@@ -72,8 +73,11 @@ def _load_one(path: Path, case: Case, seed: int, tolerances: dict, saved_outputs
 
 
 def load_models(cases: list[Case], backend: BackendInfo, models_dir: Path, results_dir: Path, seed: int) -> dict[str, Any]:
-    """Load every other backend's saved models here; write and return ``<backend>.serialization.json``."""
+    """Load every other backend's saved models here; write and return ``<backend>.serialization.json``.
+
+    A load that fails the way a known divergence of the loading backend explains is marked "known"."""
     by_name = {case.name: case for case in cases}
+    divergences = load_divergences()
     tolerances = load_tolerances(backend.device_class)
     record: dict[str, Any] = {
         "schema": SCHEMA, "schema_version": 1, "backend": backend.name, "device": backend.device, "device_class": backend.device_class,
@@ -90,7 +94,9 @@ def load_models(cases: list[Case], backend: BackendInfo, models_dir: Path, resul
             case = by_name.get(model_path.stem)
             if case is None:
                 continue
-            record["loads"].append(_load_one(model_path, case, seed, tolerances, saved_outputs, saved_on))
+            entry = _load_one(model_path, case, seed, tolerances, saved_outputs, saved_on)
+            classify(entry, backend.name, divergences)
+            record["loads"].append(entry)
             records.write_json(path, record)
     records.write_json(path, record)
     return record
