@@ -393,7 +393,10 @@ def report_figures(folder: Path) -> dict[str, bytes]:
     except ImportError:
         return {}
     run_records = load_records(folder)
-    figures = {"Error against the float64 reference, per case group and backend (log10 of the worst absolute error)": plots.error_heatmap(run_records)}
+    figures = {
+        "Error against the float64 reference, per case group and backend: log10 of the worst absolute error, known "
+        "divergences included (the bright cells are the known divergences listed below; grey: errors, not run)": plots.error_heatmap(run_records)
+    }
     growth = load_growth_records(folder)
     if growth:
         figures["Error against the reference as the sequence grows, per backend and number of units, with the float32 tolerance"] = plots.growth_plot(growth)
