@@ -85,6 +85,18 @@ def read_record(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_backend_records(folder: Path, kind: str, schema: str) -> dict[str, dict[str, Any]]:
+    """Every ``<backend>.<kind>.json`` in ``folder`` (probes, growth, faults, serialization), keyed by
+    backend; RecordError when one is corrupt or not of ``schema``."""
+    loaded = {}
+    for path in sorted(folder.glob(f"*.{kind}.json")):
+        data = read_json_file(path)
+        if data.get("schema") != schema:
+            raise RecordError(f"{path} is not a keras-parity {kind} record (no \"schema\": \"{schema}\")")
+        loaded[data["backend"]] = data
+    return loaded
+
+
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
     """Raw outputs saved beside a record; empty when the file does not exist."""
     if not path.exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness import records
 from harness.compare import max_difference
@@ -68,6 +68,25 @@ def _case_names(loaded: dict[str, dict[str, Any]]) -> list[str]:
 
 def _by_case(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {case["case"]: case for case in record["cases"]}
+
+
+def _per_case_table(
+    intro: str,
+    fixed_columns: list[str],
+    fixed_cells: Callable[[dict[str, Any]], list[str]],
+    backend_cell: Callable[[dict[str, Any] | None], str],
+    names: list[str],
+    by_backend: dict[str, dict[str, dict[str, Any]]],
+) -> list[str]:
+    """A Markdown table with one row per case: some columns from the case, then one cell per backend."""
+    backends = list(by_backend)
+    header = ["case", *fixed_columns, *backends]
+    lines = [intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in names:
+        some = next(by_backend[b][name] for b in backends if name in by_backend[b])
+        cells = [name, *fixed_cells(some), *(backend_cell(by_backend[b].get(name)) for b in backends)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _pairwise(folder: Path, loaded: dict[str, dict[str, Any]], names: list[str]) -> list[str]:
@@ -169,19 +188,9 @@ def _growth(folder: Path) -> list[str]:
     return lines
 
 
-def load_fault_records(folder: Path) -> dict[str, dict[str, Any]]:
-    loaded = {}
-    for path in sorted(folder.glob("*.faults.json")):
-        data = records.read_json_file(path)
-        if data.get("schema") != "keras-parity/faults":
-            raise records.RecordError(f"{path} is not a keras-parity fault record")
-        loaded[data["backend"]] = data
-    return loaded
-
-
 def _faults(folder: Path) -> list[str]:
     """The fault catalogue's detection per backend and the smallest detected perturbation per dtype."""
-    studies = load_fault_records(folder)
+    studies = records.read_backend_records(folder, "faults", "keras-parity/faults")
     if not studies:
         return ["Not run (nox -s faults)."]
     backends = sorted(studies)
@@ -232,12 +241,8 @@ def _faults(folder: Path) -> list[str]:
 
 def _serialization(folder: Path) -> list[str]:
     """Models saved as .keras on one backend and loaded on another (harness.serialization records)."""
-    loads = []
-    for path in sorted(folder.glob("*.serialization.json")):
-        data = records.read_json_file(path)
-        if data.get("schema") != "keras-parity/serialization":
-            raise records.RecordError(f"{path} is not a keras-parity serialization record")
-        loads += [(data["backend"], entry) for entry in data["loads"]]
+    studies = records.read_backend_records(folder, "serialization", "keras-parity/serialization")
+    loads = [(backend, entry) for backend, data in studies.items() for entry in data["loads"]]
     if not loads:
         return ["Not run (nox runs it after the parity sessions: nox -s serialization)."]
     lines = [
@@ -291,29 +296,18 @@ def render_report(folder: Path) -> str:
     lines += [""] + _coverage(loaded)
 
     lines += ["", "## Against the float64 NumPy reference", ""]
-    lines += [
+    lines += _per_case_table(
         "Each cell: status, then the largest absolute error / largest ULP distance (in the case's dtype) over every "
         "model-building API and every output (output, h, c) of the case.",
-        "",
-        "| case | dtype | entry point | " + " | ".join(backends) + " |",
-        "|---|---|---|" + "---|" * len(backends),
-    ]
-    for name in names:
-        some = next(by_backend[b][name] for b in backends if name in by_backend[b])
-        cells = [_cell(by_backend[b].get(name)) for b in backends]
-        lines.append(f"| {name} | {some['dtype']} | {some.get('entry_point', 'predict')} | " + " | ".join(cells) + " |")
+        ["dtype", "entry point"], lambda some: [some["dtype"], some.get("entry_point", "predict")], _cell, names, by_backend,
+    )
 
     lines += ["", "## Sequential, Functional and subclassed models", ""]
-    lines += [
+    lines += _per_case_table(
         "The same case built in every API it can be written in, with identical weights: the largest difference "
         "between any two APIs, or \"bitwise equal\" when every output agrees to the last bit.",
-        "",
-        "| case | APIs | " + " | ".join(backends) + " |",
-        "|---|---|" + "---|" * len(backends),
-    ]
-    for name in names:
-        some = next(by_backend[b][name] for b in backends if name in by_backend[b])
-        lines.append(f"| {name} | {', '.join(some['apis'])} | " + " | ".join(_api_cell(by_backend[b].get(name)) for b in backends) + " |")
+        ["APIs"], lambda some: [", ".join(some["apis"])], _api_cell, names, by_backend,
+    )
 
     lines += ["", "## Backend against backend", ""] + _pairwise(folder, loaded, names)
 
@@ -377,13 +371,7 @@ def render_report(folder: Path) -> str:
 
 
 def load_growth_records(folder: Path) -> dict[str, dict[str, Any]]:
-    loaded = {}
-    for path in sorted(folder.glob("*.growth.json")):
-        data = records.read_json_file(path)
-        if data.get("schema") != "keras-parity/growth":
-            raise records.RecordError(f"{path} is not a keras-parity growth record")
-        loaded[data["backend"]] = data
-    return loaded
+    return records.read_backend_records(folder, "growth", "keras-parity/growth")
 
 
 def report_figures(folder: Path) -> dict[str, bytes]:

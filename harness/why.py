@@ -79,13 +79,7 @@ def _fmt(value: float | None) -> str:
 
 
 def load_probe_records(folder: Path) -> dict[str, dict[str, Any]]:
-    loaded = {}
-    for path in sorted(folder.glob("*.probes.json")):
-        data = records.read_json_file(path)
-        if data.get("schema") != PROBES_SCHEMA:
-            raise records.RecordError(f"{path} is not a keras-parity probe record (no \"schema\": \"{PROBES_SCHEMA}\")")
-        loaded[data["backend"]] = data
-    return loaded
+    return records.read_backend_records(folder, "probes", PROBES_SCHEMA)
 
 
 def _probe_cell(probes: dict[str, Any], name: str) -> str:
@@ -160,6 +154,10 @@ def _seed_claims(run_records: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _count(number: int) -> str:
+    return f"{number} case" if number == 1 else f"{number} cases"
+
+
 def _divergence_rows(run_records: dict[str, dict[str, Any]]) -> list[str]:
     backends = sorted(run_records)
     lines = ["| divergence | " + " | ".join(backends) + " | reproducer |", "|---|" + "---|" * (len(backends) + 1)]
@@ -170,9 +168,9 @@ def _divergence_rows(run_records: dict[str, dict[str, Any]]) -> list[str]:
             if not hits:
                 cells.append("-")
             elif any(c.get("measured_status") == "error" for c in hits):
-                cells.append(f"raises ({len(hits)} cases)")
+                cells.append(f"raises ({_count(len(hits))})")
             else:
-                cells.append(f"up to {_fmt(max(_worst(c) for c in hits))} ({len(hits)} cases)")
+                cells.append(f"up to {_fmt(max(_worst(c) for c in hits))} ({_count(len(hits))})")
         lines.append(f"| {divergence.id} | " + " | ".join(cells) + f" | `{divergence.reproducer}` |")
     return lines
 
@@ -236,9 +234,10 @@ def render_why(folder: Path, run_records: dict[str, dict[str, Any]]) -> str:
     lines += _seed_claims(run_records)
     lines += [
         "",
-        "Separate instances differ only because their weights differ (the probe above: 0 when the weights are copied), and a "
-        "shared instance is ordinary weight sharing that the reference reproduces exactly. Neither API handles statefulness "
-        "differently: the stateful cases are bitwise equal across APIs wherever the state is carried at all.",
+        "Separate instances differ only because their weights differ: with their weights loaded, example 2 matches the "
+        "reference of two independent LSTMs, and a shared instance (example 3) is ordinary weight sharing that the reference "
+        "reproduces exactly. Neither API handles statefulness differently: the stateful cases are bitwise equal across APIs "
+        "on every backend, including where JAX fails to carry the state at all.",
         "",
     ]
     return "\n".join(lines)
