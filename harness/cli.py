@@ -45,14 +45,8 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     if args.inject_fault is not None and args.inject_fault not in faults.FAULTS:
         return _fail(f"unknown fault {args.inject_fault!r}; accepted: {', '.join(faults.FAULTS)}")
-    try:
-        cases = _load_cases(args.case_file, args.cases)
-    except CaseError as error:
-        return _fail(str(error))
-    try:
-        backend = activate(args.backend)
-    except BackendUnavailable as error:
-        return _fail(str(error))
+    cases = _load_cases(args.case_file, args.cases)
+    backend = activate(args.backend)
 
     from harness.runner import RunOptions, print_progress, run_cases
 
@@ -87,10 +81,7 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _command_report(args: argparse.Namespace) -> int:
     from harness.report import write_report
 
-    try:
-        paths = write_report(args.dir)
-    except RecordError as error:
-        return _fail(str(error))
+    paths = write_report(args.dir)
     print("wrote " + ", ".join(str(path) for path in paths))
     return EXIT_OK
 
@@ -98,11 +89,8 @@ def _command_report(args: argparse.Namespace) -> int:
 def _command_save(args: argparse.Namespace) -> int:
     from harness.backends import activate
 
-    try:
-        cases = _load_cases(args.case_file, args.cases)
-        backend = activate(args.backend)
-    except (CaseError, BackendUnavailable) as error:
-        return _fail(str(error))
+    cases = _load_cases(args.case_file, args.cases)
+    backend = activate(args.backend)
     from harness.serialization import save_models
 
     written = save_models(cases, backend, args.models, args.seed)
@@ -113,11 +101,8 @@ def _command_save(args: argparse.Namespace) -> int:
 def _command_load(args: argparse.Namespace) -> int:
     from harness.backends import activate
 
-    try:
-        cases = _load_cases(args.case_file, None)
-        backend = activate(args.backend)
-    except (CaseError, BackendUnavailable) as error:
-        return _fail(str(error))
+    cases = _load_cases(args.case_file, None)
+    backend = activate(args.backend)
     from harness.serialization import load_models
 
     record = load_models(cases, backend, args.models, args.out, args.seed)
@@ -139,11 +124,8 @@ def _command_load(args: argparse.Namespace) -> int:
 def _command_faults(args: argparse.Namespace) -> int:
     from harness.backends import activate
 
-    try:
-        cases = _load_cases(None, None)
-        backend = activate(args.backend)
-    except (CaseError, BackendUnavailable) as error:
-        return _fail(str(error))
+    cases = _load_cases(None, None)
+    backend = activate(args.backend)
     from harness.fault_study import run_fault_study
 
     record = run_fault_study(cases, backend, args.out, args.seed)
@@ -166,10 +148,7 @@ def _command_fuzz(args: argparse.Namespace) -> int:
         return _fail("fuzz needs hypothesis; install it with: pip install 'keras-parity[test]'")
     from harness.backends import activate
 
-    try:
-        activate(args.backend)
-    except BackendUnavailable as error:
-        return _fail(str(error))
+    activate(args.backend)
     from harness.fuzz import fuzz
 
     return fuzz(args.backend, args.examples, args.seed)
@@ -178,10 +157,7 @@ def _command_fuzz(args: argparse.Namespace) -> int:
 def _command_compare(args: argparse.Namespace) -> int:
     from harness.runs_compare import compare_runs
 
-    try:
-        text, code = compare_runs(args.old, args.new)
-    except RecordError as error:
-        return _fail(str(error))
+    text, code = compare_runs(args.old, args.new)
     print(text)
     return code
 
@@ -189,10 +165,7 @@ def _command_compare(args: argparse.Namespace) -> int:
 def _command_growth(args: argparse.Namespace) -> int:
     from harness.backends import activate
 
-    try:
-        backend = activate(args.backend)
-    except BackendUnavailable as error:
-        return _fail(str(error))
+    backend = activate(args.backend)
     from harness.growth import run_growth
 
     record = run_growth(backend, args.out)
@@ -206,10 +179,7 @@ def _command_probe(args: argparse.Namespace) -> int:
     from harness import records
     from harness.backends import activate
 
-    try:
-        backend = activate(args.backend)
-    except BackendUnavailable as error:
-        return _fail(str(error))
+    backend = activate(args.backend)
     from harness.probes import run_probes
     from harness.why import PROBES_SCHEMA
 
@@ -226,10 +196,7 @@ def _command_probe(args: argparse.Namespace) -> int:
 
 
 def _command_list(args: argparse.Namespace) -> int:
-    try:
-        cases = _load_cases(args.case_file, args.cases)
-    except CaseError as error:
-        return _fail(str(error))
+    cases = _load_cases(args.case_file, args.cases)
     width = max(len(case.name) for case in cases)
     for case in cases:
         print(f"{case.name:<{width}}  {case.dtype:<7}  {','.join(case.apis):<32}  {case.description}")
@@ -298,31 +265,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "run":
         if args.seed is None:
             from harness.weights import DEFAULT_SEED
 
             args.seed = DEFAULT_SEED
         return _command_run(args, argv)
-    if args.command == "report":
-        return _command_report(args)
-    if args.command == "probe":
-        return _command_probe(args)
-    if args.command == "save":
-        if args.cases is None:
-            args.cases = SERIALIZATION_CASES
-        return _command_save(args)
-    if args.command == "load":
-        return _command_load(args)
-    if args.command == "faults":
-        return _command_faults(args)
-    if args.command == "fuzz":
-        return _command_fuzz(args)
-    if args.command == "compare":
-        return _command_compare(args)
-    if args.command == "growth":
-        return _command_growth(args)
-    return _command_list(args)
+    if args.command == "save" and args.cases is None:
+        args.cases = SERIALIZATION_CASES
+    commands = {
+        "report": _command_report, "probe": _command_probe, "save": _command_save, "load": _command_load,
+        "faults": _command_faults, "fuzz": _command_fuzz, "compare": _command_compare, "growth": _command_growth,
+        "list": _command_list,
+    }
+    return commands[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args, argv)
+    except (CaseError, BackendUnavailable, RecordError) as error:
+        # Bad case files, a missing backend, unreadable records: one line, exit 2, nothing half-written.
+        return _fail(str(error))
