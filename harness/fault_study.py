@@ -31,10 +31,7 @@ def _status(case: Case, seed: int, tolerances: dict, backend: str, fault: str | 
         result = run_case(case, seed, tolerances, {}, timeout_s=300)
     if fault is None:
         classify(result, backend, load_divergences())
-    worst = max(
-        (item["max_abs_error"] for api in result["apis"].values() for item in api["items"].values()), default=None
-    )
-    return {"status": result["status"], "error": result["error"], "max_abs_error": worst}
+    return {"status": result["status"], "error": result["error"], "max_abs_error": records.worst_item(result, "max_abs_error")}
 
 
 def run_fault_study(cases: list[Case], backend: BackendInfo, out_dir: Path, seed: int) -> dict[str, Any]:

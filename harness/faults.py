@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 DEFAULT_MAGNITUDE = 1e-3
@@ -30,8 +30,7 @@ class Fault:
     activation: Callable[[Callable, Callable], Callable] | None = None  # (activation, keras) -> replacement
     recurrent_activation: Callable[[Callable, Any], Callable] | None = None
     layer_call: Callable[..., Any] | None = None  # wraps LSTM.call(original, self, sequences, initial_state, mask, training)
-    sweepable: bool = False  # the magnitude is a perturbation size (for the sensitivity sweep)
-    extra: dict = field(default_factory=dict)
+    doubles_cell_bias: bool = False  # LSTMCell reads its bias twice (the fused PyTorch loop: see ``weights``)
 
 
 def _blocks(array: Any, units: int) -> list:
@@ -147,7 +146,7 @@ FAULTS: dict[str, Fault] = {
     ),
     "forget_gate_bias_offset": Fault(
         "the forget gate's pre-activation is off by a small constant (a bias error)", GATE_CASES,
-        gates=_offset_gate(1), weights=_offset_weights(1), sweepable=True,
+        gates=_offset_gate(1), weights=_offset_weights(1),
     ),
     "output_gate_bias_offset": Fault(
         "the output gate's pre-activation is off by a small constant", GATE_CASES,
@@ -155,7 +154,7 @@ FAULTS: dict[str, Fault] = {
     ),
     "bias_added_twice": Fault(
         "the bias is added twice (once with the input projection, once in the step)", GATE_CASES,
-        gates=None, weights=_double_bias_weights, extra={"cell_weights": True},
+        weights=_double_bias_weights, doubles_cell_bias=True,
     ),
     "no_cell_activation": Fault(
         "the cell state goes to the output gate without its activation", GATE_CASES, activation=_candidate_only,
@@ -194,14 +193,9 @@ def _cell_patches(fault: Fault, magnitude: float, keras: Any) -> list[tuple[Any,
     patches = []
     original_fused = LSTMCell._compute_carry_and_output_fused
     original_call = LSTMCell.call
-    gates = fault.gates
-    if fault.extra.get("cell_weights"):
-        def gates(z, m, _self=None):  # bias twice: handled in faulty_call where the bias is known
-            return z
-
-    if gates is not None:
+    if fault.gates is not None:
         def faulty_fused(self, z, c_tm1):
-            return original_fused(self, gates(tuple(z), magnitude), c_tm1)
+            return original_fused(self, fault.gates(tuple(z), magnitude), c_tm1)
 
         patches.append((LSTMCell, "_compute_carry_and_output_fused", original_fused, faulty_fused))
 
@@ -212,13 +206,13 @@ def _cell_patches(fault: Fault, magnitude: float, keras: Any) -> list[tuple[Any,
             self.activation = fault.activation(saved[0], keras)
         if fault.recurrent_activation is not None:
             self.recurrent_activation = fault.recurrent_activation(saved[1], keras)
-        if fault.extra.get("cell_weights") and saved_bias is not None:
+        if fault.doubles_cell_bias and saved_bias is not None:
             object.__setattr__(self, "bias", saved_bias * 2)
         try:
             return original_call(self, inputs, states, training=training)
         finally:
             self.activation, self.recurrent_activation = saved
-            if fault.extra.get("cell_weights") and saved_bias is not None:
+            if fault.doubles_cell_bias and saved_bias is not None:
                 object.__setattr__(self, "bias", saved_bias)
 
     patches.append((LSTMCell, "call", original_call, faulty_call))

@@ -25,6 +25,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from harness.records import worst_item
+
 UNMEASURED = ("error", "refused", "timeout")  # statuses with no comparison to draw
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -139,28 +141,12 @@ def growth_plot(growth_records: dict[str, dict]) -> bytes:
 
 def worst_case_error(case: dict) -> float | None:
     """The largest max abs error over a case's APIs and outputs; None when the case was not measured."""
-    if case.get("status") in UNMEASURED:
-        return None
-    errors = [
-        float(item["max_abs_error"])
-        for result in case.get("apis", {}).values()
-        for item in result.get("items", {}).values()
-        if item.get("max_abs_error") is not None
-    ]
-    return max(errors) if errors else None
+    return None if case.get("status") in UNMEASURED else worst_item(case, "max_abs_error")
 
 
 def worst_case_ulp(case: dict) -> float | None:
     """The largest max ULP over a case's APIs and outputs; None when the case was not measured."""
-    if case.get("status") in UNMEASURED:
-        return None
-    ulps = [
-        float(item["max_ulp"])
-        for result in case.get("apis", {}).values()
-        for item in result.get("items", {}).values()
-        if item.get("max_ulp") is not None
-    ]
-    return max(ulps) if ulps else None
+    return None if case.get("status") in UNMEASURED else worst_item(case, "max_ulp")
 
 
 def case_group(name: str) -> str:

@@ -97,6 +97,18 @@ def read_backend_records(folder: Path, kind: str, schema: str) -> dict[str, dict
     return loaded
 
 
+def worst_item(case: dict[str, Any], field: str) -> float | None:
+    """The largest ``field`` (max_abs_error, max_ulp, ...) over a case result's APIs and outputs; None when
+    nothing was compared (the case raised before any output)."""
+    values = [
+        float(item[field])
+        for result in case.get("apis", {}).values()
+        for item in result.get("items", {}).values()
+        if item.get(field) is not None
+    ]
+    return max(values) if values else None
+
+
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
     """Raw outputs saved beside a record; empty when the file does not exist."""
     if not path.exists():

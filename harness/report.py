@@ -31,13 +31,8 @@ def load_records(folder: Path) -> dict[str, dict[str, Any]]:
     return loaded
 
 
-def _worst(case: dict[str, Any], field: str) -> float:
-    values = [item[field] for api in case["apis"].values() for item in api["items"].values()]
-    return max(values) if values else float("nan")
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.2e}" if value == value else "n/a"
+def _fmt(value: float | None) -> str:
+    return f"{value:.2e}" if value is not None and value == value else "n/a"
 
 
 def _cell(case: dict[str, Any] | None) -> str:
@@ -45,7 +40,9 @@ def _cell(case: dict[str, Any] | None) -> str:
         return "not run"
     if case["status"] in ("error", "timeout", "refused"):
         return f"{STATUS_MARK[case['status']]}: {case['error']}"
-    return f"{STATUS_MARK[case['status']]} {_fmt(_worst(case, 'max_abs_error'))} / {_worst(case, 'max_ulp'):.0f}"
+    ulp = records.worst_item(case, "max_ulp")
+    ulp_text = f"{ulp:.0f}" if ulp is not None else "n/a"
+    return f"{STATUS_MARK[case['status']]} {_fmt(records.worst_item(case, 'max_abs_error'))} / {ulp_text}"
 
 
 def _api_cell(case: dict[str, Any] | None) -> str:

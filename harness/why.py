@@ -113,11 +113,6 @@ def _case(run_records: dict[str, dict[str, Any]], backend: str, name: str) -> di
     return None
 
 
-def _worst(case: dict[str, Any]) -> float:
-    values = [item["max_abs_error"] for api in case["apis"].values() for item in api["items"].values()]
-    return max(values) if values else float("nan")
-
-
 def _api_summary(run_records: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for backend in sorted(run_records):
@@ -146,7 +141,7 @@ def _seed_claims(run_records: dict[str, dict[str, Any]]) -> list[str]:
             agreement = case["api_agreement"]
             bitwise = bool(agreement) and all(row["bitwise_equal"] for row in agreement)
             cells.append(
-                f"{case['status']} against the reference (max error {_fmt(_worst(case))}); APIs "
+                f"{case['status']} against the reference (max error {_fmt(records.worst_item(case, 'max_abs_error'))}); APIs "
                 + ("bitwise equal" if bitwise else "differ")
                 + (f"; known: {', '.join(case.get('known_divergences', []))}" if case["status"] == "known" else "")
             )
@@ -170,7 +165,8 @@ def _divergence_rows(run_records: dict[str, dict[str, Any]]) -> list[str]:
             elif any(c.get("measured_status") == "error" for c in hits):
                 cells.append(f"raises ({_count(len(hits))})")
             else:
-                cells.append(f"up to {_fmt(max(_worst(c) for c in hits))} ({_count(len(hits))})")
+                worst = max((v for v in (records.worst_item(c, "max_abs_error") for c in hits) if v is not None), default=None)
+                cells.append(f"up to {_fmt(worst)} ({_count(len(hits))})")
         lines.append(f"| {divergence.id} | " + " | ".join(cells) + f" | `{divergence.reproducer}` |")
     return lines
 
