@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from harness.backends import BACKENDS, BackendUnavailable
-from harness.cases import CaseError, builtin_cases, load_case_file, select_cases
-from harness.records import RecordError
+from harness.execute.backends import BACKENDS, BackendUnavailable
+from harness.case.schema import CaseError, builtin_cases, load_case_file, select_cases
+from harness.records.store import RecordError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_THRESHOLD = 3
@@ -40,15 +40,15 @@ def _load_cases(case_file: Path | None, pattern: str | None):
 
 
 def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from harness import faults
-    from harness.backends import activate
+    from harness.execute import faults
+    from harness.execute.backends import activate
 
     if args.inject_fault is not None and args.inject_fault not in faults.FAULTS:
         return _fail(f"unknown fault {args.inject_fault!r}; accepted: {', '.join(faults.FAULTS)}")
     cases = _load_cases(args.case_file, args.cases)
     backend = activate(args.backend)
 
-    from harness.runner import RunOptions, print_progress, run_cases
+    from harness.studies.parity import RunOptions, print_progress, run_cases
 
     options = RunOptions(
         out_dir=args.out, seed=args.seed, fault=args.inject_fault,
@@ -79,7 +79,7 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _command_report(args: argparse.Namespace) -> int:
-    from harness.report import write_report
+    from harness.reports.markdown import write_report
 
     paths = write_report(args.dir)
     print("wrote " + ", ".join(str(path) for path in paths))
@@ -87,11 +87,11 @@ def _command_report(args: argparse.Namespace) -> int:
 
 
 def _command_save(args: argparse.Namespace) -> int:
-    from harness.backends import activate
+    from harness.execute.backends import activate
 
     cases = _load_cases(args.case_file, args.cases)
     backend = activate(args.backend)
-    from harness.serialization import save_models
+    from harness.studies.serialization import save_models
 
     written = save_models(cases, backend, args.models, args.seed)
     print(f"{backend.name}: saved {len(written)} models to {args.models / backend.name}")
@@ -99,11 +99,11 @@ def _command_save(args: argparse.Namespace) -> int:
 
 
 def _command_load(args: argparse.Namespace) -> int:
-    from harness.backends import activate
+    from harness.execute.backends import activate
 
     cases = _load_cases(args.case_file, None)
     backend = activate(args.backend)
-    from harness.serialization import load_models
+    from harness.studies.serialization import load_models
 
     record = load_models(cases, backend, args.models, args.out, args.seed)
     statuses = [entry["status"] for entry in record["loads"]]
@@ -122,11 +122,11 @@ def _command_load(args: argparse.Namespace) -> int:
 
 
 def _command_faults(args: argparse.Namespace) -> int:
-    from harness.backends import activate
+    from harness.execute.backends import activate
 
     cases = _load_cases(None, None)
     backend = activate(args.backend)
-    from harness.fault_study import run_fault_study
+    from harness.studies.fault_study import run_fault_study
 
     record = run_fault_study(cases, backend, args.out, args.seed)
     detected = [name for name, entry in record["faults"].items() if entry["detected"]]
@@ -146,16 +146,16 @@ def _command_fuzz(args: argparse.Namespace) -> int:
 
     if importlib.util.find_spec("hypothesis") is None:
         return _fail("fuzz needs hypothesis; install it with: pip install 'keras-parity[test]'")
-    from harness.backends import activate
+    from harness.execute.backends import activate
 
     activate(args.backend)
-    from harness.fuzz import fuzz
+    from harness.studies.fuzz import fuzz
 
     return fuzz(args.backend, args.examples, args.seed)
 
 
 def _command_compare(args: argparse.Namespace) -> int:
-    from harness.runs_compare import compare_runs
+    from harness.reports.compare_runs import compare_runs
 
     text, code = compare_runs(args.old, args.new)
     print(text)
@@ -163,10 +163,10 @@ def _command_compare(args: argparse.Namespace) -> int:
 
 
 def _command_growth(args: argparse.Namespace) -> int:
-    from harness.backends import activate
+    from harness.execute.backends import activate
 
     backend = activate(args.backend)
-    from harness.growth import run_growth
+    from harness.studies.growth import run_growth
 
     record = run_growth(backend, args.out)
     print(f"{backend.name}: {len(record['points'])} sequence-length points; wrote {args.out / (backend.name + '.growth.json')}")
@@ -176,12 +176,12 @@ def _command_growth(args: argparse.Namespace) -> int:
 def _command_probe(args: argparse.Namespace) -> int:
     from datetime import datetime, timezone
 
-    from harness import records
-    from harness.backends import activate
+    from harness.records import store as records
+    from harness.execute.backends import activate
 
     backend = activate(args.backend)
-    from harness.probes import run_probes
-    from harness.why import PROBES_SCHEMA
+    from harness.studies.probes import run_probes
+    from harness.reports.why import PROBES_SCHEMA
 
     record = {
         "schema": PROBES_SCHEMA, "schema_version": 1, "backend": backend.name, "device": backend.device,
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--backend", required=True, choices=BACKENDS)
     probe.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
 
-    from harness.weights import DEFAULT_SEED
+    from harness.case.weights import DEFAULT_SEED
 
     save = commands.add_parser("save", help="save each case's Functional model as .keras (for 'load' on other backends)")
     save.add_argument("--backend", required=True, choices=BACKENDS)
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "run":
         if args.seed is None:
-            from harness.weights import DEFAULT_SEED
+            from harness.case.weights import DEFAULT_SEED
 
             args.seed = DEFAULT_SEED
         return _command_run(args, argv)

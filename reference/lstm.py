@@ -35,6 +35,15 @@ Keras's TensorFlow and PyTorch loops and every ``unroll=True`` loop return zeros
 (the previous *output*, which starts at zero), while the JAX ``lax.scan`` loop returns ``h0`` (it uses
 the previous *state* as the previous output). The reference follows the majority and the documented
 meaning ("output from previous timestep"): zeros.
+
+Alternative semantics. A known divergence is checked by computing exactly what the diverging backend
+is claimed to do, so two keyword arguments select a documented alternative (the defaults are Keras's
+documented behaviour):
+- ``initial_output="h0"``: masked steps before the first valid step output ``h0`` instead of zeros;
+- ``zero_output_mask_order="input"``: with ``zero_output_for_mask``, the outputs (in processing
+  order) are zeroed where the mask *in input order* is False, i.e. with the unreversed mask when
+  ``go_backwards`` reads the sequence backwards; the last output (``return_sequences=False``)
+  is unaffected.
 """
 
 from __future__ import annotations
@@ -73,6 +82,8 @@ def lstm(
     return_state: bool = False,
     zero_output_for_mask: bool = False,
     dtype: type | np.dtype = np.float64,
+    initial_output: str = "zeros",
+    zero_output_mask_order: str = "processing",
 ) -> np.ndarray | list[np.ndarray]:
     """Run an LSTM over ``x`` (batch, time, features) the way ``keras.layers.LSTM`` does.
 
@@ -80,6 +91,10 @@ def lstm(
     ``return_state`` a list ``[output, h, c]``. Everything is computed in ``dtype`` (float64 unless
     told otherwise). Raises ValueError naming the argument when a shape, dtype or activation is wrong.
     """
+    if initial_output not in ("zeros", "h0"):
+        raise ValueError(f"initial_output is {initial_output!r}; accepted: zeros, h0")
+    if zero_output_mask_order not in ("processing", "input"):
+        raise ValueError(f"zero_output_mask_order is {zero_output_mask_order!r}; accepted: processing, input")
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise ValueError(f"dtype must be a floating dtype; got {dtype}")
@@ -125,7 +140,7 @@ def lstm(
 
     step_order = range(time - 1, -1, -1) if go_backwards else range(time)
     outputs = np.zeros((batch, time, units), dtype)
-    previous_output = np.zeros((batch, units), dtype)
+    previous_output = h.copy() if initial_output == "h0" else np.zeros((batch, units), dtype)
     for position, t in enumerate(step_order):
         z = projected[:, t, :] + h @ recurrent_kernel
         i = recurrent_act(z[:, 0 * units : 1 * units])
@@ -144,6 +159,16 @@ def lstm(
             output = np.where(keep, h_new, fallback)
         outputs[:, position, :] = output
         previous_output = output
+
+    if mask is not None and zero_output_for_mask and zero_output_mask_order == "input":
+        # Every output is the unmasked-style one, zeroed by the mask read in input order.
+        carried = np.zeros((batch, time, units), dtype)
+        for position in range(time):
+            step = outputs[:, position, :]
+            valid = mask[:, list(step_order)[position]][:, None]
+            carried[:, position, :] = np.where(valid, step, carried[:, position - 1, :] if position else 0.0)
+        outputs = np.where(mask[:, :, None], carried, 0.0)
+        # The last output is still the one of the last processed step (zeroed when that step is masked).
 
     result = outputs if return_sequences else previous_output
     if return_state:

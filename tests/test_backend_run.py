@@ -163,7 +163,7 @@ def test_saved_model_loads_and_agrees(session_backend, tmp_path):
 
 
 def test_fault_catalogue_is_detected_without_false_alarm(session_backend, tmp_path):
-    from harness.faults import FAULTS
+    from harness.execute.faults import FAULTS
 
     completed = run_harness("faults", "--backend", session_backend, "--out", str(tmp_path))
     assert completed.returncode == 0, completed.stdout + completed.stderr

@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 
-from harness.cases import CaseError, builtin_cases, load_case_file, select_cases
-from harness.expected import expected_outputs
-from harness.weights import make_case_data
+from harness.case.schema import CaseError, builtin_cases, load_case_file, select_cases
+from harness.truth.expected import expected_outputs
+from harness.case.weights import make_case_data
 
 
 def test_builtin_cases_use_distinct_sizes():
@@ -119,7 +119,7 @@ axes = { mask = ["none", "holes"], "layers.0.unroll" = [true, false] }
 def test_every_mask_kind_has_a_valid_and_a_masked_step():
     import numpy as np
 
-    from harness.weights import make_mask
+    from harness.case.weights import make_mask
 
     for kind in ("right_padded", "left_padded", "holes", "all_masked_row"):
         mask = make_mask(kind, 4, 7, np.random.default_rng(0))
@@ -128,7 +128,7 @@ def test_every_mask_kind_has_a_valid_and_a_masked_step():
 
 
 def test_known_divergences_reclassify_and_detect_staleness():
-    from harness.known import Divergence, classify, stale_divergences
+    from harness.case.divergences import Divergence, classify, stale_divergences
 
     divergence = Divergence("d", ("case_*",), ("jax",), "observed", "reference", "", "results/repro/x.py")
     failing = {"case": "case_a", "status": "fail"}
@@ -145,7 +145,7 @@ def test_known_divergences_reclassify_and_detect_staleness():
 
 def test_every_known_divergence_has_a_reproducer_and_matches_a_case():
     from conftest import ROOT
-    from harness.known import load_divergences
+    from harness.case.divergences import load_divergences
     import fnmatch
 
     names = [case.name for case in builtin_cases()]

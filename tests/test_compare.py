@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from harness.compare import Tolerance, compare, max_difference, ulp_distance
+from harness.truth.compare import Tolerance, compare, max_difference, ulp_distance
 
 TIGHT = Tolerance(rtol=1e-6, atol=1e-7, rel_floor=1e-3, reason="test")
 
@@ -81,7 +81,7 @@ def test_max_difference_and_bitwise_equality():
 
 
 def test_tolerance_table_merges_device_overrides():
-    from harness.tolerances import load_tolerances
+    from harness.case.tolerances import load_tolerances
 
     cpu = load_tolerances("cpu")
     tf32 = load_tolerances("gpu_tf32")

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT
-from harness.cases import DTYPES, parse_case
-from harness.fuzz import case_entries, to_toml
+from harness.case.schema import DTYPES, parse_case
+from harness.studies.fuzz import case_entries, to_toml
 
 
 @settings(max_examples=100, deadline=None, database=None)
@@ -89,7 +89,7 @@ def test_a_pasted_entry_parses_back_to_the_same_case():
 @pytest.mark.backend
 def test_fuzz_runs_on_the_session_backend(session_backend):
     completed = subprocess.run(
-        [sys.executable, "-c", f"from harness.fuzz import fuzz; raise SystemExit(fuzz({session_backend!r}, 3, 1))"],
+        [sys.executable, "-c", f"from harness.studies.fuzz import fuzz; raise SystemExit(fuzz({session_backend!r}, 3, 1))"],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert completed.returncode in (0, 1), completed.stderr[-3000:]

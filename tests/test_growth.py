@@ -63,7 +63,7 @@ def _run_records() -> dict:
 @pytest.fixture
 def plots():
     pytest.importorskip("matplotlib")
-    from harness import plots
+    from harness.reports import plots
 
     return plots
 
@@ -98,7 +98,7 @@ def test_heatmap_masks_unmeasured_cases_and_groups_by_prefix(plots):
 
 
 def test_worst_case_error_takes_the_worst_item():
-    from harness.plots import worst_case_error, worst_case_ulp
+    from harness.reports.plots import worst_case_error, worst_case_ulp
 
     case = _case("x", "fail", 3e-6, 40.0)
     assert worst_case_error(case) == 3e-6 and worst_case_ulp(case) == 40.0
@@ -116,9 +116,9 @@ def test_ulp_histogram_without_float32_cases_still_draws(plots):
 GROWTH_SCRIPT = """
 import sys
 from pathlib import Path
-from harness.backends import activate
+from harness.execute.backends import activate
 backend = activate(sys.argv[1])
-from harness.growth import run_growth
+from harness.studies.growth import run_growth
 run_growth(backend, Path(sys.argv[2]), lengths=(10, 100), units=(4,))
 """
 

@@ -1,4 +1,4 @@
-"""harness.html_report: a self-contained report.html, checked as text and rendered in a real headless Chromium."""
+"""harness.reports.html: a self-contained report.html, checked as text and rendered in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import records
-from harness.html_report import render_html, write_html
+from harness.records import store as records
+from harness.reports.html import render_html, write_html
 
 CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE_NAME = 'lstm_<script>alert("x")</script>&'

@@ -1,4 +1,4 @@
-"""harness.runs_compare on synthetic run records: regressions, drift, improvements, versions, bad input."""
+"""harness.reports.compare_runs on synthetic run records: regressions, drift, improvements, versions, bad input."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from harness import records
-from harness.runs_compare import compare_runs
+from harness.records import store as records
+from harness.reports.compare_runs import compare_runs
 
 
 def make_case(name: str, status: str, max_abs_error: float = 1e-8, known: tuple[str, ...] = (), error: str | None = None) -> dict[str, Any]:

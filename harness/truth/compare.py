@@ -20,13 +20,7 @@ from typing import Any
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    rtol: float
-    atol: float
-    rel_floor: float
-    reason: str
+from harness.case.tolerances import Tolerance
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ import itertools
 from pathlib import Path
 from typing import Any, Callable
 
-from harness import records
-from harness.compare import max_difference
-from harness.backends import BACKENDS
-from harness.known import load_divergences, stale_divergences
+from harness.records import store as records
+from harness.truth.compare import max_difference
+from harness.execute.backends import BACKENDS
+from harness.case.divergences import load_divergences, stale_divergences
 
 STATUS_MARK = {
     "pass": "pass", "fail": "**FAIL**", "error": "**ERROR**", "timeout": "**TIMEOUT**", "known": "known", "refused": "refused",
@@ -237,7 +237,7 @@ def _faults(folder: Path) -> list[str]:
 
 
 def _serialization(folder: Path) -> list[str]:
-    """Models saved as .keras on one backend and loaded on another (harness.serialization records)."""
+    """Models saved as .keras on one backend and loaded on another (harness.studies.serialization records)."""
     studies = records.read_backend_records(folder, "serialization", "keras-parity/serialization")
     loads = [(backend, entry) for backend, data in studies.items() for entry in data["loads"]]
     if not loads:
@@ -374,7 +374,7 @@ def load_growth_records(folder: Path) -> dict[str, dict[str, Any]]:
 def report_figures(folder: Path) -> dict[str, bytes]:
     """The plots of report.html, keyed by caption; empty when matplotlib is not installed."""
     try:
-        from harness import plots
+        from harness.reports import plots
     except ImportError:
         return {}
     run_records = load_records(folder)
@@ -391,8 +391,8 @@ def report_figures(folder: Path) -> dict[str, bytes]:
 
 def write_report(folder: Path) -> list[Path]:
     """Write REPORT.md, WHY.md and report.html into ``folder``; all only read the records there."""
-    from harness.html_report import render_html
-    from harness.why import render_why
+    from harness.reports.html import render_html
+    from harness.reports.why import render_why
 
     texts = {
         "REPORT.md": render_report(folder),

@@ -9,10 +9,21 @@ merges them over the CPU table, as jax's public_test_util merges tolerance overr
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.compare import Tolerance
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An element passes when |actual - expected| <= atol + rtol * |expected|; rel_floor only shapes the
+    reported relative error; reason says where the numbers come from."""
+
+    rtol: float
+    atol: float
+    rel_floor: float
+    reason: str
+
 
 TOLERANCE_FILE = Path(__file__).with_name("tolerances.toml")
 QUANTITIES = ("outputs", "states")

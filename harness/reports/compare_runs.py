@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import records
-from harness.report import load_records
+from harness.records import store as records
+from harness.reports.markdown import load_records
 
 DRIFT_FACTOR = 10.0
 REGRESSION_FROM = ("pass", "known")
@@ -168,7 +168,7 @@ def _section(title: str, items: list[str]) -> list[str]:
 def compare_runs(old: Path, new: Path) -> tuple[str, int]:
     """Markdown comparing the run records of two results folders, and an exit code: 1 on any regression, else 0.
 
-    Raises harness.records.RecordError (one-line message) for a missing folder, a folder without
+    Raises harness.records.store.RecordError (one-line message) for a missing folder, a folder without
     records, or a corrupt record."""
     old_loaded, new_loaded = load_run(old), load_run(new)
     old_cases, new_cases = index_cases(old_loaded), index_cases(new_loaded)

@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness import records
-from harness.compare import max_difference
-from harness.known import Divergence, load_divergences, stale_divergences
-from harness.report import _case_names, _cell, _coverage, _fmt, load_records
+from harness.records import store as records
+from harness.truth.compare import max_difference
+from harness.case.divergences import Divergence, load_divergences, stale_divergences
+from harness.reports.markdown import _case_names, _cell, _coverage, _fmt, load_records
 
 COUNTED_STATUSES = ("pass", "known", "refused", "fail", "error", "timeout")
 FAILED_STATUSES = ("fail", "error", "timeout")
@@ -267,7 +267,7 @@ def _navigation() -> list[str]:
 def render_html(folder: Path, figures: dict[str, bytes]) -> str:
     """The whole report.html for the run records in ``folder``; ``figures`` maps caption -> PNG bytes.
 
-    Raises harness.records.RecordError when the folder holds no usable run records."""
+    Raises harness.records.store.RecordError when the folder holds no usable run records."""
     loaded = load_records(folder)
     names = _case_names(loaded)
     bodies = {

@@ -1,7 +1,5 @@
-"""Run cases on the active backend, in-process: build per API, run, compare, record.
-
-The record is rewritten after every case, so an interrupted run keeps what it measured, and
-``resume`` skips the cases a previous record already holds.
+"""Measure one case on the active backend, in-process: build it in every API, run it, compare each
+output with the float64 reference. This is the one measure step every study reuses.
 """
 
 from __future__ import annotations
@@ -9,39 +7,22 @@ from __future__ import annotations
 import contextlib
 import itertools
 import signal
-import sys
 import time
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
-from harness import records
-from harness.backends import BackendInfo
-from harness.cases import Case
-from harness.compare import compare, max_difference
-from harness.expected import expected_outputs
-from harness.known import classify, load_divergences
-from harness.tolerances import load_tolerances, quantity_of, tolerance_for, tolerance_table_json
-from harness.weights import DEFAULT_SEED, make_case_data
+from harness.case.schema import Case
+from harness.case.tolerances import quantity_of, tolerance_for
+from harness.case.weights import make_case_data
+from harness.truth.compare import compare, max_difference
+from harness.truth.expected import expected_outputs
 
 DEFAULT_CASE_TIMEOUT_S = 300
 
 
 class CaseTimeout(Exception):
     """A case ran past its time limit."""
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    out_dir: Path
-    seed: int = DEFAULT_SEED
-    fault: str | None = None
-    command: str = ""
-    case_timeout_s: int = DEFAULT_CASE_TIMEOUT_S
-    resume: bool = False
 
 
 def _error_summary(error: BaseException) -> str:
@@ -81,9 +62,9 @@ def _refused(case: Case, error: BaseException) -> bool:
     return asks_cudnn and "cudnn" in str(error).lower()
 
 
-def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[str, np.ndarray], timeout_s: int = 0) -> dict[str, Any]:
+def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[tuple[str, str], np.ndarray], timeout_s: int = 0) -> dict[str, Any]:
     """Measure one case on the active backend; never raises (an exception becomes status 'error')."""
-    from harness import models
+    from harness.execute import models
 
     started = time.perf_counter()
     result: dict[str, Any] = {
@@ -104,7 +85,7 @@ def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[str, np.
                     tolerance = tolerance_for(tolerances, case.compute_dtype, quantity_of(name))
                     comparison = compare(value, expected[name], tolerance, case.compute_dtype)
                     items[name] = comparison.to_json() | {"message": comparison.message(f"{api}/{name}")}
-                    raw_outputs[records.array_key(case.name, api, name)] = value
+                    raw_outputs[(api, name)] = value
                 result["apis"][api] = {
                     "passed": all(item["passed"] for item in items.values()),
                     "jit_compile": getattr(model, "jit_compile", None),
@@ -148,65 +129,3 @@ def _api_agreement(actual_by_api: dict[str, dict[str, np.ndarray]]) -> list[dict
             difference, bitwise = max_difference(actual_by_api[first][name], actual_by_api[second][name])
             rows.append({"apis": [first, second], "output": name, "max_abs_diff": difference, "bitwise_equal": bitwise})
     return rows
-
-
-def _previous_run(json_path: Path, npz_path: Path, resume: bool) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    if not resume or not json_path.exists():
-        return [], {}
-    previous = records.read_record(json_path)
-    return previous["cases"], records.read_arrays(npz_path)
-
-
-def run_cases(
-    cases: list[Case],
-    backend: BackendInfo,
-    options: RunOptions,
-    on_case_done: Callable[[int, int, dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Run every case, writing ``<out>/<backend>.json`` and ``.npz`` after each; returns the record."""
-    from harness import faults
-
-    tolerances = load_tolerances(backend.device_class)
-    divergences = load_divergences()
-    json_path = options.out_dir / f"{backend.name}.json"
-    npz_path = options.out_dir / f"{backend.name}.npz"
-    done_cases, raw_outputs = _previous_run(json_path, npz_path, options.resume)
-    done_names = {case["case"] for case in done_cases}
-    record: dict[str, Any] = {
-        "schema": records.SCHEMA,
-        "schema_version": records.SCHEMA_VERSION,
-        "backend": backend.name,
-        "device": backend.device,
-        "device_class": backend.device_class,
-        "versions": backend.versions,
-        "settings": backend.settings,
-        "command": options.command,
-        "seed": options.seed,
-        "fault": options.fault,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "finished": None,
-        "tolerances": tolerance_table_json(tolerances),
-        "cases": done_cases,
-    }
-    todo = [case for case in cases if case.name not in done_names]
-    run_started = time.perf_counter()
-    with faults.injected(options.fault):
-        for index, case in enumerate(todo):
-            result = run_case(case, options.seed, tolerances, raw_outputs, options.case_timeout_s)
-            if options.fault is None:
-                classify(result, backend.name, divergences)
-            record["cases"].append(result)
-            records.write_arrays(npz_path, raw_outputs)
-            records.write_json(json_path, record)
-            if on_case_done is not None:
-                on_case_done(len(done_names) + index + 1, len(done_names) + len(todo), result)
-    record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record["wall_time_s"] = round(time.perf_counter() - run_started, 1)
-    records.write_json(json_path, record)
-    return record
-
-
-def print_progress(done: int, total: int, result: dict[str, Any]) -> None:
-    """One line per case on stderr: position, name, status and time."""
-    detail = f" ({result['error']})" if result["error"] else ""
-    print(f"[{done}/{total}] {result['case']}: {result['status']} in {result['duration_s']:.1f}s{detail}", file=sys.stderr)

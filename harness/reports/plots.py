@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from harness.records import worst_item
+from harness.records.store import worst_item
 
 UNMEASURED = ("error", "refused", "timeout")  # statuses with no comparison to draw
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

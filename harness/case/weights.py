@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.cases import Case, LayerSpec
+from harness.case.schema import Case, LayerSpec
 
 DEFAULT_SEED = 20261124
 

@@ -9,10 +9,14 @@ sequences passes its input mask on, one that does not drops it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 import reference
-from harness.cases import Case, LayerSpec
+from harness.case.schema import Case, LayerSpec
+from harness.case.semantics import DOCUMENTED, Semantics
+
 
 _MERGE = {
     "concat": lambda forward, backward: np.concatenate([forward, backward], axis=-1),
@@ -22,21 +26,23 @@ _MERGE = {
 }
 
 
-def _lstm(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool) -> list[np.ndarray]:
+def _lstm(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
+          semantics: Semantics = DOCUMENTED) -> list[np.ndarray]:
     result = reference.lstm(
         x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
         activation=options["activation"], recurrent_activation=options["recurrent_activation"],
         mask=mask, initial_state=initial_state, go_backwards=go_backwards,
         return_sequences=options["return_sequences"], return_state=True,
-        zero_output_for_mask=options["zero_output_for_mask"],
+        zero_output_for_mask=options["zero_output_for_mask"] and not semantics.zero_output_for_mask_ignored,
+        initial_output=semantics.initial_output, zero_output_mask_order=semantics.zero_output_mask_order,
     )
     return result
 
 
-def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_state) -> list[np.ndarray]:
+def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_state, semantics: Semantics) -> list[np.ndarray]:
     options = layer.options
     if layer.type == "lstm":
-        output, h, c = _lstm(options, x, weights[0], mask, initial_state, options["go_backwards"])
+        output, h, c = _lstm(options, x, weights[0], mask, initial_state, options["go_backwards"], semantics)
         return [output, h, c] if options["return_state"] else [output]
     if layer.type == "bidirectional":
         # Keras's Bidirectional sets zero_output_for_mask = return_sequences on both directions
@@ -45,16 +51,16 @@ def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_
         forward_weights, backward_weights = weights[0][:len(weights[0]) // 2], weights[0][len(weights[0]) // 2:]
         forward_state = initial_state[:2] if initial_state is not None else None
         backward_state = initial_state[2:] if initial_state is not None else None
-        forward, h_f, c_f = _lstm(options, x, forward_weights, mask, forward_state, False)
-        backward, h_b, c_b = _lstm(options, x, backward_weights, mask, backward_state, True)
+        forward, h_f, c_f = _lstm(options, x, forward_weights, mask, forward_state, False, semantics)
+        backward, h_b, c_b = _lstm(options, x, backward_weights, mask, backward_state, True, semantics)
         if options["return_sequences"]:
             backward = backward[:, ::-1, :]
         merged = [forward, backward] if options["merge_mode"] == "none" else [_MERGE[options["merge_mode"]](forward, backward)]
         return merged + ([h_f, c_f, h_b, c_b] if options["return_state"] else [])
     if layer.type == "branches":
         inner = layer.inner.options
-        first = _lstm(inner, x, weights[0], mask, None, inner["go_backwards"])[0]
-        second = _lstm(inner, x, weights[-1], mask, None, inner["go_backwards"])[0]
+        first = _lstm(inner, x, weights[0], mask, None, inner["go_backwards"], semantics)[0]
+        second = _lstm(inner, x, weights[-1], mask, None, inner["go_backwards"], semantics)[0]
         return [np.concatenate([first, second], axis=-1)]
     if layer.type in ("dense", "time_distributed_dense"):
         kernel, *bias = weights[0]
@@ -62,29 +68,49 @@ def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_
     raise ValueError(f"no reference for layer type {layer.type!r}")
 
 
-def _stack(case: Case, x: np.ndarray, layer_weights, mask, initial_state) -> dict[str, np.ndarray]:
+def _stack(case: Case, x: np.ndarray, layer_weights, mask, initial_state, semantics: Semantics) -> dict[str, np.ndarray]:
     outputs: list[np.ndarray] = [x]
     for layer, weights in zip(case.layers, layer_weights):
         weights64 = tuple(tuple(w.astype(np.float64) for w in group) for group in weights)
-        outputs = _apply_layer(layer, outputs[0], weights64, mask, initial_state)
+        outputs = _apply_layer(layer, outputs[0], weights64, mask, initial_state, semantics)
         initial_state = None
         if not layer.returns_sequences:
             mask = None
     return dict(zip(case.output_names, outputs))
 
 
-def expected_outputs(case: Case, data) -> dict[str, np.ndarray]:
-    """The float64 reference outputs of the case, keyed by output name (output, h, c, ...).
+def expected_outputs(case: Case, data, semantics: Semantics = DOCUMENTED) -> dict[str, np.ndarray]:
+    """The float64 reference outputs of the case, keyed by output name (output, h, c, ...), under
+    ``semantics`` (Keras's documented behaviour unless an alternative is asked for).
 
     For a stateful case the result holds, per batch k of the sequence of batches, ``output@k``; and
     ``h@layer`` / ``c@layer`` states of every LSTM after the last batch: the reference runs each row
     over the batches joined along time, which is what carrying the state between batches means.
     """
     x = data.x.astype(np.float64)
+    if semantics.inputs_rounded_to_float32:
+        x = x.astype(np.float32).astype(np.float64)
     initial_state = None if data.initial_state is None else [s.astype(np.float64) for s in data.initial_state]
+    mask = None if semantics.mask_ignored else data.mask
     if not case.stateful:
-        return _stack(case, x, data.layer_weights, data.mask, initial_state)
+        return _stack(case, x, data.layer_weights, mask, initial_state, semantics)
+    if semantics.stateful_state_not_carried:
+        return _stateful_not_carried(case, x, data.layer_weights)
     return _stateful_expected(case, x, data.layer_weights)
+
+
+def _stateful_not_carried(case: Case, x: np.ndarray, layer_weights) -> dict[str, np.ndarray]:
+    """Every batch from zero states; the states read afterwards are the zeros reset_states left."""
+    single = replace(case, stateful_batches=1)
+    result: dict[str, np.ndarray] = {}
+    for k in range(case.stateful_batches):
+        one = _stateful_expected(single, x[k * case.batch:(k + 1) * case.batch], layer_weights)
+        result[f"output@{k}"] = one["output@0"]
+        for name, value in one.items():
+            if name[0] in ("h", "c"):
+                result[name] = np.zeros_like(value)
+    result["after_reset@0"] = result["output@0"]
+    return result
 
 
 def _stateful_expected(case: Case, x: np.ndarray, layer_weights) -> dict[str, np.ndarray]:

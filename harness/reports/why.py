@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from harness import records
-from harness.known import load_divergences
+from harness.records import store as records
+from harness.case.divergences import load_divergences
 
 PROBES_SCHEMA = "keras-parity/probes"
 

@@ -19,7 +19,7 @@ bound; below 1 the point fails.
 Dimensions: features 3 and batch 5, so that batch, features, units (4, 16, 64) and time differ and a
 transposed axis cannot go unnoticed (batch 4 would coincide with units 4).
 
-Imported only after the backend is active (``harness.backends.activate``): it imports Keras.
+Imported only after the backend is active (``harness.execute.backends.activate``): it imports Keras.
 The record ``<out_dir>/<backend>.growth.json`` is rewritten atomically after every point, so an
 interrupted run keeps what it measured.
 """
@@ -34,11 +34,11 @@ from typing import Any, Sequence
 import keras
 import numpy as np
 
-from harness import records
-from harness.backends import BackendInfo
-from harness.compare import Tolerance, compare
-from harness.tolerances import load_tolerances, tolerance_for, tolerance_table_json
-from harness.weights import DEFAULT_SEED
+from harness.records import store as records
+from harness.execute.backends import BackendInfo
+from harness.truth.compare import Tolerance, compare
+from harness.case.tolerances import load_tolerances, tolerance_for, tolerance_table_json
+from harness.case.weights import DEFAULT_SEED
 from reference import lstm as reference_lstm
 
 GROWTH_SCHEMA = "keras-parity/growth"

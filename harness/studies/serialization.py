@@ -15,14 +15,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from harness import models, records
-from harness.backends import BACKENDS, BackendInfo
-from harness.cases import Case
-from harness.compare import compare, max_difference
-from harness.expected import expected_outputs
-from harness.known import classify, load_divergences
-from harness.tolerances import load_tolerances, quantity_of, tolerance_for
-from harness.weights import make_case_data
+from harness.execute import models
+from harness.records import store as records
+from harness.execute.backends import BACKENDS, BackendInfo
+from harness.case.schema import Case
+from harness.truth.compare import compare, max_difference
+from harness.truth.expected import expected_outputs
+from harness.case.divergences import classify, load_divergences
+from harness.case.tolerances import load_tolerances, quantity_of, tolerance_for
+from harness.case.weights import make_case_data
 
 SCHEMA = "keras-parity/serialization"
 

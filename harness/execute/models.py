@@ -1,6 +1,6 @@
 """Build one case as a Keras model in each model-building API, all with the same weights, and run it.
 
-Imported only after harness.backends.activate has chosen the backend.
+Imported only after harness.execute.backends.activate has chosen the backend.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from harness.cases import Case, LayerSpec
-from harness.weights import CaseData
+from harness.case.schema import Case, LayerSpec
+from harness.case.weights import CaseData
 
 
 def _rnn_kwargs(options: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def _input_dtype(case: Case) -> str:
 
 
 def _masking_layer(case: Case) -> keras.layers.Layer | None:
-    # Masked steps are all-zero rows (see harness.weights), so Masking(0.0) recovers the mask exactly.
+    # Masked steps are all-zero rows (see harness.case.weights), so Masking(0.0) recovers the mask exactly.
     if case.mask == "none" or case.mask_source != "masking_layer":
         return None
     return keras.layers.Masking(mask_value=0.0, dtype=case.dtype, name="masking")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
-from harness.compare import max_difference
+from harness.truth.compare import max_difference
 
 BATCH, TIME, FEATURES, UNITS = 4, 10, 3, 16
 

@@ -1,13 +1,13 @@
 """Property-based fuzzing of the case space: random valid cases, run against the reference, shrunk on failure.
 
 ``case_entries()`` is a hypothesis strategy drawing case tables (the ``[[case]]`` TOML schema that
-``harness.cases.parse_case`` accepts) across the axes the built-in matrices cover one or two at a
+``harness.case.schema.parse_case`` accepts) across the axes the built-in matrices cover one or two at a
 time: the layer stack (one or two recurrent layers of type lstm, bidirectional or branches, with an
 optional dense or time_distributed_dense head), the LSTM options, the mask kind and source, the
 initial state, the entry point and jit_compile. Sizes are drawn so that batch, time, features and
 the first layer's units are pairwise distinct, as every case of the project must be.
 
-``fuzz()`` runs those cases on one backend through ``harness.runner.run_case``. A case that fails,
+``fuzz()`` runs those cases on one backend through ``harness.execute.measure.run_case``. A case that fails,
 errors or times out (and is not a known divergence) fails the hypothesis test, hypothesis shrinks
 it to a minimal configuration, and that configuration is printed as a ready-to-paste ``[[case]]``
 entry (``to_toml``) with the failing comparisons. Nothing here imports Keras at import time.
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, assume, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from harness.cases import (
+from harness.case.schema import (
     ENTRY_POINTS,
     INITIAL_STATES,
     JIT_COMPILE,
@@ -38,7 +38,7 @@ from harness.cases import (
 from reference.activations import ACTIVATIONS
 
 FUZZ_CASE_NAME = "fuzz_found"
-FUZZ_SOURCE = "harness.fuzz"
+FUZZ_SOURCE = "harness.studies.fuzz"
 CASE_TIMEOUT_S = 120
 FAILING_STATUSES = ("fail", "error", "timeout")
 
@@ -144,7 +144,7 @@ def _case_entry(draw: st.DrawFn, dtypes: tuple[str, ...]) -> dict[str, Any]:
 
     entry: dict[str, Any] = {
         "name": FUZZ_CASE_NAME,
-        "description": "found by harness.fuzz",
+        "description": "found by harness.studies.fuzz",
         "dtype": dtype,
         "batch": batch,
         "time": time_steps,
@@ -275,15 +275,15 @@ class FuzzFailure(AssertionError):
 
 def fuzz(backend: str, examples: int, seed: int | None) -> int:
     """Run ``examples`` fuzzed cases on ``backend``; print the shrunk failure as TOML. 0: no failure, 1: failure."""
-    from harness.backends import activate
+    from harness.execute.backends import activate
 
     info = activate(backend)
     import keras
 
-    from harness.known import classify, load_divergences
-    from harness.runner import run_case
-    from harness.tolerances import load_tolerances
-    from harness.weights import DEFAULT_SEED
+    from harness.case.divergences import classify, load_divergences
+    from harness.execute.measure import run_case
+    from harness.case.tolerances import load_tolerances
+    from harness.case.weights import DEFAULT_SEED
 
     tolerances = load_tolerances(info.device_class)
     divergences = load_divergences()

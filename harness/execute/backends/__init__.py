@@ -32,7 +32,7 @@ class BackendInfo:
 def backend_module(name: str) -> ModuleType:
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; accepted: {', '.join(BACKENDS)}")
-    return importlib.import_module(f"harness.backends.{name}_backend")
+    return importlib.import_module(f"harness.execute.backends.{name}_backend")
 
 
 def activate(name: str) -> BackendInfo:

@@ -12,12 +12,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness import faults, records
-from harness.backends import BackendInfo
-from harness.cases import Case, select_cases
-from harness.known import classify, load_divergences
-from harness.runner import run_case
-from harness.tolerances import load_tolerances
+from harness.execute import faults
+from harness.records import store as records
+from harness.execute.backends import BackendInfo
+from harness.case.schema import Case, select_cases
+from harness.case.divergences import classify, load_divergences
+from harness.execute.measure import run_case
+from harness.case.tolerances import load_tolerances
 
 SCHEMA = "keras-parity/faults"
 SWEEP_FAULT = "forget_gate_bias_offset"

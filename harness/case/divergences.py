@@ -1,0 +1,236 @@
+"""Known divergences as checkable claims, kept in a data file (``divergences.toml``).
+
+An entry says *when* it applies, as conditions on a case's configuration (never on its name), on the
+backend, and on the package versions it was observed with; and *what* is observed, precisely enough
+to check:
+
+- ``kind = "semantics"``: the backend computes a named alternative (``semantics``, a table of
+  ``harness.truth.expected.Semantics`` fields); the case is known only when every output of every
+  API agrees with that alternative, computed by the reference, within tolerance;
+- ``kind = "crash"``: the innermost exception has type ``exception`` and a message matching the
+  regular expression ``message``;
+- ``kind = "bound"``: only the outputs named in ``outputs`` mismatch, each by at most ``max_abs_error``.
+
+This module only reads the file and decides whether an entry applies to a case; checking the claim
+against measurements is the verdicts stage's job. Nothing here imports Keras.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+from harness.case.schema import LAYER_OPTIONS, RECURRENT_TYPES, Case
+from harness.case.semantics import Semantics
+
+DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
+KINDS = ("semantics", "crash", "bound")
+BACKENDS = ("tensorflow", "jax", "torch")
+_FIELDS = {"id", "backends", "versions", "when", "kind", "semantics", "exception", "message", "outputs",
+           "max_abs_error", "observed", "reference", "upstream", "reproducer"}
+_REQUIRED = {"id", "backends", "versions", "when", "kind", "observed", "reference", "upstream", "reproducer"}
+_KIND_FIELDS = {"semantics": {"semantics"}, "crash": {"exception", "message"}, "bound": {"outputs", "max_abs_error"}}
+
+# Case-level facts a condition can name; the options of recurrent layers are facts too.
+_CASE_FACTS = ("dtype", "compute_dtype", "mask", "mask_source", "initial_state", "entry_point", "jit_compile",
+               "stateful", "layer")
+_LAYER_FACTS = tuple(option for option in LAYER_OPTIONS["lstm"] if option != "units") + ("merge_mode",)
+FACTS = _CASE_FACTS + _LAYER_FACTS
+
+
+class DivergenceFileError(ValueError):
+    """The divergence file is malformed; the message names the entry, the field and what is accepted."""
+
+
+def case_facts(case: Case) -> dict[str, set[Any]]:
+    """What conditions can test, each as the set of values the case has.
+
+    A layer option holds the values of every recurrent layer in the stack (a condition on it holds
+    when any layer satisfies it). Effective values are used: a Bidirectional reads backwards in its
+    backward layer (``go_backwards`` holds true and false) and forces ``zero_output_for_mask`` to its
+    ``return_sequences``; a ``branches`` layer contributes its inner LSTM."""
+    facts: dict[str, set[Any]] = {
+        "dtype": {case.dtype},
+        "compute_dtype": {case.compute_dtype},
+        "mask": {case.mask},
+        "mask_source": {case.mask_source if case.mask != "none" else "none"},
+        "initial_state": {case.initial_state},
+        "entry_point": {case.entry_point},
+        "jit_compile": {case.jit_compile},
+        "stateful": {case.stateful},
+        "layer": {layer.type for layer in case.layers},
+    }
+    for name in _LAYER_FACTS:
+        facts[name] = set()
+    for layer in case.layers:
+        if layer.type not in RECURRENT_TYPES:
+            continue
+        options = dict(layer.inner.options if layer.type == "branches" else layer.options)
+        if layer.type == "bidirectional":
+            facts["go_backwards"] |= {False, True}
+            options["zero_output_for_mask"] = options["return_sequences"]
+        for name in _LAYER_FACTS:
+            if name in options:
+                facts[name].add(options[name])
+    return facts
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``fact`` holds one of ``values`` (or, with ``negated``, a value outside them)."""
+
+    fact: str
+    values: tuple[Any, ...]
+    negated: bool = False
+
+    def holds(self, facts: dict[str, set[Any]]) -> bool:
+        present = facts.get(self.fact, set())
+        if self.negated:
+            return any(value not in self.values for value in present)
+        return any(_same(value, accepted) for value in present for accepted in self.values)
+
+    def describe(self) -> str:
+        shown = ", ".join(repr(v).lower() if isinstance(v, bool) else repr(v) for v in self.values)
+        operator = "not in" if self.negated else "in"
+        return f"{self.fact} {operator} [{shown}]" if len(self.values) > 1 else f"{self.fact} {'!=' if self.negated else '=='} {shown}"
+
+
+def _same(value: Any, accepted: Any) -> bool:
+    """Equality that keeps True apart from 1 (TOML booleans against integer options)."""
+    return type(value) is type(accepted) and value == accepted if isinstance(value, bool) or isinstance(accepted, bool) else value == accepted
+
+
+@dataclass(frozen=True)
+class Divergence:
+    id: str
+    backends: tuple[str, ...]
+    versions: dict[str, str]
+    conditions: tuple[Condition, ...]
+    kind: str
+    observed: str
+    reference: str
+    upstream: str
+    reproducer: str
+    semantics: Semantics = Semantics()
+    exception: str = ""
+    message: str = ""
+    outputs: tuple[str, ...] = ()
+    max_abs_error: float = 0.0
+
+    def applies_to(self, case: Case, backend: str, versions: dict[str, str]) -> bool:
+        """Whether this entry describes ``case`` on ``backend`` at the given package versions."""
+        if backend not in self.backends or not self.versions_match(versions):
+            return False
+        facts = case_facts(case)
+        return all(condition.holds(facts) for condition in self.conditions)
+
+    def versions_match(self, versions: dict[str, str]) -> bool:
+        """Every package range the entry names holds for the recorded versions (a package the record
+        does not list, such as another backend, is not constrained)."""
+        for package, specifier in self.versions.items():
+            if package not in versions:
+                continue
+            if not SpecifierSet(specifier).contains(_release(versions[package]), prereleases=True):
+                return False
+        return True
+
+    def when(self) -> str:
+        """The conditions in words, for reports."""
+        parts = [condition.describe() for condition in self.conditions]
+        parts.append("backend in [" + ", ".join(self.backends) + "]")
+        parts += [f"{package} {specifier}" for package, specifier in self.versions.items()]
+        return "; ".join(parts)
+
+
+def _release(version: str) -> Version:
+    """A comparable version: '2.13.0+cpu' compares as 2.13.0, nightly '3.16.0.dev2026...' as a pre-release."""
+    try:
+        return Version(version.split("+")[0])
+    except InvalidVersion:
+        return Version("0")
+
+
+def _parse_condition(fact: str, raw: Any, where: str) -> Condition:
+    if fact not in FACTS:
+        raise DivergenceFileError(f"{where}: condition on {fact!r}, which is not a case fact; accepted: {', '.join(FACTS)}")
+    negated = False
+    if isinstance(raw, dict):
+        if set(raw) != {"not"}:
+            raise DivergenceFileError(f"{where}: condition on {fact!r} is a table; the only accepted form is {{ not = VALUE or [VALUES] }}")
+        raw, negated = raw["not"], True
+    values = tuple(raw) if isinstance(raw, list) else (raw,)
+    if not values:
+        raise DivergenceFileError(f"{where}: condition on {fact!r} lists no value")
+    return Condition(fact=fact, values=values, negated=negated)
+
+
+def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
+    where = f"{path.name}: divergence {index} ({entry.get('id', '?')})"
+    missing = _REQUIRED - set(entry)
+    unknown = set(entry) - _FIELDS
+    if missing or unknown:
+        problem = f"lacks {', '.join(sorted(missing))}" if missing else f"has unknown field {', '.join(sorted(unknown))}"
+        raise DivergenceFileError(f"{where} {problem}; fields: {', '.join(sorted(_FIELDS))}")
+    kind = entry["kind"]
+    if kind not in KINDS:
+        raise DivergenceFileError(f"{where}: kind is {kind!r}; accepted: {', '.join(KINDS)}")
+    needed = _KIND_FIELDS[kind]
+    if needed - set(entry):
+        raise DivergenceFileError(f"{where}: a {kind} claim needs {', '.join(sorted(needed))}")
+    stray = (set().union(*_KIND_FIELDS.values()) - needed) & set(entry)
+    if stray:
+        raise DivergenceFileError(f"{where}: {', '.join(sorted(stray))} does not belong to a {kind} claim")
+    backends = tuple(entry["backends"])
+    if not backends or set(backends) - set(BACKENDS):
+        raise DivergenceFileError(f"{where}: backends is {list(backends)!r}; accepted: a non-empty list from {', '.join(BACKENDS)}")
+    versions = dict(entry["versions"])
+    if "keras" not in versions:
+        raise DivergenceFileError(f"{where}: versions must give the keras range the divergence was observed on")
+    for package, specifier in versions.items():
+        try:
+            SpecifierSet(specifier)
+        except InvalidSpecifier:
+            raise DivergenceFileError(f"{where}: versions.{package} is {specifier!r}; expected a range like '>=3.0,<=3.15.1'") from None
+    when = entry["when"]
+    if not isinstance(when, dict) or not when:
+        raise DivergenceFileError(f"{where}: when must be a non-empty table of conditions, e.g. {{ unroll = true }}")
+    try:
+        semantics = Semantics.from_table(dict(entry.get("semantics", {})))
+    except (TypeError, ValueError) as error:
+        raise DivergenceFileError(f"{where}: semantics: {error}") from None
+    if kind == "crash":
+        try:
+            re.compile(entry["message"])
+        except re.error as error:
+            raise DivergenceFileError(f"{where}: message is not a valid regular expression ({error})") from None
+    return Divergence(
+        id=entry["id"], backends=backends, versions=versions,
+        conditions=tuple(_parse_condition(fact, raw, where) for fact, raw in when.items()),
+        kind=kind, observed=entry["observed"].strip(), reference=entry["reference"].strip(),
+        upstream=entry["upstream"].strip(), reproducer=entry["reproducer"].strip(), semantics=semantics,
+        exception=entry.get("exception", ""), message=entry.get("message", ""),
+        outputs=tuple(entry.get("outputs", ())), max_abs_error=float(entry.get("max_abs_error", 0.0)),
+    )
+
+
+def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
+    """Every entry of the file; DivergenceFileError naming the entry and field when one is malformed."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DivergenceFileError(f"divergence file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise DivergenceFileError(f"divergence file {path} is not valid TOML: {error}") from None
+    entries = [_parse_entry(entry, index, path) for index, entry in enumerate(raw.get("divergence", []))]
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.id in seen:
+            raise DivergenceFileError(f"{path.name}: divergence id {entry.id!r} appears twice")
+        seen.add(entry.id)
+    return entries

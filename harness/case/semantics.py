@@ -1,0 +1,63 @@
+"""The semantics the reference computes: Keras's documented behaviour, or a named alternative.
+
+A known divergence of kind "semantics" names the alternative a backend was observed to compute, and
+the verdicts stage checks the backend's outputs against exactly that alternative, computed by the
+reference. Pure data: nothing here computes anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Semantics:
+    """Which behaviour the reference computes. The defaults are Keras's documented behaviour; every
+    other value is an alternative a backend was observed to compute (a known divergence of kind
+    "semantics" names one), so that a claim is checked against exactly what it says happens.
+
+    mask_ignored: the mask is dropped (a Masking layer's mask lost when initial_state is passed).
+    initial_output: "h0" makes masked steps before the first valid step output h0 instead of zeros.
+    zero_output_for_mask_ignored: masked steps repeat the previous output even with zero_output_for_mask.
+    zero_output_mask_order: "input" zeroes outputs (processing order) with the mask in input order.
+    inputs_rounded_to_float32: the inputs are rounded to float32 before the model sees them.
+    stateful_state_not_carried: every batch of a stateful case starts from zero states, and the
+        states read afterwards are still the zeros of reset_states.
+    """
+
+    mask_ignored: bool = False
+    initial_output: str = "zeros"
+    zero_output_for_mask_ignored: bool = False
+    zero_output_mask_order: str = "processing"
+    inputs_rounded_to_float32: bool = False
+    stateful_state_not_carried: bool = False
+
+    def __post_init__(self) -> None:
+        if self.initial_output not in ("zeros", "h0"):
+            raise ValueError(f"initial_output is {self.initial_output!r}; accepted: zeros, h0")
+        if self.zero_output_mask_order not in ("processing", "input"):
+            raise ValueError(f"zero_output_mask_order is {self.zero_output_mask_order!r}; accepted: processing, input")
+        for f in fields(self):
+            if f.type == "bool" and not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"{f.name} is {getattr(self, f.name)!r}; accepted: true, false")
+
+    def changes(self) -> dict[str, Any]:
+        """The fields that differ from Keras's documented behaviour."""
+        default = Semantics()
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any]) -> "Semantics":
+        known = {f.name for f in fields(cls)}
+        unknown = set(table) - known
+        if unknown:
+            raise ValueError(f"unknown semantics {sorted(unknown)}; accepted: {', '.join(sorted(known))}")
+        return replace(cls(), **table)
+
+    def merged(self, other: "Semantics") -> "Semantics":
+        """These semantics with every field ``other`` changes from the default changed too."""
+        return replace(self, **other.changes())
+
+
+DOCUMENTED = Semantics()

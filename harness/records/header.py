@@ -1,0 +1,60 @@
+"""The one header every record starts with: what ran, where, with which versions and settings.
+
+Every study (parity run, probes, growth, faults, serialization) writes a record whose header comes
+from ``make_header``, so a published result always says which versions, device, device class,
+precision settings, seed and command produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.execute.backends import BackendInfo
+
+SCHEMAS = {
+    "run": ("keras-parity/run", 2),
+    "probes": ("keras-parity/probes", 2),
+    "growth": ("keras-parity/growth", 2),
+    "faults": ("keras-parity/faults", 2),
+    "serialization": ("keras-parity/serialization", 2),
+    "verdicts": ("keras-parity/verdicts", 1),
+    "cross_backend": ("keras-parity/cross-backend", 1),
+}
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that produced a record, as a user would type it."""
+    parts = sys.argv[1:] if argv is None else argv
+    return "python -m harness " + " ".join(shlex.quote(part) for part in parts)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_header(kind: str, backend: BackendInfo, *, seed: int | None, command: str, fault: str | None = None) -> dict[str, Any]:
+    """The header of a ``kind`` record measured on ``backend``."""
+    schema, version = SCHEMAS[kind]
+    return {
+        "schema": schema,
+        "schema_version": version,
+        "backend": backend.name,
+        "device": backend.device,
+        "device_class": backend.device_class,
+        "versions": dict(backend.versions),
+        "settings": dict(backend.settings),
+        "command": command,
+        "seed": seed,
+        "fault": fault,
+        "started": now(),
+        "finished": None,
+    }
