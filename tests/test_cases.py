@@ -125,31 +125,3 @@ def test_every_mask_kind_has_a_valid_and_a_masked_step():
         mask = make_mask(kind, 4, 7, np.random.default_rng(0))
         assert mask.shape == (4, 7) and mask[0].all() and not mask.all(), kind
     assert not make_mask("all_masked_row", 4, 7, np.random.default_rng(0))[-1].any()
-
-
-def test_known_divergences_reclassify_and_detect_staleness():
-    from harness.case.divergences import Divergence, classify, stale_divergences
-
-    divergence = Divergence("d", ("case_*",), ("jax",), "observed", "reference", "", "results/repro/x.py")
-    failing = {"case": "case_a", "status": "fail"}
-    classify(failing, "jax", [divergence])
-    assert failing["status"] == "known" and failing["measured_status"] == "fail"
-    other_backend = {"case": "case_a", "status": "fail"}
-    classify(other_backend, "torch", [divergence])
-    assert other_backend["status"] == "fail"
-    passing = {"case": "case_a", "status": "pass"}
-    classify(passing, "jax", [divergence])
-    assert stale_divergences({"jax": [passing]}, [divergence])[0][0] is divergence
-    assert stale_divergences({"jax": [failing]}, [divergence]) == []
-
-
-def test_every_known_divergence_has_a_reproducer_and_matches_a_case():
-    from conftest import ROOT
-    from harness.case.divergences import load_divergences
-    import fnmatch
-
-    names = [case.name for case in builtin_cases()]
-    for divergence in load_divergences():
-        assert (ROOT / divergence.reproducer).is_file(), divergence.reproducer
-        for pattern in divergence.cases:
-            assert any(fnmatch.fnmatchcase(name, pattern) for name in names), (divergence.id, pattern)

@@ -51,14 +51,43 @@ def test_non_finite_actual_never_passes(bad):
     result = compare(actual, expected, Tolerance(rtol=1e9, atol=1e9, rel_floor=1.0, reason="huge"), "float64")
     assert not result.passed
     assert result.nonfinite_actual == 1
-    assert result.max_abs_error == np.inf
+    # A NaN output reports a NaN error (never a finite or missing number), an infinity an infinite one.
+    assert np.isnan(result.max_abs_error) if np.isnan(bad) else result.max_abs_error == np.inf
+    assert not result.tolerance_ratio <= 1
     assert result.worst_index == (1,)
 
 
-def test_expected_non_finite_must_be_matched_exactly():
+def test_nan_for_nan_is_a_mismatch_unless_the_case_expects_non_finite_values():
     expected = np.array([np.nan, np.inf])
-    assert compare(np.array([np.nan, np.inf]), expected, TIGHT, "float64").passed
-    assert not compare(np.array([np.nan, -np.inf]), expected, TIGHT, "float64").passed
+    unexpected = compare(np.array([np.nan, np.inf]), expected, TIGHT, "float64")
+    assert not unexpected.passed and unexpected.invalid_expected == 2 and "invalid" in unexpected.message("output")
+    assert compare(np.array([np.nan, np.inf]), expected, TIGHT, "float64", allow_nonfinite=True).passed
+    assert not compare(np.array([np.nan, -np.inf]), expected, TIGHT, "float64", allow_nonfinite=True).passed
+    assert not compare(np.array([np.nan, 1.0]), np.array([1.0, 1.0]), TIGHT, "float64", allow_nonfinite=True).passed
+
+
+def test_expected_value_beyond_the_dtype_is_invalid_not_a_pass():
+    """exp(100) overflows float32: an Inf output used to pass against the 'expected' overflow."""
+    expected = np.array([np.exp(100.0), 1.0])
+    result = compare(np.array([np.inf, 1.0], dtype=np.float32), expected, TIGHT, "float32")
+    assert not result.passed
+    assert result.invalid_expected == 1
+
+
+def test_tolerance_ratio_is_the_error_over_the_bound():
+    expected = np.array([1.0, -2.0, 0.0])
+    bound = TIGHT.atol + TIGHT.rtol * np.abs(expected)
+    result = compare(expected + np.array([0.25, 0.5, 0.0]) * bound, expected, TIGHT, "float64")
+    assert result.passed
+    assert result.tolerance_ratio == pytest.approx(0.5)
+
+
+def test_worst_value_over_a_case_keeps_nan():
+    from harness.records.store import worst_item
+
+    case = {"apis": {"functional": {"items": {"output": {"max_abs_error": float("nan")}, "h": {"max_abs_error": 2.0}}},
+                     "subclassed": {"items": {"output": {"max_abs_error": 1.0}}}}}
+    assert np.isnan(worst_item(case, "max_abs_error"))
 
 
 def test_shape_mismatch_fails():
@@ -86,11 +115,26 @@ def test_tolerance_table_merges_device_overrides():
     cpu = load_tolerances("cpu")
     tf32 = load_tolerances("gpu_tf32")
     highest = load_tolerances("gpu_highest")
-    assert highest == cpu
+    assert (highest["float32"]["outputs"].rtol, highest["float32"]["outputs"].atol) == (cpu["float32"]["outputs"].rtol, cpu["float32"]["outputs"].atol)
     assert tf32["float32"]["outputs"].atol > cpu["float32"]["outputs"].atol
+    # GPU rows were never measured: a run selecting them is told so, the CPU table has none.
+    assert cpu.unmeasured_rows() == []
+    assert highest.unmeasured_rows() == ["device.gpu_highest.float32.outputs", "device.gpu_highest.float32.states"]
     assert tf32["float64"] == cpu["float64"]
     for rows in tf32.values():
         for tolerance in rows.values():
             assert tolerance.reason and tolerance.rtol > 0 and tolerance.atol > 0
     with pytest.raises(ValueError, match="unknown device class 'tpu'"):
         load_tolerances("tpu")
+
+
+def test_ill_conditioned_cases_get_their_override_and_nothing_else_does():
+    from harness.case.schema import builtin_cases
+    from harness.case.tolerances import load_tolerances
+
+    table = load_tolerances()
+    rows = {case.name: table.for_case(case, "outputs").row for case in builtin_cases()}
+    assert rows["recact_logsoftmax"] == rows["recact_selu"] == "override:gates_above_one_or_exponential"
+    assert rows["act_exponential"] == "override:exponential_cell_activation"
+    overridden = sorted(name for name, row in rows.items() if row.startswith("override:"))
+    assert overridden == ["act_exponential", "recact_exponential", "recact_linear", "recact_logsoftmax", "recact_selu"]

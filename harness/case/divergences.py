@@ -170,6 +170,13 @@ def _parse_condition(fact: str, raw: Any, where: str) -> Condition:
     return Condition(fact=fact, values=values, negated=negated)
 
 
+def parse_conditions(when: Any, where: str) -> tuple[Condition, ...]:
+    """A ``when`` table ({fact = value, fact = [values], fact = { not = value }}) as conditions."""
+    if not isinstance(when, dict) or not when:
+        raise DivergenceFileError(f"{where}: when must be a non-empty table of conditions, e.g. {{ unroll = true }}")
+    return tuple(_parse_condition(fact, raw, where) for fact, raw in when.items())
+
+
 def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
     where = f"{path.name}: divergence {index} ({entry.get('id', '?')})"
     missing = _REQUIRED - set(entry)
@@ -197,9 +204,6 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
             SpecifierSet(specifier)
         except InvalidSpecifier:
             raise DivergenceFileError(f"{where}: versions.{package} is {specifier!r}; expected a range like '>=3.0,<=3.15.1'") from None
-    when = entry["when"]
-    if not isinstance(when, dict) or not when:
-        raise DivergenceFileError(f"{where}: when must be a non-empty table of conditions, e.g. {{ unroll = true }}")
     try:
         semantics = Semantics.from_table(dict(entry.get("semantics", {})))
     except (TypeError, ValueError) as error:
@@ -211,7 +215,7 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
             raise DivergenceFileError(f"{where}: message is not a valid regular expression ({error})") from None
     return Divergence(
         id=entry["id"], backends=backends, versions=versions,
-        conditions=tuple(_parse_condition(fact, raw, where) for fact, raw in when.items()),
+        conditions=parse_conditions(entry["when"], where),
         kind=kind, observed=entry["observed"].strip(), reference=entry["reference"].strip(),
         upstream=entry["upstream"].strip(), reproducer=entry["reproducer"].strip(), semantics=semantics,
         exception=entry.get("exception", ""), message=entry.get("message", ""),

@@ -162,7 +162,11 @@ class Case:
     predict_batch_size: int | None = None
     stateful_batches: int = 0
     input_scale: float = 1.0
+    allow_nonfinite: bool = False
     source: str = field(default="builtin", compare=False)
+    # The validated TOML table the case was parsed from (after matrix expansion): recorded with every
+    # result so that a record can be re-judged, and a resumed run checked, against the same definition.
+    definition: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def variable_dtype(self) -> str:
@@ -190,6 +194,7 @@ _CASE_FIELDS: dict[str, Any] = {
     "name": None, "description": "", "dtype": None, "batch": None, "time": None, "features": None, "layers": None,
     "mask": "none", "mask_source": "masking_layer", "initial_state": "none", "apis": None, "entry_point": "predict",
     "jit_compile": "auto", "predict_batch_size": None, "stateful_batches": 0, "input_scale": 1.0,
+    "allow_nonfinite": False,
 }
 
 
@@ -281,6 +286,10 @@ def parse_case(entry: dict[str, Any], source: str) -> Case:
     if not isinstance(input_scale, (int, float)) or isinstance(input_scale, bool) or not input_scale > 0:
         raise _fail(where, "input_scale", f"is {input_scale!r}; expected a positive number")
 
+    allow_nonfinite = entry.get("allow_nonfinite", False)
+    if not isinstance(allow_nonfinite, bool):
+        raise _fail(where, "allow_nonfinite", f"is {allow_nonfinite!r}; expected true or false")
+
     case = Case(
         name=name,
         description=str(entry.get("description", "")),
@@ -297,7 +306,9 @@ def parse_case(entry: dict[str, Any], source: str) -> Case:
         predict_batch_size=predict_batch_size,
         stateful_batches=stateful_batches,
         input_scale=float(input_scale),
+        allow_nonfinite=allow_nonfinite,
         source=source,
+        definition=copy.deepcopy(entry),
     )
     problem = _case_problem(case)
     if problem:

@@ -1,49 +1,105 @@
 """The tolerance table: one data file (tolerances.toml), keyed by dtype and quantity, each with a reason.
 
-The top-level ``[<dtype>.<quantity>]`` entries are the CPU tolerances. A device class other than CPU
+The top-level ``[<dtype>.<quantity>]`` rows are the CPU tolerances, each derived from the measured
+worst error of the clean matrix with a stated headroom. A device class other than CPU
 (``gpu_highest``: full float32 matmuls; ``gpu_tf32``: float32 matmuls on TF32 tensor cores) may
-override entries under ``[device.<class>.<dtype>.<quantity>]``; ``load_tolerances(device_class)``
-merges them over the CPU table, as jax's public_test_util merges tolerance overrides.
+override rows under ``[device.<class>.<dtype>.<quantity>]``; ``load_tolerances(device_class)`` merges
+them over the CPU table, as jax's public_test_util merges tolerance overrides. A row carries
+``measured = false`` until it has been measured on its device: the run says so whenever it selects
+one, never silently.
+
+``[[override]]`` entries give cases that are ill-conditioned by construction their own bound: they
+apply when their ``when`` conditions (the same case facts as the known-divergence claims) hold and
+the case's compute dtype is listed, and say why. ``[api_agreement]`` is the documented bound on the
+difference between the Sequential, Functional and subclassed builds of one case (0: bitwise).
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from harness.case.divergences import Condition, DivergenceFileError, case_facts, parse_conditions
+from harness.case.schema import Case
+
+TOLERANCE_FILE = Path(__file__).with_name("tolerances.toml")
+QUANTITIES = ("outputs", "states")
+DEVICE_CLASSES = ("cpu", "gpu_highest", "gpu_tf32")
+_ROW_FIELDS = {"rtol", "atol", "rel_floor", "reason", "measured"}
 
 
 @dataclass(frozen=True)
 class Tolerance:
     """An element passes when |actual - expected| <= atol + rtol * |expected|; rel_floor only shapes the
-    reported relative error; reason says where the numbers come from."""
+    reported relative error; reason says where the numbers come from; row names the table row."""
 
     rtol: float
     atol: float
     rel_floor: float
     reason: str
+    measured: bool = True
+    row: str = ""
 
 
-TOLERANCE_FILE = Path(__file__).with_name("tolerances.toml")
-QUANTITIES = ("outputs", "states")
-DEVICE_CLASSES = ("cpu", "gpu_highest", "gpu_tf32")
+@dataclass(frozen=True)
+class Override:
+    id: str
+    dtypes: tuple[str, ...]
+    conditions: tuple[Condition, ...]
+    rtol: float
+    atol: float
+    reason: str
+
+    def applies_to(self, case: Case) -> bool:
+        facts = case_facts(case)
+        return case.compute_dtype in self.dtypes and all(condition.holds(facts) for condition in self.conditions)
 
 
-def load_tolerances(device_class: str = "cpu", path: Path = TOLERANCE_FILE) -> dict[str, dict[str, Tolerance]]:
-    """Read the table as {dtype: {quantity: Tolerance}} for ``device_class``: the CPU entries with that
-    class's overrides merged over them. Every entry must give rtol, atol, rel_floor and reason."""
+class Tolerances(dict):
+    """{dtype: {quantity: Tolerance}} for one device class, with the per-case overrides and the API
+    agreement bound."""
+
+    def __init__(self, rows: dict[str, dict[str, Tolerance]], overrides: tuple[Override, ...] = (),
+                 api_max_abs_diff: float = 0.0, api_reason: str = "", device_class: str = "cpu") -> None:
+        super().__init__(rows)
+        self.overrides = overrides
+        self.api_max_abs_diff = api_max_abs_diff
+        self.api_reason = api_reason
+        self.device_class = device_class
+
+    def for_case(self, case: Case, quantity: str) -> Tolerance:
+        """The row of the case's compute dtype, or the first override that applies to the case."""
+        base = tolerance_for(self, case.compute_dtype, quantity)
+        for override in self.overrides:
+            if override.applies_to(case):
+                return replace(base, rtol=override.rtol, atol=override.atol, reason=override.reason, row=f"override:{override.id}")
+        return base
+
+    def unmeasured_rows(self) -> list[str]:
+        return sorted(t.row for rows in self.values() for t in rows.values() if not t.measured)
+
+
+def load_tolerances(device_class: str = "cpu", path: Path = TOLERANCE_FILE) -> Tolerances:
+    """Read the table for ``device_class``: the CPU rows with that class's rows merged over them.
+    Every row must give rtol, atol, rel_floor, reason and whether it was measured."""
     if device_class not in DEVICE_CLASSES:
         raise ValueError(f"unknown device class {device_class!r}; accepted: {', '.join(DEVICE_CLASSES)}")
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    overrides = raw.pop("device", {})
-    unknown = set(overrides) - set(DEVICE_CLASSES[1:])
+    device_rows = raw.pop("device", {})
+    raw_overrides = raw.pop("override", [])
+    agreement = raw.pop("api_agreement", None)
+    if agreement is None or {"max_abs_diff", "reason"} - set(agreement):
+        raise ValueError(f"{path}: [api_agreement] must give max_abs_diff and reason")
+    unknown = set(device_rows) - set(DEVICE_CLASSES[1:])
     if unknown:
         raise ValueError(f"{path}: [device.{sorted(unknown)[0]}] is not a device class; accepted: {', '.join(DEVICE_CLASSES[1:])}")
     table = _parse_rows(raw, path, "")
-    for dtype, rows in _parse_rows(overrides.get(device_class, {}), path, f"device.{device_class}.").items():
+    for dtype, rows in _parse_rows(device_rows.get(device_class, {}), path, f"device.{device_class}.").items():
         table.setdefault(dtype, {}).update(rows)
-    return table
+    overrides = tuple(_parse_override(entry, index, path) for index, entry in enumerate(raw_overrides))
+    return Tolerances(table, overrides, float(agreement["max_abs_diff"]), str(agreement["reason"]).strip(), device_class)
 
 
 def _parse_rows(raw: dict[str, Any], path: Path, prefix: str) -> dict[str, dict[str, Tolerance]]:
@@ -51,16 +107,30 @@ def _parse_rows(raw: dict[str, Any], path: Path, prefix: str) -> dict[str, dict[
     for dtype, by_quantity in raw.items():
         table[dtype] = {}
         for quantity, entry in by_quantity.items():
+            name = f"{prefix}{dtype}.{quantity}"
             if quantity not in QUANTITIES:
-                raise ValueError(f"{path}: [{prefix}{dtype}.{quantity}] is not a quantity; accepted: {', '.join(QUANTITIES)}")
-            missing = {"rtol", "atol", "rel_floor", "reason"} - set(entry)
+                raise ValueError(f"{path}: [{name}] is not a quantity; accepted: {', '.join(QUANTITIES)}")
+            missing = _ROW_FIELDS - set(entry)
             if missing:
-                raise ValueError(f"{path}: [{prefix}{dtype}.{quantity}] lacks {', '.join(sorted(missing))}")
+                raise ValueError(f"{path}: [{name}] lacks {', '.join(sorted(missing))}")
             table[dtype][quantity] = Tolerance(
-                rtol=float(entry["rtol"]), atol=float(entry["atol"]),
-                rel_floor=float(entry["rel_floor"]), reason=str(entry["reason"]).strip(),
+                rtol=float(entry["rtol"]), atol=float(entry["atol"]), rel_floor=float(entry["rel_floor"]),
+                reason=str(entry["reason"]).strip(), measured=bool(entry["measured"]), row=name,
             )
     return table
+
+
+def _parse_override(entry: dict[str, Any], index: int, path: Path) -> Override:
+    where = f"{path.name}: override {index} ({entry.get('id', '?')})"
+    missing = {"id", "dtypes", "when", "rtol", "atol", "reason"} - set(entry)
+    if missing:
+        raise ValueError(f"{where} lacks {', '.join(sorted(missing))}")
+    try:
+        conditions = parse_conditions(entry["when"], where)
+    except DivergenceFileError as error:
+        raise ValueError(str(error)) from None
+    return Override(id=entry["id"], dtypes=tuple(entry["dtypes"]), conditions=conditions, rtol=float(entry["rtol"]),
+                    atol=float(entry["atol"]), reason=str(entry["reason"]).strip())
 
 
 def tolerance_for(table: dict[str, dict[str, Tolerance]], dtype: str, quantity: str) -> Tolerance:
@@ -76,7 +146,22 @@ def quantity_of(output_name: str) -> str:
 
 
 def tolerance_table_json(table: dict[str, dict[str, Tolerance]]) -> dict[str, Any]:
+    """The rows, as recorded in a record's header under "tolerances"."""
     return {
-        dtype: {q: {"rtol": t.rtol, "atol": t.atol, "rel_floor": t.rel_floor, "reason": t.reason} for q, t in rows.items()}
-        for dtype, rows in table.items()
+        dtype: {q: {"rtol": t.rtol, "atol": t.atol, "rel_floor": t.rel_floor, "reason": t.reason, "measured": t.measured}
+                for q, t in by_quantity.items()}
+        for dtype, by_quantity in table.items()
+    }
+
+
+def tolerance_extras_json(table: Tolerances) -> dict[str, Any]:
+    """The per-case overrides and the API agreement bound, as recorded beside the rows."""
+    return {
+        "tolerance_overrides": [
+            {"id": o.id, "dtypes": list(o.dtypes), "when": "; ".join(c.describe() for c in o.conditions), "rtol": o.rtol,
+             "atol": o.atol, "reason": o.reason}
+            for o in table.overrides
+        ],
+        "api_agreement_bound": {"max_abs_diff": table.api_max_abs_diff, "reason": table.api_reason},
+        "unmeasured_tolerance_rows": table.unmeasured_rows(),
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 import signal
 import time
 from typing import Any, Iterator
@@ -13,7 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from harness.case.schema import Case
-from harness.case.tolerances import quantity_of, tolerance_for
+from harness.case.tolerances import Tolerances, quantity_of
 from harness.case.weights import make_case_data
 from harness.truth.compare import compare, max_difference
 from harness.truth.expected import expected_outputs
@@ -25,16 +26,30 @@ class CaseTimeout(Exception):
     """A case ran past its time limit."""
 
 
-def _error_summary(error: BaseException) -> str:
-    """One line: the exception type, the first line of its message and, when different, its last line.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-    Keras wraps errors raised inside a layer in a multi-line message whose first line names the
-    cause and whose last line is only the call's arguments, so both ends are kept."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    summary = f"{type(error).__name__}: {lines[0]}"
-    return summary if len(lines) == 1 else f"{summary} ... {lines[-1]}"
+
+def innermost_exception(error: BaseException) -> BaseException:
+    """The exception that caused ``error``: Keras re-raises errors from inside a layer as a new
+    exception of the same type whose message wraps the original (with ``from None``), so the chain is
+    followed through explicit causes and through Keras's wrappers to the original."""
+    seen = {id(error)}
+    while True:
+        inner = error.__cause__
+        if inner is None and getattr(error, "_keras_call_info_injected", False):
+            inner = error.__context__
+        if inner is None or id(inner) in seen:
+            return error
+        seen.add(id(inner))
+        error = inner
+
+
+def error_record(error: BaseException) -> dict[str, str]:
+    """The innermost exception's type and message (one line, terminal colours removed)."""
+    inner = innermost_exception(error)
+    lines = [line.strip() for line in _ANSI.sub("", str(inner)).splitlines() if line.strip()]
+    message = " / ".join(lines)[:600]
+    return {"type": type(inner).__name__, "message": message, "summary": f"{type(inner).__name__}: {message}" if message else type(inner).__name__}
 
 
 @contextlib.contextmanager
@@ -62,14 +77,21 @@ def _refused(case: Case, error: BaseException) -> bool:
     return asks_cudnn and "cudnn" in str(error).lower()
 
 
-def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[tuple[str, str], np.ndarray], timeout_s: int = 0) -> dict[str, Any]:
-    """Measure one case on the active backend; never raises (an exception becomes status 'error')."""
+def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tuple[str, str], np.ndarray], timeout_s: int = 0) -> dict[str, Any]:
+    """Measure one case on the active backend; never raises (an exception becomes status 'error').
+
+    The measured status is one of: pass; fail (an output beyond tolerance, a NaN or Inf that the case
+    does not expect, an output dtype other than the policy's, or two APIs that disagree beyond the
+    documented bound: each reason is a line of ``problems``); invalid (the reference's expected values
+    cannot be represented in the compared dtype); error (an exception; its innermost type and message
+    are kept); timeout; refused (Keras refuses the configuration by design). Raw outputs go into
+    ``raw_outputs`` keyed by (api, output name)."""
     from harness.execute import models
 
     started = time.perf_counter()
     result: dict[str, Any] = {
         "case": case.name, "dtype": case.dtype, "entry_point": case.entry_point, "description": case.description,
-        "config": case_config(case), "apis": {}, "api_agreement": [],
+        "definition": case.definition, "config": case_config(case), "apis": {}, "api_agreement": [], "problems": [],
     }
     try:
         with _time_limit(timeout_s):
@@ -80,28 +102,63 @@ def run_case(case: Case, seed: int, tolerances: dict, raw_outputs: dict[tuple[st
                 model, blocks = models.build_model(api, case, data)
                 actual = {name: np.asarray(value) for name, value in models.run_model(model, blocks, case, data).items()}
                 actual_by_api[api] = actual
-                items = {}
-                for name, value in actual.items():
-                    tolerance = tolerance_for(tolerances, case.compute_dtype, quantity_of(name))
-                    comparison = compare(value, expected[name], tolerance, case.compute_dtype)
-                    items[name] = comparison.to_json() | {"message": comparison.message(f"{api}/{name}")}
-                    raw_outputs[(api, name)] = value
+                raw_outputs.update({(api, name): value for name, value in actual.items()})
                 result["apis"][api] = {
-                    "passed": all(item["passed"] for item in items.values()),
                     "jit_compile": getattr(model, "jit_compile", None),
-                    "items": items,
+                    "items": judge_outputs(case, actual, expected, tolerances, api),
                 }
-            result["api_agreement"] = _api_agreement(actual_by_api)
-        all_passed = all(entry["passed"] for entry in result["apis"].values())
-        result["status"] = "pass" if all_passed else "fail"
+                result["apis"][api]["passed"] = all(item["passed"] for item in result["apis"][api]["items"].values())
+            result["api_agreement"] = api_agreement(actual_by_api, tolerances.api_max_abs_diff)
+        result["status"], result["problems"] = measured_status(result)
         result["error"] = None
     except CaseTimeout as error:
-        result["status"], result["error"] = "timeout", str(error)
+        result["status"], result["error"] = "timeout", {"type": "CaseTimeout", "message": str(error), "summary": str(error)}
     except Exception as error:  # one broken case must not stop the run
         result["status"] = "refused" if _refused(case, error) else "error"
-        result["error"] = _error_summary(error)
+        result["error"] = error_record(error)
     result["duration_s"] = round(time.perf_counter() - started, 3)
     return result
+
+
+def judge_outputs(case: Case, actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], tolerances: Tolerances,
+                  api: str) -> dict[str, dict[str, Any]]:
+    """Each output of one build against the reference: the comparison, its dtype against the policy's."""
+    items = {}
+    promised = case.compute_dtype
+    for name, value in actual.items():
+        tolerance = tolerances.for_case(case, quantity_of(name))
+        comparison = compare(value, expected[name], tolerance, case.compute_dtype, case.allow_nonfinite)
+        dtype_ok = np.asarray(value).dtype.name == promised
+        items[name] = comparison.to_json() | {
+            "passed": comparison.passed and dtype_ok,
+            "dtype": np.asarray(value).dtype.name,
+            "expected_dtype": promised,
+            "tolerance_row": tolerance.row,
+            "message": comparison.message(f"{api}/{name}") + ("" if dtype_ok else f"; dtype {np.asarray(value).dtype.name}, the {case.dtype} policy promises {promised}"),
+        }
+    return items
+
+
+def measured_status(result: dict[str, Any]) -> tuple[str, list[str]]:
+    """pass, fail or invalid, with one line per reason a case is not a pass."""
+    problems = []
+    invalid = False
+    for api, entry in result["apis"].items():
+        for name, item in entry["items"].items():
+            if item["invalid_expected"]:
+                invalid = True
+            if not item["passed"]:
+                problems.append(item["message"])
+    for row in result["api_agreement"]:
+        if not row["within"]:
+            first, second = row["apis"]
+            problems.append(
+                f"APIs disagree: {first} vs {second} on {row['output']} by {row['max_abs_diff']:.3g} "
+                f"(documented bound {row['bound']:g}{': bitwise' if row['bound'] == 0 else ''})"
+            )
+    if invalid:
+        return "invalid", problems
+    return ("pass" if not problems else "fail"), problems
 
 
 def case_config(case: Case) -> dict[str, Any]:
@@ -121,11 +178,14 @@ def case_config(case: Case) -> dict[str, Any]:
     }
 
 
-def _api_agreement(actual_by_api: dict[str, dict[str, np.ndarray]]) -> list[dict[str, Any]]:
-    """Every pair of APIs, every output: the largest difference and whether it is bitwise zero."""
+def api_agreement(actual_by_api: dict[str, dict[str, np.ndarray]], bound: float) -> list[dict[str, Any]]:
+    """Every pair of APIs, every output: the largest difference, whether it is bitwise zero, and whether
+    it is within the documented bound (0 means the builds must be bitwise identical)."""
     rows = []
     for first, second in itertools.combinations(actual_by_api, 2):
         for name in actual_by_api[first]:
             difference, bitwise = max_difference(actual_by_api[first][name], actual_by_api[second][name])
-            rows.append({"apis": [first, second], "output": name, "max_abs_diff": difference, "bitwise_equal": bitwise})
+            within = bitwise if bound == 0 else bool(difference <= bound)  # NaN is never within
+            rows.append({"apis": [first, second], "output": name, "max_abs_diff": difference, "bitwise_equal": bitwise,
+                         "bound": bound, "within": within})
     return rows

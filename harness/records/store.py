@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA = "keras-parity/run"
-SCHEMA_VERSION = 1
+from harness.records.header import SCHEMAS
+
+SCHEMA, SCHEMA_VERSION = SCHEMAS["run"]
 
 
 class RecordError(ValueError):
@@ -106,7 +108,10 @@ def worst_item(case: dict[str, Any], field: str) -> float | None:
         for item in result.get("items", {}).values()
         if item.get(field) is not None
     ]
-    return max(values) if values else None
+    if not values:
+        return None
+    # NaN is the worst value there is: max() would drop it or keep it depending on its position.
+    return float("nan") if any(math.isnan(value) for value in values) else max(values)
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:

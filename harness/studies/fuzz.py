@@ -40,7 +40,7 @@ from reference.activations import ACTIVATIONS
 FUZZ_CASE_NAME = "fuzz_found"
 FUZZ_SOURCE = "harness.studies.fuzz"
 CASE_TIMEOUT_S = 120
-FAILING_STATUSES = ("fail", "error", "timeout")
+FAILING_STATUSES = ("fail", "error", "timeout", "invalid")
 
 # Defaults first: hypothesis shrinks towards the first element of sampled_from, so a shrunk case
 # keeps only the options that matter to its failure (an option at its default is left out).
@@ -264,8 +264,9 @@ def failure_messages(result: dict[str, Any]) -> list[str]:
         for item in api_result.get("items", {}).values():
             if not item.get("passed", False):
                 messages.append(str(item.get("message", "")))
+    messages += [problem for problem in result.get("problems", []) if problem.startswith("APIs disagree")]
     if result.get("error"):
-        messages.append(str(result["error"]))
+        messages.append(str(result["error"]["summary"]))
     return messages
 
 
@@ -280,10 +281,11 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
     info = activate(backend)
     import keras
 
-    from harness.case.divergences import classify, load_divergences
-    from harness.execute.measure import run_case
+    from harness.case.divergences import load_divergences
     from harness.case.tolerances import load_tolerances
     from harness.case.weights import DEFAULT_SEED
+    from harness.execute.measure import run_case
+    from harness.verdicts.classify import classify_result
 
     tolerances = load_tolerances(info.device_class)
     divergences = load_divergences()
@@ -309,10 +311,13 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
         exercised.add(json.dumps(entry, sort_keys=True))
         # Weights come from the published seed and the case name, so the printed TOML reproduces
         # the failure with 'python -m harness run --case-file'.
-        result = run_case(case, DEFAULT_SEED, tolerances, {}, CASE_TIMEOUT_S)
-        classify(result, info.name, divergences)
+        arrays: dict[tuple[str, str], Any] = {}
+        result = run_case(case, DEFAULT_SEED, tolerances, arrays, CASE_TIMEOUT_S)
+        # Known divergences match on the configuration, so a fuzzed case is judged like any other.
+        verdict = classify_result(case, info.name, info.versions, result, arrays, tolerances, divergences, DEFAULT_SEED)
+        result["verdict"] = verdict["verdict"]
         keras.backend.clear_session()
-        if result["status"] in FAILING_STATUSES:
+        if verdict["verdict"] in FAILING_STATUSES:
             last_failure.clear()
             last_failure.update(entry=entry, result=result)
             raise FuzzFailure(f"{result['status']}: " + "; ".join(failure_messages(result)))
@@ -336,7 +341,7 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
     if last_failure:
         result = last_failure["result"]
         print(to_toml(last_failure["entry"]), end="")
-        print(f"# status on {info.name}: {result['status']}")
+        print(f"# verdict on {info.name}: {result['verdict']} (measured {result['status']})")
         for message in failure_messages(result):
             for line in message.splitlines() or [""]:
                 print(f"# {line}")

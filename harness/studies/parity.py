@@ -9,19 +9,20 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from harness.case.divergences import classify, load_divergences
-from harness.case.schema import Case
-from harness.case.tolerances import load_tolerances, tolerance_table_json
+from harness.case.divergences import DIVERGENCES_FILE, Divergence, load_divergences
+from harness.case.schema import Case, parse_case
+from harness.case.tolerances import Tolerances, load_tolerances, tolerance_extras_json, tolerance_table_json
 from harness.case.weights import DEFAULT_SEED
 from harness.execute.backends import BackendInfo
 from harness.execute.measure import DEFAULT_CASE_TIMEOUT_S, run_case
 from harness.records import store as records
+from harness.records.header import make_header, now
+from harness.verdicts.classify import add_verdict, classify_result, new_verdict_record, verdicts_path
 
 
 @dataclass(frozen=True)
@@ -34,45 +35,56 @@ class RunOptions:
     resume: bool = False
 
 
+class ResumeRefused(ValueError):
+    """The earlier record cannot be continued by this run; the message says what differs."""
 
-def _previous_run(json_path: Path, npz_path: Path, resume: bool) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    if not resume or not json_path.exists():
-        return [], {}
+
+def _previous_run(json_path: Path, npz_path: Path, header: dict[str, Any], cases: list[Case]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The earlier record and its raw outputs, after checking that this run measures the same thing:
+    the same backend, seed, fault and versions, and the same definition for every case both hold."""
     previous = records.read_record(json_path)
-    return previous["cases"], records.read_arrays(npz_path)
+    for key in ("backend", "seed", "fault", "versions", "device_class"):
+        if previous.get(key) != header.get(key):
+            raise ResumeRefused(f"{json_path} was measured with {key} {previous.get(key)!r}, this run has {header.get(key)!r}; "
+                                "run without --resume or into another --out folder")
+    definitions = {case.name: case.definition for case in cases}
+    for result in previous["cases"]:
+        name = result["case"]
+        if name in definitions and result.get("definition") != definitions[name]:
+            raise ResumeRefused(f"{json_path}: case {name!r} is defined differently now than in the earlier record; "
+                                "run without --resume or into another --out folder")
+    return previous, records.read_arrays(npz_path)
 
 
 def run_cases(
     cases: list[Case],
     backend: BackendInfo,
     options: RunOptions,
-    on_case_done: Callable[[int, int, dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Run every case, writing ``<out>/<backend>.json`` and ``.npz`` after each; returns the record."""
+    on_case_done: Callable[[int, int, dict[str, Any], dict[str, Any] | None], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Run every case, writing ``<out>/<backend>.json`` and ``.npz`` (and, without a fault,
+    ``<backend>.verdicts.json``) after each; returns the run record and the verdict record."""
     from harness.execute import faults
 
     tolerances = load_tolerances(backend.device_class)
     divergences = load_divergences()
     json_path = options.out_dir / f"{backend.name}.json"
     npz_path = options.out_dir / f"{backend.name}.npz"
-    done_cases, raw_outputs = _previous_run(json_path, npz_path, options.resume)
-    done_names = {case["case"] for case in done_cases}
-    record: dict[str, Any] = {
-        "schema": records.SCHEMA,
-        "schema_version": records.SCHEMA_VERSION,
-        "backend": backend.name,
-        "device": backend.device,
-        "device_class": backend.device_class,
-        "versions": backend.versions,
-        "settings": backend.settings,
-        "command": options.command,
-        "seed": options.seed,
-        "fault": options.fault,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "finished": None,
-        "tolerances": tolerance_table_json(tolerances),
-        "cases": done_cases,
-    }
+    header = make_header("run", backend, seed=options.seed, command=options.command, fault=options.fault)
+    raw_outputs: dict[str, np.ndarray] = {}
+    if options.resume and json_path.exists():
+        record, raw_outputs = _previous_run(json_path, npz_path, header, cases)
+        record.setdefault("resumed", []).append({"at": header["started"], "command": options.command})
+        record["finished"] = None
+    else:
+        record = header | {"tolerances": tolerance_table_json(tolerances), **tolerance_extras_json(tolerances), "cases": []}
+    verdicts = None if options.fault else new_verdict_record(record, divergences, DIVERGENCES_FILE)
+    by_name = {case.name: case for case in cases}
+    if verdicts is not None:
+        for result in record["cases"]:
+            case = by_name.get(result["case"]) or parse_case(result["definition"], json_path.name)
+            add_verdict(verdicts, case.name, _verdict(case, backend, record, result, raw_outputs, tolerances, divergences))
+    done_names = {result["case"] for result in record["cases"]}
     todo = [case for case in cases if case.name not in done_names]
     run_started = time.perf_counter()
     with faults.injected(options.fault):
@@ -80,20 +92,41 @@ def run_cases(
             arrays: dict[tuple[str, str], np.ndarray] = {}
             result = run_case(case, options.seed, tolerances, arrays, options.case_timeout_s)
             raw_outputs.update({records.array_key(case.name, api, name): value for (api, name), value in arrays.items()})
-            if options.fault is None:
-                classify(result, backend.name, divergences)
             record["cases"].append(result)
             records.write_arrays(npz_path, raw_outputs)
             records.write_json(json_path, record)
+            verdict = None
+            if verdicts is not None:
+                verdict = _verdict(case, backend, record, result, raw_outputs, tolerances, divergences)
+                add_verdict(verdicts, case.name, verdict)
+                records.write_json(verdicts_path(options.out_dir, backend.name), verdicts)
             if on_case_done is not None:
-                on_case_done(len(done_names) + index + 1, len(done_names) + len(todo), result)
-    record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record["wall_time_s"] = round(time.perf_counter() - run_started, 1)
+                on_case_done(len(done_names) + index + 1, len(done_names) + len(todo), result, verdict)
+    record["finished"] = now()
+    record["wall_time_s"] = round(time.perf_counter() - run_started, 1) + record.get("wall_time_s", 0.0)
     records.write_json(json_path, record)
-    return record
+    if verdicts is not None:
+        records.write_json(verdicts_path(options.out_dir, backend.name), verdicts)
+    return record, verdicts
 
 
-def print_progress(done: int, total: int, result: dict[str, Any]) -> None:
-    """One line per case on stderr: position, name, status and time."""
-    detail = f" ({result['error']})" if result["error"] else ""
-    print(f"[{done}/{total}] {result['case']}: {result['status']} in {result['duration_s']:.1f}s{detail}", file=sys.stderr)
+def _verdict(case: Case, backend: BackendInfo, record: dict[str, Any], result: dict[str, Any], raw_outputs: dict[str, np.ndarray],
+             tolerances: Tolerances, divergences: list[Divergence]) -> dict[str, Any]:
+    arrays = {(api, name): raw_outputs[records.array_key(case.name, api, name)]
+              for api, entry in result["apis"].items() for name in entry["items"]
+              if records.array_key(case.name, api, name) in raw_outputs}
+    return classify_result(case, backend.name, record["versions"], result, arrays, tolerances, divergences, record["seed"])
+
+
+def print_progress(done: int, total: int, result: dict[str, Any], verdict: dict[str, Any] | None) -> None:
+    """One line per case on stderr: position, name, measured status (and the verdict when a known
+    divergence explains it), time, and the first reason it is not a pass."""
+    status = result["status"]
+    if verdict is not None and verdict["verdict"] != status:
+        status = f"{status} -> {verdict['verdict']} ({', '.join(verdict['explained_by'])})"
+    detail = ""
+    if result["error"]:
+        detail = f" ({result['error']['summary'][:200]})"
+    elif result["problems"] and (verdict is None or verdict["verdict"] != "known"):
+        detail = f" ({result['problems'][0][:200]})"
+    print(f"[{done}/{total}] {result['case']}: {status} in {result['duration_s']:.1f}s{detail}", file=sys.stderr)

@@ -1,10 +1,15 @@
 """One comparison used everywhere: an actual array against an expected one, under (rtol, atol).
 
 An element mismatches when ``|actual - expected| > atol + rtol * |expected|`` (rtol and atol always
-together, as in numpy.isclose). Non-finite values are compared explicitly: a NaN or Inf in the actual
-output where the expected value is finite is a mismatch, never a pass; an expected non-finite value
-must be matched exactly (same infinity, or NaN for NaN). An expected value too large for the compared
-dtype is expected to overflow to the infinity of its sign.
+together, as in numpy.isclose). Non-finite values never pass by accident:
+- a NaN or Inf in the actual output is a mismatch, unless the case declares non-finite values
+  expected (``allow_nonfinite``), and then only where the expected value is the same NaN or infinity;
+- an expected value that is non-finite, or finite but beyond the range of the compared dtype (it
+  would overflow there), makes the comparison *invalid*: the case cannot be judged in that dtype,
+  which is never a pass. With ``allow_nonfinite`` an expected NaN or infinity is a valid expectation.
+
+The tolerance ratio of an element is ``|actual - expected| / (atol + rtol * |expected|)``: at most 1
+passes; its maximum over the array says how close the comparison came to failing.
 
 The relative error of an element is ``|actual - expected| / max(|expected|, rel_floor)``: the floor
 keeps values near zero (where relative error means nothing) from dominating it.
@@ -31,9 +36,11 @@ class Comparison:
     max_abs_error: float
     max_rel_error: float
     max_ulp: float
+    tolerance_ratio: float
     mismatched: int
     total: int
     nonfinite_actual: int
+    invalid_expected: int
     worst_index: tuple[int, ...] | None
     worst_actual: float | None
     worst_expected: float | None
@@ -53,13 +60,19 @@ class Comparison:
         """A one-line description in the style of torch.testing: count, percent, worst index and values."""
         if self.shape_actual != self.shape_expected:
             return f"{label}: shape {self.shape_actual} != expected {self.shape_expected}"
+        if self.invalid_expected:
+            return (
+                f"{label}: invalid: {self.invalid_expected} expected values are non-finite or beyond the compared dtype's "
+                "range, so this output cannot be judged in that dtype"
+            )
         if self.passed:
-            return f"{label}: ok (max abs {self.max_abs_error:.3g}, max ulp {self.max_ulp:.0f})"
+            return f"{label}: ok (max abs {self.max_abs_error:.3g}, {self.tolerance_ratio:.2g} of tolerance, max ulp {self.max_ulp:.0f})"
         return (
             f"{label}: {self.mismatched} / {self.total} elements mismatch ({self.mismatch_percent:.1f}%), "
             f"{self.nonfinite_actual} non-finite; furthest beyond tolerance at {self.worst_index}: "
             f"{self.worst_actual!r} vs expected {self.worst_expected!r}; "
-            f"max abs error {self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g} (rtol {self.rtol:g}, atol {self.atol:g})"
+            f"max abs error {self.max_abs_error:.3g} ({self.tolerance_ratio:.3g}x tolerance), max rel error {self.max_rel_error:.3g} "
+            f"(rtol {self.rtol:g}, atol {self.atol:g})"
         )
 
 
@@ -88,66 +101,80 @@ def ulp_distance(actual: np.ndarray, expected: np.ndarray, dtype: np.dtype | str
     return np.where(same_sign, exact, across_zero)
 
 
-def compare(actual: Any, expected: Any, tolerance: Tolerance, dtype: np.dtype | str) -> Comparison:
+def compare(actual: Any, expected: Any, tolerance: Tolerance, dtype: np.dtype | str, allow_nonfinite: bool = False) -> Comparison:
     """Compare ``actual`` (any dtype) with ``expected`` (float64 reference) in the compared ``dtype``."""
     actual = np.asarray(actual)
     expected = np.asarray(expected, dtype=np.float64)
     if actual.shape != expected.shape:
         return Comparison(
             passed=False, shape_actual=actual.shape, shape_expected=expected.shape,
-            max_abs_error=float("inf"), max_rel_error=float("inf"), max_ulp=float("inf"),
-            mismatched=int(expected.size), total=int(expected.size), nonfinite_actual=0,
+            max_abs_error=float("inf"), max_rel_error=float("inf"), max_ulp=float("inf"), tolerance_ratio=float("inf"),
+            mismatched=int(expected.size), total=int(expected.size), nonfinite_actual=0, invalid_expected=0,
             worst_index=None, worst_actual=None, worst_expected=None, rtol=tolerance.rtol, atol=tolerance.atol,
         )
     actual64 = actual.astype(np.float64)
-    # A finite expected value beyond the compared dtype's range overflows there: the dtype's answer
-    # is that infinity (as float32 exp(100) is inf), so it is the expected value.
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         rounded = expected.astype(np.dtype(dtype)).astype(np.float64)
-    expected = np.where(np.isfinite(expected) & np.isinf(rounded), rounded, expected)
+    overflows = np.isfinite(expected) & ~np.isfinite(rounded)
+    invalid = overflows | (~np.isfinite(expected) & (not allow_nonfinite))
     finite_both = np.isfinite(actual64) & np.isfinite(expected)
-    with np.errstate(invalid="ignore", over="ignore"):
+    bound = tolerance.atol + tolerance.rtol * np.abs(np.where(np.isfinite(expected), expected, 0.0))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         error = np.where(finite_both, np.abs(actual64 - expected), 0.0)
         relative = np.where(finite_both, error / np.maximum(np.abs(expected), tolerance.rel_floor), 0.0)
-        close = error <= tolerance.atol + tolerance.rtol * np.abs(expected)
-    # Non-finite values: a match only when both sides hold the same non-finite value.
+        ratio = np.where(finite_both, error / bound, 0.0)
+    close = finite_both & (error <= bound)
     same_nonfinite = (np.isnan(actual64) & np.isnan(expected)) | (
         np.isinf(actual64) & np.isinf(expected) & (np.sign(actual64) == np.sign(expected))
     )
-    matches = np.where(finite_both, close, same_nonfinite)
-    ulps = np.where(finite_both, ulp_distance(actual64, expected, dtype), 0.0)
-    # Where a non-finite value mismatches, the errors are infinite.
-    nonfinite_mismatch = ~finite_both & ~same_nonfinite
+    matches = close | (same_nonfinite & allow_nonfinite)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ulps = np.where(finite_both, ulp_distance(actual64, expected, dtype), 0.0)
+    mismatch = ~matches
+    nonfinite_mismatch = mismatch & ~finite_both
     if nonfinite_mismatch.any():
-        error = np.where(nonfinite_mismatch, np.inf, error)
-        relative = np.where(nonfinite_mismatch, np.inf, relative)
-        ulps = np.where(nonfinite_mismatch, np.inf, ulps)
+        # A NaN or Inf where it is not expected: the error is not a number, and is reported as such.
+        error = np.where(nonfinite_mismatch, np.where(np.isnan(actual64) | np.isnan(expected), np.nan, np.inf), error)
+        relative = np.where(nonfinite_mismatch, error, relative)
+        ratio = np.where(nonfinite_mismatch, error, ratio)
+        ulps = np.where(nonfinite_mismatch, error, ulps)
 
     worst_index = worst_actual = worst_expected = None
     if error.size:
-        # The worst element: a mismatching one if any (the one furthest beyond its tolerance), else the largest error.
-        excess = np.where(matches, -np.inf, error - (tolerance.atol + tolerance.rtol * np.abs(np.nan_to_num(expected))))
-        flat = int(np.argmax(excess)) if not matches.all() else int(np.argmax(error))
+        # The worst element: a non-finite mismatch first, then the one furthest beyond its tolerance.
+        key = np.where(np.isnan(ratio), np.inf, ratio)
+        flat = int(np.argmax(key))
         worst = np.unravel_index(flat, error.shape)
         worst_index = tuple(int(i) for i in worst)
         worst_actual = float(actual64[worst])
         worst_expected = float(expected[worst])
     return Comparison(
-        passed=bool(matches.all()),
+        passed=bool(matches.all() and not invalid.any()),
         shape_actual=actual.shape,
         shape_expected=expected.shape,
-        max_abs_error=float(error.max()) if error.size else 0.0,
-        max_rel_error=float(relative.max()) if relative.size else 0.0,
-        max_ulp=float(ulps.max()) if ulps.size else 0.0,
-        mismatched=int((~matches).sum()),
+        max_abs_error=_nan_max(error),
+        max_rel_error=_nan_max(relative),
+        max_ulp=_nan_max(ulps),
+        tolerance_ratio=_nan_max(ratio),
+        mismatched=int(mismatch.sum()),
         total=int(matches.size),
         nonfinite_actual=int((~np.isfinite(actual64)).sum()),
+        invalid_expected=int(invalid.sum()),
         worst_index=worst_index,
         worst_actual=worst_actual,
         worst_expected=worst_expected,
         rtol=tolerance.rtol,
         atol=tolerance.atol,
     )
+
+
+def _nan_max(values: np.ndarray) -> float:
+    """The largest value, NaN when any value is NaN (a NaN error is the worst there is); 0 when empty."""
+    if values.size == 0:
+        return 0.0
+    if np.isnan(values).any():
+        return float("nan")
+    return float(values.max())
 
 
 def max_difference(a: Any, b: Any) -> tuple[float, bool]:

@@ -1,0 +1,220 @@
+"""Verdicts: a measured result judged against the known-divergence claims.
+
+A run record keeps the raw measured status of every case (pass, fail, invalid, error, timeout,
+refused). Classification is a separate, repeatable step: ``classify_result`` turns one measured
+result into a verdict, and ``classify_record`` does it for a whole record from the record and its raw
+outputs alone (no Keras), naming the divergence file's hash in what it writes.
+
+A claim that applies to a case (its conditions, backend and version range hold) explains the case
+only when what it says is exactly what was observed:
+- semantics: every output of every build agrees, within the case's tolerance and with the promised
+  dtype, with the alternative the reference computes for the claim (or, when several semantic
+  claims apply, with all their alternatives at once); the builds must still agree with each other;
+- crash: the innermost exception has the claimed type and its message matches the claimed pattern;
+- bound: every mismatching output is one the claim names, finite, and within the claimed bound.
+Anything else stays a fail or an error, even on a case the claim covers. A claim that applies to a
+case that passes is reported as possibly resolved when the claim was checkable there: the
+alternative semantics would have differed from the documented ones, or a crash or mismatch was
+claimed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.case.divergences import DIVERGENCES_FILE, Divergence, load_divergences
+from harness.case.schema import Case, parse_case
+from harness.case.semantics import Semantics
+from harness.case.tolerances import Tolerances, load_tolerances, quantity_of
+from harness.case.weights import make_case_data
+from harness.records import store
+from harness.records.header import SCHEMAS, file_sha256, now
+from harness.truth.compare import compare
+from harness.truth.expected import DOCUMENTED, expected_outputs
+
+FAILING = ("fail", "error", "timeout", "invalid")
+VERDICTS = ("pass", "known", "refused", "fail", "error", "timeout", "invalid")
+
+
+def classify_result(
+    case: Case,
+    backend: str,
+    versions: dict[str, str],
+    result: dict[str, Any],
+    arrays: dict[tuple[str, str], np.ndarray],
+    tolerances: Tolerances,
+    divergences: list[Divergence],
+    seed: int,
+) -> dict[str, Any]:
+    """The verdict on one measured case result. ``arrays`` holds its raw outputs by (api, output)."""
+    status = result["status"]
+    applicable = [d for d in divergences if d.applies_to(case, backend, versions)]
+    verdict: dict[str, Any] = {
+        "measured_status": status, "verdict": status, "explained_by": [], "applicable": [d.id for d in applicable],
+        "unexplained": [], "possibly_resolved": [],
+    }
+    if not applicable or status in ("refused", "timeout", "invalid"):
+        return verdict
+    if status == "pass":
+        verdict["possibly_resolved"] = [d.id for d in applicable if _checkable(d, case, tolerances, seed)]
+        return verdict
+
+    explained: list[str] = []
+    for divergence in applicable:
+        reason = _mismatch(divergence, case, result, arrays, tolerances, seed)
+        if reason is None:
+            explained = [divergence.id]
+            break
+        verdict["unexplained"].append(f"{divergence.id}: {reason}")
+    semantic = [d for d in applicable if d.kind == "semantics"]
+    if not explained and len(semantic) > 1 and status == "fail":
+        combined = Semantics()
+        for divergence in semantic:
+            combined = combined.merged(divergence.semantics)
+        reason = _semantics_mismatch(combined, case, result, arrays, tolerances, seed)
+        if reason is None:
+            explained = [d.id for d in semantic]
+        else:
+            verdict["unexplained"].append(f"{' + '.join(d.id for d in semantic)} together: {reason}")
+    if explained:
+        verdict.update(verdict="known", explained_by=explained, unexplained=[])
+    return verdict
+
+
+def _mismatch(divergence: Divergence, case: Case, result: dict[str, Any], arrays: dict[tuple[str, str], np.ndarray],
+              tolerances: Tolerances, seed: int) -> str | None:
+    """Why the claim does not describe the measured result; None when it does."""
+    status = result["status"]
+    if divergence.kind == "crash":
+        if status != "error":
+            return f"claims a {divergence.exception} but the case ran ({status})"
+        error = result["error"]
+        if error["type"] != divergence.exception:
+            return f"claims {divergence.exception}, got {error['type']}: {error['message'][:200]}"
+        if not re.search(divergence.message, error["message"]):
+            return f"claims a {divergence.exception} matching {divergence.message!r}, got: {error['message'][:200]}"
+        return None
+    if status != "fail":
+        return f"claims different numbers, but the case raised {result['error']['type'] if result.get('error') else status}"
+    if divergence.kind == "semantics":
+        return _semantics_mismatch(divergence.semantics, case, result, arrays, tolerances, seed)
+    return _bound_mismatch(divergence, result)
+
+
+def _semantics_mismatch(semantics: Semantics, case: Case, result: dict[str, Any], arrays: dict[tuple[str, str], np.ndarray],
+                        tolerances: Tolerances, seed: int) -> str | None:
+    disagreements = [row for row in result.get("api_agreement", []) if not row["within"]]
+    if disagreements:
+        row = disagreements[0]
+        return f"the builds disagree ({row['apis'][0]} vs {row['apis'][1]} on {row['output']}), which no semantics explains"
+    alternative = expected_outputs(case, make_case_data(case, seed), semantics)
+    for api, entry in result["apis"].items():
+        for name, item in entry["items"].items():
+            if (api, name) not in arrays:
+                return f"the raw output {api}/{name} was not recorded, so the alternative cannot be checked"
+            if item["dtype"] != item["expected_dtype"]:
+                return f"{api}/{name} has dtype {item['dtype']}, not the promised {item['expected_dtype']}"
+            tolerance = tolerances.for_case(case, quantity_of(name))
+            comparison = compare(arrays[(api, name)], alternative[name], tolerance, case.compute_dtype, case.allow_nonfinite)
+            if not comparison.passed:
+                return "not the claimed behaviour: " + comparison.message(f"{api}/{name} against {_describe(semantics)}")
+    return None
+
+
+def _bound_mismatch(divergence: Divergence, result: dict[str, Any]) -> str | None:
+    for api, entry in result["apis"].items():
+        for name, item in entry["items"].items():
+            if item["passed"]:
+                continue
+            if item["dtype"] != item["expected_dtype"]:
+                return f"{api}/{name} has dtype {item['dtype']}, not the promised {item['expected_dtype']}"
+            if "*" not in divergence.outputs and name not in divergence.outputs:
+                return f"{api}/{name} mismatches, but the claim names only {', '.join(divergence.outputs)}"
+            error = item["max_abs_error"]
+            if not np.isfinite(error) or error > divergence.max_abs_error:
+                return f"{api}/{name} is off by {error:.3g}, beyond the claimed bound {divergence.max_abs_error:g}"
+    for row in result.get("api_agreement", []):
+        if not row["within"]:
+            return f"the builds disagree ({row['apis'][0]} vs {row['apis'][1]} on {row['output']}), which the claim does not describe"
+    return None
+
+
+def _checkable(divergence: Divergence, case: Case, tolerances: Tolerances, seed: int) -> bool:
+    """Whether a passing case shows that the claim no longer holds: the claim predicts a crash or a
+    mismatch, or alternative numbers that differ from the documented ones beyond tolerance."""
+    if divergence.kind != "semantics":
+        return True
+    data = make_case_data(case, seed)
+    documented = expected_outputs(case, data, DOCUMENTED)
+    alternative = expected_outputs(case, data, divergence.semantics)
+    for name, value in documented.items():
+        tolerance = tolerances.for_case(case, quantity_of(name))
+        if not compare(alternative[name], value, tolerance, case.compute_dtype, case.allow_nonfinite).passed:
+            return True
+    return False
+
+
+def _describe(semantics: Semantics) -> str:
+    return "the alternative (" + ", ".join(f"{k}={v}" for k, v in semantics.changes().items()) + ")"
+
+
+def divergence_summary(divergences: list[Divergence]) -> list[dict[str, Any]]:
+    """The claims as recorded beside the verdicts, so a report needs no access to the divergence file."""
+    return [
+        {"id": d.id, "kind": d.kind, "when": d.when(), "backends": list(d.backends), "versions": dict(d.versions),
+         "observed": d.observed, "reference": d.reference, "upstream": d.upstream, "reproducer": d.reproducer,
+         "semantics": d.semantics.changes(), "exception": d.exception, "message": d.message,
+         "outputs": list(d.outputs), "max_abs_error": d.max_abs_error}
+        for d in divergences
+    ]
+
+
+def new_verdict_record(run_record: dict[str, Any], divergences: list[Divergence], divergences_path: Path) -> dict[str, Any]:
+    schema, version = SCHEMAS["verdicts"]
+    return {
+        "schema": schema, "schema_version": version, "backend": run_record["backend"],
+        "run_started": run_record.get("started"), "divergences_file": str(divergences_path.name),
+        "divergences_sha256": file_sha256(divergences_path), "classified": now(), "cases": {}, "counts": {},
+        "possibly_resolved": [], "divergences": divergence_summary(divergences),
+    }
+
+
+def add_verdict(record: dict[str, Any], case_name: str, verdict: dict[str, Any]) -> None:
+    """Put one case's verdict into a verdict record and keep its counts and possibly-resolved list current."""
+    record["cases"][case_name] = verdict
+    record["counts"] = {name: 0 for name in VERDICTS}
+    for entry in record["cases"].values():
+        record["counts"][entry["verdict"]] += 1
+    record["possibly_resolved"] = [
+        {"divergence": divergence, "case": name}
+        for name, entry in record["cases"].items() for divergence in entry["possibly_resolved"]
+    ]
+
+
+def verdicts_path(folder: Path, backend: str) -> Path:
+    return folder / f"{backend}.verdicts.json"
+
+
+def classify_record(folder: Path, backend: str, divergences_path: Path = DIVERGENCES_FILE) -> dict[str, Any]:
+    """Re-judge ``folder/<backend>.json`` against the divergence file, from the record and its raw
+    outputs alone, and write ``folder/<backend>.verdicts.json``."""
+    run = store.read_record(folder / f"{backend}.json")
+    if run.get("fault"):
+        raise store.RecordError(f"{folder / (backend + '.json')} was measured with the fault {run['fault']!r} injected; "
+                                "fault runs are not classified against known divergences")
+    raw = store.read_arrays(folder / f"{backend}.npz")
+    divergences = load_divergences(divergences_path)
+    tolerances = load_tolerances(run.get("device_class", "cpu"))
+    record = new_verdict_record(run, divergences, divergences_path)
+    for result in run["cases"]:
+        case = parse_case(result["definition"], f"{backend}.json")
+        arrays = {(api, name): raw[store.array_key(case.name, api, name)]
+                  for api, entry in result["apis"].items() for name in entry["items"]
+                  if store.array_key(case.name, api, name) in raw}
+        add_verdict(record, case.name, classify_result(case, backend, run["versions"], result, arrays, tolerances, divergences, run["seed"]))
+    store.write_json(verdicts_path(folder, backend), record)
+    return record
