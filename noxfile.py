@@ -10,6 +10,9 @@ Versions come from pyproject.toml's extras, so the pins live in one place.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import nox
 
 BACKENDS = ["tensorflow", "jax", "torch"]
@@ -58,9 +61,29 @@ def faults(session: nox.Session, backend: str) -> None:
 
 @nox.session(python="3.11")
 def report(session: nox.Session) -> None:
-    """Merge every record in results/ into REPORT.md, WHY.md and report.html (reads records only)."""
+    """Judge every run record in results/ against the known divergences and the backends against each
+    other, then merge everything into REPORT.md, WHY.md and report.html (reads records only). Fails
+    when a verdict is a failure or two backends disagree beyond their tolerances."""
     session.install("-e", ".[report]")
+    session.run("python", "-m", "harness", "classify", RESULTS, success_codes=[0, 1])
     session.run("python", "-m", "harness", "report", RESULTS, *session.posargs)
+    findings = _unexplained_findings(Path(RESULTS))
+    if findings:
+        session.error(f"{len(findings)} unexplained findings, first: {findings[0]} (see {RESULTS}/REPORT.md)")
+
+
+def _unexplained_findings(folder: Path) -> list[str]:
+    """Failing verdicts and cross-backend disagreements in the classified records."""
+    findings = []
+    for path in sorted(folder.glob("*.verdicts.json")):
+        verdicts = json.loads(path.read_text())
+        findings += [f"{name}@{verdicts['backend']}: {entry['verdict']}" for name, entry in verdicts["cases"].items()
+                     if entry["verdict"] in ("fail", "error", "timeout", "invalid")]
+    cross = folder / "cross_backend.json"
+    if cross.exists():
+        findings += [f"{pair['case']} {' vs '.join(pair['backends'])} on {pair['output']}"
+                     for pair in json.loads(cross.read_text())["pairs"] if not pair["within"]]
+    return findings
 
 
 @nox.session(python="3.11")

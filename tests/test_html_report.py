@@ -1,4 +1,4 @@
-"""harness.reports.html: a self-contained report.html, checked as text and rendered in a real headless Chromium."""
+"""harness.reports.html: a self-contained report.html built from the report model, checked as text and rendered in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -10,15 +10,18 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from harness.records import store as records
-from harness.reports.html import render_html, write_html
+from harness.reports.html import SECTIONS, render_html, write_html
+from harness.reports.model import build_report
+from test_report_model import (
+    UPSTREAM, make_case, make_claim, make_error, make_item, make_pair, make_run, make_verdict, make_verdicts, write_folder,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 HOSTILE_NAME = 'lstm_<script>alert("x")</script>&'
-KNOWN_ID = "float64_ops_downcast_to_float32"  # an entry of harness/known_divergences.toml with upstream links
+KNOWN_ID = "float64_ops_downcast_to_float32"
 CHECK_SCRIPT = """
 <script>
 window.addEventListener("load", function () {
@@ -27,10 +30,11 @@ window.addEventListener("load", function () {
   var links = Array.from(document.querySelectorAll('a[href^="#"]'));
   var missing = links.map(function (a) { return a.getAttribute("href").slice(1); })
                      .filter(function (id) { return !document.getElementById(decodeURIComponent(id)); });
+  var folded = Array.from(document.querySelectorAll("details")).filter(function (d) { return !d.open; });
   var pre = document.createElement("pre");
   pre.id = "render-check";
   pre.textContent = JSON.stringify({images: images.length, broken_images: broken.length,
-                                    internal_links: links.length, missing_targets: missing});
+                                    internal_links: links.length, missing_targets: missing, folded: folded.length});
   document.body.appendChild(pre);
 });
 </script>
@@ -48,40 +52,31 @@ def tiny_png(width: int = 48, height: int = 24) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
-def _case(name: str, status: str, error: float, known: list[str] | None = None) -> dict[str, Any]:
-    item = {"passed": status == "pass", "max_abs_error": error, "max_ulp": 12.0, "message": f"functional/output: {status} ({error:.2e})"}
-    return {
-        "case": name, "dtype": "float32", "entry_point": "predict", "status": status,
-        "apis": {"functional": {"passed": item["passed"], "items": {"output": item}}},
-        "api_agreement": [], "error": None, "known_divergences": known or [], "measured_status": status,
-    }
-
-
-def _record(backend: str, version: str, cases: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "schema": records.SCHEMA, "schema_version": records.SCHEMA_VERSION, "backend": backend, "device": "cpu",
-        "versions": {"keras": "3.15.1", backend: version, "numpy": "2.4.6", "python": "3.11.7", "platform": "Linux-test"},
-        "settings": {"JAX_ENABLE_X64": "1"} if backend == "jax" else {},
-        "command": f"python -m harness run --backend {backend} --out results", "seed": 7, "fault": None,
-        "started": "2026-11-24T20:31:14+00:00", "wall_time_s": 3.0,
-        "tolerances": {"float32": {"outputs": {"rtol": 1e-5, "atol": 1e-6, "reason": "float32 eps is 1.19e-7 <and> a bit"}}},
-        "cases": cases,
-    }
-
-
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
-    """A results folder with torch and jax records (a pass, a failure, a known divergence) and their .npz outputs."""
-    folder = tmp_path / "results"
-    output = (np.arange(12, dtype=np.float32) / 8).reshape(3, 4)
-    records.write_json(folder / "torch.json", _record("torch", "2.13.0", [_case("lstm_last_step", "pass", 3e-8), _case(HOSTILE_NAME, "fail", 2e-3)]))
-    records.write_json(folder / "jax.json", _record("jax", "0.10.2", [
-        _case("lstm_last_step", "pass", 4e-8), _case(HOSTILE_NAME, "pass", 1e-7),
-        _case("stacked_lstm_float64_call", "known", 1e-8, known=[KNOWN_ID]),
-    ]))
-    records.write_arrays(folder / "torch.npz", {"lstm_last_step/functional/output": output, f"{HOSTILE_NAME}/functional/output": output})
-    records.write_arrays(folder / "jax.npz", {"lstm_last_step/functional/output": output + np.float32(0.125), f"{HOSTILE_NAME}/functional/output": output})
-    return folder
+    """torch and jax records: passes, a failure with a hostile name, a known divergence with an upstream link, an
+    error, 25 more passing cases (so the long tables fold), and cross-backend comparisons."""
+    filler = [make_case(f"act_{i:02d}", ratio=i / 100) for i in range(25)]
+    torch_cases = [
+        make_case("lstm_last_step", ratio=0.03, abs_error=3e-8),
+        make_case(HOSTILE_NAME, "fail", items=[make_item(error=2e-3, ratio=180.0, mismatched=3)]),
+        make_case("lstm_raises", "error", error=make_error("RuntimeError", "boom <b>")),
+        *filler,
+    ]
+    jax_cases = [
+        make_case("lstm_last_step", ratio=0.04, abs_error=4e-8), make_case(HOSTILE_NAME, ratio=0.5, abs_error=1e-7),
+        make_case("lstm_raises", ratio=0.2),
+        make_case("stacked_lstm_float64_call", "fail", items=[make_item(error=1e-8, ratio=2e4, mismatched=4)]),
+        *filler,
+    ]
+    runs = {"torch": make_run("torch", torch_cases), "jax": make_run("jax", jax_cases, version="0.10.2")}
+    claims = [make_claim(KNOWN_ID)]
+    verdicts = {
+        "torch": make_verdicts("torch", runs["torch"], claims=claims),
+        "jax": make_verdicts("jax", runs["jax"], {"stacked_lstm_float64_call": make_verdict("fail", "known", explained_by=(KNOWN_ID,))}, claims),
+    }
+    pairs = [make_pair("lstm_last_step", "jax", "torch", 0.125, bound=1e-5)] + [make_pair(c["case"], "jax", "torch", 1e-8) for c in filler]
+    return write_folder(tmp_path / "results", runs, verdicts, pairs)
 
 
 @pytest.fixture
@@ -89,22 +84,39 @@ def figures() -> dict[str, bytes]:
     return {"Error heatmap <per case & backend>": tiny_png(), "Error vs sequence length": tiny_png(30, 30)}
 
 
+def page_of(folder: Path, figures: dict[str, bytes]) -> str:
+    return render_html(build_report(folder), figures)
+
+
 def test_report_has_sections_in_order_and_escapes_text(results: Path, figures: dict[str, bytes]) -> None:
-    page = render_html(results, figures)
-    positions = [page.index(f'<section id="{anchor}">') for anchor in ("summary", "figures", "pairwise", "known", "failures", "tolerances", "environment")]
+    page = page_of(results, figures)
+    positions = [page.index(f'<section id="{anchor}">') for anchor, _ in SECTIONS]
     assert positions == sorted(positions)
-    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert [anchor for anchor, _ in SECTIONS][:3] == ["attention", "known", "closest"]
+    assert "<script>" not in page and "&lt;script&gt;" in page and "boom &lt;b&gt;" in page
     assert 'alt="Error heatmap &lt;per case &amp; backend&gt;"' in page
     assert page.index("Error heatmap") < page.index("Error vs sequence length")
     assert page.count('<img src="data:image/png;base64,') == 2
-    assert 'href="https://github.com/keras-team/keras/issues/23223"' in page
-    assert "results/repro/float64_ops_downcast_to_float32.py" in page
-    assert "2.00e-03" in page  # the failure's worst error
-    assert "<td class=\"num\">1.25e-01</td>" in page and "bitwise equal" in page  # torch vs jax, per case
+    assert f'href="{UPSTREAM}"' in page
+    assert f"results/repro/{KNOWN_ID}.py" in page
+
+
+def test_failures_lead_and_ratios_are_coloured(results: Path, figures: dict[str, bytes]) -> None:
+    page = page_of(results, figures)
+    attention = page[page.index('<section id="attention">'):page.index('<section id="known">')]
+    assert "lstm_&lt;script&gt;" in attention and 'worst ratio <span class="r-over">180</span> <span class="abs">(2.0e-03)</span>' in attention
+    assert "raised <code>RuntimeError</code>: boom &lt;b&gt;" in attention
+    assert "lstm_&lt;script&gt;" in attention and "stacked_lstm_float64_call" not in attention  # known is not a failure
+    assert 'lstm_last_step</td><td>jax vs torch</td><td>output</td><td class="num">1.25e-01</td>' in attention
+    assert '<span class="r-ok">0.03</span> <span class="abs">(3.0e-08)</span>' in page
+    assert '<span class="r-close">0.5</span>' in page
+    reference = page[page.index('<section id="reference">'):page.index('<section id="apis">')]
+    assert reference.index("stacked_lstm_float64_call") < reference.index("lstm_&lt;script&gt;") < reference.index("act_24")
+    assert "<details><summary>9 more cases (smaller ratios)</summary>" in reference
 
 
 def test_report_loads_nothing_from_outside(results: Path, figures: dict[str, bytes]) -> None:
-    page = render_html(results, figures)
+    page = page_of(results, figures)
     for attribute, value in re.findall(r'\b(src|href)="([^"]*)"', page):
         assert value.startswith(("#", "data:image/png;base64,", "https://")), (attribute, value)
     assert "<link" not in page and "@import" not in page and "url(" not in page
@@ -113,13 +125,13 @@ def test_report_loads_nothing_from_outside(results: Path, figures: dict[str, byt
 def test_write_html_writes_report_html(results: Path, figures: dict[str, bytes]) -> None:
     path = write_html(results, figures)
     assert path == results / "report.html"
-    assert path.read_text(encoding="utf-8") == render_html(results, figures)
+    assert path.read_text(encoding="utf-8") == page_of(results, figures)
     assert not list(results.glob(".report.html.*"))
 
 
 def test_folder_without_records_raises_record_error(tmp_path: Path) -> None:
     with pytest.raises(records.RecordError, match="no run records"):
-        render_html(tmp_path, {})
+        write_html(tmp_path, {})
 
 
 def _chromium() -> Path:
@@ -169,8 +181,9 @@ def test_report_renders_in_headless_chromium(results: Path, figures: dict[str, b
     print(f"render check: {check}")
     assert check["images"] == len(figures)
     assert check["broken_images"] == 0
-    assert check["internal_links"] >= 8  # table of contents and the known divergence
+    assert check["internal_links"] >= len(SECTIONS) + 1  # table of contents and the known divergence
     assert check["missing_targets"] == []
+    assert check["folded"] >= 2  # the long per-case and per-comparison tables
 
     screenshot = tmp_path / "report.png"
     done = _run_chromium(browser, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1280,1600", "--hide-scrollbars", path.as_uri())
@@ -189,4 +202,4 @@ def test_render_check_catches_broken_images_and_links(tmp_path: Path) -> None:
         '<img src="data:image/png;base64,AAAA" alt="broken"></body></html>'
     )
     check = render_check(browser, page, tmp_path)
-    assert check == {"images": 1, "broken_images": 1, "internal_links": 2, "missing_targets": ["nowhere"]}
+    assert check == {"images": 1, "broken_images": 1, "internal_links": 2, "missing_targets": ["nowhere"], "folded": 0}

@@ -1,4 +1,4 @@
-"""harness.reports.compare_runs on synthetic run records: regressions, drift, improvements, versions, bad input."""
+"""harness.reports.compare_runs on synthetic run and verdict records: regressions, drift, improvements, versions, bad input."""
 
 from __future__ import annotations
 
@@ -10,36 +10,29 @@ import pytest
 
 from harness.records import store as records
 from harness.reports.compare_runs import compare_runs
+from test_report_model import make_case as record_case, make_error, make_item, make_run, make_verdict, make_verdicts, write_json
 
 
-def make_case(name: str, status: str, max_abs_error: float = 1e-8, known: tuple[str, ...] = (), error: str | None = None) -> dict[str, Any]:
-    """One case result in the run-record schema (only the fields the comparison reads, plus a few more)."""
-    item = {"passed": status in ("pass", "known"), "max_abs_error": max_abs_error, "max_ulp": 10.0, "message": f"{name}: synthetic"}
-    return {
-        "case": name,
-        "dtype": "float32",
-        "status": status,
-        "apis": {} if status in ("error", "refused", "timeout") else {"functional": {"passed": item["passed"], "items": {"output": item}}},
-        "api_agreement": [],
-        "error": error,
-        "known_divergences": list(known),
-        "measured_status": "fail" if status == "known" else status,
-    }
+def make_case(name: str, status: str, max_abs_error: float = 1e-8, known: tuple[str, ...] = (), error: str | None = None,
+              measured: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One case result and its verdict: ``status`` is the verdict; a known divergence was measured as a fail."""
+    measured = measured or ("fail" if status == "known" else status)
+    ratio = max_abs_error / 1e-6
+    if measured in ("error", "refused", "timeout"):
+        kind, _, message = (error or "RuntimeError: boom").partition(": ")
+        result = record_case(name, measured, error=make_error(kind, message))
+    else:
+        result = record_case(name, measured, items=[make_item(error=max_abs_error, ratio=ratio, passed=measured == "pass",
+                                                              mismatched=0 if measured == "pass" else 1)])
+    return result, make_verdict(measured, status, explained_by=known)
 
 
-def write_run(folder: Path, backend: str, cases: list[dict[str, Any]], keras: str = "3.15.1", backend_version: str = "2.13.0") -> None:
-    """A <backend>.json run record in ``folder``."""
-    record = {
-        "schema": records.SCHEMA,
-        "schema_version": records.SCHEMA_VERSION,
-        "backend": backend,
-        "device": "cpu",
-        "versions": {"keras": keras, backend: backend_version, "numpy": "2.4.6", "python": "3.11.7"},
-        "settings": {},
-        "fault": None,
-        "cases": cases,
-    }
-    records.write_json(folder / f"{backend}.json", record)
+def write_run(folder: Path, backend: str, cases: list[tuple[dict[str, Any], dict[str, Any]]], keras: str = "3.15.1",
+              backend_version: str = "2.13.0") -> None:
+    """A <backend>.json run record and its <backend>.verdicts.json in ``folder``."""
+    run = make_run(backend, [result for result, _ in cases], keras=keras, version=backend_version)
+    write_json(folder / f"{backend}.json", run)
+    write_json(folder / f"{backend}.verdicts.json", make_verdicts(backend, run, {r["case"]: v for r, v in cases}))
 
 
 @pytest.fixture
@@ -93,7 +86,7 @@ def test_error_growth_over_ten_times_while_passing_is_drift(runs: tuple[Path, Pa
     text, code = compare_runs(old, new)
     drift = text.split("## Drift")[1].split("##")[0]
     assert code == 1
-    assert "**grew** on torch: pass -> pass, max abs error 1.00e-08 -> 5.00e-07 (grew 50x)" in drift
+    assert "**grew** on torch: pass -> pass, ratio 0.01 -> 0.5, max abs error 1.00e-08 -> 5.00e-07 (grew 50x)" in drift
     assert "steady" not in text
     assert "1 regressions (1 of them drift)" in text
 
@@ -133,7 +126,33 @@ def test_unusable_folders_raise_record_error(runs: tuple[Path, Path], problem: s
     elif problem == "wrong_schema":
         (new / "torch.json").write_text(json.dumps({"schema": "something/else"}), encoding="utf-8")
     elif problem == "case_without_status":
-        write_run(new, "torch", [{"case": "lstm_a"}])
+        write_json(new / "torch.json", make_run("torch", [{"case": "lstm_a"}]))
     with pytest.raises(records.RecordError) as caught:
         compare_runs(old, new)
     assert "\n" not in str(caught.value)
+
+
+def test_nan_failure_and_invalid_are_regressions_shown_as_non_finite(runs: tuple[Path, Path]) -> None:
+    old, new = runs
+    write_run(old, "jax", [make_case("nan_out", "pass"), make_case("bad_expected", "pass")])
+    write_run(new, "jax", [make_case("nan_out", "fail", float("nan")), make_case("bad_expected", "invalid", measured="invalid")])
+    text, code = compare_runs(old, new)
+    regressions = text.split("## Regressions")[1].split("##")[0]
+    assert code == 1
+    assert "**nan_out** on jax: pass -> fail, ratio 0.01 -> non-finite (NaN), max abs error 1.00e-08 -> NaN" in regressions
+    assert "**bad_expected** on jax: pass -> invalid" in regressions
+
+
+def test_runs_classified_against_different_divergence_files_are_flagged(runs: tuple[Path, Path]) -> None:
+    old, new = runs
+    write_run(old, "jax", [make_case("a", "pass")])
+    write_run(new, "jax", [make_case("a", "pass")])
+    verdicts = json.loads((new / "jax.verdicts.json").read_text())
+    write_json(new / "jax.verdicts.json", verdicts | {"divergences_sha256": "cd" * 32})
+    (old / "jax.verdicts.json").unlink()
+    text, code = compare_runs(old, new)
+    assert code == 0
+    assert "Warning: the old jax record has no verdicts" in text
+    write_run(old, "jax", [make_case("a", "pass")])
+    text, _ = compare_runs(old, new)
+    assert "classified against different divergence files" in text

@@ -1,52 +1,65 @@
-"""A self-contained report.html from the run records in a results folder (what REPORT.md shows, plus figures).
+"""report.html: the report model (harness.reports.model) rendered as one self-contained page. Computes nothing.
 
 The page loads nothing: styles are inline, figures are embedded as ``data:`` URIs from PNG bytes the
 caller supplies, and the only links are in-page anchors and plain https links to upstream issues.
-Every piece of text taken from the records is escaped with ``html.escape``. Like REPORT.md, it only
-reads the records; it never runs anything.
+Every piece of text taken from the records is escaped with ``html.escape``. Errors are shown as their
+ratio to the tolerance that judged them, coloured (green below 0.1, amber up to 1, red above 1 or
+non-finite), with the absolute error beside them; long tables show their first rows and fold the rest
+into a <details> element.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import itertools
 import re
 from pathlib import Path
 from typing import Any
 
-from harness.records import store as records
-from harness.truth.compare import max_difference
-from harness.case.divergences import Divergence, load_divergences, stale_divergences
-from harness.reports.markdown import _case_names, _cell, _coverage, _fmt, load_records
+from harness.records import store
+from harness.reports.model import (
+    ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_number, format_ratio,
+    format_seconds,
+)
 
-COUNTED_STATUSES = ("pass", "known", "refused", "fail", "error", "timeout")
-FAILED_STATUSES = ("fail", "error", "timeout")
+SHOWN_ROWS = 20
 SECTIONS = (
+    ("attention", "Needs attention"),
+    ("known", "Known divergences"),
+    ("closest", "Closest calls"),
     ("summary", "Summary"),
     ("figures", "Figures"),
+    ("reference", "Against the float64 reference"),
+    ("apis", "Sequential, Functional and subclassed"),
     ("pairwise", "Backend against backend"),
-    ("known", "Known divergences"),
-    ("failures", "Failures"),
+    ("serialization", "Train on one backend, serve on another"),
+    ("growth", "Error as the sequence grows"),
+    ("faults", "Fault injection"),
     ("tolerances", "Tolerances"),
     ("environment", "Environment and how to reproduce"),
 )
 _HTTPS_URL = re.compile(r"https://[^\s<>\"')]+")
 _STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 72em;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 76em;
        padding: 0 1em; color: #1b1b1b; line-height: 1.45; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
 th, td { border: 1px solid #c8c8c8; padding: 0.25em 0.55em; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, pre { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 0.9em; }
-pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
 figure { margin: 1.2em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 0.92em; color: #444; }
+details { margin: 0.6em 0; } summary { cursor: pointer; color: #0b4f8a; }
+.r-ok { background: #dff3e3; } .r-close { background: #fdf0c4; } .r-over { background: #f8d3d0; font-weight: bold; }
+.r-missing { color: #777; }
+.abs { color: #555; font-size: 0.9em; }
 .st-pass { color: #17612a; } .st-known { color: #7a5a00; } .st-refused { color: #555; }
-.st-fail, .st-error, .st-timeout { color: #a31515; font-weight: bold; }
-nav ul { padding-left: 1.2em; }
+.st-fail, .st-error, .st-timeout, .st-invalid { color: #a31515; font-weight: bold; }
+.banner { padding: 0.6em 0.9em; border-radius: 4px; }
+.banner.bad { background: #f8d3d0; } .banner.good { background: #dff3e3; }
+.warning { color: #7a3d00; }
+nav ul { padding-left: 1.2em; columns: 2; }
 """.strip()
 
 
@@ -73,6 +86,26 @@ def _anchor(prefix: str, name: str) -> str:
     return f"{prefix}-" + re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
 
+def _ratio(judged: Judged) -> str:
+    """The coloured ratio, then the absolute error in grey."""
+    ratio = f'<span class="r-{judged.band}">{_e(format_ratio(judged))}</span>'
+    if judged.ratio is None and judged.abs_error is None:
+        return ratio
+    return f'{ratio} <span class="abs">({_e(format_number(judged.abs_error, 1))})</span>'
+
+
+def _verdict(verdict: str) -> str:
+    return f'<span class="st-{_e(verdict)}">{_e(verdict)}</span>'
+
+
+def _case_cell(result: CaseResult | None) -> str:
+    if result is None:
+        return "not run"
+    if not result.items:
+        return _verdict(result.verdict) + (f": {_e(result.error.type)}" if result.error is not None else "")
+    return f"{_verdict(result.verdict)} {_ratio(result.judged)}"
+
+
 def _table(header: list[str], rows: list[list[str]], numeric: set[int] | None = None) -> str:
     """An HTML table; ``header`` is plain text (escaped here), ``rows`` hold cells that are already HTML."""
     numeric = numeric or set()
@@ -84,33 +117,179 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int] | None = 
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
 
 
+def _folded(header: list[str], rows: list[list[str]], what: str, numeric: set[int] | None = None) -> list[str]:
+    """The first SHOWN_ROWS rows, then the rest folded into a <details> element."""
+    body = [_table(header, rows[:SHOWN_ROWS], numeric)]
+    rest = rows[SHOWN_ROWS:]
+    if rest:
+        body.append(f"<details><summary>{len(rest)} more {_e(what)} (smaller ratios)</summary>\n{_table(header, rest, numeric)}\n</details>")
+    return body
+
+
 def _section(anchor: str, title: str, body: list[str]) -> list[str]:
     return [f'<section id="{anchor}">', f"<h2>{_e(title)}</h2>", *body, "</section>"]
 
 
-def _status_counts(record: dict[str, Any]) -> list[int]:
-    statuses = [case["status"] for case in record["cases"]]
-    return [statuses.count(status) for status in COUNTED_STATUSES]
+def _failure(failure: Failure) -> str:
+    result = failure.result
+    where = f" at {_e(result.worst.api)}/{_e(result.worst.output)}" if result.worst is not None else ""
+    head = (f'<strong id="{_anchor("fail", result.backend + "-" + result.case)}">{_e(result.case)}</strong> '
+            f"({_e(result.dtype)}, {_e(result.entry_point)}): {_verdict(result.verdict)}")
+    if result.items:
+        head += f", worst ratio {_ratio(result.judged)}{where}"
+    details = []
+    if result.error is not None:
+        details.append(f"raised <code>{_e(result.error.type)}</code>: {_e(result.error.message)}")
+    details += [f"<code>{_e(item.message)}</code> (ratio {_ratio(item.judged)})" for item in failure.failing_items]
+    details += [_e(problem) for problem in failure.other_problems]
+    details += [
+        f"APIs disagree: {_e(row.apis[0])} vs {_e(row.apis[1])} on {_e(row.output)}: {_e(format_number(row.max_abs_diff))} "
+        f"(bound {_e(format_number(row.bound))}, ratio {_ratio(row.judged)})"
+        for row in failure.api_disagreements
+    ]
+    details += [
+        f"backends disagree: {_e(row.backends[0])} vs {_e(row.backends[1])} on {_e(row.worst.output)}: "
+        f"{_e(format_number(row.worst.max_abs_diff))} (bound {_e(format_number(row.worst.bound))}, ratio {_ratio(row.worst.judged)})"
+        for row in failure.cross_disagreements
+    ]
+    details += [f"applicable divergence did not match: {_e(reason)}" for reason in result.unexplained]
+    if not result.classified:
+        details.append("not classified (no verdict file): known divergences were not checked")
+    inner = "".join(f"<li>{d}</li>" for d in details)
+    return f"<li>{head}" + (f"<ul>{inner}</ul>" if inner else "") + "</li>"
 
 
-def _summary(loaded: dict[str, dict[str, Any]]) -> list[str]:
-    """Backends, versions, devices and the count of each status, then the coverage line of REPORT.md."""
-    header = ["backend", "backend version", "keras", "numpy", "device", "cases", *COUNTED_STATUSES, "wall time", "fault injected"]
+def _attention(report: Report) -> list[str]:
+    body = []
+    if report.attention_count:
+        body.append(
+            f'<p class="banner bad"><strong>{report.attention_count} need attention</strong>: {len(report.failures)} failing case '
+            f"results, {len(report.unexplained_cross)} unexplained cross-backend disagreements.</p>"
+        )
+    else:
+        body.append('<p class="banner good"><strong>Nothing needs attention</strong>: every case passed, is a documented known '
+                    "divergence, or was refused by design.</p>")
+    if report.warnings:
+        body.append("<ul>" + "".join(f'<li class="warning">Warning: {_e(w)}</li>' for w in report.warnings) + "</ul>")
+    body.append(f"<h3>Failures ({len(report.failures)})</h3>")
+    if not report.failures:
+        body.append("<p>None: no case failed, raised, timed out or was invalid.</p>")
+    for backend in report.backends:
+        mine = [f for f in report.failures if f.result.backend == backend]
+        if mine:
+            counts = ", ".join(f"{sum(f.result.verdict == v for f in mine)} {v}" for v in ATTENTION_VERDICTS if any(f.result.verdict == v for f in mine))
+            body.append(f"<h4>{_e(backend)} ({_e(counts)})</h4>")
+            body.append("<ul>" + "".join(_failure(f) for f in mine) + "</ul>")
+    body.append(f"<h3>Backends that disagree beyond their bound, unexplained ({len(report.unexplained_cross)})</h3>")
+    if not report.cross.ran:
+        body.append("<p>Not compared (no cross_backend.json).</p>")
+    elif not report.unexplained_cross:
+        explained = len(report.cross.outside)
+        body.append("<p>None." + (f" {explained} disagreements involve a case explained by a known divergence "
+                                  '(see <a href="#pairwise">Backend against backend</a>).' if explained else "") + "</p>")
+    else:
+        body += _folded(
+            ["case", "backends", "output", "difference", "bound", "ratio (abs)"],
+            [[_e(r.case), _e(f"{r.backends[0]} vs {r.backends[1]}"), _e(r.worst.output), _e(format_number(r.worst.max_abs_diff)),
+              _e(format_number(r.worst.bound)), _ratio(r.worst.judged)] for r in report.unexplained_cross],
+            "disagreements", numeric={3, 4},
+        )
+    return body
+
+
+def _case_list(cases: tuple[CaseResult, ...]) -> str:
+    items = ", ".join(f"{_e(c.case)} ({_ratio(c.judged) if c.items else _e(c.error.type if c.error else c.measured_status)})" for c in cases)
+    if len(cases) <= 8:
+        return items
+    return f"<details><summary>{len(cases)} cases</summary>{items}</details>"
+
+
+def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
+    body = [f'<h3 id="{_anchor("known", claim.id)}"><code>{_e(claim.id)}</code></h3>']
+    if not claim.described:
+        body.append("<p>Named by a verdict but described in no verdict file.</p>")
+    else:
+        upstream = _linkify(claim.upstream) if claim.upstream else "no upstream issue found"
+        body += [
+            f"<p><strong>Kind:</strong> {_e(claim.kind)}. <strong>Applies when:</strong> {_e(claim.when or 'n/a')}.</p>",
+            *([f"<p><strong>Explains a case only when</strong> {_e(claim.checks)}.</p>"] if claim.checks else []),
+            f"<p><strong>Observed.</strong> {_e(claim.observed)}</p>",
+            f"<p><strong>Reference.</strong> {_e(claim.reference)}</p>",
+            f"<p><strong>Upstream:</strong> {upstream}. <strong>Reproducer:</strong> <code>{_e(claim.reproducer)}</code></p>",
+        ]
     rows = []
-    for backend in sorted(loaded):
-        record = loaded[backend]
-        versions = record["versions"]
-        wall = record.get("wall_time_s")
-        counts = [f'<span class="st-{status}">{count}</span>' if count else "0" for status, count in zip(COUNTED_STATUSES, _status_counts(record))]
+    for backend in backends:
+        cases = claim.explained.get(backend, ())
+        if cases:
+            impact = claim.impact(backend)
+            rows.append([_e(backend), str(len(cases)), str(impact.raised), _ratio(impact.worst), _case_list(cases)])
+    if rows:
+        body.append(_table(["backend", "cases explained", "raise", "worst ratio (abs)", "cases (ratio)"], rows, numeric={1, 2}))
+    return body
+
+
+def _known(report: Report) -> list[str]:
+    seen = [c for c in report.claims if c.seen]
+    body = []
+    if not seen:
+        body.append("<p>None explained a case in this run.</p>")
+    else:
+        body.append("<p>Cases each documented divergence explained (its claim checked against the measurements), per backend.</p>")
+        body.append(_table(
+            ["divergence", "kind", *report.backends],
+            [[f'<a href="#{_anchor("known", c.id)}">{_e(c.id)}</a>', _e(c.kind), *(str(len(c.explained.get(b, ()))) for b in report.backends)] for c in seen],
+            numeric=set(range(2, 2 + len(report.backends))),
+        ))
+        for claim in seen:
+            body += _claim(claim, report.backends)
+    unseen = [c.id for c in report.claims if not c.seen]
+    if unseen:
+        body.append("<p>Documented but explaining no case in this run: " + ", ".join(f"<code>{_e(i)}</code>" for i in unseen) + ".</p>")
+    body.append('<h3 id="possibly-resolved">Possibly resolved</h3>')
+    if not report.possibly_resolved:
+        body.append("<p>None: no divergence applies to a passing case where its alternative would have been distinguishable.</p>")
+    else:
+        body.append("<p>Divergences that apply to these passing cases, where the claimed behaviour would have been distinguishable "
+                    "from the reference: the bug may be fixed.</p>")
+        body.append("<ul>" + "".join(
+            f"<li><strong>possibly resolved</strong>: <code>{_e(c.claim)}</code> on {_e(c.backend)}: {_e(', '.join(c.cases))}</li>"
+            for c in report.possibly_resolved
+        ) + "</ul>")
+    return body
+
+
+def _closest(report: Report) -> list[str]:
+    body = ["<p>The passing cases nearest their tolerance (ratio = error / tolerance; above 1 would fail).</p>"]
+    if not report.closest_calls:
+        return body + ["<p>No passing case was measured.</p>"]
+    rows = []
+    for r in report.closest_calls:
+        item = r.worst
         rows.append([
-            _e(backend), _e(versions.get(backend, "n/a")), _e(versions.get("keras", "n/a")), _e(versions.get("numpy", "n/a")),
-            _e(record["device"]), str(len(record["cases"])), *counts,
-            _e(f"{wall:.0f} s") if wall is not None else "n/a", _e(record.get("fault") or "none"),
+            _e(r.case), _e(r.backend), _e(r.dtype), _ratio(r.judged), _e(f"{item.api}/{item.output}" if item else "n/a"),
+            _e(f"rtol {format_number(item.rtol, 0)}, atol {format_number(item.atol, 0)}" if item else "n/a"),
         ])
-    coverage = " ".join(_coverage(loaded)).strip()
-    body = [_table(header, rows, numeric=set(range(5, 6 + len(COUNTED_STATUSES))))]
-    if coverage:
-        body.append(f"<p>{_e(coverage)}</p>")
+    return body + [_table(["case", "backend", "dtype", "ratio (abs)", "where", "tolerance"], rows)]
+
+
+def _summary(report: Report) -> list[str]:
+    verdicts = list(report.summaries[0].counts) if report.summaries else []
+    rows = []
+    for s in report.summaries:
+        counts = [f'<span class="st-{_e(v)}">{s.counts.get(v, 0)}</span>' if s.counts.get(v) else "0" for v in verdicts]
+        rows.append([
+            _e(s.backend), _e(f"{s.device} ({s.device_class})"), str(s.cases), *counts, _e(format_seconds(s.wall_time_s)),
+            _e(s.fault or "none"), "yes" if s.classified else "<strong>no</strong>",
+        ])
+    body = [_table(["backend", "device (class)", "cases", *verdicts, "wall time", "fault injected", "classified"], rows,
+                   numeric=set(range(2, 3 + len(verdicts))))]
+    c = report.coverage
+    if c.configurations:
+        body.append(
+            f"<p>Combinations exercised: {c.configurations} distinct configurations (combinations of axis values), {c.model_runs} "
+            f"model runs (configuration x API x backend), covering {c.values} values of {len(c.axes)} axes.</p>"
+        )
+        body.append("<details><summary>Axes</summary><p>" + _e("; ".join(f"{a} ({n})" for a, n in c.axes)) + ".</p></details>")
     return body
 
 
@@ -122,141 +301,180 @@ def _figures(figures: dict[str, bytes]) -> list[str]:
     """Each figure in the given order, embedded as a data: URI, with its caption as caption and alt text."""
     if not figures:
         return ["<p>No figures were supplied.</p>"]
-    body = []
-    for index, (caption, png) in enumerate(figures.items(), start=1):
-        body.append(
-            f'<figure id="figure-{index}"><img src="{_figure_uri(png)}" alt="{_e(caption)}">'
-            f"<figcaption>Figure {index}. {_e(caption)}</figcaption></figure>"
-        )
-    return body
-
-
-def _pair_cell(first: dict[str, Any], second: dict[str, Any], name: str) -> str:
-    """Largest difference between two backends' saved outputs for one case, as REPORT.md computes it."""
-    prefix = f"{name}/"
-    keys = [key for key in first if key.startswith(prefix) and key in second]
-    if not keys:
-        return "n/a"
-    differences = [max_difference(first[key], second[key]) for key in keys]
-    if all(bitwise for _, bitwise in differences):
-        return "bitwise equal"
-    return _fmt(max(difference for difference, _ in differences))
-
-
-def _pairwise(folder: Path, loaded: dict[str, dict[str, Any]], names: list[str]) -> list[str]:
-    """Table of the largest difference between every two backends, per case, from the saved .npz outputs."""
-    pairs = list(itertools.combinations(sorted(loaded), 2))
-    if not pairs:
-        return ["<p>Only one backend was run: no pairwise comparison.</p>"]
-    arrays = {backend: records.read_arrays(folder / f"{backend}.npz") for backend in loaded}
-    rows = [[_e(name)] + [_e(_pair_cell(arrays[a], arrays[b], name)) for a, b in pairs] for name in names]
     return [
-        "<p>Largest absolute difference between two backends over every API and output of the case "
-        "(same inputs, same weights).</p>",
-        _table(["case"] + [f"{a} vs {b}" for a, b in pairs], rows, numeric=set(range(1, len(pairs) + 1))),
+        f'<figure id="figure-{index}"><img src="{_figure_uri(png)}" alt="{_e(caption)}">'
+        f"<figcaption>Figure {index}. {_e(caption)}</figcaption></figure>"
+        for index, (caption, png) in enumerate(figures.items(), start=1)
     ]
 
 
-def _known_hits(loaded: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-    """Known divergence id -> the case@backend entries it explained in this run, in record order."""
-    hits: dict[str, list[str]] = {}
-    for backend in sorted(loaded):
-        for case in loaded[backend]["cases"]:
-            if case["status"] != "known":
-                continue
-            for divergence_id in case.get("known_divergences", []):
-                hits.setdefault(divergence_id, []).append(f"{case['case']}@{backend}")
-    return dict(sorted(hits.items()))
+def _reference(report: Report) -> list[str]:
+    body = ["<p>Each cell: verdict, then the largest ratio of error to tolerance over every API and output of the case, with "
+            "that output's absolute error. Largest ratio first.</p>"]
+    rows = [[_e(r.case), _e(r.dtype), _e(r.entry_point), *(_case_cell(r.cells[b]) for b in report.backends)] for r in report.case_rows]
+    return body + _folded(["case", "dtype", "entry point", *report.backends], rows, "cases")
 
 
-def _divergence_block(divergence_id: str, where: list[str], divergence: Divergence | None) -> list[str]:
-    body = [f'<h3 id="{_anchor("known", divergence_id)}"><code>{_e(divergence_id)}</code></h3>']
-    body.append(f"<p>Seen in: {_e(', '.join(where))}.</p>")
-    if divergence is None:
-        body.append("<p>Not described in harness/known_divergences.toml.</p>")
-        return body
-    upstream = _linkify(divergence.upstream) if divergence.upstream else "no upstream issue found"
-    body += [
-        f"<p><strong>Observed.</strong> {_e(' '.join(divergence.observed.split()))}</p>",
-        f"<p><strong>Reference.</strong> {_e(' '.join(divergence.reference.split()))}</p>",
-        f"<p><strong>Upstream:</strong> {upstream}. <strong>Reproducer:</strong> <code>{_e(divergence.reproducer)}</code></p>",
-    ]
+def _apis(report: Report) -> list[str]:
+    body = ["<p>The same case built in every API it can be written in, with identical weights, compared output by output "
+            "against the bound the APIs must meet (0: bitwise).</p>"]
+    body.append("<ul>" + "".join(
+        f"<li>{_e(s.backend)}: {s.bitwise} of {s.cases} cases bitwise equal across APIs, {s.within} within their bound"
+        + (f"; outside: {_e(', '.join(s.outside))}" if s.outside else "") + ".</li>"
+        for s in report.api_summaries
+    ) + "</ul>")
+    differing = [r for r in report.api_rows if not r.bitwise]
+    if differing:
+        rows = []
+        for r in differing:
+            cells = []
+            for b in report.backends:
+                cell = r.cells[b]
+                if cell is None or not cell.api_agreement:
+                    cells.append("n/a")
+                elif all(a.bitwise_equal for a in cell.api_agreement):
+                    cells.append("bitwise equal")
+                else:
+                    cells.append(_ratio(cell.api_judged))
+            rows.append([_e(r.case), _e(", ".join(r.apis)), *cells])
+        body.append("<p>Cases whose APIs are not bitwise equal somewhere (largest ratio first):</p>")
+        body += _folded(["case", "APIs", *report.backends], rows, "cases")
     return body
 
 
-def _known(loaded: dict[str, dict[str, Any]]) -> list[str]:
-    """Every known divergence seen in this run (explanation, upstream link, reproducer), then stale entries."""
-    divergences = {d.id: d for d in load_divergences()}
-    hits = _known_hits(loaded)
-    body: list[str] = []
-    if not hits:
-        body.append("<p>None observed in this run.</p>")
-    else:
-        links = ", ".join(f'<a href="#{_anchor("known", d)}">{_e(d)}</a>' for d in hits)
-        body.append(f"<p>{len(hits)} seen: {links}.</p>")
-    for divergence_id, where in hits.items():
-        body += _divergence_block(divergence_id, where, divergences.get(divergence_id))
-    stale = stale_divergences({b: loaded[b]["cases"] for b in sorted(loaded)}, list(divergences.values()))
-    if stale:
-        items = "".join(
-            f"<li><strong>possibly resolved</strong>: <code>{_e(d.id)}</code> no longer reproduces ({_e(', '.join(where))} pass).</li>"
-            for d, where in stale
-        )
-        body.append(f"<ul>{items}</ul>")
+def _pairwise(report: Report) -> list[str]:
+    cross = report.cross
+    if not cross.ran:
+        return ["<p>Not run (no cross_backend.json in this folder).</p>"]
+    body = ["<p>The same case (same inputs, same weights) on two backends, worst output per case, against the bound the "
+            "backends must agree within.</p>"]
+    body.append(_table(
+        ["backends", "cases compared", "within bound", "worst ratio (abs)", "worst case"],
+        [[_e(f"{p.backends[0]} vs {p.backends[1]}"), str(p.compared), str(p.within), _ratio(p.worst.worst.judged) if p.worst else "n/a",
+          _e(p.worst.case) if p.worst else "n/a"] for p in cross.pairs],
+        numeric={1, 2},
+    ))
+    if cross.rows:
+        rows = [[_e(r.case), _e(f"{r.backends[0]} vs {r.backends[1]}"), _e(r.worst.output), _e(format_number(r.worst.bound)),
+                 _ratio(r.worst.judged), _e(", ".join(r.explained_by) or "-")] for r in cross.rows]
+        body.append(f"<details><summary>Every comparison ({len(rows)}), largest ratio first</summary>")
+        body.append(_table(["case", "backends", "output", "bound", "ratio (abs)", "known divergence"], rows, numeric={3}))
+        body.append("</details>")
+    if cross.skipped:
+        items = "".join(f"<li>{_e(case)} ({_e(' vs '.join(b))}): {_e(reason)}</li>" for case, b, reason in cross.skipped)
+        body.append(f"<details><summary>{len(cross.skipped)} comparisons skipped</summary><ul>{items}</ul></details>")
     return body
 
 
-def _failure_items(case: dict[str, Any]) -> list[str]:
-    return [item["message"] for api in case["apis"].values() for item in api["items"].values() if not item["passed"]]
-
-
-def _failures(loaded: dict[str, dict[str, Any]]) -> list[str]:
-    """Failing, erroring and timed-out cases with their failing outputs' messages and REPORT.md's cell."""
-    entries = []
-    for backend in sorted(loaded):
-        for case in loaded[backend]["cases"]:
-            if case["status"] not in FAILED_STATUSES:
-                continue
-            error = f": {_e(case['error'])}" if case.get("error") else ""
-            messages = "".join(f"<li><code>{_e(message)}</code></li>" for message in _failure_items(case))
-            entries.append(
-                f'<li><strong>{_e(case["case"])}</strong> on {_e(backend)}: '
-                f'<span class="st-{_e(case["status"])}">{_e(case["status"])}</span>{error} '
-                f"(worst abs error / ULP: {_e(_cell(case))})" + (f"<ul>{messages}</ul>" if messages else "") + "</li>"
-            )
-    return [f"<ul>{''.join(entries)}</ul>"] if entries else ["<p>None.</p>"]
-
-
-def _tolerances(loaded: dict[str, dict[str, Any]]) -> list[str]:
-    """The tolerance table of the first record (every record carries the same one), with its reasons."""
-    first = loaded[sorted(loaded)[0]]
-    rows = [
-        [_e(dtype), _e(quantity), _e(f"{tol['rtol']:g}"), _e(f"{tol['atol']:g}"), _e(" ".join(str(tol.get("reason", "")).split()))]
-        for dtype, quantities in first.get("tolerances", {}).items()
-        for quantity, tol in quantities.items()
-    ]
+def _serialization(report: Report) -> list[str]:
+    if report.serialization is None:
+        return ["<p>Not run (nox runs it after the parity sessions: nox -s serialization).</p>"]
     return [
-        "<p>An element fails when |actual - expected| &gt; atol + rtol * |expected|.</p>",
-        _table(["dtype", "quantity", "rtol", "atol", "reason"], rows, numeric={2, 3}),
+        "<p>Each case's Functional model saved with model.save() on one backend and loaded on another: against the float64 "
+        "reference, and the largest difference from the saving backend's own outputs.</p>",
+        _table(
+            ["saved on", "loaded on", "models", "pass", "worst ratio (abs)", "largest difference from the saving backend", "not passing"],
+            [[_e(r.saved_on), _e(r.loaded_on), str(r.models), str(r.passed), _ratio(r.judged), _e(format_number(r.largest_difference)),
+              _e(", ".join(r.failures) or "none")] for r in report.serialization],
+            numeric={2, 3, 5},
+        ),
     ]
 
 
-def _environment(loaded: dict[str, dict[str, Any]]) -> list[str]:
-    """Versions, settings and the command of every record, and the platform and seed."""
+def _growth(report: Report) -> list[str]:
+    growth = report.growth
+    if growth is None:
+        return ["<p>Not run (python -m harness growth, part of the parity sessions).</p>"]
     rows = []
-    for backend in sorted(loaded):
-        record = loaded[backend]
-        versions = record["versions"]
-        settings = ", ".join(f"{key}={value}" for key, value in record.get("settings", {}).items()) or "none"
-        rows.append([
-            _e(backend), _e(versions.get("keras")), _e(versions.get(backend)), _e(versions.get("numpy")), _e(versions.get("python")),
-            _e(settings), _e(record.get("started", "n/a")), f"<code>{_e(record.get('command', 'n/a'))}</code>",
-        ])
-    first = loaded[sorted(loaded)[0]]
+    for time, units in growth.keys:
+        cells = []
+        for backend in growth.backends:
+            point = growth.point(backend, time, units)
+            cells.append("not run" if point is None else ("error" if point.status == "error" else _ratio(point.judged)))
+        rows.append([str(time), str(units), *cells])
     return [
-        _table(["backend", "keras", "backend version", "numpy", "python", "settings", "started", "command"], rows),
-        f"<p>Platform: {_e(first['versions'].get('platform'))}. Seed: {_e(first.get('seed'))}.</p>",
+        "<p>One float32 LSTM against the float64 reference: the largest ratio of error to tolerance over output, h and c.</p>",
+        _table(["steps", "units", *growth.backends], rows, numeric={0, 1}),
+        f"<p>Largest ratio anywhere: {_ratio(growth.worst)}.</p>",
     ]
+
+
+def _faults(report: Report) -> list[str]:
+    faults = report.faults
+    if faults is None:
+        return ["<p>Not run (nox -s faults).</p>"]
+    body = [
+        "<p>Each fault is patched into Keras at run time (never into the reference) and run through the harness on the cases "
+        "it names; it is detected when a case fails. The same cases run unmodified must pass.</p>",
+        "<p>Detection: " + _e("; ".join(
+            f"{d.backend} {d.detected} of {d.total}" + (f" ({d.errors} raised)" if d.errors else "") + f", {len(d.false_alarms)} false alarms"
+            for d in faults.detection
+        )) + ".</p>",
+    ]
+    rows = []
+    for row in faults.rows:
+        cells = []
+        for backend in faults.backends:
+            cell = row.cells[backend]
+            band = {"detected": "ok", "undetected": "over", "error": "over"}.get(cell.status, "missing")
+            text = cell.status if cell.status == "not run" else f"{cell.status} ({cell.flagged}/{cell.runs} cases, error up to {format_number(cell.worst_error)})"
+            cells.append(f'<span class="r-{band}">{_e(text)}</span>')
+        rows.append([_e(row.name), _e(row.description), *cells])
+    body.append(_table(["fault", "what it does", *faults.backends], rows))
+    if faults.sweep:
+        body.append("<p>Smallest constant added to the forget gate's pre-activation that the tolerances flag, per dtype:</p>")
+        body.append(_table(["dtype", "case", *faults.backends], [[_e(s.dtype), _e(s.case), *(_e(s.cells[b]) for b in faults.backends)] for s in faults.sweep]))
+    return body
+
+
+def _tolerances(report: Report) -> list[str]:
+    rows = [
+        [_e(t.dtype), _e(t.quantity), _e(format_number(t.rtol, 0)), _e(format_number(t.atol, 0)), _e(format_number(t.rel_floor, 0)),
+         {True: "yes", False: "no", None: "n/a"}[t.measured], _e(t.reason)]
+        for t in report.tolerances
+    ]
+    body = [
+        "<p>An element fails when |actual - expected| &gt; atol + rtol * |expected|; the ratio is the largest "
+        "|actual - expected| / (atol + rtol * |expected|) over the elements.</p>",
+        _table(["dtype", "quantity", "rtol", "atol", "rel floor", "measured", "reason"], rows, numeric={2, 3, 4}),
+    ]
+    if report.tolerance_differences:
+        body.append("<ul>" + "".join(f"<li>{_e(d)}</li>" for d in report.tolerance_differences) + "</ul>")
+    return body
+
+
+def _settings(settings: dict[str, Any]) -> str:
+    return _e(", ".join(f"{k}={v}" for k, v in settings.items()) or "none")
+
+
+def _environment(report: Report) -> list[str]:
+    runs = [e for e in report.environments if e.kind == "run"]
+    keys = [k for k in dict.fromkeys(k for e in runs for k in e.versions) if k not in report.backends]
+    rows = [
+        [_e(e.backend), _e(f"{e.device} ({e.device_class})"), *(_e(e.versions.get(k, "n/a")) for k in keys), _e(e.versions.get(e.backend, "n/a")),
+         _settings(e.settings), _e("none" if e.seed is None else e.seed), _e(e.started), _e(e.finished), _e(format_seconds(e.wall_time_s)), f"<code>{_e(e.command)}</code>"]
+        for e in runs
+    ]
+    body = [_table(["backend", "device (class)", *keys, "backend version", "settings", "seed", "started", "finished", "wall time", "command"], rows)]
+    body.append("<p>Verdicts: the divergence file each backend's cases were classified against.</p>")
+    body.append(_table(
+        ["backend", "divergence file", "sha256", "classified", "run classified"],
+        [[_e(e.backend), f"<code>{_e(e.verdicts.file)}</code>", f"<code>{_e(e.verdicts.sha256)}</code>", _e(e.verdicts.classified),
+          _e(e.verdicts.run_started) + ("" if e.verdicts.matches_run else " <strong>(not this run)</strong>")]
+         if e.verdicts else [_e(e.backend), "not classified", "-", "-", "-"] for e in runs],
+    ))
+    side = [e for e in report.environments if e.kind != "run"]
+    if side:
+        body.append("<details><summary>Side records (probes, growth, faults, serialization)</summary>")
+        body.append(_table(
+            ["record", "backend", "device (class)", "settings", "seed", "started", "finished", "command"],
+            [[_e(e.kind), _e(e.backend), _e(f"{e.device} ({e.device_class})"), _settings(e.settings), _e("none" if e.seed is None else e.seed), _e(e.started),
+              _e(e.finished), f"<code>{_e(e.command)}</code>"] for e in side],
+        ))
+        body.append("</details>")
+    if report.notes:
+        body.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in report.notes) + "</ul>")
+    return body
 
 
 def _navigation() -> list[str]:
@@ -264,20 +482,13 @@ def _navigation() -> list[str]:
     return [f'<nav id="contents"><ul>{items}</ul></nav>']
 
 
-def render_html(folder: Path, figures: dict[str, bytes]) -> str:
-    """The whole report.html for the run records in ``folder``; ``figures`` maps caption -> PNG bytes.
-
-    Raises harness.records.store.RecordError when the folder holds no usable run records."""
-    loaded = load_records(folder)
-    names = _case_names(loaded)
+def render_html(report: Report, figures: dict[str, bytes]) -> str:
+    """The whole report.html for a built report model; ``figures`` maps caption -> PNG bytes."""
     bodies = {
-        "summary": _summary(loaded),
-        "figures": _figures(figures),
-        "pairwise": _pairwise(folder, loaded, names),
-        "known": _known(loaded),
-        "failures": _failures(loaded),
-        "tolerances": _tolerances(loaded),
-        "environment": _environment(loaded),
+        "attention": _attention(report), "known": _known(report), "closest": _closest(report), "summary": _summary(report),
+        "figures": _figures(figures), "reference": _reference(report), "apis": _apis(report), "pairwise": _pairwise(report),
+        "serialization": _serialization(report), "growth": _growth(report), "faults": _faults(report),
+        "tolerances": _tolerances(report), "environment": _environment(report),
     }
     lines = [
         "<!DOCTYPE html>",
@@ -290,8 +501,10 @@ def render_html(folder: Path, figures: dict[str, bytes]) -> str:
         "</head>",
         "<body>",
         "<h1>keras-parity report</h1>",
-        f"<p>Generated from the run records in <code>{_e(folder.name or folder)}</code> "
-        f"({_e(', '.join(sorted(loaded)))}); REPORT.md beside it has every per-case table.</p>",
+        f"<p>Generated from the records in <code>{_e(report.folder)}</code> ({_e(', '.join(report.backends))}). Every error is "
+        f"shown as its ratio to the tolerance that judged it (at most 1 passes; "
+        f'<span class="r-ok">below 0.1</span>, <span class="r-close">0.1 to 1</span>, <span class="r-over">above 1</span>), '
+        f"with the absolute error beside it.</p>",
         *_navigation(),
     ]
     for anchor, title in SECTIONS:
@@ -301,7 +514,7 @@ def render_html(folder: Path, figures: dict[str, bytes]) -> str:
 
 
 def write_html(folder: Path, figures: dict[str, bytes]) -> Path:
-    """Write ``folder/report.html`` atomically and return its path."""
+    """Write ``folder/report.html`` (atomically) from the records there and return its path."""
     path = folder / "report.html"
-    records.write_text(path, render_html(folder, figures))
+    store.write_text(path, render_html(build_report(folder), figures))
     return path

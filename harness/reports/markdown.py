@@ -1,406 +1,404 @@
-"""Merge the run records in a folder into REPORT.md. Reads records only; never runs anything."""
+"""REPORT.md: the report model (harness.reports.model) rendered as Markdown. Computes nothing.
+
+It leads with what needs attention (failures, unexplained cross-backend disagreements), then the known
+divergences and the possibly resolved ones, then the closest calls; the long tables come after, largest
+ratio first, with all but their first rows folded. ``harness.reports.publish.write_report`` writes it.
+"""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
-from typing import Any, Callable
 
-from harness.records import store as records
-from harness.truth.compare import max_difference
-from harness.execute.backends import BACKENDS
-from harness.case.divergences import load_divergences, stale_divergences
+from harness.reports.model import (
+    ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_agreement, format_case,
+    format_judged, format_number, format_ratio, format_seconds,
+)
 
-STATUS_MARK = {
-    "pass": "pass", "fail": "**FAIL**", "error": "**ERROR**", "timeout": "**TIMEOUT**", "known": "known", "refused": "refused",
-}
+SHOWN_ROWS = 20  # rows of a long table shown before the rest is folded
 
-
-def load_records(folder: Path) -> dict[str, dict[str, Any]]:
-    """Every ``<backend>.json`` record in ``folder``, keyed by backend; RecordError for a bad one."""
-    if not folder.is_dir():
-        raise records.RecordError(f"{folder} is not a folder of results")
-    loaded = {}
-    for path in sorted(p for p in folder.glob("*.json") if p.stem in BACKENDS):
-        record = records.read_record(path)
-        if record["backend"] != path.stem:
-            raise records.RecordError(f"{path} holds a record of backend {record['backend']!r}; expected {path.stem!r}")
-        loaded[record["backend"]] = record
-    if not loaded:
-        raise records.RecordError(f"{folder} holds no run records (<backend>.json); run 'python -m harness run' first")
-    return loaded
+VERDICT_MARK = {"fail": "**FAIL**", "error": "**ERROR**", "timeout": "**TIMEOUT**", "invalid": "**INVALID**"}
 
 
-def _fmt(value: float | None) -> str:
-    return f"{value:.2e}" if value is not None and value == value else "n/a"
+def _cell(text: object) -> str:
+    """Text that is safe inside a Markdown table cell (one line, no column separator)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def _cell(case: dict[str, Any] | None) -> str:
-    if case is None:
-        return "not run"
-    if case["status"] in ("error", "timeout", "refused"):
-        return f"{STATUS_MARK[case['status']]}: {case['error']}"
-    ulp = records.worst_item(case, "max_ulp")
-    ulp_text = f"{ulp:.0f}" if ulp is not None else "n/a"
-    return f"{STATUS_MARK[case['status']]} {_fmt(records.worst_item(case, 'max_abs_error'))} / {ulp_text}"
+def _ratio(judged: Judged) -> str:
+    """The ratio, in bold when it is over the tolerance (or non-finite)."""
+    text = format_ratio(judged)
+    return f"**{text}**" if judged.band == "over" else text
 
 
-def _api_cell(case: dict[str, Any] | None) -> str:
-    if case is None or not case.get("api_agreement"):
-        return "n/a"
-    rows = case["api_agreement"]
-    if all(row["bitwise_equal"] for row in rows):
-        return "bitwise equal"
-    return f"max {_fmt(max(row['max_abs_diff'] for row in rows))}"
+def _judged(judged: Judged) -> str:
+    text = format_judged(judged)
+    return f"**{text}**" if judged.band == "over" else text
 
 
-def _case_names(loaded: dict[str, dict[str, Any]]) -> list[str]:
-    names: list[str] = []
-    for record in loaded.values():
-        for case in record["cases"]:
-            if case["case"] not in names:
-                names.append(case["case"])
-    return names
-
-
-def _by_case(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {case["case"]: case for case in record["cases"]}
-
-
-def _per_case_table(
-    intro: str,
-    fixed_columns: list[str],
-    fixed_cells: Callable[[dict[str, Any]], list[str]],
-    backend_cell: Callable[[dict[str, Any] | None], str],
-    names: list[str],
-    by_backend: dict[str, dict[str, dict[str, Any]]],
-) -> list[str]:
-    """A Markdown table with one row per case: some columns from the case, then one cell per backend."""
-    backends = list(by_backend)
-    header = ["case", *fixed_columns, *backends]
-    lines = [intro, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name in names:
-        some = next(by_backend[b][name] for b in backends if name in by_backend[b])
-        cells = [name, *fixed_cells(some), *(backend_cell(by_backend[b].get(name)) for b in backends)]
-        lines.append("| " + " | ".join(cells) + " |")
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
 
 
-def _pairwise(folder: Path, loaded: dict[str, dict[str, Any]], names: list[str]) -> list[str]:
-    arrays = {backend: records.read_arrays(folder / f"{backend}.npz") for backend in loaded}
-    pairs = list(itertools.combinations(sorted(loaded), 2))
-    if not pairs:
-        return ["Only one backend was run: no pairwise comparison."]
-    lines = [
-        "Largest absolute difference between two backends over every API and output of the case (same inputs, same weights).",
-        "",
-        "| case | " + " | ".join(f"{a} vs {b}" for a, b in pairs) + " |",
-        "|---|" + "---|" * len(pairs),
-    ]
-    for name in names:
-        cells = []
-        for first, second in pairs:
-            prefix = f"{name}/"
-            keys = [key for key in arrays[first] if key.startswith(prefix) and key in arrays[second]]
-            if not keys:
-                cells.append("n/a")
-                continue
-            differences = [max_difference(arrays[first][key], arrays[second][key]) for key in keys]
-            if all(bitwise for _, bitwise in differences):
-                cells.append("bitwise equal")
-            else:
-                cells.append(_fmt(max(difference for difference, _ in differences)))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+def _folded_table(header: list[str], rows: list[list[str]], what: str) -> list[str]:
+    """The first SHOWN_ROWS rows as a table, the rest in a collapsed <details> block (GitHub renders it)."""
+    lines = _table(header, rows[:SHOWN_ROWS])
+    rest = rows[SHOWN_ROWS:]
+    if rest:
+        lines += ["", f"<details><summary>{len(rest)} more {what} (smaller ratios)</summary>", ""]
+        lines += _table(header, rest)
+        lines += ["", "</details>"]
     return lines
 
 
-def _axis_values(config: dict[str, Any]) -> list[tuple[str, Any]]:
-    pairs = [(key, value) for key, value in config.items() if key not in ("layers", "batch", "time", "features")]
-    for spec in config.get("layers", []):
-        prefix = spec["type"]
-        for key, value in spec.items():
-            if key == "layer":
-                pairs += [(f"branches.lstm.{k}", v) for k, v in value.items() if k != "type"]
-            elif key not in ("type", "units"):
-                pairs.append((f"{prefix}.{key}", value))
-        pairs.append(("layer", prefix))
-    return pairs
+def _case_line(result: CaseResult) -> str:
+    mark = VERDICT_MARK.get(result.verdict, result.verdict)
+    where = f" at {result.worst.api}/{result.worst.output}" if result.worst is not None else ""
+    measured = "" if not result.items else f", worst ratio {_judged(result.judged)}{where}"
+    return f"- **{result.case}** ({result.dtype}, {result.entry_point}): {mark}{measured}"
 
 
-def _coverage(loaded: dict[str, dict[str, Any]]) -> list[str]:
-    """How many distinct configurations, model runs and axis values the records exercised."""
-    configurations = set()
-    axis_values: dict[str, set] = {}
-    model_runs = 0
-    for record in loaded.values():
-        for case in record["cases"]:
-            config = case.get("config")
-            if config is None:
-                continue
-            configurations.add(repr(sorted(_axis_values(config))))
-            for key, value in _axis_values(config):
-                axis_values.setdefault(key, set()).add(repr(value))
-            model_runs += len(case["apis"])
-    if not configurations:
-        return []
-    lines = [
-        f"Combinations exercised: {len(configurations)} distinct configurations (combinations of axis values), "
-        f"{model_runs} model runs (configuration x API x backend), covering {sum(len(v) for v in axis_values.values())} "
-        f"values of {len(axis_values)} axes:",
-        "",
-    ]
-    lines.append("; ".join(f"{key} ({len(values)})" for key, values in sorted(axis_values.items())) + ".")
-    return lines
-
-
-def _growth(folder: Path) -> list[str]:
-    """Worst float32 error (output, h, c) against the reference per sequence length, units and backend."""
-    studies = load_growth_records(folder)
-    if not studies:
-        return ["Not run (python -m harness growth, part of the parity sessions)."]
-    backends = sorted(studies)
-    lines = [
-        "One float32 LSTM called eagerly, batch 5, 3 features, against the float64 reference: the worst absolute error "
-        "over output, h and c, and in brackets the headroom (the tolerance bound over the error at the tightest element; "
-        "below 1 would be a failure).",
-        "",
-        "| steps | units | " + " | ".join(backends) + " |",
-        "|---|---|" + "---|" * len(backends),
-    ]
-    keys = sorted({(p["time"], p["units"]) for study in studies.values() for p in study["points"]}, key=lambda k: (k[1], k[0]))
-    worst_headroom = float("inf")
-    for time, units in keys:
-        cells = []
-        for backend in backends:
-            point = next((p for p in studies[backend]["points"] if p["time"] == time and p["units"] == units), None)
-            if point is None or "quantities" not in point:
-                cells.append("error" if point else "not run")
-                continue
-            error = max(q["max_abs_error"] for q in point["quantities"].values())
-            headroom = min(q["headroom"] for q in point["quantities"].values())
-            worst_headroom = min(worst_headroom, headroom)
-            cells.append(f"{_fmt(error)} ({headroom:.1f}x)")
-        lines.append(f"| {time} | {units} | " + " | ".join(cells) + " |")
-    lines += ["", f"Smallest headroom anywhere: {worst_headroom:.1f}x."]
-    return lines
-
-
-def _faults(folder: Path) -> list[str]:
-    """The fault catalogue's detection per backend and the smallest detected perturbation per dtype."""
-    studies = records.read_backend_records(folder, "faults", "keras-parity/faults")
-    if not studies:
-        return ["Not run (nox -s faults)."]
-    backends = sorted(studies)
-    names = list(next(iter(studies.values()))["faults"])
-    detected = {b: sum(entry["detected"] for entry in studies[b]["faults"].values()) for b in backends}
-    false_alarms = {b: sum(entry["status"] not in ("pass", "known") for entry in studies[b]["clean"].values()) for b in backends}
-    lines = [
-        "Each fault is patched into Keras at run time (never into the reference) and run through the normal harness "
-        "on the cases it names; it is detected when a case fails. The same cases run unmodified must not fail.",
-        "",
-        "Detection rate: " + "; ".join(f"{b} {detected[b]} of {len(names)}, {false_alarms[b]} false alarms" for b in backends) + ".",
-        "",
-        "| fault | what it does | " + " | ".join(backends) + " |",
-        "|---|---|" + "---|" * len(backends),
-    ]
-    for name in names:
-        description = studies[backends[0]]["faults"][name]["description"]
-        cells = []
-        for backend in backends:
-            entry = studies[backend]["faults"].get(name)
-            if entry is None:
-                cells.append("not run")
-                continue
-            worst = max((run["max_abs_error"] or 0.0) for run in entry["runs"].values()) if entry["runs"] else 0.0
-            cells.append(("detected" if entry["detected"] else "**MISSED**") + f" ({len(entry['flagged_cases'])}/{len(entry['runs'])} cases, error up to {_fmt(worst)})")
-        lines.append(f"| {name} | {description} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Smallest constant added to the forget gate's pre-activation that the tolerances flag (a sweep from 1 down by "
-        "factors of 10), per dtype:",
-        "",
-        "| dtype | case | " + " | ".join(backends) + " |",
-        "|---|---|" + "---|" * len(backends),
-    ]
-    for dtype, entry in studies[backends[0]]["sweep"].items():
-        cells = []
-        for backend in backends:
-            sweep = studies[backend]["sweep"].get(dtype, {})
-            if sweep.get("clean_status") != "pass":
-                cells.append(f"n/a (unmodified case: {sweep.get('clean_status', 'not run')})")
-            elif sweep.get("smallest_detected") is None:
-                cells.append("none detected")
-            else:
-                cells.append(f"{sweep['smallest_detected']:g}")
-        lines.append(f"| {dtype} | {entry['case']} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _serialization(folder: Path) -> list[str]:
-    """Models saved as .keras on one backend and loaded on another (harness.studies.serialization records)."""
-    studies = records.read_backend_records(folder, "serialization", "keras-parity/serialization")
-    loads = [(backend, entry) for backend, data in studies.items() for entry in data["loads"]]
-    if not loads:
-        return ["Not run (nox runs it after the parity sessions: nox -s serialization)."]
-    lines = [
-        "Each case's Functional model, saved with model.save() on one backend and loaded with keras.saving.load_model() "
-        "on another: its status against the float64 reference, and the largest difference from the saving backend's own outputs.",
-        "",
-        "| saved on | loaded on | models | agree with reference | largest difference from the saving backend | failures |",
-        "|---|---|---|---|---|---|",
-    ]
-    pairs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for loaded_on, entry in loads:
-        pairs.setdefault((entry["saved_on"], loaded_on), []).append(entry)
-    for (saved_on, loaded_on), entries in sorted(pairs.items()):
-        passed = sum(entry["status"] == "pass" for entry in entries)
-        differences = [v["max_abs_diff"] for entry in entries for v in entry["vs_saving_backend"].values()]
-        failures = ", ".join(
-            f"{e['case']} ({e['status']}" + (f": {', '.join(e.get('known_divergences', []))}" if e["status"] == "known" else "") + ")"
-            for e in entries if e["status"] != "pass"
-        ) or "none"
+def _failure(failure: Failure) -> list[str]:
+    result = failure.result
+    lines = [_case_line(result)]
+    if result.error is not None:
+        lines.append(f"  - raised {result.error.type}: {_cell(result.error.message)}")
+    for item in failure.failing_items:
+        lines.append(f"  - {_cell(item.message)} (ratio {_ratio(item.judged)})")
+    lines += [f"  - {_cell(problem)}" for problem in failure.other_problems]
+    for row in failure.api_disagreements:
         lines.append(
-            f"| {saved_on} | {loaded_on} | {len(entries)} | {passed} | {_fmt(max(differences)) if differences else 'n/a'} | {failures} |"
+            f"  - APIs disagree: {row.apis[0]} vs {row.apis[1]} on {row.output}: {format_number(row.max_abs_diff)} "
+            f"(bound {format_number(row.bound)}, ratio {_ratio(row.judged)})"
+        )
+    for row in failure.cross_disagreements:
+        lines.append(
+            f"  - backends disagree: {row.backends[0]} vs {row.backends[1]} on {row.worst.output}: "
+            f"{format_number(row.worst.max_abs_diff)} (bound {format_number(row.worst.bound)}, ratio {_ratio(row.worst.judged)})"
+        )
+    lines += [f"  - applicable divergence did not match: {_cell(reason)}" for reason in result.unexplained]
+    if not result.classified:
+        lines.append("  - not classified (no verdict file): known divergences were not checked")
+    return lines
+
+
+def _attention(report: Report) -> list[str]:
+    lines = ["## Needs attention", ""]
+    if report.warnings:
+        lines += [f"- Warning: {_cell(w)}" for w in report.warnings] + [""]
+    lines += [f"### Failures ({len(report.failures)})", ""]
+    if not report.failures:
+        lines.append("None: no case failed, raised, timed out or was invalid.")
+    for backend in report.backends:
+        mine = [f for f in report.failures if f.result.backend == backend]
+        if mine:
+            counts = ", ".join(f"{sum(f.result.verdict == v for f in mine)} {v}" for v in ATTENTION_VERDICTS if any(f.result.verdict == v for f in mine))
+            lines += [f"#### {backend} ({counts})", ""]
+            for failure in mine:
+                lines += _failure(failure)
+            lines.append("")
+    lines += ["", f"### Backends that disagree beyond their bound, unexplained ({len(report.unexplained_cross)})", ""]
+    if not report.cross.ran:
+        lines.append("Not compared (no cross_backend.json).")
+    elif not report.unexplained_cross:
+        explained = len(report.cross.outside)
+        lines.append("None." + (f" {explained} disagreements involve a case explained by a known divergence (see Backend against backend)." if explained else ""))
+    else:
+        lines += _folded_table(
+            ["case", "backends", "output", "difference", "bound", "ratio"],
+            [[_cell(r.case), f"{r.backends[0]} vs {r.backends[1]}", _cell(r.worst.output), format_number(r.worst.max_abs_diff),
+              format_number(r.worst.bound), _ratio(r.worst.judged)] for r in report.unexplained_cross],
+            "disagreements",
         )
     return lines
 
 
-def render_report(folder: Path) -> str:
-    loaded = load_records(folder)
-    backends = sorted(loaded)
-    names = _case_names(loaded)
-    by_backend = {backend: _by_case(loaded[backend]) for backend in backends}
-    divergences = {d.id: d for d in load_divergences()}
-
-    lines = ["# keras-parity report", ""]
-    lines += ["Generated by `python -m harness report` from the run records in this folder.", ""]
-    lines += [
-        "## Summary", "",
-        "| backend | device | cases | pass | known | refused | fail | error | timeout | wall time | fault injected |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
+    lines = [f"#### {claim.id}", ""]
+    if not claim.described:
+        lines += ["Named by a verdict but described in no verdict file.", ""]
+    else:
+        lines += [
+            f"- Kind: {claim.kind}. Applies when: {_cell(claim.when) or 'n/a'}.",
+            *([f"- Explains a case only when {_cell(claim.checks)}."] if claim.checks else []),
+            f"- Observed: {_cell(claim.observed)}",
+            f"- Reference: {_cell(claim.reference)}",
+            f"- Upstream: {claim.upstream or 'no upstream issue found'}. Reproducer: `{claim.reproducer}`.",
+        ]
     for backend in backends:
-        statuses = [case["status"] for case in loaded[backend]["cases"]]
-        counts = [statuses.count(status) for status in ("pass", "known", "refused", "fail", "error", "timeout")]
-        fault = loaded[backend].get("fault") or "none"
-        wall = loaded[backend].get("wall_time_s")
-        wall_text = f"{wall:.0f} s" if wall is not None else "n/a"
-        device = loaded[backend]["device"] + (f" ({loaded[backend]['device_class']})" if loaded[backend].get("device_class", "cpu") != "cpu" else "")
-        lines.append(
-            f"| {backend} | {device} | {len(statuses)} | " + " | ".join(map(str, counts))
-            + f" | {wall_text} | {fault} |"
-        )
-    lines += [""] + _coverage(loaded)
+        cases = claim.explained.get(backend, ())
+        if cases:
+            impact = claim.impact(backend)
+            raised = f", {impact.raised} raise" if impact.raised else ""
+            names = ", ".join(c.case for c in cases)
+            if len(cases) > 8:
+                names = f"<details><summary>the {len(cases)} cases</summary>{names}</details>"
+            lines.append(
+                f"- Explained on {backend}: {len(cases)} case{'s' if len(cases) != 1 else ''}{raised}, worst ratio "
+                f"{format_judged(impact.worst)}: " + names
+            )
+    return lines + [""]
 
-    lines += ["", "## Against the float64 NumPy reference", ""]
-    lines += _per_case_table(
-        "Each cell: status, then the largest absolute error / largest ULP distance (in the case's dtype) over every "
-        "model-building API and every output (output, h, c) of the case.",
-        ["dtype", "entry point"], lambda some: [some["dtype"], some.get("entry_point", "predict")], _cell, names, by_backend,
-    )
 
-    lines += ["", "## Sequential, Functional and subclassed models", ""]
-    lines += _per_case_table(
-        "The same case built in every API it can be written in, with identical weights: the largest difference "
-        "between any two APIs, or \"bitwise equal\" when every output agrees to the last bit.",
-        ["APIs"], lambda some: [", ".join(some["apis"])], _api_cell, names, by_backend,
-    )
-
-    lines += ["", "## Backend against backend", ""] + _pairwise(folder, loaded, names)
-
-    lines += ["", "## Train on one backend, serve on another", ""] + _serialization(folder)
-
-    lines += ["", "## Error as the sequence grows", ""] + _growth(folder)
-
-    lines += ["", "## Fault injection: do the tolerances catch real bugs?", ""] + _faults(folder)
-
-    lines += ["", "## Failures", ""]
-    failures = [
-        (backend, case) for backend in backends for case in loaded[backend]["cases"] if case["status"] in ("fail", "error", "timeout")
-    ]
-    if not failures:
-        lines.append("None.")
-    for backend, case in failures:
-        lines.append(f"- **{case['case']}** on {backend}: {case['status']}" + (f": {case['error']}" if case["error"] else ""))
-        for api in case["apis"].values():
-            for item in api["items"].values():
-                if not item["passed"]:
-                    lines.append(f"  - {item['message']}")
-
-    lines += ["", "## Known divergences", ""]
-    seen = sorted({d for backend in backends for case in loaded[backend]["cases"] for d in case.get("known_divergences", []) if case["status"] == "known"})
+def _known(report: Report) -> list[str]:
+    seen = [c for c in report.claims if c.seen]
+    lines = ["## Known divergences", ""]
     if not seen:
-        lines.append("None observed in this run.")
-    for divergence_id in seen:
-        divergence = divergences.get(divergence_id)
-        hits = [f"{case['case']}@{backend}" for backend in backends for case in loaded[backend]["cases"] if divergence_id in case.get("known_divergences", []) and case["status"] == "known"]
-        lines.append(f"### {divergence_id}")
-        lines.append("")
-        lines.append(f"Seen in: {', '.join(hits)}.")
-        if divergence is not None:
-            lines += ["", divergence.observed, "", f"Reference: {divergence.reference}", ""]
-            lines.append(f"Reproducer: `{divergence.reproducer}`. Upstream: {divergence.upstream or 'no upstream issue found'}.")
-        lines.append("")
-    stale = stale_divergences({b: loaded[b]["cases"] for b in backends}, list(divergences.values()))
-    for divergence, where in stale:
-        lines.append(f"- **possibly resolved**: `{divergence.id}` no longer reproduces ({', '.join(where)} pass).")
-
-    lines += ["", "## Tolerances", ""]
-    lines += ["An element fails when |actual - expected| > atol + rtol * |expected|.", ""]
-    lines += ["| dtype | quantity | rtol | atol | reason |", "|---|---|---|---|---|"]
-    first = loaded[backends[0]]
-    for dtype, rows in first["tolerances"].items():
-        for quantity, tol in rows.items():
-            lines.append(f"| {dtype} | {quantity} | {tol['rtol']:g} | {tol['atol']:g} | {' '.join(tol['reason'].split())} |")
-
-    lines += ["", "## Environment and how to reproduce", ""]
-    lines += ["| backend | keras | backend version | numpy | python | settings | started | command |", "|---|---|---|---|---|---|---|---|"]
-    for backend in backends:
-        record = loaded[backend]
-        versions = record["versions"]
-        settings = ", ".join(f"{k}={v}" for k, v in record.get("settings", {}).items()) or "none"
-        lines.append(
-            f"| {backend} | {versions.get('keras')} | {versions.get(backend)} | {versions.get('numpy')} | "
-            f"{versions.get('python')} | {settings} | {record['started']} | `{record['command']}` |"
+        lines.append("None explained a case in this run.")
+    else:
+        lines += ["Cases each documented divergence explained (its claim checked against the measurements), per backend.", ""]
+        lines += _table(
+            ["divergence", "kind", *report.backends],
+            [[f"[{c.id}](#{c.id.lower()})", c.kind, *(str(len(c.explained.get(b, ()))) or "0" for b in report.backends)] for c in seen],
         )
-    lines += ["", f"Platform: {first['versions'].get('platform')}. Seed: {first.get('seed')}.", ""]
+        lines.append("")
+        for claim in seen:
+            lines += _claim(claim, report.backends)
+    unseen = [c.id for c in report.claims if not c.seen]
+    if unseen:
+        lines += ["", "Documented but explaining no case in this run: " + ", ".join(f"`{i}`" for i in unseen) + "."]
+    lines += ["", "### Possibly resolved", ""]
+    if not report.possibly_resolved:
+        lines.append("None: no divergence applies to a passing case where its alternative would have been distinguishable.")
+    else:
+        lines.append("Divergences that apply to these passing cases, where the claimed behaviour would have been distinguishable "
+                     "from the reference: the bug may be fixed.")
+        lines.append("")
+        lines += [f"- `{c.claim}` on {c.backend}: {', '.join(c.cases)}" for c in report.possibly_resolved]
+    return lines
+
+
+def _closest(report: Report) -> list[str]:
+    lines = ["## Closest calls", "", "The passing cases nearest their tolerance (ratio = error / tolerance; 1 would fail).", ""]
+    if not report.closest_calls:
+        return lines + ["No passing case was measured."]
+    rows = []
+    for r in report.closest_calls:
+        item = r.worst
+        rows.append([
+            _cell(r.case), r.backend, r.dtype, _ratio(r.judged), format_number(r.judged.abs_error),
+            f"{item.api}/{item.output}" if item else "n/a",
+            f"rtol {format_number(item.rtol, 0)}, atol {format_number(item.atol, 0)}" if item else "n/a",
+        ])
+    return lines + _table(["case", "backend", "dtype", "ratio", "abs error", "where", "tolerance"], rows)
+
+
+def _summary(report: Report) -> list[str]:
+    verdicts = [v for v in report.summaries[0].counts] if report.summaries else []
+    rows = []
+    for s in report.summaries:
+        device = s.device + (f" ({s.device_class})" if s.device_class not in ("cpu", "?") else "")
+        rows.append([
+            s.backend, device, str(s.cases), *(str(s.counts.get(v, 0)) for v in verdicts), format_seconds(s.wall_time_s),
+            s.fault or "none", "yes" if s.classified else "**no**",
+        ])
+    lines = ["## Summary", ""] + _table(["backend", "device", "cases", *verdicts, "wall time", "fault injected", "classified"], rows)
+    c = report.coverage
+    if c.configurations:
+        lines += [
+            "",
+            f"Combinations exercised: {c.configurations} distinct configurations (combinations of axis values), "
+            f"{c.model_runs} model runs (configuration x API x backend), covering {c.values} values of {len(c.axes)} axes:",
+            "",
+            "; ".join(f"{axis} ({count})" for axis, count in c.axes) + ".",
+        ]
+    return lines
+
+
+def _reference(report: Report) -> list[str]:
+    lines = [
+        "## Against the float64 NumPy reference", "",
+        "Each cell: verdict, then the largest ratio of error to tolerance over every API and output of the case, with that "
+        "output's absolute error. Rows: largest ratio first.", "",
+    ]
+    rows = [[_cell(r.case), r.dtype, r.entry_point, *(_cell(format_case(r.cells[b])) if r.cells[b] is None or r.cells[b].judged.band != "over" else f"**{_cell(format_case(r.cells[b]))}**" for b in report.backends)] for r in report.case_rows]
+    return lines + _folded_table(["case", "dtype", "entry point", *report.backends], rows, "cases")
+
+
+def _apis(report: Report) -> list[str]:
+    lines = [
+        "## Sequential, Functional and subclassed models", "",
+        "The same case built in every API it can be written in, with identical weights, compared output by output "
+        "against the bound the APIs must meet (0: bitwise).", "",
+    ]
+    lines += [
+        f"- {s.backend}: {s.bitwise} of {s.cases} cases bitwise equal across APIs, {s.within} within their bound"
+        + (f"; outside: {', '.join(s.outside)}" if s.outside else "") + "."
+        for s in report.api_summaries
+    ]
+    differing = [r for r in report.api_rows if not r.bitwise]
+    if differing:
+        lines += ["", "Cases whose APIs are not bitwise equal somewhere (largest ratio first):", ""]
+        rows = []
+        for r in differing:
+            cells = []
+            for b in report.backends:
+                cell = r.cells[b]
+                if cell is None or not cell.api_agreement:
+                    cells.append("n/a")
+                else:
+                    cells.append(format_agreement(cell.api_judged, all(a.bitwise_equal for a in cell.api_agreement)))
+            rows.append([_cell(r.case), ", ".join(r.apis), *cells])
+        lines += _folded_table(["case", "APIs", *report.backends], rows, "cases")
+    return lines
+
+
+def _cross(report: Report) -> list[str]:
+    lines = ["## Backend against backend", ""]
+    cross = report.cross
+    if not cross.ran:
+        return lines + ["Not run (no cross_backend.json in this folder)."]
+    lines += ["The same case (same inputs, same weights) on two backends, worst output per case, against the bound the "
+              "backends must agree within.", ""]
+    lines += _table(
+        ["backends", "cases compared", "within bound", "worst ratio", "worst case"],
+        [[f"{p.backends[0]} vs {p.backends[1]}", str(p.compared), str(p.within),
+          _ratio(p.worst.worst.judged) if p.worst else "n/a", _cell(p.worst.case) if p.worst else "n/a"] for p in cross.pairs],
+    )
+    if cross.rows:
+        shown = cross.rows[:SHOWN_ROWS]
+        lines += ["", f"The {len(shown)} comparisons with the largest ratios:", ""]
+        lines += _table(
+            ["case", "backends", "output", "difference", "bound", "ratio"],
+            [[_cell(r.case), f"{r.backends[0]} vs {r.backends[1]}", _cell(r.worst.output), format_number(r.worst.max_abs_diff),
+              format_number(r.worst.bound), _ratio(r.worst.judged)] for r in shown],
+        )
+        rest = cross.rows[SHOWN_ROWS:]
+        if rest:
+            lines += ["", f"{len(rest)} more comparisons, each with a ratio of at most {format_ratio(rest[0].worst.judged)} "
+                      "(every comparison is in report.html and cross_backend.json)."]
+    if cross.skipped:
+        lines += ["", f"<details><summary>{len(cross.skipped)} comparisons skipped</summary>", ""]
+        lines += [f"- {_cell(case)} ({' vs '.join(backends)}): {_cell(reason)}" for case, backends, reason in cross.skipped]
+        lines += ["", "</details>"]
+    return lines
+
+
+def _serialization(report: Report) -> list[str]:
+    lines = ["## Train on one backend, serve on another", ""]
+    if report.serialization is None:
+        return lines + ["Not run (nox runs it after the parity sessions: nox -s serialization)."]
+    lines += ["Each case's Functional model saved with model.save() on one backend and loaded on another: against the "
+              "float64 reference (worst ratio to the tolerance), and the largest difference from the saving backend's own outputs.", ""]
+    return lines + _table(
+        ["saved on", "loaded on", "models", "pass", "worst ratio", "largest difference from the saving backend", "not passing"],
+        [[r.saved_on, r.loaded_on, str(r.models), str(r.passed), _judged(r.judged), format_number(r.largest_difference),
+          _cell(", ".join(r.failures)) or "none"] for r in report.serialization],
+    )
+
+
+def _growth(report: Report) -> list[str]:
+    lines = ["## Error as the sequence grows", ""]
+    growth = report.growth
+    if growth is None:
+        return lines + ["Not run (python -m harness growth, part of the parity sessions)."]
+    lines += ["One float32 LSTM against the float64 reference: the largest ratio of error to tolerance over output, h and c, "
+              "with its absolute error.", ""]
+    rows = []
+    for time, units in growth.keys:
+        cells = []
+        for backend in growth.backends:
+            point = growth.point(backend, time, units)
+            cells.append("not run" if point is None else ("error" if point.status == "error" else _judged(point.judged)))
+        rows.append([str(time), str(units), *cells])
+    lines += _table(["steps", "units", *growth.backends], rows)
+    return lines + ["", f"Largest ratio anywhere: {_judged(growth.worst)}."]
+
+
+def _faults(report: Report) -> list[str]:
+    lines = ["## Fault injection: do the tolerances catch real bugs?", ""]
+    faults = report.faults
+    if faults is None:
+        return lines + ["Not run (nox -s faults)."]
+    lines += [
+        "Each fault is patched into Keras at run time (never into the reference) and run through the harness on the cases it "
+        "names; it is detected when a case fails. The same cases run unmodified must pass.", "",
+        "Detection: " + "; ".join(
+            f"{d.backend} {d.detected} of {d.total}" + (f" ({d.errors} raised)" if d.errors else "")
+            + f", {len(d.false_alarms)} false alarms" for d in faults.detection
+        ) + ".", "",
+    ]
+    rows = []
+    for row in faults.rows:
+        cells = []
+        for backend in faults.backends:
+            cell = row.cells[backend]
+            status = {"undetected": "**MISSED**", "error": "**ERROR**"}.get(cell.status, cell.status)
+            cells.append(status if cell.status == "not run" else f"{status} ({cell.flagged}/{cell.runs} cases, error up to {format_number(cell.worst_error)})")
+        rows.append([row.name, _cell(row.description), *cells])
+    lines += _table(["fault", "what it does", *faults.backends], rows)
+    if faults.sweep:
+        lines += ["", "Smallest constant added to the forget gate's pre-activation that the tolerances flag, per dtype:", ""]
+        lines += _table(["dtype", "case", *faults.backends], [[s.dtype, s.case, *(s.cells[b] for b in faults.backends)] for s in faults.sweep])
+    return lines
+
+
+def _tolerances(report: Report) -> list[str]:
+    lines = ["## Tolerances", "", "An element fails when |actual - expected| > atol + rtol * |expected|; the ratio is the "
+             "largest |actual - expected| / (atol + rtol * |expected|) over the elements.", ""]
+    lines += _table(
+        ["dtype", "quantity", "rtol", "atol", "rel floor", "measured", "reason"],
+        [[t.dtype, t.quantity, format_number(t.rtol, 0), format_number(t.atol, 0), format_number(t.rel_floor, 0),
+          {True: "yes", False: "no", None: "n/a"}[t.measured], _cell(t.reason)] for t in report.tolerances],
+    )
+    lines += [f"- {d}" for d in report.tolerance_differences]
+    return lines
+
+
+def _environment(report: Report) -> list[str]:
+    lines = ["## Environment and how to reproduce", ""]
+    runs = [e for e in report.environments if e.kind == "run"]
+    keys = list(dict.fromkeys(k for e in runs for k in e.versions))
+    rows = []
+    for e in runs:
+        rows.append([
+            e.backend, _cell(f"{e.device} ({e.device_class})"), *(_cell(e.versions.get(k, "n/a")) for k in keys if k not in report.backends),
+            _cell(e.versions.get(e.backend, "n/a")),
+            _cell(", ".join(f"{k}={v}" for k, v in e.settings.items()) or "none"), _cell("none" if e.seed is None else e.seed),
+            e.started, e.finished, format_seconds(e.wall_time_s), f"`{_cell(e.command)}`",
+        ])
+    version_keys = [k for k in keys if k not in report.backends]
+    lines += _table(["backend", "device (class)", *version_keys, "backend version", "settings", "seed", "started", "finished", "wall time", "command"], rows)
+    lines += ["", "Verdicts (which divergence file each backend's cases were classified against):", ""]
+    lines += _table(
+        ["backend", "divergence file", "sha256", "classified", "run classified"],
+        [[e.backend, f"`{e.verdicts.file}`", f"`{e.verdicts.sha256}`", e.verdicts.classified,
+          e.verdicts.run_started + ("" if e.verdicts.matches_run else " (**not this run**)")]
+         if e.verdicts else [e.backend, "not classified", "-", "-", "-"] for e in runs],
+    )
+    side = [e for e in report.environments if e.kind != "run"]
+    if side:
+        lines += ["", "Side records:", ""]
+        lines += _table(
+            ["record", "backend", "device (class)", "settings", "seed", "started", "finished", "command"],
+            [[e.kind, e.backend, _cell(f"{e.device} ({e.device_class})"), _cell(", ".join(f"{k}={v}" for k, v in e.settings.items()) or "none"),
+              _cell("none" if e.seed is None else e.seed), e.started, e.finished, f"`{_cell(e.command)}`"] for e in side],
+        )
+    if report.notes:
+        lines += [""] + [f"- {_cell(n)}" for n in report.notes]
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    """REPORT.md for a built report model."""
+    attention = report.attention_count
+    lines = ["# keras-parity report", ""]
+    lines += [
+        "Generated by `python -m harness report` from the records in this folder. Every error is shown as its ratio to the "
+        "tolerance that judged it (at most 1 passes), with the absolute error beside it.", "",
+        (f"**{attention} item{'s' if attention != 1 else ''} need{'s' if attention == 1 else ''} attention**: "
+         f"{len(report.failures)} failing case result{'s' if len(report.failures) != 1 else ''}, "
+         f"{len(report.unexplained_cross)} unexplained cross-backend disagreement{'s' if len(report.unexplained_cross) != 1 else ''}."
+         if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
+        "",
+    ]
+    for section in (_attention, _known, _closest, _summary, _reference, _apis, _cross, _serialization, _growth, _faults,
+                    _tolerances, _environment):
+        lines += section(report) + [""]
     return "\n".join(lines)
 
 
-def load_growth_records(folder: Path) -> dict[str, dict[str, Any]]:
-    return records.read_backend_records(folder, "growth", "keras-parity/growth")
-
-
-def report_figures(folder: Path) -> dict[str, bytes]:
-    """The plots of report.html, keyed by caption; empty when matplotlib is not installed."""
-    try:
-        from harness.reports import plots
-    except ImportError:
-        return {}
-    run_records = load_records(folder)
-    figures = {
-        "Error against the float64 reference, per case group and backend: log10 of the worst absolute error, known "
-        "divergences included (the bright cells are the known divergences listed below; grey: errors, not run)": plots.error_heatmap(run_records)
-    }
-    growth = load_growth_records(folder)
-    if growth:
-        figures["Error against the reference as the sequence grows, per backend and number of units, with the float32 tolerance"] = plots.growth_plot(growth)
-    figures["Distribution of the worst ULP distance per float32 case, per backend"] = plots.ulp_histogram(run_records)
-    return figures
-
-
-def write_report(folder: Path) -> list[Path]:
-    """Write REPORT.md, WHY.md and report.html into ``folder``; all only read the records there."""
-    from harness.reports.html import render_html
-    from harness.reports.why import render_why
-
-    texts = {
-        "REPORT.md": render_report(folder),
-        "WHY.md": render_why(folder, load_records(folder)),
-        "report.html": render_html(folder, report_figures(folder)),
-    }
-    written = []
-    for name, text in texts.items():
-        records.write_text(folder / name, text)
-        written.append(folder / name)
-    return written
+def render_report(folder: Path) -> str:
+    """REPORT.md for the records in ``folder`` (builds the model)."""
+    return render_markdown(build_report(folder))

@@ -1,28 +1,24 @@
-"""Generate results/WHY.md: why two "identical" LSTM models give different numbers, from measurements.
+"""WHY.md: why two "identical" LSTM models give different numbers, rendered from the report model.
 
-Reads the run records (<backend>.json) and the probe records (<backend>.probes.json) in a results
-folder; every number in WHY.md comes from them.
+Every number and every conclusion comes from the model (harness.reports.model), which read the run,
+verdict and probe records: a statement such as "the APIs agree bitwise" appears only when every API
+comparison in every record is bitwise equal, and a "nothing to fix" only when the probe measured
+nothing (or only rounding) on every backend. The texts below describe what each probe compares and
+the fix when it does differ; they assert nothing about the outcome.
 """
 
 from __future__ import annotations
 
-import itertools
-from pathlib import Path
-from typing import Any
+from harness.reports.model import PROBES_SCHEMA, CaseResult, Report, format_judged, format_number, format_short
 
-import numpy as np
+__all__ = ["PROBES_SCHEMA", "render_why"]
 
-from harness.records import store as records
-from harness.case.divergences import load_divergences
-
-PROBES_SCHEMA = "keras-parity/probes"
-
-# Probe id -> (cause, how it shows, the one-line fix). The numbers come from the probe records.
+# Probe id -> (cause, what the probe compares, the fix when the two differ).
 CAUSES: dict[str, tuple[str, str, str]] = {
     "identical_weights": (
         "The model-building API itself",
         "Sequential vs Functional, same weights (set_weights)",
-        "Nothing to fix: with the same weights the API does not change the numbers.",
+        "Report it: with the same weights the APIs should give the same numbers.",
     ),
     "separately_initialized_weights": (
         "Separately initialized weights",
@@ -52,7 +48,7 @@ CAUSES: dict[str, tuple[str, str, str]] = {
     "predict_batch_size": (
         "Batch size",
         "predict(x, batch_size=1) vs predict(x) on the whole batch",
-        "Nothing to fix beyond float32 rounding; compare with a tolerance, not bitwise.",
+        "Compare with a tolerance, or predict with the same batch size.",
     ),
     "mixed_precision_policy": (
         "Dtype policy",
@@ -62,178 +58,212 @@ CAUSES: dict[str, tuple[str, str, str]] = {
     "kernel_path_all_true_mask": (
         "Backend kernel path",
         "no mask vs an all-true mask (some backends switch to another LSTM implementation)",
-        "Nothing to fix beyond rounding; expect float32-rounding differences between paths.",
+        "Compare with a tolerance: the two paths round differently.",
     ),
     "eager_call_versus_predict": (
         "Eager call versus predict",
         "model(x) vs model.predict(x), float32",
-        "Nothing to fix in float32; in float64, predict rounds inputs to float32 (see below).",
+        "Compare like with like: call and predict run different code paths.",
     ),
 }
 
-
-def _fmt(value: float | None) -> str:
-    if value is None or value != value:
-        return "n/a"
-    return "0 (bitwise equal)" if value == 0 else f"{value:.2g}"
-
-
-def load_probe_records(folder: Path) -> dict[str, dict[str, Any]]:
-    return records.read_backend_records(folder, "probes", PROBES_SCHEMA)
+SEED_CLAIMS = (
+    ("seed_example1_stateful", "Example 1 (stateful Sequential vs Functional with copied weights) gives identical outputs."),
+    ("seed_example2_separate_instances", "Example 2: two separate LSTM instances give 'different outputs' because each has its own weights and state."),
+    ("seed_example3_shared_instance", "Example 3: reusing one instance is 'incorrect weight sharing' that 'drastically alters the dynamics'."),
+)
 
 
-def _probe_cell(probes: dict[str, Any], name: str) -> str:
-    entry = probes.get("probes", {}).get(name)
-    if entry is None:
+def _cell(text: object) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _plural(number: int, word: str) -> str:
+    return f"{number} {word}" if number == 1 else f"{number} {word}s"
+
+
+def _api_section(report: Report) -> list[str]:
+    why = report.why
+    title = {
+        "bitwise": "With the same weights, the API changes nothing (bitwise)",
+        "within": "With the same weights, the APIs agree within their bound, not always bitwise",
+        "outside": "With the same weights, the APIs disagree in some cases",
+        "none": "APIs: no case was built and compared in more than one API",
+    }[why.api_outcome]
+    lines = [f"## {title}", ""]
+    for s in why.api:
+        line = f"- {s.backend}: {s.bitwise} of {s.cases} cases built in several APIs are bitwise equal across APIs"
+        if s.not_bitwise:
+            line += f"; {s.within} within their bound; not bitwise: {', '.join(s.not_bitwise[:8])}" + (" ..." if len(s.not_bitwise) > 8 else "")
+        lines.append(line + ".")
+    return lines
+
+
+def _probe_cell(report: Report, probe: str, backend: str) -> str:
+    row = next((r for r in report.why.probes if r.probe == probe), None)
+    cell = row.cells.get(backend) if row else None
+    if cell is None or not cell.ran:
         return "not run"
-    if entry.get("error"):
-        return f"error: {entry['error']}"
-    return _fmt(entry["max_abs_diff"])
+    if cell.error:
+        return f"error: {_cell(cell.error)}"
+    return "0 (bitwise equal)" if cell.bitwise else format_short(cell.max_abs_diff)
 
 
-def _seed_rows(probe_records: dict[str, dict[str, Any]]) -> list[str]:
-    weights = {
-        backend: data["probes"].get("seeded_initial_weights", {}).get("weights")
-        for backend, data in probe_records.items()
-    }
-    weights = {backend: w for backend, w in weights.items() if w}
-    rows = []
-    for first, second in itertools.combinations(sorted(weights), 2):
-        difference = max(
-            float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(weights[first], weights[second])
-        )
-        rows.append(f"| {first} vs {second} | {_fmt(difference)} |")
-    return rows
+def _conclusion(report: Report, probe: str, fix: str) -> str:
+    row = next((r for r in report.why.probes if r.probe == probe), None)
+    if row is None or row.outcome == "not run":
+        return "Not measured."
+    if row.outcome == "error":
+        return "Not measured: the probe raised."
+    if row.outcome == "bitwise":
+        return "Nothing to fix: bitwise equal on every backend probed."
+    if row.outcome == "rounding":
+        worst = max((c.max_abs_diff or 0.0) for c in row.cells.values() if c.ran and c.error is None)
+        return (f"Rounding only: at most {format_short(worst)}, within the float32 output atol "
+                f"({format_number(report.why.float32_atol, 0)}); compare with a tolerance, not bitwise.")
+    return fix
 
 
-def _case(run_records: dict[str, dict[str, Any]], backend: str, name: str) -> dict[str, Any] | None:
-    for case in run_records.get(backend, {}).get("cases", []):
-        if case["case"] == name:
-            return case
-    return None
-
-
-def _api_summary(run_records: dict[str, dict[str, Any]]) -> list[str]:
-    lines = []
-    for backend in sorted(run_records):
-        cases = [c for c in run_records[backend]["cases"] if len(c["apis"]) > 1]
-        bitwise = [c for c in cases if c["api_agreement"] and all(row["bitwise_equal"] for row in c["api_agreement"])]
-        differing = [c["case"] for c in cases if c not in bitwise]
-        tail = f"; not bitwise: {', '.join(differing[:8])}" if differing else ""
-        lines.append(f"- {backend}: {len(bitwise)} of {len(cases)} cases built in several APIs are bitwise equal across APIs{tail}.")
-    return lines
-
-
-def _seed_claims(run_records: dict[str, dict[str, Any]]) -> list[str]:
-    claims = [
-        ("seed_example1_stateful", "Example 1 (stateful Sequential vs Functional with copied weights) gives identical outputs."),
-        ("seed_example2_separate_instances", "Example 2: two separate LSTM instances give 'different outputs' because each has its own weights and state."),
-        ("seed_example3_shared_instance", "Example 3: reusing one instance is 'incorrect weight sharing' that 'drastically alters the dynamics'."),
-    ]
-    lines = ["| claim | " + " | ".join(sorted(run_records)) + " |", "|---|" + "---|" * len(run_records)]
-    for name, claim in claims:
-        cells = []
-        for backend in sorted(run_records):
-            case = _case(run_records, backend, name)
-            if case is None:
-                cells.append("not run")
-                continue
-            agreement = case["api_agreement"]
-            bitwise = bool(agreement) and all(row["bitwise_equal"] for row in agreement)
-            cells.append(
-                f"{case['status']} against the reference (max error {_fmt(records.worst_item(case, 'max_abs_error'))}); APIs "
-                + ("bitwise equal" if bitwise else "differ")
-                + (f"; known: {', '.join(case.get('known_divergences', []))}" if case["status"] == "known" else "")
-            )
-        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _count(number: int) -> str:
-    return f"{number} case" if number == 1 else f"{number} cases"
-
-
-def _divergence_rows(run_records: dict[str, dict[str, Any]]) -> list[str]:
-    backends = sorted(run_records)
-    lines = ["| divergence | " + " | ".join(backends) + " | reproducer |", "|---|" + "---|" * (len(backends) + 1)]
-    for divergence in load_divergences():
-        cells = []
-        for backend in backends:
-            hits = [c for c in run_records[backend]["cases"] if divergence.id in c.get("known_divergences", []) and c["status"] == "known"]
-            if not hits:
-                cells.append("-")
-            elif any(c.get("measured_status") == "error" for c in hits):
-                cells.append(f"raises ({_count(len(hits))})")
-            else:
-                worst = max((v for v in (records.worst_item(c, "max_abs_error") for c in hits) if v is not None), default=None)
-                cells.append(f"up to {_fmt(worst)} ({_count(len(hits))})")
-        lines.append(f"| {divergence.id} | " + " | ".join(cells) + f" | `{divergence.reproducer}` |")
-    return lines
-
-
-def render_why(folder: Path, run_records: dict[str, dict[str, Any]]) -> str:
-    probe_records = load_probe_records(folder)
-    backends = sorted(set(run_records) | set(probe_records))
-    versions = next(iter(run_records.values()))["versions"] if run_records else {}
-    lines = [
-        "# Why do two \"identical\" LSTM models give different numbers?",
-        "",
-        f"Generated by `python -m harness report` from the records in `results/` (keras {versions.get('keras', '?')}, "
-        f"backends: {', '.join(backends)}, CPU). Every number below was measured; see REPORT.md for the full matrix.",
-        "",
-        "## With the same weights, the API changes nothing",
-        "",
-    ]
-    lines += _api_summary(run_records)
+def _causes(report: Report) -> list[str]:
+    why = report.why
+    backends = why.probe_backends
+    lines = ["## Causes, measured", ""]
+    if not backends:
+        return lines + ["Not measured: no probe records (python -m harness probe --backend NAME --out DIR)."]
     lines += [
-        "",
-        "## Causes, measured",
-        "",
-        "Largest absolute difference between the two models' outputs (probe models: batch 4, 10 steps, 3 features, "
-        "LSTM(16) and Dense(1), float32).",
-        "",
-        "| cause | what was compared | " + " | ".join(backends) + " | fix |",
+        "Largest absolute difference between the two models' outputs, per backend (the probe models are built by "
+        "harness/studies/probes.py). The last column follows from the numbers: \"nothing to fix\" only when every backend "
+        "probed was bitwise equal.", "",
+        "| cause | what was compared | " + " | ".join(backends) + " | what to do |",
         "|---|---|" + "---|" * len(backends) + "---|",
     ]
-    for name, (cause, compared, fix) in CAUSES.items():
-        cells = [_probe_cell(probe_records.get(b, {}), name) for b in backends]
-        lines.append(f"| {cause} | {compared} | " + " | ".join(cells) + f" | {fix} |")
+    measured = [row.probe for row in why.probes]
+    for probe in [*(p for p in CAUSES if p in measured), *(p for p in measured if p not in CAUSES)]:
+        cause, compared, fix = CAUSES.get(probe, (probe, "see harness/studies/probes.py", "Compare with a tolerance."))
+        cells = [_probe_cell(report, probe, b) for b in backends]
+        lines.append(f"| {cause} | {compared} | " + " | ".join(cells) + f" | {_cell(_conclusion(report, probe, fix))} |")
+    return lines
+
+
+def _seeds(report: Report) -> list[str]:
+    pairs = report.why.seed_weights
+    lines = ["## The same seed does not give the same weights on different backends", ""]
+    if not pairs:
+        return lines + ["Not measured: fewer than two backends recorded their seeded initial weights."]
+    identical = all(difference == 0 for _, _, difference in pairs)
+    if identical:
+        lines[0] = "## The same seed gives the same weights on different backends"
     lines += [
-        "",
-        "## The same seed does not give the same weights on different backends",
-        "",
-        "keras.utils.set_random_seed(42), then the same model on each backend: the largest difference between the "
-        "initial weights (first 64 values of each weight). Fix: generate weights once (NumPy) and load them with set_weights, "
-        "or save them on one backend and load them on the others.",
-        "",
-        "| backends | max weight difference |",
-        "|---|---|",
+        "keras.utils.set_random_seed(42), then the same model on each backend: the largest difference between the recorded "
+        "initial weights." + ("" if identical else " Fix: generate weights once (NumPy) and load them with set_weights, or "
+                              "save them on one backend and load them on the others."), "",
+        "| backends | max weight difference |", "|---|---|",
     ]
-    lines += _seed_rows(probe_records) or ["| n/a | fewer than two backends probed |"]
+    lines += [f"| {a} vs {b} | {format_short(d)} |" for a, b, d in pairs]
+    return lines
+
+
+def _impact_cell(report: Report, claim_id: str, backend: str) -> str:
+    claim = next(c for c in report.claims if c.id == claim_id)
+    impact = claim.impact(backend)
+    if not impact.cases:
+        return "-"
+    if impact.raised == impact.cases:
+        return f"raises ({_plural(impact.cases, 'case')})"
+    raised = f", {impact.raised} raise" if impact.raised else ""
+    return f"ratio up to {format_judged(impact.worst)} ({_plural(impact.cases, 'case')}{raised})"
+
+
+def _bugs(report: Report) -> list[str]:
+    seen = [c for c in report.claims if c.seen]
+    lines = ["## Keras bugs that make numbers differ (found by the matrix)", ""]
+    if not seen:
+        return lines + ["No documented divergence explained a case in this run."]
     lines += [
-        "",
-        "## Keras bugs that make numbers differ (found by the matrix)",
-        "",
-        "Largest error against the float64 reference among the cases each divergence explains; \"raises\" when the "
-        "backend fails instead of computing. Each has a standalone reproducer; REPORT.md gives the details and upstream links.",
-        "",
+        "Per backend, the cases each documented divergence explained (checked against its claim): the largest ratio of "
+        "error to tolerance against the float64 reference, with the absolute error; \"raises\" when the backend fails "
+        "instead of computing. REPORT.md gives the details and upstream links.", "",
+        "| divergence | " + " | ".join(report.backends) + " | reproducer |",
+        "|---|" + "---|" * len(report.backends) + "---|",
     ]
-    lines += _divergence_rows(run_records)
-    lines += [
-        "",
-        "## The seed article's claims, decided",
-        "",
+    for claim in seen:
+        cells = [_impact_cell(report, claim.id, b) for b in report.backends]
+        lines.append(f"| {claim.id} | " + " | ".join(cells) + f" | `{claim.reproducer or 'n/a'}` |")
+    return lines
+
+
+def _seed_cell(result: CaseResult | None) -> str:
+    if result is None:
+        return "not run"
+    text = f"{result.verdict} against the reference"
+    if result.items:
+        text += f" (ratio {format_judged(result.judged)})"
+    elif result.error is not None:
+        text += f" (raised {result.error.type})"
+    if result.api_agreement:
+        text += "; APIs " + ("bitwise equal" if all(r.bitwise_equal for r in result.api_agreement)
+                             else "within their bound" if all(r.within for r in result.api_agreement) else "disagree")
+    if result.explained_by:
+        text += f"; known: {', '.join(result.explained_by)}"
+    return text
+
+
+def _seed_article(report: Report) -> list[str]:
+    present = [name for name, _ in SEED_CLAIMS if any(name in per_case for per_case in report.results.values())]
+    if not present:
+        return []
+    lines = [
+        "## The seed article's claims, decided", "",
         "The article in `../shared/seed/` explains Sequential/Functional differences with statefulness and instantiation. "
-        "Its examples, rewritten in valid Keras 3 (its `batch_input_shape` does not exist in Keras 3), are run as cases:",
-        "",
+        "Its examples, rewritten in valid Keras 3 (its `batch_input_shape` does not exist in Keras 3), are run as cases:", "",
+        "| claim | " + " | ".join(report.backends) + " |", "|---|" + "---|" * len(report.backends),
     ]
-    lines += _seed_claims(run_records)
-    lines += [
-        "",
-        "Separate instances differ only because their weights differ: with their weights loaded, example 2 matches the "
-        "reference of two independent LSTMs, and a shared instance (example 3) is ordinary weight sharing that the reference "
-        "reproduces exactly. Neither API handles statefulness differently: the stateful cases are bitwise equal across APIs "
-        "on every backend, including where JAX fails to carry the state at all.",
-        "",
+    for name, claim in SEED_CLAIMS:
+        if name in present:
+            lines.append(f"| {claim} | " + " | ".join(_cell(_seed_cell(report.results[b].get(name))) for b in report.backends) + " |")
+    lines += [""] + _seed_conclusions(report)
+    return lines
+
+
+def _all_pass(report: Report, name: str) -> bool:
+    results = [report.results[b].get(name) for b in report.backends]
+    results = [r for r in results if r is not None]
+    return bool(results) and all(r.verdict == "pass" for r in results)
+
+
+def _seed_conclusions(report: Report) -> list[str]:
+    sentences = []
+    if _all_pass(report, "seed_example2_separate_instances"):
+        sentences.append("With their weights loaded, example 2's separate instances match the reference of two independent "
+                         "LSTMs on every backend run: they differ only because their weights differ.")
+    if _all_pass(report, "seed_example3_shared_instance"):
+        sentences.append("A shared instance (example 3) matches the reference of ordinary weight sharing on every backend run.")
+    stateful = report.why.stateful
+    counted = {b: n for b, n in stateful.items() if n[0]}
+    if counted and all(bitwise == total for total, bitwise in counted.values()):
+        known = sorted({
+            f"{r.backend}: {', '.join(r.explained_by)}" for per_case in report.results.values() for r in per_case.values()
+            if r.stateful and r.verdict == "known" and r.explained_by and r.api_agreement
+        })
+        sentence = ("Neither API handles statefulness differently: every stateful case built in several APIs is bitwise "
+                    "equal across APIs (" + "; ".join(f"{b} {t} of {t}" for b, (t, _) in counted.items()) + ")")
+        sentences.append(sentence + (f", including where a known divergence applies ({'; '.join(known)})." if known else "."))
+    elif counted:
+        sentences.append("Stateful cases bitwise equal across APIs: " + "; ".join(f"{b} {w} of {t}" for b, (t, w) in counted.items()) + ".")
+    return [" ".join(sentences), ""] if sentences else []
+
+
+def render_why(report: Report) -> str:
+    """WHY.md for a built report model."""
+    why = report.why
+    runs = ", ".join(f"{b} ({why.devices.get(b, '?')})" for b in why.backends)
+    lines = [
+        "# Why do two \"identical\" LSTM models give different numbers?", "",
+        f"Generated by `python -m harness report` from the records in `{report.folder}/` (keras {', '.join(why.keras_versions) or '?'}; "
+        f"backends and devices: {runs}). Every number below was measured; see REPORT.md for the full matrix.", "",
     ]
+    for section in (_api_section, _causes, _seeds, _bugs, _seed_article):
+        part = section(report)
+        if part:
+            lines += part + [""]
     return "\n".join(lines)
