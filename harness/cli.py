@@ -1,7 +1,14 @@
-"""Command line: ``python -m harness {run,report,list}`` (also the ``keras-parity`` console script).
+"""Command line: ``python -m harness {run,report,list,...}`` (also the ``keras-parity`` console script).
 
-Exit codes: 0 every case passed (or the command succeeded); 1 a case failed or errored;
-2 bad usage, bad input files, or a backend that is not installed.
+Exit codes: 0 every case passed (or the command succeeded); 1 a case failed or errored, or a study
+found what it exists to find (growth: an error over the tolerance; faults: a fault not detected or a
+false alarm); 2 bad usage, bad input files, a backend that is not installed, or a command that could
+not measure what it was asked to (load: no model saved by another backend; probe: a probe raised;
+growth: a point raised; faults: a fault that raised or did not apply).
+
+Every command that runs a backend keeps the console for the harness: the backend's own log (C++
+warnings, absl, XLA, Python warnings) goes to ``<backend>.log`` beside the records (see
+``harness.execute.console``).
 """
 
 from __future__ import annotations
@@ -12,8 +19,12 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from harness.execute import console
 from harness.execute.backends import BACKENDS, BackendUnavailable
+from harness.execute.faults import FaultNotApplicable
+from harness.case.divergences import DivergenceFileError
 from harness.case.schema import CaseError, builtin_cases, load_case_file, select_cases
+from harness.records.header import command_line
 from harness.records.store import RecordError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -48,8 +59,13 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     cases = _load_cases(args.case_file, args.cases)
     backend = activate(args.backend)
 
-    from harness.studies.parity import RunOptions, print_progress, run_cases
+    from harness.case.tolerances import load_tolerances
+    from harness.studies.parity import ResumeRefused, RunOptions, print_progress, run_cases
 
+    unmeasured = load_tolerances(backend.device_class).unmeasured_rows()
+    if unmeasured:
+        print(f"{args.backend}: warning: device class {backend.device_class} uses tolerance rows never measured on such a device: "
+              f"{', '.join(unmeasured)}", file=sys.stderr)
     options = RunOptions(
         out_dir=args.out, seed=args.seed, fault=args.inject_fault,
         command="python -m harness " + " ".join(shlex.quote(part) for part in argv),
@@ -57,29 +73,63 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     show_progress = len(cases) > PROGRESS_THRESHOLD and not args.quiet
     try:
-        record = run_cases(cases, backend, options, on_case_done=print_progress if show_progress else None)
-    except RecordError as error:
+        record, verdicts = run_cases(cases, backend, options, on_case_done=print_progress if show_progress else None)
+    except (RecordError, ResumeRefused) as error:
         return _fail(f"cannot resume: {error}")
-    statuses = [case["status"] for case in record["cases"]]
-    for case in record["cases"]:
-        if case["status"] in ("fail", "error", "timeout"):
-            print(f"{args.backend}: {case['case']}: {case['status']}", file=sys.stderr)
-            for api in case["apis"].values():
-                for item in api["items"].values():
-                    if not item["passed"]:
-                        print(f"  {item['message']}", file=sys.stderr)
-            if case["error"]:
-                print(f"  {case['error']}", file=sys.stderr)
-    passed, known, refused = statuses.count("pass"), statuses.count("known"), statuses.count("refused")
+    if not record["cases"]:
+        return _fail("no case was measured")
+    judged = {result["case"]: (verdicts["cases"][result["case"]]["verdict"] if verdicts else result["status"]) for result in record["cases"]}
+    for result in record["cases"]:
+        if judged[result["case"]] in ("fail", "error", "timeout", "invalid"):
+            print(f"{args.backend}: {result['case']}: {judged[result['case']]}", file=sys.stderr)
+            for problem in result["problems"]:
+                print(f"  {problem}", file=sys.stderr)
+            if result["error"]:
+                print(f"  {result['error']['summary']}", file=sys.stderr)
+            if verdicts:
+                for reason in verdicts["cases"][result["case"]]["unexplained"]:
+                    print(f"  not explained by {reason}", file=sys.stderr)
+    counts = {name: list(judged.values()).count(name) for name in ("pass", "known", "refused")}
+    resolved = verdicts["possibly_resolved"] if verdicts else []
+    for entry in resolved:
+        print(f"{args.backend}: possibly resolved: {entry['divergence']} no longer shows on {entry['case']}", file=sys.stderr)
     print(
-        f"{args.backend} on {backend.device}: {passed} of {len(statuses)} cases passed, {known} known divergences, "
-        f"{refused} refused by design; wrote {args.out / (args.backend + '.json')} in {record.get('wall_time_s', 0):.0f} s"
+        f"{args.backend} on {backend.device}: {counts['pass']} of {len(judged)} cases passed, {counts['known']} known divergences, "
+        f"{counts['refused']} refused by design, {len(judged) - sum(counts.values())} failed; {len(resolved)} possibly resolved; "
+        f"wrote {args.out / (args.backend + '.json')} in {record.get('wall_time_s', 0):.0f} s"
     )
-    return EXIT_OK if passed + known + refused == len(statuses) else EXIT_FAILED
+    return EXIT_OK if sum(counts.values()) == len(judged) else EXIT_FAILED
+
+
+def _command_classify(args: argparse.Namespace) -> int:
+    from harness.verdicts.classify import classify_record
+    from harness.verdicts.cross_backend import compare_backends
+
+    backends = sorted(path.name[: -len(".json")] for path in args.dir.glob("*.json") if path.name.count(".") == 1
+                      and path.name[: -len(".json")] in BACKENDS)
+    if not backends:
+        return _fail(f"{args.dir} holds no run record (<backend>.json); run 'python -m harness run' first")
+    failing = 0
+    for backend in backends:
+        verdicts = classify_record(args.dir, backend)
+        bad = sum(verdicts["counts"][name] for name in ("fail", "error", "timeout", "invalid"))
+        failing += bad
+        print(f"{backend}: " + ", ".join(f"{n} {name}" for name, n in verdicts["counts"].items() if n)
+              + f"; {len(verdicts['possibly_resolved'])} possibly resolved (divergences {verdicts['divergences_sha256'][:12]})")
+        for entry in verdicts["possibly_resolved"]:
+            print(f"  possibly resolved: {entry['divergence']} no longer shows on {entry['case']}", file=sys.stderr)
+    cross = compare_backends(args.dir)
+    disagreeing = [pair for pair in cross["pairs"] if not pair["within"]]
+    print(f"across backends: {len(cross['pairs'])} outputs compared, {len(disagreeing)} beyond the sum of the two tolerances, "
+          f"{len(cross['skipped'])} skipped")
+    for pair in disagreeing:
+        print(f"  {pair['case']} {pair['backends'][0]} vs {pair['backends'][1]} {pair['output']}: {pair['max_abs_diff']:.3g} "
+              f"({pair['ratio']:.3g}x the bound)", file=sys.stderr)
+    return EXIT_FAILED if failing or disagreeing else EXIT_OK
 
 
 def _command_report(args: argparse.Namespace) -> int:
-    from harness.reports.markdown import write_report
+    from harness.reports.publish import write_report
 
     paths = write_report(args.dir)
     print("wrote " + ", ".join(str(path) for path in paths))
@@ -98,14 +148,30 @@ def _command_save(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _saved_elsewhere(models: Path, backend: str) -> list[Path]:
+    return [path for other in BACKENDS if other != backend and (models / other).is_dir() for path in (models / other).glob("*.keras")]
+
+
+def _nothing_to_load(models: Path, backend: str, detail: str) -> int:
+    others = [other for other in BACKENDS if other != backend]
+    return _fail(
+        f"{detail}: 'load' expects models saved by other backends under {models}/<backend>/<case>.keras "
+        f"(<backend>: {' or '.join(others)}); run 'python -m harness save --backend {others[0]} --models {models}' first"
+    )
+
+
 def _command_load(args: argparse.Namespace) -> int:
     from harness.execute.backends import activate
 
     cases = _load_cases(args.case_file, None)
+    if not _saved_elsewhere(args.models, args.backend):
+        return _nothing_to_load(args.models, args.backend, f"no models saved by other backends in {args.models}")
     backend = activate(args.backend)
     from harness.studies.serialization import load_models
 
-    record = load_models(cases, backend, args.models, args.out, args.seed)
+    record = load_models(cases, backend, args.models, args.out, args.seed, command=args.invocation)
+    if not record["loads"]:
+        return _nothing_to_load(args.models, args.backend, f"none of the models in {args.models} is a known case")
     statuses = [entry["status"] for entry in record["loads"]]
     passed, known = statuses.count("pass"), statuses.count("known")
     print(
@@ -126,19 +192,18 @@ def _command_faults(args: argparse.Namespace) -> int:
 
     cases = _load_cases(None, None)
     backend = activate(args.backend)
-    from harness.studies.fault_study import run_fault_study
+    from harness.studies import fault_study
 
-    record = run_fault_study(cases, backend, args.out, args.seed)
-    detected = [name for name, entry in record["faults"].items() if entry["detected"]]
-    false_alarms = [name for name, entry in record["clean"].items() if entry["status"] not in ("pass", "known")]
-    print(
-        f"{backend.name}: {len(detected)} of {len(record['faults'])} faults detected, "
-        f"{len(false_alarms)} false alarms on the unmodified backend; wrote {args.out / (backend.name + '.faults.json')}"
-    )
-    for name, entry in record["faults"].items():
-        if not entry["detected"]:
-            print(f"  not detected: {name}: {entry['description']}", file=sys.stderr)
-    return EXIT_OK if len(detected) == len(record["faults"]) and not false_alarms else EXIT_FAILED
+    record = fault_study.run_fault_study(cases, backend, args.out, args.seed, command=args.invocation)
+    print(f"{fault_study.summary(record)}; wrote {args.out / (backend.name + '.faults.json')}")
+    for name, reason in fault_study.errored_faults(record).items():
+        print(f"  error: {name}: {reason}", file=sys.stderr)
+    for name in fault_study.undetected_faults(record):
+        print(f"  not detected: {name}: {record['faults'][name]['description']}", file=sys.stderr)
+    for name in fault_study.false_alarms(record):
+        entry = record["clean"][name]
+        print(f"  false alarm: {name}: {entry['status']} {entry['error'] or ''}".rstrip(), file=sys.stderr)
+    return fault_study.exit_code(record)
 
 
 def _command_fuzz(args: argparse.Namespace) -> int:
@@ -166,33 +231,24 @@ def _command_growth(args: argparse.Namespace) -> int:
     from harness.execute.backends import activate
 
     backend = activate(args.backend)
-    from harness.studies.growth import run_growth
+    from harness.studies import growth
 
-    record = run_growth(backend, args.out)
-    print(f"{backend.name}: {len(record['points'])} sequence-length points; wrote {args.out / (backend.name + '.growth.json')}")
-    return EXIT_OK
+    record = growth.run_growth(backend, args.out, command=args.invocation)
+    print(f"{growth.summary(record)}; wrote {growth.growth_path(args.out, backend.name)}")
+    return growth.exit_code(record)
 
 
 def _command_probe(args: argparse.Namespace) -> int:
-    from datetime import datetime, timezone
-
-    from harness.records import store as records
     from harness.execute.backends import activate
 
     backend = activate(args.backend)
-    from harness.studies.probes import run_probes
-    from harness.reports.why import PROBES_SCHEMA
+    from harness.studies import probes
 
-    record = {
-        "schema": PROBES_SCHEMA, "schema_version": 1, "backend": backend.name, "device": backend.device,
-        "versions": backend.versions, "settings": backend.settings,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "probes": run_probes(),
-    }
-    path = args.out / f"{backend.name}.probes.json"
-    records.write_json(path, record)
-    errors = [name for name, result in record["probes"].items() if result.get("error")]
-    print(f"{backend.name}: {len(record['probes'])} probes, {len(errors)} errors; wrote {path}")
-    return EXIT_OK
+    record = probes.run_probe_study(backend, args.out, command=args.invocation)
+    print(f"{probes.summary(record)}; wrote {probes.probes_path(args.out, backend.name)}")
+    for name, error in probes.errored_probes(record).items():
+        print(f"  could not measure {name}: {error}", file=sys.stderr)
+    return probes.exit_code(record)
 
 
 def _command_list(args: argparse.Namespace) -> int:
@@ -220,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="merge the records in DIR into DIR/REPORT.md and DIR/WHY.md")
     report.add_argument("dir", type=Path, metavar="DIR")
+
+    classify = commands.add_parser("classify", help="re-judge DIR's run records against the known divergences, and the backends against each other")
+    classify.add_argument("dir", type=Path, metavar="DIR")
 
     probe = commands.add_parser("probe", help="measure the causes of Sequential/Functional differences (for WHY.md)")
     probe.add_argument("--backend", required=True, choices=BACKENDS)
@@ -265,7 +324,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def backend_log_folder(args: argparse.Namespace) -> Path | None:
+    """Where a command's backend log goes (beside what it writes); None for commands that run no backend."""
+    if getattr(args, "backend", None) is None:
+        return None
+    if args.command == "save":
+        return args.models
+    return getattr(args, "out", None) or Path("results")
+
+
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    args.invocation = command_line(argv)
+    folder = backend_log_folder(args)
+    if folder is None:
+        return _dispatch_command(args, argv)
+    with console.backend_log(console.log_path(folder, args.backend), args.invocation):
+        return _dispatch_command(args, argv)
+
+
+def _dispatch_command(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "run":
         if args.seed is None:
             from harness.case.weights import DEFAULT_SEED
@@ -277,7 +354,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     commands = {
         "report": _command_report, "probe": _command_probe, "save": _command_save, "load": _command_load,
         "faults": _command_faults, "fuzz": _command_fuzz, "compare": _command_compare, "growth": _command_growth,
-        "list": _command_list,
+        "list": _command_list, "classify": _command_classify,
     }
     return commands[args.command](args)
 
@@ -287,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args, argv)
-    except (CaseError, BackendUnavailable, RecordError) as error:
-        # Bad case files, a missing backend, unreadable records: one line, exit 2, nothing half-written.
+    except (CaseError, DivergenceFileError, BackendUnavailable, RecordError, FaultNotApplicable) as error:
+        # Bad case or divergence files, a missing backend, unreadable records, a fault this Keras cannot take:
+        # one line, exit 2, nothing half-written.
         return _fail(str(error))

@@ -12,23 +12,68 @@ def _sigmoid(v: float) -> float:
     return 1.0 / (1.0 + math.exp(-v))
 
 
-def test_one_step_by_hand():
-    # batch 1, time 1, features 2, units 1: z = x @ W + h0 @ U + b, gates in the order i, f, g, o.
-    x = np.array([[[0.5, -1.0]]])
-    kernel = np.array([[0.1, 0.2, 0.3, 0.4], [-0.5, 0.6, -0.7, 0.8]])
-    recurrent = np.array([[0.9, -1.1, 1.2, -1.3]])
-    bias = np.array([0.01, 1.0, -0.02, 0.03])
-    h0, c0 = 0.25, -0.75
-    z = [0.5 * kernel[0, k] - 1.0 * kernel[1, k] + h0 * recurrent[0, k] + bias[k] for k in range(4)]
-    i, f, g, o = _sigmoid(z[0]), _sigmoid(z[1]), math.tanh(z[2]), _sigmoid(z[3])
-    c = f * c0 + i * g
-    h = o * math.tanh(c)
-    output, h_out, c_out = reference.lstm(
-        x, kernel, recurrent, bias, initial_state=[np.array([[h0]]), np.array([[c0]])], return_state=True
+def _lstm_by_scalars(x, kernel, recurrent, bias, h0, c0):
+    """The LSTM equations one scalar at a time: no matmul, no slicing of the gate axis.
+
+    Column ``gate * units + j`` of kernel, recurrent kernel and bias belongs to unit j of gate
+    ``gate``, gates in the order input, forget, cell, output (the Keras layout)."""
+    batch, time, features = len(x), len(x[0]), len(x[0][0])
+    units = len(recurrent)
+    outputs = [[[0.0] * units for _ in range(time)] for _ in range(batch)]
+    h_final, c_final = [], []
+    for b in range(batch):
+        h = [float(v) for v in h0[b]]
+        c = [float(v) for v in c0[b]]
+        for t in range(time):
+            h_new, c_new = [0.0] * units, [0.0] * units
+            for j in range(units):
+                z = [0.0, 0.0, 0.0, 0.0]
+                for gate in range(4):
+                    column = gate * units + j
+                    total = float(bias[column])
+                    for k in range(features):
+                        total += float(x[b][t][k]) * float(kernel[k][column])
+                    for u in range(units):
+                        total += h[u] * float(recurrent[u][column])
+                    z[gate] = total
+                input_gate = _sigmoid(z[0])
+                forget_gate = _sigmoid(z[1])
+                candidate = math.tanh(z[2])
+                output_gate = _sigmoid(z[3])
+                c_new[j] = forget_gate * c[j] + input_gate * candidate
+                h_new[j] = output_gate * math.tanh(c_new[j])
+            h, c = h_new, c_new
+            outputs[b][t] = list(h)
+        h_final.append(h)
+        c_final.append(c)
+    return outputs, h_final, c_final
+
+
+def test_steps_by_scalar_formulas():
+    # batch 2, time 3, features 4, units 5: all distinct, so a transposed kernel, a swapped gate
+    # block, a gate read from the wrong column or rows mixed up give a different number (or a shape error).
+    rng = np.random.default_rng(11)
+    batch, time, features, units = 2, 3, 4, 5
+    x = rng.normal(size=(batch, time, features))
+    kernel = rng.normal(size=(features, 4 * units)) / 2.0
+    recurrent = rng.normal(size=(units, 4 * units)) / 2.0
+    bias = rng.normal(size=(4 * units,))
+    h0 = rng.normal(size=(batch, units)) * 0.5
+    c0 = rng.normal(size=(batch, units))
+    expected_outputs, expected_h, expected_c = _lstm_by_scalars(
+        x.tolist(), kernel.tolist(), recurrent.tolist(), bias.tolist(), h0.tolist(), c0.tolist()
     )
-    assert output[0, 0] == pytest.approx(h, abs=1e-15)
-    assert h_out[0, 0] == pytest.approx(h, abs=1e-15)
-    assert c_out[0, 0] == pytest.approx(c, abs=1e-15)
+    outputs, h, c = reference.lstm(
+        x, kernel, recurrent, bias, initial_state=[h0, c0], return_sequences=True, return_state=True
+    )
+    # Both sides are float64 with values below 1; only the summation order differs (10 terms per
+    # gate, 3 steps). Measured: at most 2.2e-16 (1 ulp of 1); 1e-14 leaves room for another BLAS
+    # and is far below what a layout or gate-order bug changes (0.01 and more).
+    np.testing.assert_allclose(outputs, np.array(expected_outputs), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(h, np.array(expected_h), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(c, np.array(expected_c), rtol=0, atol=1e-14)
+    # The numbers are not degenerate: every unit and row differs, so a permutation cannot pass.
+    assert len(np.unique(np.round(c, 6))) == batch * units
 
 
 def _random_problem(rng, batch=3, time=7, features=4, units=5):
@@ -73,6 +118,90 @@ def test_leading_masked_steps_output_zeros_even_with_initial_state():
     assert np.all(outputs[0, :2] == 0.0)
 
 
+# Rows of the mask used by the alternative-semantics tests (batch 4, time 7): fully valid; the first
+# two steps masked plus a hole; a hole after valid steps plus the last step masked; all masked. No row
+# reads the same forwards and backwards, so input order and processing order differ with go_backwards.
+_SEMANTICS_MASK = np.array(
+    [
+        [1, 1, 1, 1, 1, 1, 1],
+        [0, 0, 1, 1, 0, 1, 1],
+        [1, 1, 0, 1, 1, 1, 0],
+        [0, 0, 0, 0, 0, 0, 0],
+    ],
+    dtype=bool,
+)
+
+
+def _semantics_problem(seed: int):
+    rng = np.random.default_rng(seed)
+    x, kernel, recurrent, bias = _random_problem(rng, batch=4, time=7, features=3, units=5)
+    state = [rng.normal(size=(4, 5)) * 0.5, rng.normal(size=(4, 5))]
+    return x, kernel, recurrent, bias, state
+
+
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_initial_output_h0_changes_only_the_leading_masked_outputs(go_backwards):
+    x, kernel, recurrent, bias, state = _semantics_problem(6)
+    mask = _SEMANTICS_MASK
+    common = dict(mask=mask, initial_state=state, go_backwards=go_backwards, return_state=True)
+    documented, h, c = reference.lstm(x, kernel, recurrent, bias, return_sequences=True, **common)
+    alternative, h_alt, c_alt = reference.lstm(x, kernel, recurrent, bias, return_sequences=True, initial_output="h0", **common)
+    # Leading masked steps, in processing order: before the first valid step that is processed.
+    processed_mask = mask[:, ::-1] if go_backwards else mask
+    leading = np.cumsum(processed_mask, axis=1) == 0
+    # Forwards, row 1 starts with two masked steps; backwards, row 2 starts (from its end) with one.
+    assert leading.sum(axis=1).tolist() == ([0, 0, 1, 7] if go_backwards else [0, 2, 0, 7])
+    h0 = np.broadcast_to(state[0][:, None, :], documented.shape)
+    np.testing.assert_array_equal(alternative[leading], h0[leading])
+    assert np.all(documented[leading] == 0.0)
+    np.testing.assert_array_equal(alternative[~leading], documented[~leading])
+    np.testing.assert_array_equal(h_alt, h)
+    np.testing.assert_array_equal(c_alt, c)
+    # The last output is the last processed one: h0 for the all-masked row, unchanged elsewhere.
+    last_documented = reference.lstm(x, kernel, recurrent, bias, **common)[0]
+    last_alternative = reference.lstm(x, kernel, recurrent, bias, initial_output="h0", **common)[0]
+    np.testing.assert_array_equal(last_alternative, alternative[:, -1])
+    np.testing.assert_array_equal(last_alternative[3], state[0][3])
+    np.testing.assert_array_equal(last_alternative[:3], last_documented[:3])
+
+
+def test_zero_output_mask_order_input_zeroes_by_the_unreversed_mask():
+    x, kernel, recurrent, bias, state = _semantics_problem(7)
+    mask = _SEMANTICS_MASK
+    common = dict(mask=mask, initial_state=state, go_backwards=True, return_state=True)
+    # Without zero_output_for_mask a masked step repeats the previous output (zeros before the first
+    # valid step): that is the output before zeroing, in processing order.
+    repeated, h, c = reference.lstm(x, kernel, recurrent, bias, return_sequences=True, **common)
+    alternative, h_alt, c_alt = reference.lstm(
+        x, kernel, recurrent, bias, return_sequences=True, zero_output_for_mask=True, zero_output_mask_order="input", **common
+    )
+    documented = reference.lstm(x, kernel, recurrent, bias, return_sequences=True, zero_output_for_mask=True, **common)[0]
+    # Input order: position p of the output is zeroed when mask[:, p] is False although that output
+    # belongs to input step time - 1 - p. Processing order (documented): zeroed by mask[:, ::-1].
+    np.testing.assert_array_equal(alternative, np.where(mask[:, :, None], repeated, 0.0))
+    np.testing.assert_array_equal(documented, np.where(mask[:, ::-1, None], repeated, 0.0))
+    assert not np.array_equal(alternative, documented)
+    np.testing.assert_array_equal(h_alt, h)
+    np.testing.assert_array_equal(c_alt, c)
+    # The last output (return_sequences=False) is not affected by the order.
+    last_alternative = reference.lstm(x, kernel, recurrent, bias, zero_output_for_mask=True, zero_output_mask_order="input", **common)
+    last_documented = reference.lstm(x, kernel, recurrent, bias, zero_output_for_mask=True, **common)
+    for alternative_array, documented_array in zip(last_alternative, last_documented):
+        np.testing.assert_array_equal(alternative_array, documented_array)
+
+
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_zero_output_mask_order_input_is_the_default_when_reading_forwards(return_sequences):
+    x, kernel, recurrent, bias, state = _semantics_problem(8)
+    common = dict(
+        mask=_SEMANTICS_MASK, initial_state=state, return_sequences=return_sequences, zero_output_for_mask=True, return_state=True
+    )
+    alternative = reference.lstm(x, kernel, recurrent, bias, zero_output_mask_order="input", **common)
+    documented = reference.lstm(x, kernel, recurrent, bias, **common)
+    for alternative_array, documented_array in zip(alternative, documented):
+        np.testing.assert_array_equal(alternative_array, documented_array)
+
+
 def test_computes_in_requested_dtype():
     rng = np.random.default_rng(4)
     x, kernel, recurrent, bias = _random_problem(rng)
@@ -93,6 +222,9 @@ def test_computes_in_requested_dtype():
         (lambda a: a.update(initial_state=[np.zeros((3, 4)), np.zeros((3, 5))]), "initial_state[0] (h0) has shape"),
         (lambda a: a.update(activation="not_an_activation"), "unknown activation 'not_an_activation'; accepted:"),
         (lambda a: a.update(recurrent_activation="glu"), "activation 'glu' is not accepted"),
+        (lambda a: a.update(initial_output="h_0"), "initial_output is 'h_0'; accepted: zeros, h0"),
+        (lambda a: a.update(initial_output=None), "initial_output is None; accepted: zeros, h0"),
+        (lambda a: a.update(zero_output_mask_order="reversed"), "zero_output_mask_order is 'reversed'; accepted: processing, input"),
     ],
 )
 def test_bad_input_gives_one_line_error(change, fragment):

@@ -6,6 +6,10 @@ CPU: ``LSTMCell`` (TensorFlow, JAX, and PyTorch with a mask), PyTorch's fused ``
 Each fault names the built-in cases that exercise it. A record made with a fault says so in its
 ``fault`` field, so it cannot be mistaken for a real measurement.
 
+``injected`` patches only what a fault changes and wraps every patch in a call counter, so a study
+can tell a fault that was caught (a numeric mismatch) from one that never ran (the patched function
+was not called, or no longer exists: ``FaultNotApplicable``) or that broke the run (it raised).
+
 Gate-level faults are described twice, once per code path: as a change to the four gate
 pre-activations ``(i, f, g, o)`` for LSTMCell, and as the equivalent change to the weights for the
 fused PyTorch loop.
@@ -14,6 +18,7 @@ fused PyTorch loop.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
@@ -51,9 +56,12 @@ def _offset_weights(block: int) -> Callable:
     def offset(kernel, recurrent, bias, units, magnitude):
         import keras
 
-        parts = [keras.ops.zeros((units,)) for _ in range(4)]
-        parts[block] = keras.ops.full((units,), magnitude)
-        shift = keras.ops.cast(keras.ops.concatenate(parts), kernel.dtype)
+        # Built from the kernel itself, so that it lives where the kernel does (PyTorch infers shapes
+        # on "meta" tensors, where creating a tensor from a Python number raises).
+        zeros = keras.ops.zeros_like(kernel[0, :units])
+        parts = [zeros] * 4
+        parts[block] = zeros + magnitude
+        shift = keras.ops.concatenate(parts)
         return kernel, recurrent, shift if bias is None else bias + shift
 
     return offset
@@ -187,17 +195,90 @@ FAULTS: dict[str, Fault] = {
 }
 
 
-def _cell_patches(fault: Fault, magnitude: float, keras: Any) -> list[tuple[Any, str, Any, Any]]:
-    from keras.src.layers.rnn.lstm import LSTMCell
+class FaultNotApplicable(RuntimeError):
+    """A fault's patch cannot be applied to this Keras: what it patches does not exist."""
 
+
+@dataclass(frozen=True)
+class _Patch:
+    owner: Any
+    attribute: str
+    label: str  # what is patched, as a user would name it: "LSTMCell.call"
+    replacement: Callable
+
+
+class Injection:
+    """What happened to one injected fault: how often each patched function ran, and what raised in it.
+
+    ``calls`` counts the calls of every patched function; a fault whose patches were never called did
+    not reach the code the case ran (a renamed or bypassed Keras function), so a case that passes
+    proves nothing. ``errors`` holds, one line each, the exceptions that went through a patch."""
+
+    def __init__(self, name: str | None, labels: list[str]) -> None:
+        self.name = name
+        self.calls: dict[str, int] = {label: 0 for label in labels}
+        self.errors: list[str] = []
+        self._seen: set[int] = set()
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def applied(self) -> bool:
+        """Whether any patch of the fault ran (always True for no fault)."""
+        return self.name is None or self.total_calls > 0
+
+    def _counted(self, patch: _Patch) -> Callable:
+        # functools.wraps keeps the replacement's signature visible (inspect follows __wrapped__):
+        # Keras inspects a layer's call signature to route arguments such as mask and training.
+        @functools.wraps(patch.replacement)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.calls[patch.label] += 1
+            try:
+                return patch.replacement(*args, **kwargs)
+            except Exception as error:  # recorded once (nested patches see it twice), then re-raised
+                if id(error) not in self._seen:
+                    self._seen.add(id(error))
+                    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+                    self.errors.append(f"{patch.label} raised {type(error).__name__}: {lines[0] if lines else ''}".rstrip(": "))
+                raise
+
+        return wrapper
+
+
+def _lookup(owner: Any, attribute: str, label: str) -> Any:
+    try:
+        return getattr(owner, attribute)
+    except AttributeError:
+        raise FaultNotApplicable(f"{label} does not exist in this Keras; the fault cannot be injected") from None
+
+
+def _import(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise FaultNotApplicable(f"cannot import {module} ({error}); the fault cannot be injected") from None
+
+
+def _cell_patches(fault: Fault, magnitude: float, keras: Any) -> list[_Patch]:
+    """LSTMCell: the gate pre-activations (``_compute_carry_and_output_fused``) and, for activation and
+    bias faults, ``call``. Only what the fault changes is patched, so that a call count means the
+    fault ran."""
+    lstm_module = _import("keras.src.layers.rnn.lstm")
+    cell = _lookup(lstm_module, "LSTMCell", "keras.src.layers.rnn.lstm.LSTMCell")
     patches = []
-    original_fused = LSTMCell._compute_carry_and_output_fused
-    original_call = LSTMCell.call
     if fault.gates is not None:
+        original_fused = _lookup(cell, "_compute_carry_and_output_fused", "LSTMCell._compute_carry_and_output_fused")
+
         def faulty_fused(self, z, c_tm1):
             return original_fused(self, fault.gates(tuple(z), magnitude), c_tm1)
 
-        patches.append((LSTMCell, "_compute_carry_and_output_fused", original_fused, faulty_fused))
+        patches.append(_Patch(cell, "_compute_carry_and_output_fused", "LSTMCell._compute_carry_and_output_fused", faulty_fused))
+
+    if fault.activation is None and fault.recurrent_activation is None and not fault.doubles_cell_bias:
+        return patches
+    original_call = _lookup(cell, "call", "LSTMCell.call")
 
     def faulty_call(self, inputs, states, training=False):
         saved = (self.activation, self.recurrent_activation)
@@ -215,17 +296,19 @@ def _cell_patches(fault: Fault, magnitude: float, keras: Any) -> list[tuple[Any,
             if fault.doubles_cell_bias and saved_bias is not None:
                 object.__setattr__(self, "bias", saved_bias)
 
-    patches.append((LSTMCell, "call", original_call, faulty_call))
+    patches.append(_Patch(cell, "call", "LSTMCell.call", faulty_call))
     return patches
 
 
-def _torch_fallback_patch(fault: Fault, magnitude: float, keras: Any) -> list[tuple]:
+def _torch_fallback_patch(fault: Fault, magnitude: float, keras: Any) -> list[_Patch]:
     """PyTorch runs an unmasked LSTM in its own fused loop; patch it through the weights and activations it receives."""
     if keras.backend.backend() != "torch":
         return []
+    if fault.weights is None and fault.activation is None and fault.recurrent_activation is None:
+        return []
     # importlib, not "from ... import rnn": the package re-exports a function of that name.
-    torch_rnn = importlib.import_module("keras.src.backend.torch.rnn")
-    original = torch_rnn._fallback_lstm
+    torch_rnn = _import("keras.src.backend.torch.rnn")
+    original = _lookup(torch_rnn, "_fallback_lstm", "keras.src.backend.torch.rnn._fallback_lstm")
 
     def faulty(inputs, h, c, kernel, recurrent_kernel, bias, activation, recurrent_activation, *args, **kwargs):
         units = recurrent_kernel.shape[0]
@@ -237,28 +320,24 @@ def _torch_fallback_patch(fault: Fault, magnitude: float, keras: Any) -> list[tu
             recurrent_activation = fault.recurrent_activation(recurrent_activation, keras)
         return original(inputs, h, c, kernel, recurrent_kernel, bias, activation, recurrent_activation, *args, **kwargs)
 
-    return [(torch_rnn, "_fallback_lstm", original, faulty)]
+    return [_Patch(torch_rnn, "_fallback_lstm", "torch rnn._fallback_lstm", faulty)]
 
 
-def _layer_patch(fault: Fault) -> list[tuple]:
+def _layer_patch(fault: Fault) -> list[_Patch]:
     if fault.layer_call is None:
         return []
-    from keras.src.layers.rnn.lstm import LSTM
-
-    original = LSTM.call
+    lstm_module = _import("keras.src.layers.rnn.lstm")
+    layer = _lookup(lstm_module, "LSTM", "keras.src.layers.rnn.lstm.LSTM")
+    original = _lookup(layer, "call", "LSTM.call")
 
     def faulty(self, sequences, initial_state=None, mask=None, training=False):
         return fault.layer_call(original, self, sequences, initial_state, mask, training)
 
-    return [(LSTM, "call", original, faulty)]
+    return [_Patch(layer, "call", "LSTM.call", faulty)]
 
 
-@contextlib.contextmanager
-def injected(name: str | None, magnitude: float = DEFAULT_MAGNITUDE) -> Iterator[None]:
-    """Apply fault ``name`` (with ``magnitude`` for perturbation faults) inside the block; None: no-op."""
-    if name is None:
-        yield
-        return
+def patches_of(name: str, magnitude: float = DEFAULT_MAGNITUDE) -> list[_Patch]:
+    """The patches fault ``name`` applies on the active backend; FaultNotApplicable when one cannot be."""
     if name not in FAULTS:
         raise ValueError(f"unknown fault {name!r}; accepted: {', '.join(FAULTS)}")
     import keras
@@ -267,10 +346,45 @@ def injected(name: str | None, magnitude: float = DEFAULT_MAGNITUDE) -> Iterator
     patches = _layer_patch(fault) if fault.layer_call is not None else (
         _cell_patches(fault, magnitude, keras) + _torch_fallback_patch(fault, magnitude, keras)
     )
-    for owner, attribute, _, replacement in patches:
-        setattr(owner, attribute, replacement)
+    if not patches:
+        raise FaultNotApplicable(f"fault {name!r} patches nothing on the {keras.backend.backend()} backend")
+    return patches
+
+
+def patch(owner: Any, attribute: str, label: str, replacement: Callable) -> _Patch:
+    """A patch of ``owner.attribute``; FaultNotApplicable when the attribute does not exist."""
+    _lookup(owner, attribute, label)
+    return _Patch(owner, attribute, label, replacement)
+
+
+@contextlib.contextmanager
+def inject(patches: list[_Patch], name: str | None = None) -> Iterator[Injection]:
+    """Apply ``patches``, each wrapped in a call counter, inside the block; restore the originals after."""
+    injection = Injection(name, [item.label for item in patches])
+    originals = [(item.owner, item.attribute, item.owner.__dict__.get(item.attribute, _MISSING)) for item in patches]
+    for item in patches:
+        setattr(item.owner, item.attribute, injection._counted(item))
     try:
-        yield
+        yield injection
     finally:
-        for owner, attribute, original, _ in reversed(patches):
-            setattr(owner, attribute, original)
+        for owner, attribute, original in reversed(originals):
+            if original is _MISSING:
+                delattr(owner, attribute)
+            else:
+                setattr(owner, attribute, original)
+
+
+@contextlib.contextmanager
+def injected(name: str | None, magnitude: float = DEFAULT_MAGNITUDE) -> Iterator[Injection]:
+    """Apply fault ``name`` (with ``magnitude`` for perturbation faults) inside the block; None: no-op.
+
+    Yields an ``Injection`` that counts the calls of each patched function and keeps what raised in
+    them. Raises FaultNotApplicable, before patching anything, when a patched attribute is missing."""
+    if name is None:
+        yield Injection(None, [])
+        return
+    with inject(patches_of(name, magnitude), name) as injection:
+        yield injection
+
+
+_MISSING = object()

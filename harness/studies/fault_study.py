@@ -1,72 +1,241 @@
 """The fault study: every fault in the catalogue through the normal harness, on the active backend.
 
-For each fault it runs the cases the fault names with the fault injected and records whether the
-harness flagged it (status fail or error); it runs the same cases unmodified to show there is no
-false alarm; and it sweeps the size of a bias perturbation to find, per dtype, the smallest one the
-tolerances detect. Imported after the backend is active.
+For each fault it runs the cases the fault names with the fault injected. A fault counts as detected
+only through a numeric mismatch: a case whose status is "fail" with at least one compared output
+beyond tolerance. Anything else that goes wrong is an error of the study, not a detection, and is
+recorded with its reason:
+
+- the fault cannot be applied (what it patches does not exist in this Keras);
+- its patch is never called during the case (the case does not reach the patched code);
+- its patch raises, or the case cannot run at all under it (status error, timeout, ...).
+
+It runs the same cases unmodified to show there is no false alarm: a case that does not pass there
+is a false alarm unless a known divergence of this backend explains it
+(``harness.verdicts.classify.classify_result``). Fault runs are never classified: they are judged by
+what was measured alone. And it sweeps the
+size of a bias perturbation to find, per dtype, the smallest one the tolerances detect.
+
+``exit_code(record)``: 2 when any fault (or sweep step) errored, 1 when a fault went undetected or
+the unmodified run has a false alarm, 0 otherwise. Imported after the backend is active.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.execute import faults
-from harness.records import store as records
-from harness.execute.backends import BackendInfo
+from harness.case.divergences import Divergence, load_divergences
 from harness.case.schema import Case, select_cases
-from harness.case.divergences import classify, load_divergences
+from harness.case.tolerances import Tolerances, load_tolerances
+from harness.execute import faults
+from harness.execute.backends import BackendInfo
 from harness.execute.measure import run_case
-from harness.case.tolerances import load_tolerances
+from harness.records import store as records
+from harness.records.header import make_header, now
+from harness.verdicts.classify import classify_result
 
-SCHEMA = "keras-parity/faults"
 SWEEP_FAULT = "forget_gate_bias_offset"
 # One case per dtype for the sensitivity sweep, and the perturbation sizes tried (largest first).
 SWEEP_CASES = {"float32": "lstm_sequences", "float64": "lstm_float64_call", "float16": "dtype_float16_none", "bfloat16": "dtype_bfloat16_none"}
 SWEEP_MAGNITUDES = tuple(10.0 ** -k for k in range(0, 12))
+CASE_TIMEOUT_S = 300
+EXIT_OK, EXIT_FOUND, EXIT_COULD_NOT_RUN = 0, 1, 2
 
 
-def _status(case: Case, seed: int, tolerances: dict, backend: str, fault: str | None, magnitude: float) -> dict[str, Any]:
-    with faults.injected(fault, magnitude):
-        result = run_case(case, seed, tolerances, {}, timeout_s=300)
-    if fault is None:
-        classify(result, backend, load_divergences())
-    return {"status": result["status"], "error": result["error"], "max_abs_error": records.worst_item(result, "max_abs_error")}
+def mismatched_outputs(result: dict[str, Any]) -> list[str]:
+    """``api/output`` for every compared output with elements beyond tolerance in a case result (not a
+    dtype or API-agreement problem: those are not the numeric mismatch a fault must cause)."""
+    return [
+        f"{api}/{name}"
+        for api, entry in result.get("apis", {}).items()
+        for name, item in entry.get("items", {}).items()
+        if not item.get("passed", True) and item.get("mismatched", 1) > 0
+    ]
 
 
-def run_fault_study(cases: list[Case], backend: BackendInfo, out_dir: Path, seed: int) -> dict[str, Any]:
-    tolerances = load_tolerances(backend.device_class)
-    record: dict[str, Any] = {
-        "schema": SCHEMA, "schema_version": 1, "backend": backend.name, "device": backend.device, "device_class": backend.device_class,
-        "versions": backend.versions, "settings": backend.settings, "seed": seed,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "faults": {}, "clean": {}, "sweep": {},
+def error_text(error: Any) -> str:
+    """A case result's error as one line (an error record's summary, or the text itself)."""
+    if isinstance(error, dict):
+        return str(error.get("summary") or error.get("message") or error.get("type") or "")
+    return "" if error is None else str(error)
+
+
+def judge_fault_run(result: dict[str, Any] | None, injection: faults.Injection | None, not_applicable: str | None = None) -> tuple[str, str | None]:
+    """(verdict, reason) of one case run with a fault: "detected", "undetected" or "error".
+
+    Only a numeric mismatch detects a fault; a patch that raised, that was never called or that
+    could not be applied, and a case that could not run under the fault, are errors of the study."""
+    if not_applicable is not None:
+        return "error", f"the fault cannot be applied: {not_applicable}"
+    assert result is not None and injection is not None
+    never_called = f"the patched function ({', '.join(injection.calls) or 'none'}) was never called during the case"
+    if injection.errors:
+        return "error", "the patch raised: " + "; ".join(injection.errors)
+    status = result["status"]
+    if status not in ("pass", "fail"):
+        detail = error_text(result.get("error"))
+        reason = f"the case could not run under the fault: {status}" + (f" ({detail})" if detail else "")
+        return "error", reason + ("" if injection.applied else f"; {never_called}")
+    if not injection.applied:
+        return "error", never_called
+    if status == "fail":
+        if mismatched_outputs(result):
+            return "detected", None
+        return "error", "status fail without a compared output beyond tolerance: " + "; ".join(result.get("problems") or [])
+    return "undetected", None
+
+
+def _run(case: Case, seed: int, tolerances: Tolerances, fault: str | None, magnitude: float) -> dict[str, Any]:
+    """One case, with ``fault`` injected (None: unmodified); the run entry of the record, with its verdict."""
+    arrays: dict[tuple[str, str], Any] = {}
+    try:
+        with faults.injected(fault, magnitude) as injection:
+            result = run_case(case, seed, tolerances, arrays, timeout_s=CASE_TIMEOUT_S)
+    except faults.FaultNotApplicable as error:
+        verdict, reason = judge_fault_run(None, None, str(error))
+        return {"status": None, "error": None, "max_abs_error": None, "patch_calls": {}, "verdict": verdict, "reason": reason}
+    entry: dict[str, Any] = {
+        "status": result["status"], "error": error_text(result["error"]) or None, "max_abs_error": records.worst_item(result, "max_abs_error"),
+        "mismatched": mismatched_outputs(result), "patch_calls": dict(injection.calls),
     }
-    path = out_dir / f"{backend.name}.faults.json"
-    for name, fault in faults.FAULTS.items():
+    if fault is not None:
+        entry["verdict"], entry["reason"] = judge_fault_run(result, injection)
+    entry["_result"], entry["_arrays"] = result, arrays
+    return entry
+
+
+def _public(entry: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in entry.items() if not key.startswith("_")}
+
+
+def _known_divergence(case: Case, backend: BackendInfo, entry: dict[str, Any], tolerances: Tolerances,
+                      divergences: list[Divergence], seed: int) -> list[str]:
+    """The known divergences that explain an unmodified case that does not pass (empty: none does).
+
+    Only the unmodified run is classified: fault runs are judged by what was measured alone."""
+    verdict = classify_result(case, backend.name, backend.versions, entry["_result"], entry["_arrays"], tolerances, divergences, seed)
+    return list(verdict["explained_by"]) if verdict["verdict"] == "known" else []
+
+
+def _clean_entry(case: Case, backend: BackendInfo, seed: int, tolerances: Tolerances, divergences: list[Divergence]) -> dict[str, Any]:
+    entry = _run(case, seed, tolerances, None, 0.0)
+    entry["known_divergence"] = [] if entry["status"] == "pass" else _known_divergence(case, backend, entry, tolerances, divergences, seed)
+    entry["false_alarm"] = entry["status"] != "pass" and not entry["known_divergence"]
+    return _public(entry)
+
+
+def _fault_entry(name: str, fault: faults.Fault, cases: list[Case], seed: int, tolerances: Tolerances) -> dict[str, Any]:
+    try:
         selected = select_cases(cases, ",".join(fault.cases))
-        runs = {case.name: _status(case, seed, tolerances, backend.name, name, faults.DEFAULT_MAGNITUDE) for case in selected}
-        for case in selected:
-            if case.name not in record["clean"]:
-                record["clean"][case.name] = _status(case, seed, tolerances, backend.name, None, 0.0)
-        flagged = [case for case, run in runs.items() if run["status"] in ("fail", "error", "timeout")]
-        record["faults"][name] = {
-            "description": fault.description, "runs": runs, "detected": bool(flagged), "flagged_cases": flagged,
-        }
+    except Exception as error:  # a fault naming no existing case cannot be judged
+        return {"description": fault.description, "cases": list(fault.cases), "runs": {}, "status": "error",
+                "reason": f"its cases cannot be selected: {error}", "detected": False, "flagged_cases": []}
+    runs = {case.name: _public(_run(case, seed, tolerances, name, faults.DEFAULT_MAGNITUDE)) for case in selected}
+    errors = [f"{case}: {run['reason']}" for case, run in runs.items() if run["verdict"] == "error"]
+    flagged = [case for case, run in runs.items() if run["verdict"] == "detected"]
+    if errors:
+        status, reason = "error", "; ".join(errors)
+    elif flagged:
+        status, reason = "detected", None
+    else:
+        status, reason = "undetected", "no case mismatched the reference with the fault injected"
+    return {
+        "description": fault.description, "cases": [case.name for case in selected], "runs": runs,
+        "status": status, "reason": reason, "detected": status == "detected", "flagged_cases": flagged,
+    }
+
+
+def _sweep_entry(case: Case, backend: BackendInfo, seed: int, tolerances: Tolerances, divergences: list[Divergence]) -> dict[str, Any]:
+    clean = _run(case, seed, tolerances, None, 0.0)
+    entry: dict[str, Any] = {"case": case.name, "clean_status": clean["status"], "detected": {}, "smallest_detected": None, "error": None}
+    if clean["status"] != "pass":
+        known = _known_divergence(case, backend, clean, tolerances, divergences, seed)
+        entry["known_divergence"] = known
+        entry["skipped"] = f"the unmodified case does not pass ({clean['status']}" + (f"; known: {', '.join(known)})" if known else ")")
+        return entry
+    for magnitude in SWEEP_MAGNITUDES:
+        run = _run(case, seed, tolerances, SWEEP_FAULT, magnitude)
+        if run["verdict"] == "error":
+            entry["error"] = f"{magnitude:g}: {run['reason']}"
+            break
+        flagged = run["verdict"] == "detected"
+        entry["detected"][f"{magnitude:g}"] = {"flagged": flagged, "max_abs_error": run["max_abs_error"]}
+        if not flagged:
+            break  # smaller perturbations are smaller still
+        entry["smallest_detected"] = magnitude
+    return entry
+
+
+def run_fault_study(
+    cases: list[Case],
+    backend: BackendInfo,
+    out_dir: Path,
+    seed: int,
+    *,
+    command: str = "",
+    catalogue: dict[str, faults.Fault] | None = None,
+    sweep_cases: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run every fault of ``catalogue`` (default: the whole catalogue) and the sweep over
+    ``sweep_cases`` (default ``SWEEP_CASES``; {} for none); write and return
+    ``out_dir/<backend>.faults.json``, rewritten after every fault."""
+    catalogue = faults.FAULTS if catalogue is None else catalogue
+    sweep_cases = SWEEP_CASES if sweep_cases is None else sweep_cases
+    tolerances = load_tolerances(backend.device_class)
+    divergences = load_divergences()
+    record: dict[str, Any] = make_header("faults", backend, seed=seed, command=command) | {"faults": {}, "clean": {}, "sweep": {}}
+    path = Path(out_dir) / f"{backend.name}.faults.json"
+    by_name = {case.name: case for case in cases}
+    for name, fault in catalogue.items():
+        entry = _fault_entry(name, fault, cases, seed, tolerances)
+        for case_name in entry["cases"]:
+            if case_name not in record["clean"]:
+                record["clean"][case_name] = _clean_entry(by_name[case_name], backend, seed, tolerances, divergences)
+        record["faults"][name] = entry
         records.write_json(path, record)
-    for dtype, case_name in SWEEP_CASES.items():
-        case = next(c for c in cases if c.name == case_name)
-        clean = _status(case, seed, tolerances, backend.name, None, 0.0)
-        entry: dict[str, Any] = {"case": case_name, "clean_status": clean["status"], "detected": {}, "smallest_detected": None}
-        if clean["status"] == "pass":
-            for magnitude in SWEEP_MAGNITUDES:
-                run = _status(case, seed, tolerances, backend.name, SWEEP_FAULT, magnitude)
-                entry["detected"][f"{magnitude:g}"] = {"flagged": run["status"] != "pass", "max_abs_error": run["max_abs_error"]}
-                if run["status"] == "pass":
-                    break  # smaller perturbations are smaller still
-                entry["smallest_detected"] = magnitude
-        record["sweep"][dtype] = entry
+    for dtype, case_name in sweep_cases.items():
+        case = by_name.get(case_name)
+        if case is None:
+            record["sweep"][dtype] = {"case": case_name, "clean_status": None, "detected": {}, "smallest_detected": None,
+                                      "error": f"no case named {case_name!r}"}
+        else:
+            record["sweep"][dtype] = _sweep_entry(case, backend, seed, tolerances, divergences)
         records.write_json(path, record)
-    record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record["finished"] = now()
     records.write_json(path, record)
     return record
+
+
+def errored_faults(record: dict[str, Any]) -> dict[str, str]:
+    """Fault (or ``sweep:<dtype>``) -> why the study could not judge it."""
+    errors = {name: entry.get("reason") or "" for name, entry in record["faults"].items() if entry["status"] == "error"}
+    errors |= {f"sweep:{dtype}": entry["error"] for dtype, entry in record.get("sweep", {}).items() if entry.get("error")}
+    return errors
+
+
+def undetected_faults(record: dict[str, Any]) -> list[str]:
+    return [name for name, entry in record["faults"].items() if entry["status"] == "undetected"]
+
+
+def false_alarms(record: dict[str, Any]) -> list[str]:
+    return [name for name, entry in record["clean"].items() if entry.get("false_alarm")]
+
+
+def exit_code(record: dict[str, Any]) -> int:
+    """2: a fault or sweep step errored (the study could not judge it); 1: a fault went undetected or
+    the unmodified run has a false alarm; 0: every fault detected, no false alarm."""
+    if errored_faults(record):
+        return EXIT_COULD_NOT_RUN
+    if undetected_faults(record) or false_alarms(record):
+        return EXIT_FOUND
+    return EXIT_OK
+
+
+def summary(record: dict[str, Any]) -> str:
+    """One line: what was detected, what errored, the false alarms and where the record is."""
+    total = len(record["faults"])
+    detected = sum(entry["status"] == "detected" for entry in record["faults"].values())
+    return (
+        f"{record['backend']}: {detected} of {total} faults detected, {len(undetected_faults(record))} undetected, "
+        f"{len(errored_faults(record))} errors of the study, {len(false_alarms(record))} false alarms on the unmodified backend"
+    )

@@ -19,7 +19,12 @@ bound; below 1 the point fails.
 Dimensions: features 3 and batch 5, so that batch, features, units (4, 16, 64) and time differ and a
 transposed axis cannot go unnoticed (batch 4 would coincide with units 4).
 
-Imported only after the backend is active (``harness.execute.backends.activate``): it imports Keras.
+The study exists to find where the float32 error outgrows the tolerance: ``exit_code(record)`` is 1
+when any point's error exceeds the tolerance (headroom below 1), 2 when a point could not be
+measured (it raised; with every point raised, nothing was measured), 0 otherwise.
+
+``measure_point`` imports Keras: call ``run_growth`` only after the backend is active
+(``harness.execute.backends.activate``); the record helpers (``exit_code``, ``summary``) are pure.
 The record ``<out_dir>/<backend>.growth.json`` is rewritten atomically after every point, so an
 interrupted run keeps what it measured.
 """
@@ -27,22 +32,18 @@ interrupted run keeps what it measured.
 from __future__ import annotations
 
 import time as clock
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-import keras
 import numpy as np
 
-from harness.records import store as records
-from harness.execute.backends import BackendInfo
-from harness.truth.compare import Tolerance, compare
 from harness.case.tolerances import load_tolerances, tolerance_for, tolerance_table_json
 from harness.case.weights import DEFAULT_SEED
+from harness.execute.backends import BackendInfo
+from harness.records import store as records
+from harness.records.header import make_header, now
+from harness.truth.compare import Tolerance, compare
 from reference import lstm as reference_lstm
-
-GROWTH_SCHEMA = "keras-parity/growth"
-GROWTH_SCHEMA_VERSION = 1
 
 DEFAULT_LENGTHS: tuple[int, ...] = (10, 30, 100, 300, 1000, 2000)
 DEFAULT_UNITS: tuple[int, ...] = (4, 16, 64)
@@ -50,14 +51,11 @@ BATCH = 5
 FEATURES = 3
 DTYPE = "float32"
 QUANTITY_OF = {"output": "outputs", "h": "states", "c": "states"}
+EXIT_OK, EXIT_FOUND, EXIT_COULD_NOT_RUN = 0, 1, 2
 
 
 def growth_path(out_dir: Path, backend: str) -> Path:
     return out_dir / f"{backend}.growth.json"
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def point_data(time: int, units: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -92,6 +90,8 @@ def headroom(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> 
 
 def measure_point(time: int, units: int, seed: int, tolerances: dict[str, dict[str, Tolerance]]) -> dict[str, Any]:
     """Run one (time, units) point on the active backend and compare it with the reference; never raises."""
+    import keras
+
     started = clock.perf_counter()
     point: dict[str, Any] = {"time": time, "units": units, "batch": BATCH, "features": FEATURES, "dtype": DTYPE}
     try:
@@ -146,30 +146,25 @@ def run_growth(
     lengths: Sequence[int] = DEFAULT_LENGTHS,
     units: Sequence[int] = DEFAULT_UNITS,
     seed: int = DEFAULT_SEED,
+    *,
+    command: str = "",
+    tolerances: dict[str, dict[str, Tolerance]] | None = None,
 ) -> dict[str, Any]:
     """Measure every (time, units) point on the active backend; write and return the growth record.
 
-    The record (schema ``keras-parity/growth``, version 1) is written to
-    ``out_dir/<backend>.growth.json`` after each point and once more, with ``finished``, at the end.
+    ``tolerances`` defaults to the table for the backend's device class. The record (header from
+    ``harness.records.header``, kind "growth") is written to ``out_dir/<backend>.growth.json`` after
+    each point and once more, with ``finished``, at the end.
     """
-    tolerances = load_tolerances(backend.device_class)
+    if tolerances is None:
+        tolerances = load_tolerances(backend.device_class)
     path = growth_path(Path(out_dir), backend.name)
-    record: dict[str, Any] = {
-        "schema": GROWTH_SCHEMA,
-        "schema_version": GROWTH_SCHEMA_VERSION,
-        "backend": backend.name,
-        "device": backend.device,
-        "device_class": backend.device_class,
-        "versions": backend.versions,
-        "settings": backend.settings,
-        "seed": seed,
+    record: dict[str, Any] = make_header("growth", backend, seed=seed, command=command) | {
         "dtype": DTYPE,
         "entry_point": "call",
         "lengths": list(lengths),
         "units": list(units),
         "tolerances": {DTYPE: tolerance_table_json(tolerances)[DTYPE]},
-        "started": _now(),
-        "finished": None,
         "duration_s": None,
         "points": [],
     }
@@ -179,7 +174,55 @@ def run_growth(
         for length in lengths:
             record["points"].append(measure_point(int(length), int(width), seed, tolerances))
             records.write_json(path, record)
-    record["finished"] = _now()
+    record["finished"] = now()
     record["duration_s"] = round(clock.perf_counter() - started, 3)
     records.write_json(path, record)
     return record
+
+
+def _label(point: dict[str, Any]) -> str:
+    return f"T={point['time']} units={point['units']}"
+
+
+def _worst_headroom(point: dict[str, Any]) -> float | None:
+    quantities = point.get("quantities") or {}
+    return min((q["headroom"] for q in quantities.values()), default=None)
+
+
+def exceeded_points(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The measured points whose error exceeds the tolerance (a quantity failed or has headroom below 1)."""
+    return [
+        point for point in record["points"]
+        if point.get("status") != "error"
+        and (point.get("status") == "fail" or (_worst_headroom(point) is not None and _worst_headroom(point) < 1))
+    ]
+
+
+def errored_points(record: dict[str, Any]) -> list[dict[str, Any]]:
+    return [point for point in record["points"] if point.get("status") == "error"]
+
+
+def exit_code(record: dict[str, Any]) -> int:
+    """1 when a point's error exceeds the tolerance (the finding this study looks for); else 2 when a
+    point could not be measured, or there were no points; else 0."""
+    if exceeded_points(record):
+        return EXIT_FOUND
+    if errored_points(record) or not record["points"]:
+        return EXIT_COULD_NOT_RUN
+    return EXIT_OK
+
+
+def summary(record: dict[str, Any]) -> str:
+    """One line: points measured, the smallest headroom and where, the points over the tolerance or in error."""
+    points = record["points"]
+    measured = [point for point in points if _worst_headroom(point) is not None]
+    line = f"{record['backend']}: {len(measured)} of {len(points)} sequence-length points measured"
+    if measured:
+        tightest = min(measured, key=_worst_headroom)
+        line += f", smallest headroom {_worst_headroom(tightest):.2g}x at {_label(tightest)}"
+    exceeded, errored = exceeded_points(record), errored_points(record)
+    if exceeded:
+        line += f"; error over the {record['dtype']} tolerance at " + ", ".join(_label(point) for point in exceeded)
+    if errored:
+        line += f"; {len(errored)} could not be measured (first: {_label(errored[0])}: {errored[0]['error']})"
+    return line

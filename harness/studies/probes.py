@@ -2,17 +2,26 @@
 
 Each probe builds two models or runs one model two ways that users believe are the same, and records
 the largest absolute difference between their outputs. results/WHY.md is generated from these
-numbers (see harness/why.py); nothing here is hand-written. Imported after the backend is active.
+numbers (see harness/reports/why.py); nothing here is hand-written. Imported after the backend is active.
+
+``run_probe_study`` writes ``<out>/<backend>.probes.json``; ``exit_code(record)`` is 2 when any probe
+raised (that cause could not be measured), 0 otherwise: the probes measure, they do not judge.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import keras
 import numpy as np
 
+from harness.execute.backends import BackendInfo
+from harness.records import store as records
+from harness.records.header import make_header, now
 from harness.truth.compare import max_difference
+
+EXIT_OK, EXIT_COULD_NOT_RUN = 0, 2
 
 BATCH, TIME, FEATURES, UNITS = 4, 10, 3, 16
 
@@ -163,13 +172,46 @@ PROBES: dict[str, Callable[[], dict[str, Any]]] = {
 }
 
 
-def run_probes() -> dict[str, dict[str, Any]]:
-    """Every probe's measurement, or its error (one line); never raises."""
+def run_probes(probes: dict[str, Callable[[], dict[str, Any]]] | None = None) -> dict[str, dict[str, Any]]:
+    """Every probe's measurement (default: all of ``PROBES``), or its error (one line); never raises."""
     results = {}
-    for name, probe in PROBES.items():
+    for name, probe in (PROBES if probes is None else probes).items():
         try:
             results[name] = probe() | {"error": None}
         except Exception as error:  # a probe that fails is recorded, not fatal
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             results[name] = {"error": f"{type(error).__name__}: {first}"}
     return results
+
+
+def run_probe_study(
+    backend: BackendInfo, out_dir: Path, *, command: str = "", probes: dict[str, Callable[[], dict[str, Any]]] | None = None
+) -> dict[str, Any]:
+    """Run the probes on the active backend; write and return ``out_dir/<backend>.probes.json``."""
+    record = make_header("probes", backend, seed=None, command=command)
+    record["probes"] = run_probes(probes)
+    record["finished"] = now()
+    records.write_json(probes_path(out_dir, backend.name), record)
+    return record
+
+
+def probes_path(out_dir: Path, backend: str) -> Path:
+    return Path(out_dir) / f"{backend}.probes.json"
+
+
+def errored_probes(record: dict[str, Any]) -> dict[str, str]:
+    """Probe -> its error, for every probe that raised."""
+    return {name: result["error"] for name, result in record["probes"].items() if result.get("error")}
+
+
+def exit_code(record: dict[str, Any]) -> int:
+    """2 when a probe raised (a cause WHY.md cannot show), or there were none; 0 otherwise."""
+    return EXIT_COULD_NOT_RUN if errored_probes(record) or not record["probes"] else EXIT_OK
+
+
+def summary(record: dict[str, Any]) -> str:
+    errors = errored_probes(record)
+    line = f"{record['backend']}: {len(record['probes']) - len(errors)} of {len(record['probes'])} probes measured"
+    if errors:
+        line += f"; could not measure {', '.join(errors)}"
+    return line

@@ -4,11 +4,15 @@
 ``DIR/<backend>/<case>.keras``. ``load_models`` loads every model saved by the *other* backends,
 runs it on the case's inputs, and compares it with the float64 reference and with the outputs the
 saving backend produced (its run record's .npz). Imported after the backend is active.
+
+A load that does not pass is classified like a run's case (``harness.verdicts.classify``): one that
+a known divergence of the loading backend explains is "known". A load that measured nothing (no
+model saved by another backend matches a case) is not a result: ``load_models`` then writes no
+record, and the command says so and exits 2.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +23,14 @@ from harness.execute import models
 from harness.records import store as records
 from harness.execute.backends import BACKENDS, BackendInfo
 from harness.case.schema import Case
-from harness.truth.compare import compare, max_difference
+from harness.case.divergences import load_divergences
+from harness.execute.measure import error_record, judge_outputs, measured_status
+from harness.truth.compare import max_difference
 from harness.truth.expected import expected_outputs
-from harness.case.divergences import classify, load_divergences
-from harness.case.tolerances import load_tolerances, quantity_of, tolerance_for
+from harness.case.tolerances import Tolerances, load_tolerances
 from harness.case.weights import make_case_data
-
-SCHEMA = "keras-parity/serialization"
+from harness.records.header import make_header, now
+from harness.verdicts.classify import classify_result
 
 
 def serializable(case: Case) -> bool:
@@ -49,55 +54,73 @@ def save_models(cases: list[Case], backend: BackendInfo, models_dir: Path, seed:
     return written
 
 
-def _load_one(path: Path, case: Case, seed: int, tolerances: dict, saved_outputs: dict[str, np.ndarray], saved_on: str) -> dict[str, Any]:
+def _load_one(path: Path, case: Case, seed: int, tolerances: Tolerances, saved_outputs: dict[str, np.ndarray],
+              saved_on: str) -> tuple[dict[str, Any], dict[str, Any], dict[tuple[str, str], np.ndarray]]:
+    """The load entry of the record, and the same measurement as a case result (one Functional build)
+    with its raw outputs, for classification."""
     entry: dict[str, Any] = {"case": case.name, "saved_on": saved_on, "items": {}, "vs_saving_backend": {}}
+    result: dict[str, Any] = {"case": case.name, "apis": {}, "api_agreement": [], "problems": []}
+    arrays: dict[tuple[str, str], np.ndarray] = {}
     try:
         data = make_case_data(case, seed)
         expected = expected_outputs(case, data)
         model = keras.saving.load_model(path)
-        actual = models.run_model(model, [], case, data)
+        actual = {name: np.asarray(value) for name, value in models.run_model(model, [], case, data).items()}
+        # Judged exactly as a run judges an output: the case's tolerance row or override, and its dtype.
+        entry["items"] = judge_outputs(case, actual, expected, tolerances, f"saved on {saved_on}")
         for name, value in actual.items():
-            tolerance = tolerance_for(tolerances, case.compute_dtype, quantity_of(name))
-            comparison = compare(value, expected[name], tolerance, case.compute_dtype)
-            entry["items"][name] = comparison.to_json() | {"message": comparison.message(f"{saved_on}->{name}")}
+            arrays[("functional", name)] = value
             saved = saved_outputs.get(records.array_key(case.name, "functional", name))
             if saved is not None:
-                difference, bitwise = max_difference(np.asarray(value), saved)
+                difference, bitwise = max_difference(value, saved)
                 entry["vs_saving_backend"][name] = {"max_abs_diff": difference, "bitwise_equal": bitwise}
-        entry["status"] = "pass" if all(item["passed"] for item in entry["items"].values()) else "fail"
-        entry["error"] = None
+        result["apis"]["functional"] = {"items": entry["items"], "passed": all(item["passed"] for item in entry["items"].values())}
+        result["status"], result["problems"] = measured_status(result)
+        result["error"] = None
     except Exception as error:  # a model that does not load is a finding, recorded
-        lines = [line for line in str(error).splitlines() if line.strip()]
-        entry["status"] = "error"
-        entry["error"] = f"{type(error).__name__}: {lines[0] if lines else ''}"
-    return entry
+        result["status"], result["error"] = "error", error_record(error)
+    entry["status"] = result["status"]
+    entry["error"] = result["error"]["summary"] if result["error"] else None
+    return entry, result, arrays
 
 
-def load_models(cases: list[Case], backend: BackendInfo, models_dir: Path, results_dir: Path, seed: int) -> dict[str, Any]:
+def saved_by_others(models_dir: Path, backend: str) -> list[tuple[str, Path]]:
+    """(saving backend, model path) for every ``.keras`` file other backends saved under ``models_dir``."""
+    return [
+        (saved_on, path)
+        for saved_on in BACKENDS
+        if saved_on != backend and (Path(models_dir) / saved_on).is_dir()
+        for path in sorted((Path(models_dir) / saved_on).glob("*.keras"))
+    ]
+
+
+def load_models(
+    cases: list[Case], backend: BackendInfo, models_dir: Path, results_dir: Path, seed: int, *, command: str = ""
+) -> dict[str, Any]:
     """Load every other backend's saved models here; write and return ``<backend>.serialization.json``.
 
-    A load that fails the way a known divergence of the loading backend explains is marked "known"."""
+    Nothing is written when no saved model matches a case (the returned record has no loads)."""
     by_name = {case.name: case for case in cases}
-    divergences = load_divergences()
     tolerances = load_tolerances(backend.device_class)
-    record: dict[str, Any] = {
-        "schema": SCHEMA, "schema_version": 1, "backend": backend.name, "device": backend.device, "device_class": backend.device_class,
-        "versions": backend.versions, "settings": backend.settings, "seed": seed,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "loads": [],
-    }
+    divergences = load_divergences()
+    record: dict[str, Any] = make_header("serialization", backend, seed=seed, command=command) | {"loads": []}
     path = results_dir / f"{backend.name}.serialization.json"
-    for saved_on in BACKENDS:
-        folder = models_dir / saved_on
-        if saved_on == backend.name or not folder.is_dir():
+    saved_outputs: dict[str, dict[str, np.ndarray]] = {}
+    for saved_on, model_path in saved_by_others(models_dir, backend.name):
+        case = by_name.get(model_path.stem)
+        if case is None:
             continue
-        saved_outputs = records.read_arrays(results_dir / f"{saved_on}.npz")
-        for model_path in sorted(folder.glob("*.keras")):
-            case = by_name.get(model_path.stem)
-            if case is None:
-                continue
-            entry = _load_one(model_path, case, seed, tolerances, saved_outputs, saved_on)
-            classify(entry, backend.name, divergences)
-            record["loads"].append(entry)
-            records.write_json(path, record)
-    records.write_json(path, record)
+        if saved_on not in saved_outputs:
+            saved_outputs[saved_on] = records.read_arrays(results_dir / f"{saved_on}.npz")
+        entry, result, arrays = _load_one(model_path, case, seed, tolerances, saved_outputs[saved_on], saved_on)
+        if entry["status"] != "pass":
+            # A load that fails the way a known divergence of the loading backend says is "known".
+            verdict = classify_result(case, backend.name, backend.versions, result, arrays, tolerances, divergences, seed)
+            entry["measured_status"] = entry["status"]
+            entry["status"], entry["explained_by"] = verdict["verdict"], verdict["explained_by"]
+        record["loads"].append(entry)
+        records.write_json(path, record)
+    record["finished"] = now()
+    if record["loads"]:
+        records.write_json(path, record)
     return record

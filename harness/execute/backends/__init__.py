@@ -1,7 +1,9 @@
 """Backend selection. Everything specific to one backend lives in its own module here.
 
 Keras reads KERAS_BACKEND when it is first imported, so one process runs one backend: ``activate``
-sets the variable, imports Keras and checks that Keras really runs the backend asked for.
+sets the variable, imports Keras and checks that Keras really runs the backend asked for. When a
+command armed a backend log (``harness.execute.console.backend_log``), the backend's own output is
+captured from here on, before anything of it is imported.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def activate(name: str) -> BackendInfo:
         raise BackendUnavailable(f"backend {name!r} is not installed in this interpreter; {module.INSTALL_HINT}")
     if importlib.util.find_spec("keras") is None:
         raise BackendUnavailable(f"keras is not installed in this interpreter; {module.INSTALL_HINT}")
+    from harness.execute.console import capture_backend_output
+
+    capture_backend_output()
     os.environ["KERAS_BACKEND"] = name
     settings = module.configure()
     import keras
