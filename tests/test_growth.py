@@ -33,7 +33,7 @@ def test_run_growth_stays_within_the_float32_bound(session_backend, tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     record = json.loads((tmp_path / f"{session_backend}.growth.json").read_text())
-    assert record["schema"] == "keras-parity/growth" and record["schema_version"] == 1
+    assert record["schema"] == "keras-parity/growth" and record["schema_version"] == 2
     assert record["backend"] == session_backend and record["finished"] is not None
     assert {"device", "versions", "settings", "started"} <= set(record)
     assert [(p["time"], p["units"]) for p in record["points"]] == [(10, 4), (100, 4)]

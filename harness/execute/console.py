@@ -90,8 +90,9 @@ class _Capture:
         self._last_resort.setFormatter(logging.Formatter(_FORMAT))
         self._previous_last_resort = logging.lastResort
         logging.lastResort = self._last_resort
-        logging.captureWarnings(True)
-        self._captured_warnings = True
+        if getattr(logging, "_warnings_showwarning", None) is None:  # not already routed to logging
+            logging.captureWarnings(True)
+            self._captured_warnings = True
         self.started = True
 
     def stop(self) -> None:
@@ -115,9 +116,10 @@ class _Capture:
                 self._console.flush()
             if sys.stderr is self._console:
                 sys.stderr = self._previous_stderr
-            self._console.close()
+            # Left open: a handler created meanwhile may hold it, and it still points at the console.
         if self._log is not None:
             self._log.close()
+        self._captured_warnings = False
         self.started = False
 
 

@@ -972,9 +972,10 @@ def _faults(studies: dict[str, dict[str, Any]]) -> Faults | None:
         entries = studies[backend].get("faults") or {}
         statuses = [_fault_status(entry) for entry in entries.values()]
         clean = studies[backend].get("clean") or {}
+        # The fault study marks a clean case that did not pass and that no known divergence explains.
         alarms = tuple(
             name for name, entry in clean.items()
-            if str(entry.get("verdict") or entry.get("status")) not in ("pass", "known")
+            if (entry["false_alarm"] if "false_alarm" in entry else str(entry.get("verdict") or entry.get("status")) not in ("pass", "known"))
         )
         detection.append(FaultDetection(backend, statuses.count("detected"), len(statuses), statuses.count("error"), alarms))
     for name in names:
