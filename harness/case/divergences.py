@@ -18,7 +18,6 @@ against measurements is the verdicts stage's job. Nothing here imports Keras.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from packaging.version import InvalidVersion, Version
 
 from harness.case.schema import LAYER_OPTIONS, RECURRENT_TYPES, Case
 from harness.case.semantics import Semantics
+from harness.case.toml_file import read_toml
 
 DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
 KINDS = ("semantics", "crash", "bound")
@@ -225,12 +225,7 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
 
 def load_divergences(path: Path = DIVERGENCES_FILE) -> list[Divergence]:
     """Every entry of the file; DivergenceFileError naming the entry and field when one is malformed."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DivergenceFileError(f"divergence file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise DivergenceFileError(f"divergence file {path} is not valid TOML: {error}") from None
+    raw = read_toml(path, "divergence file", DivergenceFileError)
     entries = [_parse_entry(entry, index, path) for index, entry in enumerate(raw.get("divergence", []))]
     seen: set[str] = set()
     for entry in entries:

@@ -12,11 +12,11 @@ import copy
 import fnmatch
 import itertools
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.case.toml_file import read_toml
 from reference.activations import ACTIVATIONS
 
 BUILTIN_CASE_FILE = Path(__file__).with_name("cases.toml")
@@ -414,12 +414,7 @@ def expand_matrix(matrix: dict[str, Any], source: str) -> list[dict[str, Any]]:
 
 def load_case_file(path: Path) -> list[Case]:
     """Read every case (and expand every matrix) in a TOML file; CaseError for any bad entry."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CaseError(f"case file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as error:
-        raise CaseError(f"case file {path} is not valid TOML: {error}") from None
+    data = read_toml(path, "case file", CaseError)
     unknown = set(data) - {"case", "matrix"}
     if unknown:
         raise CaseError(f"case file {path} has unknown tables {sorted(unknown)}; accepted: [[case]], [[matrix]]")
