@@ -232,20 +232,21 @@ from harness.execute.backends import activate
 
 backend = activate(sys.argv[1])
 out = Path(sys.argv[2])
-from harness.case.tolerances import Tolerance
+from harness.case.tolerances import Tolerance, Tolerances
+from harness.execute import measure
 from harness.studies import growth, probes
 
 report = {}
 # growth: the float32 table forced tiny: every point's error outgrows it -> 1
 tiny = Tolerance(rtol=1e-15, atol=1e-15, rel_floor=1e-15, reason="forced tiny by the test")
-record = growth.run_growth(backend, out / "tiny", lengths=(10,), units=(4,), tolerances={"float32": {"outputs": tiny, "states": tiny}})
+record = growth.run_growth(backend, out / "tiny", lengths=(10,), units=(4,), tolerances=Tolerances({"float32": {"outputs": tiny, "states": tiny}}))
 report["growth_tiny"] = [growth.exit_code(record), growth.summary(record), [p["status"] for p in record["points"]]]
 record = growth.run_growth(backend, out / "real", lengths=(10,), units=(4,))
 report["growth_real"] = [growth.exit_code(record), growth.summary(record), record["schema"], record["command"]]
 # growth: every point raised -> 2
-def broken_point_data(time, units, seed):
+def broken_case_data(case, seed):
     raise RuntimeError("no data for this point")
-growth.point_data = broken_point_data
+measure.make_case_data = broken_case_data
 record = growth.run_growth(backend, out / "broken", lengths=(10, 30), units=(4,))
 report["growth_broken"] = [growth.exit_code(record), growth.summary(record), [p["status"] for p in record["points"]]]
 

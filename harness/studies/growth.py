@@ -4,17 +4,15 @@ The default cases run at most 11 steps, and the float32 tolerances (harness/tole
 from those. This module measures how the error of a float32 ``keras.layers.LSTM`` grows when the
 sequence is much longer, so the table's bound can be judged against its headroom at long sequences.
 
-For each (time, units) pair it builds one ``keras.layers.LSTM(units, return_sequences=True,
-return_state=True)`` in float32, gives it seeded random non-symmetric weights (scaled as in
-harness/weights.py: kernel normal / sqrt(fan_in), recurrent kernel normal / sqrt(units), bias
-normal * 0.5, drawn in float64 and rounded to float32 so that both sides see the same numbers),
-calls it eagerly (``layer(x)``) on normal inputs, and compares the output sequence, h and c with
-``reference.lstm`` in float64 under the float32 entries of the tolerance table.
+Each (time, units) pair is a case like any other (``point_case``: one float32
+``LSTM(units, return_sequences=True, return_state=True)``, Functional, called eagerly), measured by
+the one measure step every study uses (``harness.execute.measure.run_case``): seeded weights from
+harness/case/weights.py, the float64 reference, the case's row of the tolerance table.
 
 Per point and quantity the record holds the max abs error, max rel error, max ULP (float32), whether
-it passed, and the headroom: the smallest ratio, over the elements, of the element's bound
-(``atol + rtol * |expected|``) to its error. Headroom 1 means the worst element sits exactly on the
-bound; below 1 the point fails.
+it passed, the tolerance ratio (largest error over its bound ``atol + rtol * |expected|``) and the
+headroom, its inverse: headroom 1 means the worst element sits exactly on the bound; below 1 the
+point fails.
 
 Dimensions: features 3 and batch 5, so that batch, features, units (4, 16, 64) and time differ and a
 transposed axis cannot go unnoticed (batch 4 would coincide with units 4).
@@ -35,22 +33,19 @@ import time as clock
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
-from harness.case.tolerances import load_tolerances, tolerance_for, tolerance_table_json
+from harness.case.schema import Case, parse_case
+from harness.case.tolerances import Tolerances, load_tolerances, tolerance_table_json
 from harness.case.weights import DEFAULT_SEED
 from harness.execute.backends import BackendInfo
+from harness.execute.measure import run_case
 from harness.records import store as records
 from harness.records.header import make_header, now
-from harness.truth.compare import Tolerance, compare
-from reference import lstm as reference_lstm
 
 DEFAULT_LENGTHS: tuple[int, ...] = (10, 30, 100, 300, 1000, 2000)
 DEFAULT_UNITS: tuple[int, ...] = (4, 16, 64)
 BATCH = 5
 FEATURES = 3
 DTYPE = "float32"
-QUANTITY_OF = {"output": "outputs", "h": "states", "c": "states"}
 EXIT_OK, EXIT_FOUND, EXIT_COULD_NOT_RUN = 0, 1, 2
 
 
@@ -58,85 +53,38 @@ def growth_path(out_dir: Path, backend: str) -> Path:
     return out_dir / f"{backend}.growth.json"
 
 
-def point_data(time: int, units: int, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Inputs (BATCH, time, FEATURES) and [kernel, recurrent_kernel, bias] in float32, seeded by (seed, time, units)."""
-    rng = np.random.default_rng([seed, time, units])
-    x = rng.normal(0.0, 1.0, size=(BATCH, time, FEATURES))
-    kernel = rng.normal(0.0, 1.0 / np.sqrt(FEATURES), size=(FEATURES, 4 * units))
-    recurrent_kernel = rng.normal(0.0, 1.0 / np.sqrt(units), size=(units, 4 * units))
-    bias = rng.normal(0.0, 0.5, size=(4 * units,))
-    return x.astype(np.float32), [a.astype(np.float32) for a in (kernel, recurrent_kernel, bias)]
+def point_case(time: int, units: int) -> Case:
+    """The growth point as a case: distinct batch, features, units and time."""
+    entry = {
+        "name": f"growth_t{time}_u{units}", "description": "error growth with sequence length",
+        "dtype": DTYPE, "batch": BATCH, "time": time, "features": FEATURES, "entry_point": "call", "apis": ["functional"],
+        "layers": [{"type": "lstm", "units": units, "return_sequences": True, "return_state": True}],
+    }
+    return parse_case(entry, "growth")
 
 
-def headroom(actual: np.ndarray, expected: np.ndarray, tolerance: Tolerance) -> tuple[float, float]:
-    """(headroom, bound): min over elements of bound / error, and the bound of that tightest element.
-
-    The bound of an element is ``atol + rtol * |expected|``, exactly the test compare() applies.
-    Elements with zero error impose nothing; with no error anywhere the headroom is infinite and the
-    bound reported is atol.
-    """
-    expected = np.asarray(expected, dtype=np.float64)
-    error = np.abs(np.asarray(actual, dtype=np.float64) - expected)
-    bound = tolerance.atol + tolerance.rtol * np.abs(expected)
-    if not np.isfinite(error).all():
-        return 0.0, float(bound.ravel()[int(np.argmax(~np.isfinite(error.ravel())))])
-    with np.errstate(divide="ignore"):
-        ratio = np.where(error > 0, bound / np.where(error > 0, error, 1.0), np.inf)
-    tightest = int(np.argmin(ratio))
-    if not np.isfinite(ratio.ravel()[tightest]):
-        return float("inf"), tolerance.atol
-    return float(ratio.ravel()[tightest]), float(bound.ravel()[tightest])
-
-
-def measure_point(time: int, units: int, seed: int, tolerances: dict[str, dict[str, Tolerance]]) -> dict[str, Any]:
-    """Run one (time, units) point on the active backend and compare it with the reference; never raises."""
-    import keras
-
-    started = clock.perf_counter()
-    point: dict[str, Any] = {"time": time, "units": units, "batch": BATCH, "features": FEATURES, "dtype": DTYPE}
-    try:
-        x, weights = point_data(time, units, seed)
-        layer = keras.layers.LSTM(units, return_sequences=True, return_state=True, dtype=DTYPE)
-        layer.build((BATCH, time, FEATURES))
-        layer.set_weights(weights)
-        keras_started = clock.perf_counter()
-        output, h, c = layer(x)
-        actual = {
-            "output": keras.ops.convert_to_numpy(output),
-            "h": keras.ops.convert_to_numpy(h),
-            "c": keras.ops.convert_to_numpy(c),
-        }
-        point["keras_s"] = round(clock.perf_counter() - keras_started, 3)
-        expected_output, expected_h, expected_c = reference_lstm(
-            x, *weights, return_sequences=True, return_state=True, dtype=np.float64
-        )
-        expected = {"output": expected_output, "h": expected_h, "c": expected_c}
+def measure_point(time: int, units: int, seed: int, tolerances: Tolerances) -> dict[str, Any]:
+    """Run one (time, units) point on the active backend through the measure step; never raises."""
+    result = run_case(point_case(time, units), seed, tolerances, {})
+    point: dict[str, Any] = {"time": time, "units": units, "batch": BATCH, "features": FEATURES, "dtype": DTYPE,
+                             "status": result["status"], "error": result["error"]["summary"] if result["error"] else None,
+                             "duration_s": result["duration_s"]}
+    if result["status"] != "error" and "functional" in result["apis"]:
         quantities = {}
-        for name, value in actual.items():
-            tolerance = tolerance_for(tolerances, DTYPE, QUANTITY_OF[name])
-            comparison = compare(value, expected[name], tolerance, DTYPE)
-            ratio, bound = headroom(value, expected[name], tolerance)
+        for name, item in result["apis"]["functional"]["items"].items():
+            ratio = item["tolerance_ratio"]
+            worst = item["worst_expected"]
             quantities[name] = {
-                "max_abs_error": comparison.max_abs_error,
-                "max_rel_error": comparison.max_rel_error,
-                "max_ulp": comparison.max_ulp,
-                "passed": comparison.passed,
-                "mismatched": comparison.mismatched,
-                "total": comparison.total,
-                "headroom": ratio,
-                "tightest_bound": bound,
-                "max_abs_expected": float(np.abs(expected[name]).max()),
-                "rtol": tolerance.rtol,
-                "atol": tolerance.atol,
+                key: item[key] for key in ("max_abs_error", "max_rel_error", "max_ulp", "passed", "mismatched", "total",
+                                           "tolerance_ratio", "rtol", "atol")
+            } | {
+                "headroom": float("inf") if ratio == 0 else (0.0 if not ratio <= float("inf") else 1.0 / ratio),
+                "tightest_bound": item["atol"] + item["rtol"] * abs(worst) if worst is not None else None,
             }
         point["quantities"] = quantities
-        point["passed"] = all(entry["passed"] for entry in quantities.values())
-        point["status"] = "pass" if point["passed"] else "fail"
-        point["error"] = None
-    except Exception as error:  # one broken point is recorded, not fatal
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        point["status"], point["passed"], point["error"] = "error", False, f"{type(error).__name__}: {first}"
-    point["duration_s"] = round(clock.perf_counter() - started, 3)
+        point["passed"] = result["status"] == "pass"
+    else:
+        point["passed"] = False
     return point
 
 
@@ -148,7 +96,7 @@ def run_growth(
     seed: int = DEFAULT_SEED,
     *,
     command: str = "",
-    tolerances: dict[str, dict[str, Tolerance]] | None = None,
+    tolerances: Tolerances | None = None,
 ) -> dict[str, Any]:
     """Measure every (time, units) point on the active backend; write and return the growth record.
 
