@@ -33,6 +33,7 @@ class RunOptions:
     command: str = ""
     case_timeout_s: int = DEFAULT_CASE_TIMEOUT_S
     resume: bool = False
+    shard: str | None = None  # "K/N" when this run measures one shard of the selection (harness run --shard)
 
 
 class ResumeRefused(ValueError):
@@ -41,9 +42,9 @@ class ResumeRefused(ValueError):
 
 def _previous_run(json_path: Path, npz_path: Path, header: dict[str, Any], cases: list[Case]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The earlier record and its raw outputs, after checking that this run measures the same thing:
-    the same backend, seed, fault and versions, and the same definition for every case both hold."""
+    the same backend, seed, fault, versions and shard, and the same definition for every case both hold."""
     previous = records.read_record(json_path)
-    for key in ("backend", "seed", "fault", "versions", "device_class"):
+    for key in ("backend", "seed", "fault", "versions", "device_class", "shard"):
         if previous.get(key) != header.get(key):
             raise ResumeRefused(f"{json_path} was measured with {key} {previous.get(key)!r}, this run has {header.get(key)!r}; "
                                 "run without --resume or into another --out folder")
@@ -70,7 +71,7 @@ def run_cases(
     divergences = load_divergences()
     json_path = options.out_dir / f"{backend.name}.json"
     npz_path = options.out_dir / f"{backend.name}.npz"
-    header = make_header("run", backend, seed=options.seed, command=options.command, fault=options.fault)
+    header = make_header("run", backend, seed=options.seed, command=options.command, fault=options.fault) | {"shard": options.shard}
     raw_outputs: dict[str, np.ndarray] = {}
     if options.resume and json_path.exists():
         record, raw_outputs = _previous_run(json_path, npz_path, header, cases)

@@ -1,0 +1,254 @@
+"""noxfile.py: the GPU sessions exist but are not run by default, their CUDA packages are derived from
+pyproject.toml's pins, and on a machine without a GPU they fail loudly (or skip when asked to).
+
+The GPU check runs in this test session's interpreter, whose backend (KERAS_BACKEND) is a CPU build
+as pinned in pyproject.toml: exactly what a GPU session must refuse.
+"""
+
+import functools
+import importlib.util
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from conftest import ROOT
+
+DEFAULT_SESSIONS = ["parity", "serialization", "faults", "report"]
+CHECK_TIMEOUT_S = 300
+
+
+def _load_noxfile():
+    """noxfile.py as a module, loaded once per process (loading it again would register its sessions twice)."""
+    name = "keras_parity_noxfile"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "noxfile.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+noxfile = _load_noxfile()
+
+
+def _pins() -> dict[str, list[Requirement]]:
+    """pyproject.toml's extras, read here independently of noxfile.py."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    return {name: [Requirement(text) for text in requirements] for name, requirements in extras.items()}
+
+
+def _pinned_version(backend: str, package: str) -> str:
+    (requirement,) = [req for req in _pins()[backend] if req.name == package]
+    (pin,) = list(requirement.specifier)
+    assert pin.operator == "==", f"pyproject.toml pins {package} with {pin.operator}, not =="
+    return pin.version
+
+
+def _listed_sessions() -> dict[str, bool]:
+    """``nox -l``: every session's full name, and whether it is selected by default (marked *)."""
+    done = subprocess.run([sys.executable, "-m", "nox", "-l"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sessions = {}
+    for line in done.stdout.splitlines():
+        if line[:2] in ("* ", "- "):
+            sessions[line[2:].split(" -> ")[0]] = line.startswith("*")
+    return sessions
+
+
+def _env(**changes: str | None) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # 'python' is this interpreter
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+@functools.cache  # one process per distinct check: importing a backend takes seconds
+def _gpu_check(backend: str, *args: str, **env: str | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", noxfile.GPU_CHECK, *args], capture_output=True, text=True,
+                          timeout=CHECK_TIMEOUT_S, env=_env(KERAS_BACKEND=backend, **env))
+
+
+def _require_cpu_build(backend: str) -> None:
+    if _gpu_check(backend, "build", backend).returncode == 0:
+        pytest.skip(f"this interpreter has a CUDA build of {backend}: the CPU-build path cannot be shown here")
+
+
+def _require_no_gpu(backend: str) -> None:
+    if _gpu_check(backend, "devices", backend).returncode == 0:
+        pytest.skip(f"{backend} sees a GPU here: the no-GPU path cannot be shown")
+
+
+# --- sessions ---------------------------------------------------------------------------------------
+
+
+def test_gpu_sessions_are_listed_and_not_run_by_default():
+    sessions = _listed_sessions()
+    for backend in noxfile.BACKENDS:
+        assert sessions[f"parity_gpu(backend='{backend}')"] is False
+    assert sessions["report_gpu"] is False
+    assert noxfile.nox.options.sessions == DEFAULT_SESSIONS
+    selected = {name.split("(")[0] for name, default in sessions.items() if default}
+    assert selected == set(DEFAULT_SESSIONS)
+
+
+def test_noxfile_backends_are_the_pyproject_extras():
+    assert set(noxfile.BACKENDS) <= set(_pins())
+
+
+# --- CUDA requirements derived from pyproject.toml ---------------------------------------------------
+
+
+def test_cuda_requirements_are_derived_from_the_pyproject_pins():
+    keras = _pinned_version("tensorflow", "keras")
+    assert noxfile.gpu_requirements("tensorflow") == [f"keras=={keras}", f"tensorflow[and-cuda]=={_pinned_version('tensorflow', 'tensorflow-cpu')}"]
+    assert noxfile.gpu_requirements("jax") == [f"keras=={keras}", f"jax[cuda12]=={_pinned_version('jax', 'jax')}"]
+    assert noxfile.gpu_requirements("torch") == [f"keras=={keras}", f"torch==={_pinned_version('torch', 'torch')}"]
+    for backend in noxfile.BACKENDS:
+        names = {Requirement(text).name for text in noxfile.gpu_requirements(backend)}
+        assert "tensorflow-cpu" not in names
+        assert all("cpu" not in Requirement(text).extras for text in noxfile.gpu_requirements(backend))
+
+
+def test_cuda_requirements_follow_other_pins():
+    extras = {
+        "tensorflow": ["keras==9.1.0", "tensorflow-cpu==9.2.0"],
+        "jax": ["keras==9.1.0", "jax[cpu]==9.3.0"],
+        "torch": ["keras==9.1.0", "torch==9.4.0; platform_system == 'Linux'"],
+    }
+    assert noxfile.gpu_requirements("tensorflow", extras) == ["keras==9.1.0", "tensorflow[and-cuda]==9.2.0"]
+    assert noxfile.gpu_requirements("jax", extras) == ["keras==9.1.0", "jax[cuda12]==9.3.0"]
+    assert noxfile.gpu_requirements("torch", extras) == ["keras==9.1.0", 'torch===9.4.0; platform_system == "Linux"']
+    with pytest.raises(ValueError, match="no extra 'mlx'"):
+        noxfile.gpu_requirements("mlx", extras)
+
+
+def test_torch_requirement_excludes_local_cpu_builds():
+    """'torch==X' is satisfied by a find-links 'X+cpu' wheel (and pip prefers it: a local version sorts
+    higher); the GPU session's 'torch===X' is satisfied only by the plain X, PyPI's CUDA build."""
+    version = _pinned_version("torch", "torch")
+    (cpu_pin,) = [req for req in _pins()["torch"] if req.name == "torch"]
+    (gpu_pin,) = [Requirement(text) for text in noxfile.gpu_requirements("torch") if text.startswith("torch")]
+    assert cpu_pin.specifier.contains(f"{version}+cpu")
+    assert not gpu_pin.specifier.contains(f"{version}+cpu")
+    assert not gpu_pin.specifier.contains(f"{version}+cu126")
+    assert gpu_pin.specifier.contains(version)
+
+
+@pytest.mark.parametrize("pin", ["torch", "torch>=2.13", "torch==2.13.*", "torch==2.13.0+cu126"])
+def test_torch_must_be_pinned_exactly(pin):
+    with pytest.raises(ValueError, match="pin torch to one exact version"):
+        noxfile.cuda_requirement(pin)
+
+
+def test_harness_run_accepts_the_gpu_session_arguments():
+    """parity_gpu runs 'harness run --backend B --precision P --out results/gpu/P' for every precision."""
+    from harness.cli import build_parser
+
+    for backend in noxfile.BACKENDS:
+        for precision in noxfile.PRECISIONS:
+            args = build_parser().parse_args(["run", "--backend", backend, "--precision", precision,
+                                              "--out", f"{noxfile.GPU_RESULTS}/{precision}"])
+            assert args.precision == precision
+
+
+# --- the GPU check, in this session's interpreter (a CPU build, no GPU) --------------------------------
+
+
+def test_gpu_check_refuses_a_cpu_build(session_backend):
+    _require_cpu_build(session_backend)
+    done = _gpu_check(session_backend, "build", session_backend)
+    assert done.returncode == 1
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith("parity_gpu: error:") and "build" in message
+    assert f".nox/parity_gpu-backend-{session_backend}" in message  # how to fix it
+    if session_backend == "torch":
+        assert "torch.version.cuda is None" in message and "PIP_FIND_LINKS" in message
+
+
+def test_gpu_check_fails_without_a_gpu(session_backend):
+    _require_no_gpu(session_backend)
+    done = _gpu_check(session_backend, "devices", session_backend)
+    assert done.returncode == 1
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"parity_gpu: error: no GPU is visible to {session_backend}")
+    assert "--skip-without-gpu" in message and "CUDA_VISIBLE_DEVICES" not in message
+    assert noxfile.SKIPPED_MARKER not in done.stdout
+
+
+def test_gpu_check_names_a_hiding_cuda_visible_devices(session_backend):
+    done = _gpu_check(session_backend, "devices", session_backend, CUDA_VISIBLE_DEVICES="")
+    assert done.returncode == 1
+    assert "CUDA_VISIBLE_DEVICES='' is set" in done.stderr
+
+
+def test_gpu_check_skips_without_a_gpu_when_asked(session_backend):
+    _require_no_gpu(session_backend)
+    done = _gpu_check(session_backend, "devices", session_backend, "--skip-without-gpu")
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip().splitlines()[-1]
+    assert line.startswith(noxfile.SKIPPED_MARKER) and f"no GPU is visible to {session_backend}" in line
+
+
+@pytest.mark.parametrize("args", [[], ["build"], ["devices", "mxnet"], ["probe", "jax"], ["build", "jax", "torch"]])
+def test_gpu_check_usage_errors(args):
+    done = subprocess.run([sys.executable, "-c", noxfile.GPU_CHECK, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage:")
+
+
+# --- the parity_gpu session itself, run by nox in this interpreter (--no-venv --no-install) -----------
+
+
+def _nox_parity_gpu(backend: str, envdir: Path, *posargs: str, **env: str | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "nox", "--no-venv", "--no-install", "--envdir", str(envdir),
+         "-s", f"parity_gpu(backend='{backend}')", "--", *posargs],
+        cwd=ROOT, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S, env=_env(**env),
+    )
+
+
+def test_parity_gpu_session_fails_on_a_cpu_build_even_with_skip(session_backend, tmp_path):
+    _require_cpu_build(session_backend)
+    done = _nox_parity_gpu(session_backend, tmp_path, "--skip-without-gpu")
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "parity_gpu: error:" in output and "build" in output
+    assert f"Session parity_gpu(backend='{session_backend}') failed" in output
+    assert "harness run" not in output
+
+
+def _fake_jax_cuda_plugin(folder: Path) -> Path:
+    """Metadata of a jax-cuda12-plugin distribution: what the build check looks for."""
+    info = folder / "jax_cuda12_plugin-0.0.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: jax-cuda12-plugin\nVersion: 0.0.0\n")
+    return folder
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_parity_gpu_session_without_a_gpu(session_backend, tmp_path, skip):
+    """With a CUDA build but no GPU: skipped (nox exits 0) with the flag, failed without it; nothing runs.
+    Shown on JAX, whose CUDA build can be faked by a plugin's metadata."""
+    if session_backend != "jax":
+        pytest.skip("a CUDA build can be faked only for jax (a jax-cuda12-plugin's metadata)")
+    _require_no_gpu(session_backend)
+    plugin = _fake_jax_cuda_plugin(tmp_path / "plugin")
+    done = _nox_parity_gpu(session_backend, tmp_path / "envs", *(["--skip-without-gpu"] if skip else []), PYTHONPATH=str(plugin))
+    output = done.stdout + done.stderr
+    assert "parity_gpu: jax is a CUDA build" in output
+    assert "harness run" not in output
+    if skip:
+        assert done.returncode == 0, output
+        assert "Session parity_gpu(backend='jax') skipped: parity_gpu: skipped: no GPU is visible to jax" in output
+    else:
+        assert done.returncode == 1, output
+        assert "parity_gpu: error: no GPU is visible to jax" in output
