@@ -57,7 +57,16 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.inject_fault is not None and args.inject_fault not in faults.FAULTS:
         return _fail(f"unknown fault {args.inject_fault!r}; accepted: {', '.join(faults.FAULTS)}")
     cases = _load_cases(args.case_file, args.cases)
-    backend = activate(args.backend)
+    shard = None
+    if args.shard is not None:
+        from harness.case.shard import parse_shard, select_shard
+
+        k, n = parse_shard(args.shard)
+        shard, selected = f"{k}/{n}", len(cases)
+        cases = select_shard(cases, k, n)
+        if not cases:
+            return _fail(f"shard {shard} holds no case: the selection has {selected} case(s), so use at most {selected} shards")
+    backend = activate(args.backend, precision=args.precision)
 
     from harness.case.tolerances import load_tolerances
     from harness.studies.parity import ResumeRefused, RunOptions, print_progress, run_cases
@@ -70,6 +79,7 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         out_dir=args.out, seed=args.seed, fault=args.inject_fault,
         command="python -m harness " + " ".join(shlex.quote(part) for part in argv),
         case_timeout_s=args.case_timeout, resume=args.resume,
+        shard=shard,
     )
     show_progress = len(cases) > PROGRESS_THRESHOLD and not args.quiet
     try:
@@ -126,6 +136,41 @@ def _command_classify(args: argparse.Namespace) -> int:
         print(f"  {pair['case']} {pair['backends'][0]} vs {pair['backends'][1]} {pair['output']}: {pair['max_abs_diff']:.3g} "
               f"({pair['ratio']:.3g}x the bound)", file=sys.stderr)
     return EXIT_FAILED if failing or disagreeing else EXIT_OK
+
+
+def _command_merge(args: argparse.Namespace) -> int:
+    from harness.records.merge import merge_folders
+    from harness.verdicts.classify import classify_record
+    from harness.verdicts.cross_backend import compare_backends
+
+    merged = merge_folders(args.out, args.dirs, command=args.invocation)
+    for backend, result in merged.items():
+        parts, written = [], list(result.side_records)
+        if result.record is not None:
+            written[:0] = [f"{backend}.json", f"{backend}.npz"]
+            shards = [run["shard"] for run in result.record["merged_from"] if run.get("shard")]
+            line = f"{len(result.record['cases'])} cases from {len(result.folders)} folders"
+            line += f" (shards {', '.join(shards)})" if shards else ""
+            if result.record.get("fault"):
+                line += f", fault {result.record['fault']!r} injected (not classified)"
+            else:
+                counts = classify_record(args.out, backend)["counts"]
+                if any(counts.values()):
+                    line += ": " + ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+                written.insert(2, f"{backend}.verdicts.json")
+            parts.append(line)
+            if result.missing_shards:
+                parts.append(f"missing shards {', '.join(result.missing_shards)}")
+            if result.unfinished:
+                parts.append(f"unfinished runs in {', '.join(str(folder) for folder in result.unfinished)}")
+        parts.append(f"wrote {', '.join(written)}")
+        print(f"{backend}: " + "; ".join(parts))
+    if any(result.record is not None for result in merged.values()):
+        cross = compare_backends(args.out)
+        disagreeing = sum(not pair["within"] for pair in cross["pairs"])
+        print(f"across backends: {len(cross['pairs'])} outputs compared, {disagreeing} beyond the sum of the two tolerances; "
+              f"wrote {args.out / 'cross_backend.json'}")
+    return EXIT_OK
 
 
 def _command_report(args: argparse.Namespace) -> int:
@@ -273,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--case-timeout", type=int, default=300, metavar="S", help="seconds before a case is recorded as timeout")
     run.add_argument("--resume", action="store_true", help="keep the cases already in DIR/<backend>.json and run the rest")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere")
+    run.add_argument("--shard", metavar="K/N", help="run only the K-th of N deterministic, balanced shares of the selected cases "
+                     "(merge the N folders with 'python -m harness merge')")
 
     report = commands.add_parser("report", help="merge the records in DIR into DIR/REPORT.md and DIR/WHY.md")
     report.add_argument("dir", type=Path, metavar="DIR")
@@ -318,6 +366,11 @@ def build_parser() -> argparse.ArgumentParser:
     growth.add_argument("--backend", required=True, choices=BACKENDS)
     growth.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
 
+    merging = commands.add_parser("merge", help="combine results folders (shards, other machines) into the new folder OUT; "
+                                  "re-judge the merged records and the backends against each other")
+    merging.add_argument("out", type=Path, metavar="OUT")
+    merging.add_argument("dirs", type=Path, nargs="+", metavar="DIR")
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -354,7 +407,7 @@ def _dispatch_command(args: argparse.Namespace, argv: list[str]) -> int:
     commands = {
         "report": _command_report, "probe": _command_probe, "save": _command_save, "load": _command_load,
         "faults": _command_faults, "fuzz": _command_fuzz, "compare": _command_compare, "growth": _command_growth,
-        "list": _command_list, "classify": _command_classify,
+        "list": _command_list, "classify": _command_classify, "merge": _command_merge,
     }
     return commands[args.command](args)
 

@@ -383,6 +383,100 @@ def test_environment_section_lists_what_each_record_was_made_with(tmp_path: Path
         assert expected in section, expected
 
 
+# ------------------------------------------------------------------------------------------ kernel paths, precision, device
+
+
+def with_kernel_paths(case: dict[str, Any], paths: dict[str, str], at_error: tuple[str, str] | None = None) -> dict[str, Any]:
+    """``case`` with the kernel path each API's build ran (as harness.execute.measure records it), and for a build
+    that raised, ``kernel_at_error``."""
+    for api, path in paths.items():
+        case["apis"][api]["kernel_path"] = path
+        case["apis"][api]["kernel"] = {"paths": {segment: 1 for segment in path.split(", ")}, "calls": {"lstm": {"returned": 1}}}
+    if at_error is not None:
+        case["kernel_at_error"] = {"api": at_error[0], "kernel_path": at_error[1], "kernel": {"paths": {at_error[1]: 1}, "calls": {}}}
+    return case
+
+
+def two_builds(name: str, status: str = "pass") -> dict[str, Any]:
+    return make_case(name, status, items=[make_item("sequential"), make_item("functional")])
+
+
+GPU_DETAILS = {"kind": "gpu", "name": "NVIDIA H100 80GB HBM3", "gpu_count": 1, "compute_capability": "9.0", "driver": "550.54.15",
+               "cuda": "12.4", "cudnn": 90100, "host": {"kind": "cpu", "processor": "AMD EPYC", "machine": "x86_64", "cpu_count": 16}}
+
+
+@pytest.fixture
+def kernel_folder(tmp_path: Path) -> Path:
+    """torch on a GPU in precision mode highest: fused builds, declined and failed fused attempts, a build that
+    raised after declining; jax: a record from before kernel paths and precision modes were recorded, but one case."""
+    torch_cases = [
+        with_kernel_paths(two_builds("lstm_a"), {"sequential": "fused", "functional": "fused"}),
+        with_kernel_paths(two_builds("lstm_mask"), {"sequential": "fused_declined->generic", "functional": "fused_declined->generic"}),
+        with_kernel_paths(two_builds("lstm_broken"), {"sequential": "fused_failed->fallback_loop", "functional": "fused_failed->fallback_loop"}),
+        with_kernel_paths(two_builds("lstm_mixed"), {"sequential": "fused", "functional": "fused_declined->generic"}),
+        with_kernel_paths(make_case("cudnn_on", "refused", error=make_error("ValueError", "use_cudnn=True was specified")),
+                          {}, at_error=("sequential", "fused_declined")),
+    ]
+    torch = make_run("torch", torch_cases, device="gpu:NVIDIA H100 80GB HBM3", device_class="gpu_highest",
+                     settings={"precision_mode": "highest", "tf32_matmul": False, "tf32_cudnn": False})
+    torch["device_details"] = GPU_DETAILS
+    jax_cases = [two_builds("lstm_a"), with_kernel_paths(two_builds("lstm_mask"), {"sequential": "generic", "functional": "generic"})]
+    return write_folder(tmp_path / "kernels", {"torch": torch, "jax": make_run("jax", jax_cases, version="0.10.2")})
+
+
+def test_kernel_paths_are_counted_per_backend_from_the_records(kernel_folder: Path) -> None:
+    report = build_report(kernel_folder)
+    kernels = {k.backend: k for k in report.kernels}
+    torch = kernels["torch"]
+    assert torch.precision_mode == "highest" and torch.builds == 9 and torch.raised == 1 and torch.unrecorded == 0
+    assert torch.paths == (("fused", 3), ("fused_declined->generic", 3), ("fused_failed->fallback_loop", 2), ("fused_declined (raised)", 1))
+    assert torch.fused_cases == ("lstm_a", "lstm_mixed") and torch.failed_cases == ("lstm_broken",)
+    jax = kernels["jax"]
+    assert jax.precision_mode == "not recorded" and jax.builds == 2 and jax.unrecorded == 2 and jax.fused_cases == ()
+    rows = {row.case: row.cells for row in report.kernel_rows}
+    assert rows["lstm_a"] == {"torch": "fused", "jax": "not recorded"}
+    assert rows["lstm_mixed"] == {"torch": "sequential: fused; functional: fused_declined->generic", "jax": "not run"}
+    assert rows["cudnn_on"]["torch"] == "fused_declined (raised)"
+    assert report.results["torch"]["cudnn_on"].kernel_paths == (("sequential", "fused_declined (raised)"),)
+    assert model.ran_fused("bidirectional_fused_declined->fused_declined->generic, fused") and not model.ran_fused("fused_failed->generic")
+
+
+def test_environment_shows_the_precision_mode_and_the_device_in_detail(kernel_folder: Path) -> None:
+    report = build_report(kernel_folder)
+    environments = {e.backend: e for e in report.environments if e.kind == "run"}
+    assert environments["torch"].precision_mode == "highest" and environments["jax"].precision_mode == "not recorded"
+    details = dict(environments["torch"].device_details)
+    assert details["compute_capability"] == "9.0" and details["cudnn"] == "90100" and details["host.processor"] == "AMD EPYC"
+    assert environments["jax"].device_details == ()
+
+
+def test_renderers_show_kernel_paths_precision_and_device(kernel_folder: Path) -> None:
+    from harness.reports.html import render_html
+
+    report = build_report(kernel_folder)
+    text = markdown.render_markdown(report)
+    summary = text[text.index("## Summary"):text.index("## Against the float64")]
+    assert "### Kernel paths" in summary
+    assert ("| torch | highest | 9 | fused: 3; fused_declined->generic: 3; fused_failed->fallback_loop: 2; fused_declined (raised): 1 "
+            "| lstm_a, lstm_mixed | lstm_broken |") in summary
+    assert "| jax | not recorded | 2 | generic: 2 | none | none | 2 builds without a recorded path |" in summary
+    assert "| lstm_mixed | not run | sequential: fused; functional: fused_declined->generic |" in summary  # jax, torch
+    environment = text[text.index("## Environment"):]
+    assert "| torch | gpu:NVIDIA H100 80GB HBM3 (gpu_highest) | highest |" in environment
+    assert "- torch: kind gpu, name NVIDIA H100 80GB HBM3, gpu_count 1, compute_capability 9.0, driver 550.54.15, cuda 12.4, cudnn 90100" in environment
+    assert "precision_mode=highest, tf32_matmul=False, tf32_cudnn=False" in environment
+    page = render_html(report, {})
+    assert "<h3>Kernel paths</h3>" in page and "fused_failed-&gt;fallback_loop: 2" in page
+    assert "compute_capability 9.0, driver 550.54.15" in page and "<td>highest</td>" in page
+
+
+def test_records_without_kernel_paths_show_no_kernel_section(mixed: Path) -> None:
+    report = build_report(mixed)
+    assert report.kernels == () and report.kernel_rows == ()
+    assert "Kernel paths" not in markdown.render_markdown(report)
+    assert {e.precision_mode for e in report.environments} == {"not recorded"}
+
+
 # ------------------------------------------------------------------------------------------ WHY.md
 
 

@@ -86,7 +86,7 @@ def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tu
     cannot be represented in the compared dtype); error (an exception; its innermost type and message
     are kept); timeout; refused (Keras refuses the configuration by design). Raw outputs go into
     ``raw_outputs`` keyed by (api, output name)."""
-    from harness.execute import models
+    from harness.execute import kernels, models
 
     started = time.perf_counter()
     result: dict[str, Any] = {
@@ -99,12 +99,14 @@ def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tu
             expected = expected_outputs(case, data)
             actual_by_api: dict[str, dict[str, np.ndarray]] = {}
             for api in case.apis:
-                model, blocks = models.build_model(api, case, data)
-                actual = {name: np.asarray(value) for name, value in models.run_model(model, blocks, case, data).items()}
+                with kernels.observe(api, result) as observed:  # which kernel path each build really ran
+                    model, blocks = models.build_model(api, case, data)
+                    actual = {name: np.asarray(value) for name, value in models.run_model(model, blocks, case, data).items()}
                 actual_by_api[api] = actual
                 raw_outputs.update({(api, name): value for name, value in actual.items()})
                 result["apis"][api] = {
                     "jit_compile": getattr(model, "jit_compile", None),
+                    **observed.record(),
                     "items": judge_outputs(case, actual, expected, tolerances, api),
                 }
                 result["apis"][api]["passed"] = all(item["passed"] for item in result["apis"][api]["items"].values())

@@ -50,6 +50,7 @@ def make_header(kind: str, backend: BackendInfo, *, seed: int | None, command: s
         "backend": backend.name,
         "device": backend.device,
         "device_class": backend.device_class,
+        "device_details": dict(backend.device_details),
         "versions": dict(backend.versions),
         "settings": dict(backend.settings),
         "command": command,

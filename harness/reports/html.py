@@ -19,7 +19,7 @@ from typing import Any
 from harness.records import store
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_number, format_ratio,
-    format_seconds,
+    format_seconds, format_tolerance,
 )
 
 SHOWN_ROWS = 20
@@ -267,7 +267,7 @@ def _closest(report: Report) -> list[str]:
         item = r.worst
         rows.append([
             _e(r.case), _e(r.backend), _e(r.dtype), _ratio(r.judged), _e(f"{item.api}/{item.output}" if item else "n/a"),
-            _e(f"rtol {format_number(item.rtol, 0)}, atol {format_number(item.atol, 0)}" if item else "n/a"),
+            _e(f"rtol {format_tolerance(item.rtol)}, atol {format_tolerance(item.atol)}" if item else "n/a"),
         ])
     return body + [_table(["case", "backend", "dtype", "ratio (abs)", "where", "tolerance"], rows)]
 
@@ -290,6 +290,31 @@ def _summary(report: Report) -> list[str]:
             f"model runs (configuration x API x backend), covering {c.values} values of {len(c.axes)} axes.</p>"
         )
         body.append("<details><summary>Axes</summary><p>" + _e("; ".join(f"{a} ({n})" for a, n in c.axes)) + ".</p></details>")
+    return body + _kernels(report)
+
+
+def _kernels(report: Report) -> list[str]:
+    """Which kernel path the builds ran, as observed during each run (not inferred from Keras's rules)."""
+    if not report.kernels:
+        return []
+    body = [
+        "<h3>Kernel paths</h3>",
+        "<p>Observed while each build ran: <code>fused</code> (cuDNN kernel), <code>generic</code> (Keras's loop, "
+        "<code>backend.rnn</code>), <code>fallback_loop</code> (the backend's own non-cuDNN loop inside its fused entry point: "
+        "PyTorch's <code>_fallback_lstm</code>); <code>fused_declined-&gt;</code> the fused entry point refused before any kernel "
+        "ran, <code>fused_failed-&gt;</code> a cuDNN kernel ran and failed, then the next path. Builds (case x API) per path:</p>",
+    ]
+    rows = [
+        [_e(k.backend), _e(k.precision_mode), str(k.builds), _e("; ".join(f"{path}: {n}" for path, n in k.paths)),
+         _e(", ".join(k.fused_cases) or "none"), _e(", ".join(k.failed_cases) or "none"),
+         _e(f"{k.unrecorded} builds without a recorded path" if k.unrecorded else "")]
+        for k in report.kernels
+    ]
+    body.append(_table(["backend", "precision", "builds", "paths (builds)", "cases that ran fused", "cases whose fused kernel failed", "note"], rows, {2}))
+    if report.kernel_rows:
+        body.append(f"<details><summary>Kernel path per case ({len(report.kernel_rows)} cases)</summary>\n"
+                    + _table(["case", *report.backends], [[_e(r.case), *(_e(r.cells[b]) for b in report.backends)] for r in report.kernel_rows])
+                    + "\n</details>")
     return body
 
 
@@ -429,7 +454,7 @@ def _faults(report: Report) -> list[str]:
 
 def _tolerances(report: Report) -> list[str]:
     rows = [
-        [_e(t.dtype), _e(t.quantity), _e(format_number(t.rtol, 0)), _e(format_number(t.atol, 0)), _e(format_number(t.rel_floor, 0)),
+        [_e(t.dtype), _e(t.quantity), _e(format_tolerance(t.rtol)), _e(format_tolerance(t.atol)), _e(format_tolerance(t.rel_floor)),
          {True: "yes", False: "no", None: "n/a"}[t.measured], _e(t.reason)]
         for t in report.tolerances
     ]
@@ -451,11 +476,15 @@ def _environment(report: Report) -> list[str]:
     runs = [e for e in report.environments if e.kind == "run"]
     keys = [k for k in dict.fromkeys(k for e in runs for k in e.versions) if k not in report.backends]
     rows = [
-        [_e(e.backend), _e(f"{e.device} ({e.device_class})"), *(_e(e.versions.get(k, "n/a")) for k in keys), _e(e.versions.get(e.backend, "n/a")),
+        [_e(e.backend), _e(f"{e.device} ({e.device_class})"), _e(e.precision_mode), *(_e(e.versions.get(k, "n/a")) for k in keys), _e(e.versions.get(e.backend, "n/a")),
          _settings(e.settings), _e("none" if e.seed is None else e.seed), _e(e.started), _e(e.finished), _e(format_seconds(e.wall_time_s)), f"<code>{_e(e.command)}</code>"]
         for e in runs
     ]
-    body = [_table(["backend", "device (class)", *keys, "backend version", "settings", "seed", "started", "finished", "wall time", "command"], rows)]
+    body = [_table(["backend", "device (class)", "precision", *keys, "backend version", "settings", "seed", "started", "finished", "wall time", "command"], rows)]
+    details = [e for e in runs if e.device_details]
+    if details:
+        body.append("<p>Devices:</p><ul>" + "".join(
+            f"<li>{_e(e.backend)}: {_e(', '.join(f'{name} {value}' for name, value in e.device_details))}</li>" for e in details) + "</ul>")
     body.append("<p>Verdicts: the divergence file each backend's cases were classified against.</p>")
     body.append(_table(
         ["backend", "divergence file", "sha256", "classified", "run classified"],

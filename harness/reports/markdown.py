@@ -11,7 +11,7 @@ from pathlib import Path
 
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_agreement, format_case,
-    format_judged, format_number, format_ratio, format_seconds,
+    format_judged, format_number, format_ratio, format_seconds, format_tolerance,
 )
 
 SHOWN_ROWS = 20  # rows of a long table shown before the rest is folded
@@ -179,7 +179,7 @@ def _closest(report: Report) -> list[str]:
         rows.append([
             _cell(r.case), r.backend, r.dtype, _ratio(r.judged), format_number(r.judged.abs_error),
             f"{item.api}/{item.output}" if item else "n/a",
-            f"rtol {format_number(item.rtol, 0)}, atol {format_number(item.atol, 0)}" if item else "n/a",
+            f"rtol {format_tolerance(item.rtol)}, atol {format_tolerance(item.atol)}" if item else "n/a",
         ])
     return lines + _table(["case", "backend", "dtype", "ratio", "abs error", "where", "tolerance"], rows)
 
@@ -203,6 +203,31 @@ def _summary(report: Report) -> list[str]:
             "",
             "; ".join(f"{axis} ({count})" for axis, count in c.axes) + ".",
         ]
+    return lines + _kernels(report)
+
+
+def _kernels(report: Report) -> list[str]:
+    """Which kernel path the builds ran, as observed during each run (not inferred from Keras's rules)."""
+    if not report.kernels:
+        return []
+    lines = [
+        "", "### Kernel paths", "",
+        "Observed while each build ran: `fused` (cuDNN kernel), `generic` (Keras's loop, `backend.rnn`), `fallback_loop` "
+        "(the backend's own non-cuDNN loop inside its fused entry point: PyTorch's `_fallback_lstm`); `fused_declined->` "
+        "the fused entry point refused before any kernel ran, `fused_failed->` a cuDNN kernel ran and failed, then the next "
+        "path. Builds (case x API) per path:", "",
+    ]
+    rows = [
+        [k.backend, k.precision_mode, str(k.builds), _cell("; ".join(f"{path}: {n}" for path, n in k.paths)),
+         _cell(", ".join(k.fused_cases) or "none"), _cell(", ".join(k.failed_cases) or "none")]
+        + ([f"{k.unrecorded} builds without a recorded path"] if k.unrecorded else [""])
+        for k in report.kernels
+    ]
+    lines += _table(["backend", "precision", "builds", "paths (builds)", "cases that ran fused", "cases whose fused kernel failed", "note"], rows)
+    if report.kernel_rows:
+        lines += ["", f"<details><summary>Kernel path per case ({len(report.kernel_rows)} cases)</summary>", ""]
+        lines += _table(["case", *report.backends], [[_cell(r.case), *(_cell(r.cells[b]) for b in report.backends)] for r in report.kernel_rows])
+        lines += ["", "</details>"]
     return lines
 
 
@@ -339,7 +364,7 @@ def _tolerances(report: Report) -> list[str]:
              "largest |actual - expected| / (atol + rtol * |expected|) over the elements.", ""]
     lines += _table(
         ["dtype", "quantity", "rtol", "atol", "rel floor", "measured", "reason"],
-        [[t.dtype, t.quantity, format_number(t.rtol, 0), format_number(t.atol, 0), format_number(t.rel_floor, 0),
+        [[t.dtype, t.quantity, format_tolerance(t.rtol), format_tolerance(t.atol), format_tolerance(t.rel_floor),
           {True: "yes", False: "no", None: "n/a"}[t.measured], _cell(t.reason)] for t in report.tolerances],
     )
     lines += [f"- {d}" for d in report.tolerance_differences]
@@ -353,13 +378,17 @@ def _environment(report: Report) -> list[str]:
     rows = []
     for e in runs:
         rows.append([
-            e.backend, _cell(f"{e.device} ({e.device_class})"), *(_cell(e.versions.get(k, "n/a")) for k in keys if k not in report.backends),
+            e.backend, _cell(f"{e.device} ({e.device_class})"), _cell(e.precision_mode), *(_cell(e.versions.get(k, "n/a")) for k in keys if k not in report.backends),
             _cell(e.versions.get(e.backend, "n/a")),
             _cell(", ".join(f"{k}={v}" for k, v in e.settings.items()) or "none"), _cell("none" if e.seed is None else e.seed),
             e.started, e.finished, format_seconds(e.wall_time_s), f"`{_cell(e.command)}`",
         ])
     version_keys = [k for k in keys if k not in report.backends]
-    lines += _table(["backend", "device (class)", *version_keys, "backend version", "settings", "seed", "started", "finished", "wall time", "command"], rows)
+    lines += _table(["backend", "device (class)", "precision", *version_keys, "backend version", "settings", "seed", "started", "finished", "wall time", "command"], rows)
+    details = [e for e in runs if e.device_details]
+    if details:
+        lines += ["", "Devices:", ""]
+        lines += [f"- {e.backend}: " + _cell(", ".join(f"{name} {value}" for name, value in e.device_details)) for e in details]
     lines += ["", "Verdicts (which divergence file each backend's cases were classified against):", ""]
     lines += _table(
         ["backend", "divergence file", "sha256", "classified", "run classified"],

@@ -173,6 +173,7 @@ class CaseResult:
     judged: Judged  # the item with the largest ratio (its ratio and its absolute error)
     worst: Item | None
     api_judged: Judged  # the largest API disagreement relative to its bound
+    kernel_paths: tuple[tuple[str, str], ...] = ()  # (api, the kernel path its build ran, as observed); a build that raised: "... (raised)"
 
     @property
     def stateful(self) -> bool:
@@ -279,7 +280,18 @@ def _case_result(backend: str, raw: dict[str, Any], verdict: dict[str, Any] | No
         possibly_resolved=tuple(verdict.get("possibly_resolved") or ()),
         judged=worst.judged if worst else NOT_MEASURED, worst=worst,
         api_judged=_worst(row.judged for row in agreement),
+        kernel_paths=_kernel_paths(raw),
     )
+
+
+def _kernel_paths(raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(api, kernel path) of every build the run recorded a path for; the build that raised keeps what it tried."""
+    paths = [(str(api), str(result["kernel_path"])) for api, result in (raw.get("apis") or {}).items()
+             if isinstance(result, dict) and result.get("kernel_path")]
+    at_error = raw.get("kernel_at_error")
+    if isinstance(at_error, dict) and at_error.get("kernel_path"):
+        paths.append((str(at_error.get("api") or "?"), f"{at_error['kernel_path']} (raised)"))
+    return tuple(paths)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -625,6 +637,8 @@ class Environment:
     finished: str
     wall_time_s: float | None
     verdicts: VerdictSource | None = None
+    precision_mode: str = "not recorded"  # settings["precision_mode"]: default | highest
+    device_details: tuple[tuple[str, str], ...] = ()  # the record's device_details, flattened to (name, value)
 
 
 @dataclass(frozen=True)
@@ -658,6 +672,31 @@ class Why:
     stateful: dict[str, tuple[int, int]]  # backend -> (stateful cases in several APIs, bitwise among them)
 
 
+FUSED_STEPS = ("fused", "bidirectional_fused")
+
+
+@dataclass(frozen=True)
+class KernelSummary:
+    """One backend's builds by the kernel path they ran (harness.execute.kernels), from its run record."""
+
+    backend: str
+    precision_mode: str
+    builds: int  # builds with a recorded path
+    unrecorded: int  # builds that measured outputs without a recorded path (a record made before paths were observed)
+    raised: int  # builds that raised, with the path they had tried
+    paths: tuple[tuple[str, int], ...]  # (kernel path, builds), most builds first
+    fused_cases: tuple[str, ...]  # cases with a build that ran a fused (cuDNN) kernel
+    failed_cases: tuple[str, ...]  # cases with a build whose fused kernel was called and failed
+
+
+@dataclass(frozen=True)
+class KernelRow:
+    """One case's kernel paths across backends: the path when every build ran the same, else per API."""
+
+    case: str
+    cells: dict[str, str]
+
+
 @dataclass(frozen=True)
 class Report:
     folder: str
@@ -683,6 +722,8 @@ class Report:
     warnings: tuple[str, ...]  # things a reader must know before trusting the numbers
     notes: tuple[str, ...]  # records that could not be read
     why: Why
+    kernels: tuple[KernelSummary, ...] = ()  # backends whose record holds observed kernel paths
+    kernel_rows: tuple[KernelRow, ...] = ()
 
     @property
     def attention_count(self) -> int:
@@ -1048,7 +1089,23 @@ def _environment(kind: str, record: dict[str, Any], verdicts: dict[str, Any] | N
         fault=record.get("fault") or None, started=str(record.get("started") or "?"),
         finished=str(record.get("finished") or "?"),
         wall_time_s=_number(record.get("wall_time_s", record.get("duration_s"))), verdicts=source,
+        precision_mode=str((record.get("settings") or {}).get("precision_mode") or "not recorded"),
+        device_details=tuple(_details(record.get("device_details"))),
     )
+
+
+def _details(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """A record's device_details as (name, value) pairs; nested tables (the host beside a GPU) as host.name."""
+    if not isinstance(value, dict):
+        return []
+    pairs = []
+    for key, inner in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(inner, dict):
+            pairs += _details(inner, f"{name}.")
+        else:
+            pairs.append((name, "unknown" if inner is None else str(inner)))
+    return pairs
 
 
 def _warnings(records: dict[str, dict[str, Any]], verdict_files: dict[str, dict[str, Any] | None],
@@ -1187,7 +1244,64 @@ def build_report(folder: Path) -> Report:
         warnings=_warnings(records, verdict_files, environments, faults),
         notes=tuple(notes),
         why=_why(backends, records, side["probes"], api_summaries, results, float32_atol),
+        kernels=_kernel_summaries(records, results),
+        kernel_rows=_kernel_rows(backends, results),
     )
+
+
+def ran_fused(path: str) -> bool:
+    """Whether a build's kernel path (paths joined by ", ", steps by "->") ended in a fused kernel somewhere."""
+    return any(segment.split("->")[-1].removesuffix(" (raised)") in FUSED_STEPS for segment in path.split(", "))
+
+
+def _kernel_summaries(records: dict[str, dict[str, Any]], results: dict[str, dict[str, CaseResult]]) -> tuple[KernelSummary, ...]:
+    summaries = []
+    for backend, per_case in results.items():
+        counts: dict[str, int] = {}
+        raised = unrecorded = 0
+        fused, failed = [], []
+        for result in per_case.values():
+            recorded = dict(result.kernel_paths)
+            unrecorded += sum(1 for api in result.apis if api not in recorded)
+            for api, path in result.kernel_paths:
+                if path.endswith(" (raised)"):
+                    raised += 1
+                counts[path] = counts.get(path, 0) + 1
+            if any(ran_fused(path) for _, path in result.kernel_paths):
+                fused.append(result.case)
+            if any("fused_failed" in path for _, path in result.kernel_paths):
+                failed.append(result.case)
+        if not counts:
+            continue
+        settings = records[backend].get("settings") or {}
+        summaries.append(KernelSummary(
+            backend=backend, precision_mode=str(settings.get("precision_mode") or "not recorded"),
+            builds=sum(counts.values()), unrecorded=unrecorded, raised=raised,
+            paths=tuple(sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))),
+            fused_cases=tuple(fused), failed_cases=tuple(failed),
+        ))
+    return tuple(summaries)
+
+
+def _kernel_cell(result: CaseResult | None) -> str:
+    if result is None:
+        return "not run"
+    if not result.kernel_paths:
+        return "not recorded"
+    distinct = list(dict.fromkeys(path for _, path in result.kernel_paths))
+    if len(distinct) == 1:
+        return distinct[0]
+    return "; ".join(f"{api}: {path}" for api, path in result.kernel_paths)
+
+
+def _kernel_rows(backends: tuple[str, ...], results: dict[str, dict[str, CaseResult]]) -> tuple[KernelRow, ...]:
+    names = list(dict.fromkeys(name for per_case in results.values() for name in per_case))
+    rows = []
+    for name in names:
+        cells = {backend: results[backend].get(name) for backend in backends}
+        if any(cell is not None and cell.kernel_paths for cell in cells.values()):
+            rows.append(KernelRow(name, {backend: _kernel_cell(cell) for backend, cell in cells.items()}))
+    return tuple(rows)
 
 
 # ------------------------------------------------------------------------------------------ formatting
@@ -1202,6 +1316,11 @@ def format_number(value: float | None, digits: int = 2) -> str:
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return f"{value:.{digits}e}"
+
+
+def format_tolerance(value: float | None) -> str:
+    """A tolerance exactly as written in the table (1.5e-03 stays 1.5e-03; never rounded)."""
+    return "n/a" if value is None else f"{value:g}"
 
 
 def format_short(value: float | None) -> str:

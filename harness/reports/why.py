@@ -9,7 +9,7 @@ the fix when it does differ; they assert nothing about the outcome.
 
 from __future__ import annotations
 
-from harness.reports.model import PROBES_SCHEMA, CaseResult, Report, format_judged, format_number, format_short
+from harness.reports.model import PROBES_SCHEMA, CaseResult, Report, format_judged, format_number, format_short, format_tolerance
 
 __all__ = ["PROBES_SCHEMA", "render_why"]
 
@@ -120,7 +120,7 @@ def _conclusion(report: Report, probe: str, fix: str) -> str:
     if row.outcome == "rounding":
         worst = max((c.max_abs_diff or 0.0) for c in row.cells.values() if c.ran and c.error is None)
         return (f"Rounding only: at most {format_short(worst)}, within the float32 output atol "
-                f"({format_number(report.why.float32_atol, 0)}); compare with a tolerance, not bitwise.")
+                f"({format_tolerance(report.why.float32_atol)}); compare with a tolerance, not bitwise.")
     return fix
 
 

@@ -42,9 +42,10 @@ class ResumeRefused(ValueError):
 
 def _previous_run(json_path: Path, npz_path: Path, header: dict[str, Any], cases: list[Case]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The earlier record and its raw outputs, after checking that this run measures the same thing:
-    the same backend, seed, fault, versions and shard, and the same definition for every case both hold."""
+    the same backend, seed, fault, versions, settings (precision mode included) and shard, and the same
+    definition for every case both hold."""
     previous = records.read_record(json_path)
-    for key in ("backend", "seed", "fault", "versions", "device_class", "shard"):
+    for key in ("backend", "seed", "fault", "versions", "settings", "device_class", "shard"):
         if previous.get(key) != header.get(key):
             raise ResumeRefused(f"{json_path} was measured with {key} {previous.get(key)!r}, this run has {header.get(key)!r}; "
                                 "run without --resume or into another --out folder")

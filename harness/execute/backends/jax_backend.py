@@ -1,4 +1,4 @@
-"""JAX specifics: install hint, version, device, and x64.
+"""JAX specifics: install hint, version, device, x64, precision, and where its LSTM kernels are.
 
 JAX computes in float32 unless ``jax_enable_x64`` is set, even when a Keras layer asks for float64:
 the request is silently truncated (with a UserWarning). The harness enables x64 so that float64
@@ -6,16 +6,32 @@ cases really run in float64, and records the setting; float32 layers are unaffec
 casts to the layer's dtype explicitly.
 """
 
+from __future__ import annotations
+
 import os
+from typing import Any
 
 IMPORT_NAME = "jax"
 INSTALL_HINT = "install it with: pip install 'keras-parity[jax]' (or run: nox -s \"parity(backend='jax')\")"
 
 
-def configure() -> dict[str, str]:
-    """Settings applied before Keras is imported; recorded with every run."""
+def configure(precision: str) -> dict[str, Any]:
+    """Settings applied before Keras is imported; recorded with every run. ``highest`` sets JAX's default
+    matmul precision to "highest" (JAX's default on GPU lets float32 matmuls use TF32 tensor cores)."""
     os.environ["JAX_ENABLE_X64"] = "1"
+    if precision == "highest":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
     return {"JAX_ENABLE_X64": "1"}
+
+
+def precision_settings() -> dict[str, Any]:
+    """The precision in effect, read back from JAX (None: JAX's default)."""
+    import jax
+
+    value = jax.config.jax_default_matmul_precision
+    return {"jax_default_matmul_precision": None if value is None else str(value), "jax_enable_x64": bool(jax.config.jax_enable_x64)}
 
 
 def version() -> str:
@@ -40,3 +56,36 @@ def device_class() -> str:
         return "cpu"
     precision = str(jax.config.jax_default_matmul_precision or "").lower()
     return "gpu_highest" if precision in ("highest", "float32") else "gpu_tf32"
+
+
+def device_details() -> dict[str, Any]:
+    """The CPU, or the first GPU (kind, compute capability, driver) and the CUDA / cuDNN jaxlib runs with."""
+    import jax
+
+    from harness.execute.backends import best_effort, cpu_details, nvidia_driver
+
+    first = jax.devices()[0]
+    if first.platform == "cpu":
+        return cpu_details()
+
+    def cuda_versions() -> dict[str, Any]:
+        from jax._src.lib import cuda_versions as versions
+
+        if versions is None:
+            return {}
+        return {"cuda": versions.cuda_runtime_get_version(), "cudnn": versions.cudnn_get_version(),
+                "cuda_driver_api": versions.cuda_driver_get_version()}
+
+    libraries = best_effort(cuda_versions)
+    return {
+        "kind": "gpu", "platform": first.platform, "name": first.device_kind, "gpu_count": len(jax.devices()),
+        "compute_capability": best_effort(lambda: str(first.compute_capability)),
+        "driver": nvidia_driver(), **(libraries if isinstance(libraries, dict) else {"cuda": libraries}),
+        "host": cpu_details(),
+    }
+
+
+def kernel_hooks() -> list[tuple[str, str, str]]:
+    """(module, attribute, role) for harness.execute.kernels: the cuDNN kernel JAX's ``lstm`` and
+    ``bidirectional_lstm`` import at call time (``from jax.experimental.rnn import lstm``)."""
+    return [("jax.experimental.rnn", "lstm", "cudnn")]

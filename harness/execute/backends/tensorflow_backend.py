@@ -1,12 +1,34 @@
-"""TensorFlow specifics: install hint, version, device."""
+"""TensorFlow specifics: install hint, version, device, precision, and where its LSTM kernels are."""
+
+from __future__ import annotations
+
+from typing import Any
 
 IMPORT_NAME = "tensorflow"
 INSTALL_HINT = "install it with: pip install 'keras-parity[tensorflow]' (or run: nox -s \"parity(backend='tensorflow')\")"
 
 
-def configure() -> dict[str, str]:
-    """Settings applied before Keras is imported; recorded with every run. None for this backend."""
+def configure(precision: str) -> dict[str, Any]:
+    """Settings applied before Keras is imported; recorded with every run. ``highest`` turns TensorFloat-32
+    execution off (TensorFlow enables it by default on GPUs that have it: matmuls and convolutions)."""
+    if precision == "highest":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
     return {}
+
+
+def _tf32_enabled() -> bool:
+    import tensorflow as tf
+
+    experimental = tf.config.experimental
+    read = getattr(experimental, "tensor_float_32_execution_enabled", None) or experimental.is_tensor_float_32_execution_enabled
+    return bool(read())
+
+
+def precision_settings() -> dict[str, Any]:
+    """The precision in effect, read back from TensorFlow."""
+    return {"tf32_execution": _tf32_enabled()}
 
 
 def version() -> str:
@@ -28,4 +50,32 @@ def device_class() -> str:
 
     if not tf.config.list_logical_devices("GPU"):
         return "cpu"
-    return "gpu_tf32" if tf.config.experimental.is_tensor_float_32_execution_enabled() else "gpu_highest"
+    return "gpu_tf32" if _tf32_enabled() else "gpu_highest"
+
+
+def device_details() -> dict[str, Any]:
+    """The CPU, or the first GPU (name, compute capability, driver) and the CUDA / cuDNN TensorFlow was built with."""
+    import tensorflow as tf
+
+    from harness.execute.backends import best_effort, cpu_details, nvidia_driver
+
+    build = best_effort(lambda: dict(tf.sysconfig.get_build_info()))
+    build = build if isinstance(build, dict) else {}
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return cpu_details()
+    details = best_effort(lambda: dict(tf.config.experimental.get_device_details(gpus[0])))
+    details = details if isinstance(details, dict) else {}
+    capability = details.get("compute_capability")
+    return {
+        "kind": "gpu", "name": details.get("device_name", gpus[0].name), "gpu_count": len(gpus),
+        "compute_capability": ".".join(str(part) for part in capability) if capability else None,
+        "driver": nvidia_driver(), "cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version"),
+        "host": cpu_details(),
+    }
+
+
+def kernel_hooks() -> list[tuple[str, str, str]]:
+    """(module, attribute, role) for harness.execute.kernels: the cuDNN kernel inside TensorFlow's ``lstm``
+    (it builds the CudnnRNNV3 op)."""
+    return [("keras.src.backend.tensorflow.rnn", "_cudnn_lstm", "cudnn")]

@@ -1,12 +1,51 @@
-"""PyTorch specifics: install hint, version, device."""
+"""PyTorch specifics: install hint, version, device, precision, and where its LSTM kernels are."""
+
+from __future__ import annotations
+
+from typing import Any
 
 IMPORT_NAME = "torch"
 INSTALL_HINT = "install it with: pip install 'keras-parity[torch]' (pin torch==2.13.0; or run: nox -s \"parity(backend='torch')\")"
 
 
-def configure() -> dict[str, str]:
-    """Settings applied before Keras is imported; recorded with every run. None for this backend."""
+def configure(precision: str) -> dict[str, Any]:
+    """Settings applied before Keras is imported; recorded with every run. ``highest`` turns TF32 off for
+    cuBLAS matmuls and cuDNN (convolutions and RNNs: cuDNN allows TF32 by default).
+
+    The legacy flags are used, not torch 2.9+'s ``fp32_precision`` properties: setting the new ones per
+    operator makes the legacy getter of cuDNN raise (torch refuses to report "a mix of the legacy and new
+    APIs"). After the legacy setters torch 2.13 reads back allow_tf32 False for both, and the new API
+    reads "ieee" for cuBLAS matmuls and "none" (not "tf32") for cuDNN's RNNs; both are recorded."""
+    if precision == "highest":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     return {}
+
+
+def _read(read: Any) -> Any:
+    try:
+        return read()
+    except Exception as error:  # a getter that refuses (mixed legacy and new API settings) or does not exist
+        return f"unreadable ({type(error).__name__})"
+
+
+def precision_settings() -> dict[str, Any]:
+    """The precision in effect, read back from PyTorch: the legacy TF32 flags, and the fp32_precision
+    settings of torch 2.9+ where they exist."""
+    import torch
+
+    settings = {
+        "tf32_matmul": _read(lambda: bool(torch.backends.cuda.matmul.allow_tf32)),
+        "tf32_cudnn": _read(lambda: bool(torch.backends.cudnn.allow_tf32)),
+        "float32_matmul_precision": _read(torch.get_float32_matmul_precision),
+    }
+    if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        settings["fp32_precision_matmul"] = _read(lambda: str(torch.backends.cuda.matmul.fp32_precision))
+    if hasattr(getattr(torch.backends.cudnn, "rnn", None), "fp32_precision"):
+        settings["fp32_precision_cudnn_rnn"] = _read(lambda: str(torch.backends.cudnn.rnn.fp32_precision))
+    return settings
 
 
 def version() -> str:
@@ -22,10 +61,39 @@ def device() -> str:
 
 
 def device_class() -> str:
-    """cpu, or on a GPU gpu_tf32 when TF32 is allowed for matmuls or cuDNN (cuDNN's default), else gpu_highest."""
+    """cpu, or on a GPU gpu_tf32 when TF32 is allowed for matmuls or cuDNN (cuDNN's default), else gpu_highest
+    (read from the legacy flags, else from the fp32_precision settings)."""
     import torch
 
     if not torch.cuda.is_available():
         return "cpu"
-    tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
-    return "gpu_tf32" if tf32 else "gpu_highest"
+    settings = precision_settings()
+    legacy = (settings["tf32_matmul"], settings["tf32_cudnn"])
+    if all(isinstance(flag, bool) for flag in legacy):
+        return "gpu_tf32" if any(legacy) else "gpu_highest"
+    newer = (settings.get("fp32_precision_matmul"), settings.get("fp32_precision_cudnn_rnn"))
+    return "gpu_tf32" if "tf32" in newer or any(flag is True for flag in legacy) else "gpu_highest"
+
+
+def device_details() -> dict[str, Any]:
+    """The CPU, or the first GPU (name, compute capability, memory, driver) and the CUDA / cuDNN torch runs with."""
+    import torch
+
+    from harness.execute.backends import best_effort, cpu_details, nvidia_driver
+
+    if not torch.cuda.is_available():
+        return cpu_details()
+    properties = torch.cuda.get_device_properties(0)
+    return {
+        "kind": "gpu", "name": properties.name, "gpu_count": torch.cuda.device_count(),
+        "compute_capability": f"{properties.major}.{properties.minor}",
+        "memory_gib": round(properties.total_memory / 2**30, 1), "driver": nvidia_driver(),
+        "cuda": torch.version.cuda, "cudnn": best_effort(torch.backends.cudnn.version),
+        "host": cpu_details(),
+    }
+
+
+def kernel_hooks() -> list[tuple[str, str, str]]:
+    """(module, attribute, role) for harness.execute.kernels: inside PyTorch's ``lstm``, the cuDNN kernel
+    (whose exceptions ``lstm`` swallows) and the loop it runs whenever cuDNN does not."""
+    return [("keras.src.backend.torch.rnn", "_cudnn_lstm", "cudnn"), ("keras.src.backend.torch.rnn", "_fallback_lstm", "fallback_loop")]
