@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -20,3 +21,14 @@ def run_harness(*args: str, cwd: Path = ROOT) -> "subprocess.CompletedProcess[st
     import subprocess
 
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def load_noxfile():
+    """noxfile.py as a module, loaded once per process (loading it again would register its sessions twice)."""
+    name = "keras_parity_noxfile"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "noxfile.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

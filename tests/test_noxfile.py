@@ -6,7 +6,6 @@ as pinned in pyproject.toml: exactly what a GPU session must refuse.
 """
 
 import functools
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,24 +15,13 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from conftest import ROOT
+from conftest import ROOT, load_noxfile
 
 DEFAULT_SESSIONS = ["parity", "serialization", "faults", "report"]
 CHECK_TIMEOUT_S = 300
 
 
-def _load_noxfile():
-    """noxfile.py as a module, loaded once per process (loading it again would register its sessions twice)."""
-    name = "keras_parity_noxfile"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "noxfile.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-noxfile = _load_noxfile()
+noxfile = load_noxfile()
 
 
 def _pins() -> dict[str, list[Requirement]]:

@@ -6,7 +6,6 @@ copy. Every 'nox -s' session a workflow (or a script it runs) names is a session
 'nox -l', and every 'python -m harness' command parses with the harness's own argument parser.
 """
 
-import importlib.util
 import itertools
 import os
 import re
@@ -19,7 +18,7 @@ from typing import Any, Iterator
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import ROOT
+from conftest import ROOT, load_noxfile
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 # Unreachable proxies: the vendored schema must be enough.
@@ -31,18 +30,7 @@ ENV_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")  # $NAME or ${NAME}, from th
 ACTION_PIN = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@(v\d+(\.\d+){0,2}|[0-9a-f]{40})$")
 
 
-def _load_noxfile():
-    """noxfile.py as a module, loaded once per process (loading it again would register its sessions twice)."""
-    name = "keras_parity_noxfile"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "noxfile.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-noxfile = _load_noxfile()
+noxfile = load_noxfile()
 BACKENDS = noxfile.BACKENDS
 
 
