@@ -87,18 +87,6 @@ def read_record(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_backend_records(folder: Path, kind: str, schema: str) -> dict[str, dict[str, Any]]:
-    """Every ``<backend>.<kind>.json`` in ``folder`` (probes, growth, faults, serialization), keyed by
-    backend; RecordError when one is corrupt or not of ``schema``."""
-    loaded = {}
-    for path in sorted(folder.glob(f"*.{kind}.json")):
-        data = read_json_file(path)
-        if data.get("schema") != schema:
-            raise RecordError(f"{path} is not a keras-parity {kind} record (no \"schema\": \"{schema}\")")
-        loaded[data["backend"]] = data
-    return loaded
-
-
 def worst_item(case: dict[str, Any], field: str) -> float | None:
     """The largest ``field`` (max_abs_error, max_ulp, ...) over a case result's APIs and outputs; None when
     nothing was compared (the case raised before any output)."""
@@ -127,3 +115,12 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 def array_key(case: str, api: str, output: str) -> str:
     return f"{case}/{api}/{output}"
+
+
+def result_arrays(result: dict[str, Any], raw: dict[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
+    """The raw outputs of one case result, keyed by (api, output), from a record's archive."""
+    return {
+        (api, name): raw[array_key(result["case"], api, name)]
+        for api, entry in result["apis"].items() for name in entry["items"]
+        if array_key(result["case"], api, name) in raw
+    }

@@ -114,9 +114,7 @@ def run_cases(
 
 def _verdict(case: Case, backend: BackendInfo, record: dict[str, Any], result: dict[str, Any], raw_outputs: dict[str, np.ndarray],
              tolerances: Tolerances, divergences: list[Divergence]) -> dict[str, Any]:
-    arrays = {(api, name): raw_outputs[records.array_key(case.name, api, name)]
-              for api, entry in result["apis"].items() for name in entry["items"]
-              if records.array_key(case.name, api, name) in raw_outputs}
+    arrays = records.result_arrays(result, raw_outputs)
     return classify_result(case, backend.name, record["versions"], result, arrays, tolerances, divergences, record["seed"])
 
 

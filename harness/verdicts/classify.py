@@ -212,9 +212,7 @@ def classify_record(folder: Path, backend: str, divergences_path: Path = DIVERGE
     record = new_verdict_record(run, divergences, divergences_path)
     for result in run["cases"]:
         case = parse_case(result["definition"], f"{backend}.json")
-        arrays = {(api, name): raw[store.array_key(case.name, api, name)]
-                  for api, entry in result["apis"].items() for name in entry["items"]
-                  if store.array_key(case.name, api, name) in raw}
+        arrays = store.result_arrays(result, raw)
         add_verdict(record, case.name, classify_result(case, backend, run["versions"], result, arrays, tolerances, divergences, run["seed"]))
     store.write_json(verdicts_path(folder, backend), record)
     return record

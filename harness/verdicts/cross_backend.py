@@ -16,16 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from harness.execute.backends import BACKENDS
 from harness.records import store
 from harness.records.header import SCHEMAS, now
 
-BACKEND_NAMES = ("tensorflow", "jax", "torch")
 PREFERRED_APIS = ("functional", "sequential", "subclassed")
 
 
 def _load(folder: Path) -> dict[str, tuple[dict[str, Any], dict[str, np.ndarray]]]:
     loaded = {}
-    for backend in BACKEND_NAMES:
+    for backend in BACKENDS:
         path = folder / f"{backend}.json"
         if path.exists():
             record = store.read_record(path)
