@@ -193,3 +193,204 @@ def get_activation(name: str | None) -> Callable[[np.ndarray], np.ndarray]:
     if name in REJECTED_ACTIVATIONS:
         raise ValueError(f"activation {name!r} is not accepted: {REJECTED_ACTIVATIONS[name]}")
     raise ValueError(f"unknown activation {name!r}; accepted: {', '.join(sorted(ACTIVATIONS))}")
+
+
+# --- Derivatives ------------------------------------------------------------------------------------
+#
+# ``get_activation_derivative(name)`` returns ``backward(x, grad_output) -> grad_input``: the
+# vector-Jacobian product of the activation at ``x``. For the elementwise activations that is
+# ``activation'(x) * grad_output``; softmax, log_softmax and sparsemax act on the last axis and
+# their Jacobian mixes it.
+#
+# At the points where an activation is not differentiable the value is the one Keras 3.15.1 on JAX
+# computes (``jax.grad`` of ``keras.activations.get(name)``, measured at every kink). TensorFlow and
+# PyTorch agree on every kink except these (measured the same way):
+#   leaky_relu at 0:       JAX 1,           TensorFlow and PyTorch 0.2
+#   selu at 0:             JAX scale*alpha, TensorFlow scale (PyTorch: scale*alpha)
+#   celu at 0:             JAX 1,           TensorFlow 2 (PyTorch: 1)
+#   sparse_sigmoid at +-1: JAX 0.25,        TensorFlow and PyTorch 0
+#   hard_tanh at +-1:      JAX 1,           PyTorch 0 (TensorFlow: 1)
+# The others: relu 0 at 0; relu6 0 at 0 and 6; hard_sigmoid (and hard_silu through it) 0 at +-3;
+# soft_shrink and hard_shrink 0 at +-0.5; elu 1 at 0; sparse_plus and softsign are differentiable.
+
+
+def _d_linear(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g
+
+
+def _d_tanh(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    t = np.tanh(x)
+    return g * (1.0 - t * t)
+
+
+def _d_sigmoid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    s = sigmoid(x)
+    return g * s * (1.0 - s)
+
+
+def _hard_sigmoid_slope(x: np.ndarray) -> np.ndarray:
+    return np.where((x > -3.0) & (x < 3.0), 1.0 / 6.0, 0.0)
+
+
+def _d_hard_sigmoid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * _hard_sigmoid_slope(x)
+
+
+def _d_sparse_sigmoid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    # 0.5 inside (-1, 1); at +-1 JAX's clip splits the tie between its two branches: 0.25.
+    return g * np.where((x > -1.0) & (x < 1.0), 0.5, np.where(np.abs(x) == 1.0, 0.25, 0.0))
+
+
+def _d_log_sigmoid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * sigmoid(-x)
+
+
+def _d_relu(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * (x > 0.0)
+
+
+def _d_relu6(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * ((x > 0.0) & (x < 6.0))
+
+
+def _d_leaky_relu(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * np.where(x >= 0.0, 1.0, 0.2)
+
+
+def _d_elu(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * np.where(x > 0.0, 1.0, np.exp(np.minimum(x, 0.0)))
+
+
+def _d_selu(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * _SELU_SCALE * np.where(x > 0.0, 1.0, _SELU_ALPHA * np.exp(np.minimum(x, 0.0)))
+
+
+def _d_celu(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * np.where(x > 0.0, 1.0, np.exp(np.minimum(x, 0.0)))
+
+
+def _d_gelu(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    # d/dx [x * Phi(x)] = Phi(x) + x * phi(x)
+    cdf = (_vector_erf(x / math.sqrt(2.0)) + 1.0) / 2.0
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+    return g * (cdf + x * pdf)
+
+
+def _d_softplus(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * sigmoid(x)
+
+
+def _d_softsign(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g / (1.0 + np.abs(x)) ** 2
+
+
+def _d_silu(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    s = sigmoid(x)
+    return g * (s + x * s * (1.0 - s))
+
+
+def _d_hard_silu(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * (hard_sigmoid(x) + x * _hard_sigmoid_slope(x))
+
+
+def _d_mish(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    t = np.tanh(softplus(x))
+    return g * (t + x * (1.0 - t * t) * sigmoid(x))
+
+
+def _d_exponential(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * np.exp(x)
+
+
+def _d_squareplus(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * (1.0 + x / np.sqrt(x * x + 4.0)) / 2.0
+
+
+def _d_sparse_plus(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * np.where(x <= -1.0, 0.0, np.where(x < 1.0, 0.5 * (x + 1.0), 1.0))
+
+
+def _d_shrink(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    # soft_shrink and hard_shrink: slope 1 outside [-0.5, 0.5], 0 inside (and at +-0.5).
+    return g * (np.abs(x) > 0.5)
+
+
+def _d_hard_tanh(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    return g * (np.abs(x) <= 1.0)
+
+
+def _d_tanh_shrink(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    t = np.tanh(x)
+    return g * t * t
+
+
+def _d_softmax(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    # J = diag(s) - s s^T on the last axis: g_x = s * (g - <g, s>)
+    s = softmax(x)
+    return s * (g - np.sum(g * s, axis=-1, keepdims=True))
+
+
+def _d_log_softmax(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    # J = I - 1 s^T: g_x = g - s * sum(g)
+    return g - softmax(x) * np.sum(g, axis=-1, keepdims=True)
+
+
+def _d_sparsemax(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    # The derivative of the formula Keras computes (see sparsemax above): with z sorted in descending
+    # order, K the size of the sorted support and tau = (sum_{k <= K} cumsum_k - 1) / K, i.e.
+    # tau = (sum_{j <= K} (K - j + 1) z_(j) - 1) / K, so d tau / d z_(j) = (K - j + 1) / K for
+    # rank j <= K (1-based) and 0 beyond. p = max(x - tau, 0); on A = {x - tau > 0}:
+    #     g_x = 1_A * g - (sum_{i in A} g_i) * d tau / d x.
+    # (Keras's tau sums the cumulative sums over the support, not the textbook sparsemax threshold
+    # cumsum_K; both agree when K = 1.)
+    order = np.argsort(-x, axis=-1, kind="stable")
+    sorted_desc = np.take_along_axis(x, order, axis=-1)
+    cumulative = np.cumsum(sorted_desc, axis=-1)
+    rank = np.arange(1, x.shape[-1] + 1, dtype=x.dtype)
+    support_size = np.sum(sorted_desc - (cumulative - 1.0) / rank > 0, axis=-1, keepdims=True)
+    dtau_sorted = np.where(rank <= support_size, (support_size - rank + 1.0) / support_size, 0.0)
+    dtau = np.empty_like(dtau_sorted)
+    np.put_along_axis(dtau, order, dtau_sorted, axis=-1)
+    active = sparsemax(x) > 0.0
+    return np.where(active, g, 0.0) - np.sum(np.where(active, g, 0.0), axis=-1, keepdims=True) * dtau
+
+
+ACTIVATION_DERIVATIVES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "linear": _d_linear,
+    "tanh": _d_tanh,
+    "sigmoid": _d_sigmoid,
+    "hard_sigmoid": _d_hard_sigmoid,
+    "sparse_sigmoid": _d_sparse_sigmoid,
+    "log_sigmoid": _d_log_sigmoid,
+    "relu": _d_relu,
+    "relu6": _d_relu6,
+    "leaky_relu": _d_leaky_relu,
+    "elu": _d_elu,
+    "selu": _d_selu,
+    "celu": _d_celu,
+    "gelu": _d_gelu,
+    "softplus": _d_softplus,
+    "softsign": _d_softsign,
+    "silu": _d_silu,
+    "swish": _d_silu,
+    "hard_silu": _d_hard_silu,
+    "hard_swish": _d_hard_silu,
+    "mish": _d_mish,
+    "exponential": _d_exponential,
+    "squareplus": _d_squareplus,
+    "sparse_plus": _d_sparse_plus,
+    "soft_shrink": _d_shrink,
+    "hard_shrink": _d_shrink,
+    "hard_tanh": _d_hard_tanh,
+    "tanh_shrink": _d_tanh_shrink,
+    "softmax": _d_softmax,
+    "log_softmax": _d_log_softmax,
+    "sparsemax": _d_sparsemax,
+}
+
+
+def get_activation_derivative(name: str | None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Return ``backward(x, grad_output) -> grad_input`` for the activation called ``name`` (the
+    vector-Jacobian product at ``x``; ``None`` means linear). Same names and errors as get_activation."""
+    get_activation(name)  # the same ValueError for a rejected or unknown name
+    return ACTIVATION_DERIVATIVES["linear" if name is None else name]
