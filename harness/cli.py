@@ -272,6 +272,20 @@ def _command_compare(args: argparse.Namespace) -> int:
     return code
 
 
+def _command_between(args: argparse.Namespace) -> int:
+    from harness.verdicts.between_versions import FILE_NAME, write_between_versions
+
+    record = write_between_versions(args.release, args.nightly)
+    counts = record["counts"]
+    print(f"{args.release} -> {args.nightly}: {counts['fixed']} fixed, {counts['regression']} regressions, "
+          f"{counts['changed']} changed behaviour, {counts['drift']} drift, {counts['still_present']} known divergences "
+          f"still present, {counts['unchanged']} unchanged; wrote {args.release / FILE_NAME}")
+    for entry in record["changes"]:
+        print(f"  {entry['kind']}: {entry['case']} on {entry['backend']}: {entry['old_verdict']} -> {entry['new_verdict']}, "
+              f"{entry['magnitude']} ({entry['detail']})", file=sys.stderr)
+    return EXIT_FAILED if counts["regression"] else EXIT_OK
+
+
 def _command_growth(args: argparse.Namespace) -> int:
     from harness.execute.backends import activate
 
@@ -362,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     comparison.add_argument("old", type=Path, metavar="OLD")
     comparison.add_argument("new", type=Path, metavar="NEW")
 
+    between = commands.add_parser("between-versions", help="what changed from one Keras version's classified results folder "
+                                  "to another's (fixed, regression, changed, drift); write RELEASE/between_versions.json")
+    between.add_argument("release", type=Path, metavar="RELEASE", help="the pinned release's results folder (results)")
+    between.add_argument("nightly", type=Path, metavar="NIGHTLY", help="the other version's results folder (results/keras-nightly)")
+
     growth = commands.add_parser("growth", help="error against the reference for 10 to 2000 steps and 4 to 64 units")
     growth.add_argument("--backend", required=True, choices=BACKENDS)
     growth.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
@@ -408,6 +427,7 @@ def _dispatch_command(args: argparse.Namespace, argv: list[str]) -> int:
         "report": _command_report, "probe": _command_probe, "save": _command_save, "load": _command_load,
         "faults": _command_faults, "fuzz": _command_fuzz, "compare": _command_compare, "growth": _command_growth,
         "list": _command_list, "classify": _command_classify, "merge": _command_merge,
+        "between-versions": _command_between,
     }
     return commands[args.command](args)
 

@@ -1,5 +1,7 @@
-"""noxfile.py: the GPU sessions exist but are not run by default, their CUDA packages are derived from
-pyproject.toml's pins, and on a machine without a GPU they fail loudly (or skip when asked to).
+"""noxfile.py: parity runs per (Keras version, backend), the release and keras-nightly, by default; the
+nightly install is derived from pyproject.toml's pins without keras and fails loudly when the venv does
+not import keras-nightly. The GPU sessions exist but are not run by default, their CUDA packages are
+derived from pyproject.toml's pins, and on a machine without a GPU they fail loudly (or skip when asked to).
 
 The GPU check runs in this test session's interpreter, whose backend (KERAS_BACKEND) is a CPU build
 as pinned in pyproject.toml: exactly what a GPU session must refuse.
@@ -86,6 +88,68 @@ def test_gpu_sessions_are_listed_and_not_run_by_default():
     assert noxfile.nox.options.sessions == DEFAULT_SESSIONS
     selected = {name.split("(")[0] for name, default in sessions.items() if default}
     assert selected == set(DEFAULT_SESSIONS)
+
+
+def test_parity_runs_every_backend_with_the_release_and_nightly_by_default():
+    sessions = _listed_sessions()
+    for keras in ("release", "nightly"):
+        for backend in noxfile.BACKENDS:
+            assert sessions[f"parity(keras='{keras}', backend='{backend}')"] is True
+    for name in ("serialization", "faults"):  # release only
+        assert all(not session.startswith(f"{name}(keras=") for session in sessions)
+        assert all(sessions[f"{name}(backend='{backend}')"] for backend in noxfile.BACKENDS)
+    assert noxfile.results_folder("release") == "results"
+    assert noxfile.results_folder("nightly") == "results/keras-nightly"
+    with pytest.raises(ValueError, match="accepted: release, nightly"):
+        noxfile.results_folder("3.15.1")
+
+
+def test_nightly_requirements_are_the_backend_pins_without_keras():
+    for backend in noxfile.BACKENDS:
+        expected = [str(req) for req in _pins()[backend] if req.name != "keras"]
+        assert noxfile.nightly_requirements(backend) == expected
+        assert all(Requirement(text).name != "keras" for text in noxfile.nightly_requirements(backend))
+    assert noxfile.pinned_keras() == _pinned_version("jax", "keras")
+    with pytest.raises(ValueError, match="no extra 'mlx'"):
+        noxfile.nightly_requirements("mlx")
+    with pytest.raises(ValueError, match="one exact version"):
+        noxfile.pinned_keras({"tensorflow": ["keras==3.15.1"], "jax": ["keras==3.16.0"], "torch": ["keras==3.15.1"]})
+
+
+NIGHTLY = "3.16.0.dev2026102704"
+
+
+@pytest.mark.parametrize("imported, distributions, words", [
+    ("3.15.1", {"keras": "3.15.1", "keras-nightly": None}, "keras-nightly is not installed"),
+    ("3.15.1", {"keras": "3.15.1", "keras-nightly": NIGHTLY}, "not keras-nightly 3.16.0.dev2026102704 (the keras release 3.15.1 is installed"),
+    (NIGHTLY, {"keras": "3.15.1", "keras-nightly": NIGHTLY}, "the keras release 3.15.1 is installed beside it"),
+    ("3.15.1", {"keras": None, "keras-nightly": NIGHTLY}, "keras imports as 3.15.1, not keras-nightly"),
+])
+def test_nightly_install_check_fails_on_a_mismatched_version(imported, distributions, words):
+    problem = noxfile.keras_install_problem("nightly", imported, distributions, "3.15.1")
+    assert problem is not None and words in problem and "remove the session's venv" in problem
+
+
+def test_install_check_accepts_the_version_asked_for():
+    assert noxfile.keras_install_problem("nightly", NIGHTLY, {"keras": None, "keras-nightly": NIGHTLY}, "3.15.1") is None
+    assert noxfile.keras_install_problem("release", "3.15.1", {"keras": "3.15.1", "keras-nightly": None}, "3.15.1") is None
+    problem = noxfile.keras_install_problem("release", NIGHTLY, {"keras": None, "keras-nightly": NIGHTLY}, "3.15.1")
+    assert problem is not None and "expected the pinned release 3.15.1" in problem
+    with pytest.raises(ValueError, match="accepted: release, nightly"):
+        noxfile.keras_install_problem("latest", NIGHTLY, {}, "3.15.1")
+
+
+def test_nightly_parity_session_fails_loudly_on_the_release(session_backend, tmp_path):
+    """Run in this interpreter (keras 3.15.1, no keras-nightly): the session stops at the check, measuring nothing."""
+    done = subprocess.run(
+        [sys.executable, "-m", "nox", "--no-venv", "--no-install", "--envdir", str(tmp_path),
+         "-s", f"parity(keras='nightly', backend='{session_backend}')"],
+        cwd=ROOT, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S, env=_env(),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "parity(keras='nightly'): keras-nightly is not installed (keras imports as 3.15.1)" in output
+    assert "harness probe" not in output and "harness run" not in output
 
 
 def test_noxfile_backends_are_the_pyproject_extras():

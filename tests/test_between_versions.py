@@ -1,0 +1,205 @@
+"""harness.verdicts.between_versions: the release's results folder against nightly's, without Keras.
+
+The "measured" outputs are computed by the reference under the semantics a Keras version is claimed to
+have (as tests/test_verdicts.py does), written as real run records with the versions of each side,
+classified by the real classify_record against the real divergence file, then compared. The claim
+used is predict_rounds_float64_inputs (observed on keras ==3.15.1, every backend): a float64 case run
+through predict() computes on inputs rounded to float32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.case.schema import parse_case
+from harness.case.semantics import Semantics
+from harness.records import store
+from harness.records.header import SCHEMAS
+from harness.verdicts.between_versions import FILE_NAME, compare_versions, upstream_change, write_between_versions
+from harness.verdicts.classify import classify_record
+from test_verdicts import TOLERANCES, _measured
+
+RELEASE, NIGHTLY = "3.15.1", "3.16.0.dev2026102704"
+BACKEND = "tensorflow"
+ROUNDED = Semantics(inputs_rounded_to_float32=True)
+CLAIM = "predict_rounds_float64_inputs"
+
+
+def _definition(name: str, dtype: str = "float64") -> dict[str, Any]:
+    return {"name": name, "description": "a test case", "dtype": dtype, "batch": 3, "time": 6, "features": 4,
+            "entry_point": "predict", "layers": [{"type": "lstm", "units": 5, "return_sequences": True}]}
+
+
+def _result(name: str, semantics: Semantics = Semantics(), dtype: str = "float64", wrong_gate: bool = False,
+            ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One case result as a run records it, and its raw outputs keyed as in <backend>.npz."""
+    definition = _definition(name, dtype)
+    case = parse_case(definition, "test")
+    result, arrays = _measured(case, semantics, wrong_gate=wrong_gate)
+    result.update(definition=definition, dtype=dtype, entry_point="predict", description="a test case")
+    return result, {store.array_key(name, api, output): value for (api, output), value in arrays.items()}
+
+
+def _write(folder: Path, keras: str, results: list[tuple[dict[str, Any], dict[str, np.ndarray]]]) -> None:
+    """<backend>.json and .npz measured with ``keras``, then classified (<backend>.verdicts.json)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    schema, version = SCHEMAS["run"]
+    record = {
+        "schema": schema, "schema_version": version, "backend": BACKEND, "device": "cpu", "device_class": "cpu",
+        "versions": {"keras": keras, BACKEND: "2.21.0", "numpy": "2.4.6", "python": "3.11.7"}, "settings": {},
+        "command": "python -m harness run", "seed": 20261124, "fault": None, "started": "2026-11-24T20:30:00+00:00",
+        "finished": "2026-11-24T20:35:00+00:00", "cases": [result for result, _ in results],
+    }
+    store.write_json(folder / f"{BACKEND}.json", record)
+    store.write_arrays(folder / f"{BACKEND}.npz", {key: value for _, arrays in results for key, value in arrays.items()})
+    classify_record(folder, BACKEND)
+
+
+def _changes(record: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {entry["case"]: entry for entry in record["changes"] if entry["kind"] == kind}
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "results", tmp_path / "results" / "keras-nightly"
+
+
+def test_a_claim_observed_on_the_release_does_not_absorb_a_nightly_failure(folders):
+    release, nightly = folders
+    _write(release, RELEASE, [_result("rounded")])
+    _write(nightly, NIGHTLY, [_result("rounded", ROUNDED)])
+    assert store.read_json_file(release / f"{BACKEND}.verdicts.json")["cases"]["rounded"]["verdict"] == "pass"
+    nightly_verdict = store.read_json_file(nightly / f"{BACKEND}.verdicts.json")["cases"]["rounded"]
+    assert nightly_verdict["verdict"] == "fail"  # the 3.15.1 claim does not apply to 3.16.0.dev...
+    assert nightly_verdict["applicable"] == []
+    record = compare_versions(release, nightly)
+    regression = _changes(record, "regression")["rounded"]
+    assert (regression["old_verdict"], regression["new_verdict"]) == ("pass", "fail")
+    assert regression["new_max_abs_error"] > 1e-10
+    assert f"keras {RELEASE} (pass) vs {NIGHTLY} (fail)" in regression["reproducer"]
+    assert "--cases rounded" in regression["reproducer"]
+    assert record["counts"]["regression"] == 1
+
+
+def test_the_same_claim_on_the_release_absorbs_it(folders):
+    """Control: the same measurement in a record of keras 3.15.1 is the known divergence."""
+    release, _ = folders
+    _write(release, RELEASE, [_result("rounded", ROUNDED)])
+    verdict = store.read_json_file(release / f"{BACKEND}.verdicts.json")["cases"]["rounded"]
+    assert (verdict["verdict"], verdict["explained_by"]) == ("known", [CLAIM])
+
+
+def test_a_known_divergence_that_passes_on_nightly_is_fixed(folders):
+    release, nightly = folders
+    _write(release, RELEASE, [_result("rounded", ROUNDED), _result("plain", dtype="float32")])
+    _write(nightly, NIGHTLY, [_result("rounded"), _result("plain", dtype="float32")])
+    record = write_between_versions(release, nightly)
+    fixed = _changes(record, "fixed")["rounded"]
+    assert (fixed["old_verdict"], fixed["new_verdict"], fixed["old_explained_by"]) == ("known", "pass", [CLAIM])
+    assert "no upstream change identified" in fixed["detail"]  # the claim names no upstream fix
+    assert fixed["upstream_change"] is None
+    assert fixed["old_max_abs_error"] > 1e-10 and fixed["new_max_abs_error"] < 1e-12
+    assert record["counts"] == {"fixed": 1, "regression": 0, "changed": 0, "drift": 0, "still_present": 0, "unchanged": 1}
+    assert store.read_json_file(release / FILE_NAME)["counts"]["fixed"] == 1
+
+
+def test_a_known_divergence_still_there_on_nightly_is_still_present_not_a_regression(folders):
+    release, nightly = folders
+    _write(release, RELEASE, [_result("rounded", ROUNDED)])
+    _write(nightly, NIGHTLY, [_result("rounded", ROUNDED)])
+    record = compare_versions(release, nightly)
+    assert record["changes"] == []
+    (entry,) = record["still_present"]
+    assert (entry["case"], entry["divergences"], entry["new_verdict"]) == ("rounded", [CLAIM], "fail")
+
+
+def test_a_known_divergence_that_fails_differently_on_nightly_is_changed_behaviour(folders):
+    release, nightly = folders
+    _write(release, RELEASE, [_result("rounded", ROUNDED)])
+    _write(nightly, NIGHTLY, [_result("rounded", ROUNDED, wrong_gate=True)])
+    changed = _changes(compare_versions(release, nightly), "changed")["rounded"]
+    assert "does not describe" in changed["detail"] and CLAIM in changed["detail"]
+
+
+def test_another_output_dtype_is_changed_behaviour(folders):
+    release, nightly = folders
+    old, old_arrays = _result("plain", dtype="float32")
+    new, new_arrays = _result("plain", dtype="float32")
+    for entry in new["apis"].values():
+        entry["items"]["output"]["dtype"] = "float16"  # as recorded: the check reads the records only
+    _write(release, RELEASE, [(old, old_arrays)])
+    _write(nightly, NIGHTLY, [(new, new_arrays)])
+    changed = _changes(compare_versions(release, nightly), "changed")["plain"]
+    assert "output dtype changed" in changed["detail"] and "float32 -> float16" in changed["detail"]
+
+
+def test_numbers_beyond_the_sum_of_the_tolerances_are_drift(folders):
+    release, nightly = folders
+    old, old_arrays = _result("plain", dtype="float32")
+    new, new_arrays = _result("plain", dtype="float32")
+    moved = {key: value.copy() for key, value in new_arrays.items()}
+    for key, value in moved.items():
+        value.flat[0] += 5e-5  # the record still says pass: drift is judged from the raw outputs
+    _write(release, RELEASE, [(old, old_arrays)])
+    _write(nightly, NIGHTLY, [(new, moved)])
+    drift = _changes(compare_versions(release, nightly), "drift")["plain"]
+    assert (drift["old_verdict"], drift["new_verdict"]) == ("pass", "pass")
+    assert drift["max_abs_diff"] == pytest.approx(5e-5, rel=1e-3)
+    assert drift["diff_ratio"] > 1
+    assert "max abs difference 5e-05" in drift["magnitude"]
+
+
+def test_noise_within_the_sum_of_the_tolerances_is_not_drift(folders):
+    release, nightly = folders
+    old, old_arrays = _result("plain", dtype="float32")
+    tolerance = TOLERANCES.for_case(parse_case(_definition("plain", "float32"), "test"), "outputs")
+    moved = {key: value + np.float32(tolerance.atol / 2) for key, value in old_arrays.items()}
+    _write(release, RELEASE, [(old, old_arrays)])
+    _write(nightly, NIGHTLY, [(old, moved)])
+    record = compare_versions(release, nightly)
+    assert record["changes"] == [] and record["counts"]["unchanged"] == 1
+
+
+def test_cases_on_one_side_only_are_listed_not_classified(folders):
+    release, nightly = folders
+    _write(release, RELEASE, [_result("plain", dtype="float32"), _result("gone", dtype="float32")])
+    _write(nightly, NIGHTLY, [_result("plain", dtype="float32"), _result("added", dtype="float32")])
+    record = compare_versions(release, nightly)
+    assert record["only_old"] == [{"backend": BACKEND, "case": "gone"}]
+    assert record["only_new"] == [{"backend": BACKEND, "case": "added"}]
+    assert record["changes"] == []
+
+
+def test_unclassified_records_are_refused_with_one_line(folders):
+    release, nightly = folders
+    _write(release, RELEASE, [_result("plain", dtype="float32")])
+    _write(nightly, NIGHTLY, [_result("plain", dtype="float32")])
+    (nightly / f"{BACKEND}.verdicts.json").unlink()
+    with pytest.raises(store.RecordError, match="classify"):
+        compare_versions(release, nightly)
+    with pytest.raises(store.RecordError, match="not a folder"):
+        compare_versions(release, release / "missing")
+
+
+def test_upstream_change_is_named_only_when_a_claim_names_a_fix():
+    assert upstream_change([{"upstream": "https://github.com/keras-team/keras/issues/1 (fix merged after 3.15.1: "
+                                         "https://github.com/keras-team/keras/pull/2)"}]).endswith("pull/2)")
+    assert upstream_change([{"upstream": "https://github.com/keras-team/keras/issues/1"}]) is None
+    assert upstream_change([{"upstream": ""}]) is None
+
+
+def test_cli_writes_between_versions_and_exits_1_on_a_regression(folders, capsys):
+    from harness.cli import main
+
+    release, nightly = folders
+    _write(release, RELEASE, [_result("rounded")])
+    _write(nightly, NIGHTLY, [_result("rounded", ROUNDED)])
+    assert main(["between-versions", str(release), str(nightly)]) == 1
+    out = capsys.readouterr()
+    assert "1 regressions" in out.out and "regression: rounded on tensorflow" in out.err
+    assert (release / FILE_NAME).is_file()
+    assert main(["between-versions", str(release), str(release / "nope")]) == 2
