@@ -203,3 +203,30 @@ def test_cli_writes_between_versions_and_exits_1_on_a_regression(folders, capsys
     assert "1 regressions" in out.out and "regression: rounded on tensorflow" in out.err
     assert (release / FILE_NAME).is_file()
     assert main(["between-versions", str(release), str(release / "nope")]) == 2
+
+
+def test_the_report_shows_the_between_versions_section(folders):
+    from harness.reports.html import render_html
+    from harness.reports.markdown import render_markdown
+    from harness.reports.model import build_report
+
+    release, nightly = folders
+    _write(release, RELEASE, [_result("rounded", ROUNDED), _result("newly_rounded"), _result("still", ROUNDED)])
+    _write(nightly, NIGHTLY, [_result("rounded"), _result("newly_rounded", ROUNDED), _result("still", ROUNDED)])
+    without = build_report(release)
+    assert without.between_versions is None
+    assert "No other Keras version was compared" in render_markdown(without)
+    write_between_versions(release, nightly)
+    report = build_report(release)
+    markdown = render_markdown(report)
+    section = markdown.split("## Between Keras versions")[1].split("\n## ")[0]
+    assert f"keras {RELEASE} (results) against {NIGHTLY} (results/keras-nightly)" in section.replace(str(release.parent) + "/", "")
+    assert "1 fixed, 1 regressions" in section
+    assert "### Fixed (1)" in section and "| rounded | tensorflow | known -> pass |" in section
+    assert "no upstream change identified" in section
+    assert "### Regressions (1)" in section and "| newly_rounded | tensorflow | pass -> fail |" in section
+    assert f"keras {RELEASE} (pass) vs {NIGHTLY} (fail)" in section
+    assert f"`{CLAIM}` on tensorflow: 1 case (still)" in section
+    page = render_html(report, {})
+    assert '<section id="between-versions">' in page and '<a href="#between-versions">Between Keras versions</a>' in page
+    assert "newly_rounded" in page.split('id="between-regression"')[1].split("</table>")[0]

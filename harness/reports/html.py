@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import store
+from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_number, format_ratio,
     format_seconds, format_tolerance,
@@ -27,6 +28,7 @@ SECTIONS = (
     ("attention", "Needs attention"),
     ("known", "Known divergences"),
     ("closest", "Closest calls"),
+    ("between-versions", "Between Keras versions"),
     ("summary", "Summary"),
     ("figures", "Figures"),
     ("reference", "Against the float64 reference"),
@@ -255,6 +257,48 @@ def _known(report: Report) -> list[str]:
             f"<li><strong>possibly resolved</strong>: <code>{_e(c.claim)}</code> on {_e(c.backend)}: {_e(', '.join(c.cases))}</li>"
             for c in report.possibly_resolved
         ) + "</ul>")
+    return body
+
+
+def _between_versions(report: Report) -> list[str]:
+    view = report.between_versions
+    if view is None:
+        return ["<p>No other Keras version was compared with this folder (<code>nox</code> runs keras-nightly beside the "
+                "release and compares them; or <code>python -m harness between-versions results results/keras-nightly</code>).</p>"]
+    counts = view.counts
+    body = [
+        f"<p>What changed per case and backend from {_e(view.keras_line())}, from the classified records of both (compared "
+        f"{_e(view.compared)}): {counts.get('fixed', 0)} fixed, {counts.get('regression', 0)} regressions, "
+        f"{counts.get('changed', 0)} changed behaviour, {counts.get('drift', 0)} drift beyond the sum of the two tolerances; "
+        f"{counts.get('still_present', 0)} known divergences still present, {counts.get('unchanged', 0)} unchanged. A failure on "
+        "the second version is judged with that version's numbers: a claim observed on the first never absorbs it.</p>",
+    ]
+    for kind in KINDS:
+        changes = view.of_kind(kind)
+        body.append(f'<h3 id="between-{kind}">{_e(TITLES[kind])} ({len(changes)})</h3>')
+        if not changes:
+            body.append("<p>None.</p>")
+            continue
+        body.append(_table(
+            ["case", "backend", "verdict", "magnitude", "what changed", "reproducer"],
+            [[_e(c.case), _e(c.backend), f"{_verdict(c.old_verdict)} &rarr; {_verdict(c.new_verdict)}", _e(c.magnitude),
+              _linkify(c.detail), f"<code>{_e(c.reproducer)}</code>"] for c in changes],
+        ))
+    grouped = still_present_by_claim(view)
+    body.append(f'<h3 id="between-still-present">Known divergences still present ({len(view.still_present)})</h3>')
+    if not grouped:
+        body.append("<p>None.</p>")
+    else:
+        body.append("<p>Known on the first version and failing on the second only because the claim's version range stops at "
+                    "the first: the same claim, its range ignored, describes the second measurement exactly (widen the range "
+                    "once confirmed).</p>")
+        body.append("<ul>" + "".join(f"<li><code>{_e(claims)}</code> on {_e(backend)}: {len(cases)} case{'s' if len(cases) != 1 else ''} ({_e(', '.join(cases))})</li>"
+                                     for claims, backend, cases in grouped) + "</ul>")
+    others = [f"{len(view.only_old)} cases only in {view.old_folder}" if view.only_old else "",
+              f"{len(view.only_new)} cases only in {view.new_folder}" if view.only_new else "",
+              f"{len(view.not_compared)} not compared ({'; '.join(view.not_compared[:5])})" if view.not_compared else ""]
+    if any(others):
+        body.append(f"<p>Not classified: {_e(', '.join(part for part in others if part))}.</p>")
     return body
 
 
@@ -514,7 +558,7 @@ def _navigation() -> list[str]:
 def render_html(report: Report, figures: dict[str, bytes]) -> str:
     """The whole report.html for a built report model; ``figures`` maps caption -> PNG bytes."""
     bodies = {
-        "attention": _attention(report), "known": _known(report), "closest": _closest(report), "summary": _summary(report),
+        "attention": _attention(report), "known": _known(report), "between-versions": _between_versions(report), "closest": _closest(report), "summary": _summary(report),
         "figures": _figures(figures), "reference": _reference(report), "apis": _apis(report), "pairwise": _pairwise(report),
         "serialization": _serialization(report), "growth": _growth(report), "faults": _faults(report),
         "tolerances": _tolerances(report), "environment": _environment(report),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_agreement, format_case,
     format_judged, format_number, format_ratio, format_seconds, format_tolerance,
@@ -166,6 +167,49 @@ def _known(report: Report) -> list[str]:
                      "from the reference: the bug may be fixed.")
         lines.append("")
         lines += [f"- `{c.claim}` on {c.backend}: {', '.join(c.cases)}" for c in report.possibly_resolved]
+    return lines
+
+
+def _between_versions(report: Report) -> list[str]:
+    lines = ["## Between Keras versions", ""]
+    view = report.between_versions
+    if view is None:
+        return lines + ["No other Keras version was compared with this folder (`nox` runs keras-nightly beside the release "
+                        "and compares them; or `python -m harness between-versions results results/keras-nightly`)."]
+    counts = view.counts
+    lines += [
+        f"What changed per case and backend from {_cell(view.keras_line())}, from the classified records of both "
+        f"(compared {view.compared}): {counts.get('fixed', 0)} fixed, {counts.get('regression', 0)} regressions, "
+        f"{counts.get('changed', 0)} changed behaviour, {counts.get('drift', 0)} drift beyond the sum of the two tolerances; "
+        f"{counts.get('still_present', 0)} known divergences still present, {counts.get('unchanged', 0)} unchanged. A failure on "
+        "the second version is judged with that version's numbers: a claim observed on the first never absorbs it.", "",
+    ]
+    for kind in KINDS:
+        changes = view.of_kind(kind)
+        lines += [f"### {TITLES[kind]} ({len(changes)})", ""]
+        if not changes:
+            lines += ["None.", ""]
+            continue
+        lines += _table(
+            ["case", "backend", "verdict", "magnitude", "what changed", "reproducer"],
+            [[_cell(c.case), c.backend, f"{c.old_verdict} -> {c.new_verdict}", _cell(c.magnitude), _cell(c.detail),
+              f"`{_cell(c.reproducer)}`"] for c in changes],
+        )
+        lines += [""]
+    grouped = still_present_by_claim(view)
+    lines += [f"### Known divergences still present ({len(view.still_present)})", ""]
+    if grouped:
+        lines += ["Known on the first version and failing on the second only because the claim's version range stops at the "
+                  "first: the same claim, its range ignored, describes the second measurement exactly (widen the range once "
+                  "confirmed).", ""]
+        lines += [f"- `{claims}` on {backend}: {len(cases)} case{'s' if len(cases) != 1 else ''} ({_cell(', '.join(cases))})" for claims, backend, cases in grouped]
+    else:
+        lines += ["None."]
+    others = [f"{len(view.only_old)} cases only in {_cell(view.old_folder)}" if view.only_old else "",
+              f"{len(view.only_new)} cases only in {_cell(view.new_folder)}" if view.only_new else "",
+              f"{len(view.not_compared)} not compared ({_cell('; '.join(view.not_compared[:5]))})" if view.not_compared else ""]
+    if any(others):
+        lines += ["", "Not classified: " + ", ".join(part for part in others if part) + "."]
     return lines
 
 
@@ -422,7 +466,7 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    for section in (_attention, _known, _closest, _summary, _reference, _apis, _cross, _serialization, _growth, _faults,
+    for section in (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross, _serialization, _growth, _faults,
                     _tolerances, _environment):
         lines += section(report) + [""]
     return "\n".join(lines)

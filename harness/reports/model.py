@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.reports.between_versions import BetweenVersions, load_between_versions
 from harness.records.header import SCHEMAS
 from harness.records.store import RecordError, read_json_file, read_record
 
@@ -724,6 +725,7 @@ class Report:
     why: Why
     kernels: tuple[KernelSummary, ...] = ()  # backends whose record holds observed kernel paths
     kernel_rows: tuple[KernelRow, ...] = ()
+    between_versions: BetweenVersions | None = None  # between_versions.json: this Keras version against another
 
     @property
     def attention_count(self) -> int:
@@ -1220,6 +1222,7 @@ def build_report(folder: Path) -> Report:
         ResolvedCandidate(claim.id, backend, cases)
         for claim in claims for backend, cases in claim.possibly_resolved.items()
     )
+    between_versions = load_between_versions(folder, notes)
     return Report(
         folder=str(folder.name or folder),
         backends=backends,
@@ -1246,6 +1249,7 @@ def build_report(folder: Path) -> Report:
         why=_why(backends, records, side["probes"], api_summaries, results, float32_atol),
         kernels=_kernel_summaries(records, results),
         kernel_rows=_kernel_rows(backends, results),
+        between_versions=between_versions,
     )
 
 
