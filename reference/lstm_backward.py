@@ -113,6 +113,13 @@ def lstm_forward_with_cache(
     return outputs, h, c, steps
 
 
+def _through_recurrent_kernel(dz: np.ndarray, recurrent_kernel: np.ndarray) -> np.ndarray:
+    """dL/dh_prev through z = ... + h_prev @ U: the term that carries the gradient back in time.
+    (A function of its own so that tests/test_reference_gradients.py can drop it and show that the
+    finite-difference check catches the bug.)"""
+    return dz @ recurrent_kernel.T
+
+
 def _step_order(time: int, go_backwards: bool) -> range:
     return range(time - 1, -1, -1) if go_backwards else range(time)
 
@@ -211,7 +218,7 @@ def lstm_backward(
         )
         d_projected[:, step.t, :] = dz
         d_recurrent += step.h_prev.T @ dz
-        dh = dz @ recurrent_kernel.T + np.where(keep, 0.0, dh)
+        dh = _through_recurrent_kernel(dz, recurrent_kernel) + np.where(keep, 0.0, dh)
         dc = dc_total * step.f + np.where(keep, 0.0, dc)
         d_out = np.zeros_like(d_out) if zero_output_for_mask else np.where(keep, 0.0, d_out)
 
