@@ -21,7 +21,7 @@ w = rng.normal(size=(7, 3))
 x_backend = keras.ops.convert_to_tensor(x, dtype="float64")
 w_backend = keras.ops.convert_to_tensor(w, dtype="float64")
 
-print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("backend:", keras.backend.backend(), __import__(keras.backend.backend()).__version__, "keras", keras.__version__)
 downcast = False
 for name, result, exact in (
     ("tanh", keras.ops.tanh(x_backend), np.tanh(x)),

@@ -12,7 +12,7 @@ import sys
 import keras
 import numpy as np
 
-print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("backend:", keras.backend.backend(), __import__(keras.backend.backend()).__version__, "keras", keras.__version__)
 failed = False
 for dtype in ("float16", "bfloat16"):
     layer = keras.layers.LSTM(4, dtype=dtype)

@@ -28,7 +28,7 @@ def outputs(unroll):
 
 
 scan, unrolled = outputs(False), outputs(True)
-print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("backend:", keras.backend.backend(), __import__(keras.backend.backend()).__version__, "keras", keras.__version__)
 print("row 1, masked step 0, unroll=False:", scan[1, 0])
 print("row 1, masked step 0, unroll=True :", unrolled[1, 0])
 print("h0 of row 1                       :", h0[1])

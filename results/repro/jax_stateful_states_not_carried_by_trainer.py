@@ -35,7 +35,7 @@ lstm.reset_states()
 model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
 model.evaluate(np.concatenate([x1, x2]), np.zeros((2 * batch, time, units)), batch_size=batch, verbose=0)
 results["state after evaluate(x1, x2)"] = np.abs(keras.ops.convert_to_numpy(lstm.states[0]) - expected_h).max()
-print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("backend:", keras.backend.backend(), __import__(keras.backend.backend()).__version__, "keras", keras.__version__)
 for name, value in results.items():
     print(f"max |{name} - expected|: {value:.3g}")
 sys.exit(1 if max(results.values()) > 1e-5 else 0)

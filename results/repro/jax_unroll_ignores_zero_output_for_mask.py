@@ -19,6 +19,6 @@ mask[1, 3:] = False  # row 1 is right-padded
 lstm = keras.layers.LSTM(units, return_sequences=True, unroll=True, zero_output_for_mask=True)
 lstm.build((batch, time, features))
 out = keras.ops.convert_to_numpy(lstm(x, mask=mask))
-print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("backend:", keras.backend.backend(), __import__(keras.backend.backend()).__version__, "keras", keras.__version__)
 print("row 1, masked steps 3-4 with zero_output_for_mask=True:", out[1, 3:, 0])
 sys.exit(1 if np.abs(out[1, 3:]).max() > 0 else 0)

@@ -26,7 +26,7 @@ explicit = keras.Model([x_in, h_in, c_in], lstm(masked, mask=explicit_mask, init
 
 a = implicit.predict([x, h0, c0], verbose=0)
 b = explicit.predict([x, h0, c0], verbose=0)
-print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("backend:", keras.backend.backend(), __import__(keras.backend.backend()).__version__, "keras", keras.__version__)
 print("row 1, masked steps 3-4, Masking layer only :", a[1, 3:, 0])
 print("row 1, masked steps 3-4, explicit mask=     :", b[1, 3:, 0], "(repeats step 2:", b[1, 2, 0], ")")
 sys.exit(1 if np.abs(a - b).max() > 1e-6 else 0)

@@ -16,7 +16,7 @@ via_call = keras.ops.convert_to_numpy(model(x))
 via_predict = model.predict(x, verbose=0)
 via_call_on_float32_inputs = keras.ops.convert_to_numpy(model(x.astype("float32").astype("float64")))
 
-print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("backend:", keras.backend.backend(), __import__(keras.backend.backend()).__version__, "keras", keras.__version__)
 print("output dtypes:", via_call.dtype, via_predict.dtype)
 print("max |predict - call|:", np.abs(via_predict - via_call).max())
 print("max |predict - call on float32-rounded inputs|:", np.abs(via_predict - via_call_on_float32_inputs).max())

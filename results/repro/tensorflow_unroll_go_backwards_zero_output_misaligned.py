@@ -26,7 +26,7 @@ def outputs(unroll):
 
 
 loop, unrolled = outputs(False), outputs(True)
-print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("backend:", keras.backend.backend(), __import__(keras.backend.backend()).__version__, "keras", keras.__version__)
 # Processing order is reversed: for row 1 the first two processed steps are the padding (zeros).
 print("row 1, first output feature per processed step, unroll=False:", np.round(loop[1, :, 0], 4))
 print("row 1, first output feature per processed step, unroll=True :", np.round(unrolled[1, :, 0], 4))

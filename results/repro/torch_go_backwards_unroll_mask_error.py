@@ -15,7 +15,7 @@ mask = np.ones((batch, time), dtype=bool)
 mask[1, 3:] = False
 
 lstm = keras.layers.LSTM(units, return_sequences=True, go_backwards=True, unroll=True)
-print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("backend:", keras.backend.backend(), __import__(keras.backend.backend()).__version__, "keras", keras.__version__)
 try:
     out = lstm(x, mask=mask)
 except Exception as error:  # the bug

@@ -14,7 +14,7 @@ x = rng.normal(size=(2 * batch, time, features)).astype("float32")
 y = np.zeros((2 * batch, units), dtype="float32")
 model = keras.Sequential([keras.Input((time, features), batch_size=batch), keras.layers.LSTM(units, stateful=True)])
 model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="mse")
-print("backend:", keras.backend.backend(), "keras", keras.__version__)
+print("backend:", keras.backend.backend(), __import__(keras.backend.backend()).__version__, "keras", keras.__version__)
 try:
     model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
 except Exception as error:  # the bug
