@@ -65,6 +65,8 @@ def case_facts(case: Case) -> dict[str, set[Any]]:
         "jit_compile": {case.jit_compile},
         "stateful": {case.stateful},
         "layer": {layer.type for layer in case.layers},
+        "kernel": {case.kernel},
+        "layer_form": {case.layer_form},
     }
     for name in _LAYER_FACTS:
         facts[name] = set()

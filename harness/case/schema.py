@@ -37,6 +37,20 @@ APIS = ("sequential", "functional", "subclassed")
 ENTRY_POINTS = ("predict", "call", "predict_on_batch")
 STATEFUL_ENTRY_POINTS = ("call", "predict", "predict_on_batch", "evaluate", "train_on_batch", "fit")
 JIT_COMPILE = ("auto", "on", "off")
+# Which LSTM kernel a case drives (see harness.execute.backends.kernel_mode):
+#   as_shipped    Keras as users get it: the fused path where Keras selects it, else the generic loop
+#   generic       every LSTM built with use_cudnn=False: Keras's generic loop over the cell
+#   fused_on_cpu  Keras's own fused-path code (weight re-layout, masks, go_backwards, states) with its GPU
+#                 gate opened and the cuDNN kernel replaced by the backend's exact CPU stand-in
+KERNELS = ("as_shipped", "generic", "fused_on_cpu")
+# How the recurrent layers are written:
+#   layer          keras.layers.LSTM (and Bidirectional(LSTM))
+#   rnn_cell       keras.layers.RNN(keras.layers.LSTMCell(...)): always Keras's generic loop
+#   stacked_cells  one keras.layers.RNN(keras.layers.StackedRNNCells([...])) for a stack of LSTMs
+LAYER_FORMS = ("layer", "rnn_cell", "stacked_cells")
+# The LSTM options that belong to the cell; the others are the RNN wrapper's (RNN(LSTMCell) takes them).
+CELL_OPTIONS = ("units", "activation", "recurrent_activation", "use_bias", "dropout", "recurrent_dropout",
+                "recurrent_initializer", "implementation")
 MERGE_MODES = ("concat", "sum", "ave", "mul", "none")
 
 
@@ -163,6 +177,8 @@ class Case:
     stateful_batches: int = 0
     input_scale: float = 1.0
     allow_nonfinite: bool = False
+    kernel: str = "as_shipped"
+    layer_form: str = "layer"
     source: str = field(default="builtin", compare=False)
     # The validated TOML table the case was parsed from (after matrix expansion): recorded with every
     # result so that a record can be re-judged, and a resumed run checked, against the same definition.
@@ -194,7 +210,7 @@ _CASE_FIELDS: dict[str, Any] = {
     "name": None, "description": "", "dtype": None, "batch": None, "time": None, "features": None, "layers": None,
     "mask": "none", "mask_source": "masking_layer", "initial_state": "none", "apis": None, "entry_point": "predict",
     "jit_compile": "auto", "predict_batch_size": None, "stateful_batches": 0, "input_scale": 1.0,
-    "allow_nonfinite": False,
+    "allow_nonfinite": False, "kernel": "as_shipped", "layer_form": "layer",
 }
 
 
@@ -307,6 +323,8 @@ def parse_case(entry: dict[str, Any], source: str) -> Case:
         stateful_batches=stateful_batches,
         input_scale=float(input_scale),
         allow_nonfinite=allow_nonfinite,
+        kernel=_require_choice(entry, where, "kernel", KERNELS, "as_shipped"),
+        layer_form=_require_choice(entry, where, "layer_form", LAYER_FORMS, "layer"),
         source=source,
         definition=copy.deepcopy(entry),
     )
@@ -346,6 +364,58 @@ def _case_problem(case: Case) -> tuple[str, str] | None:
         return "predict_batch_size", "is only meaningful with entry_point = \"predict\""
     if case.mask == "all_masked_row" and case.batch < 2:
         return "mask", "all_masked_row needs batch >= 2 (one row fully masked, others not)"
+    return _kernel_problem(case) or _layer_form_problem(case)
+
+
+def recurrent_lstm_options(case: Case) -> list[dict[str, Any]]:
+    """The options of every LSTM the case builds (a Bidirectional's and a branch's LSTM included)."""
+    return [dict(layer.inner.options if layer.type == "branches" else layer.options)
+            for layer in case.layers if layer.type in RECURRENT_TYPES]
+
+
+def fused_path_possible(case: Case) -> bool:
+    """Whether some LSTM of the case is configured so that Keras would try its fused (cuDNN) path on a GPU:
+    tanh and sigmoid, a bias, not unrolled, use_cudnn not False, no recurrent dropout. This only selects
+    which cases get a fused_on_cpu variant; which path really ran is observed (harness.execute.kernels)."""
+    if case.layer_form != "layer":
+        return False
+    return any(options["activation"] == "tanh" and options["recurrent_activation"] == "sigmoid" and options["use_bias"]
+               and not options["unroll"] and options["use_cudnn"] is not False and not options["recurrent_dropout"]
+               for options in recurrent_lstm_options(case))
+
+
+def _kernel_problem(case: Case) -> tuple[str, str] | None:
+    if case.kernel == "as_shipped":
+        return None
+    if case.layer_form != "layer":
+        return "kernel", (f"is {case.kernel!r}, but layer_form {case.layer_form!r} always runs the generic loop "
+                          "(an LSTMCell has no fused path); use kernel = \"as_shipped\"")
+    if case.kernel == "fused_on_cpu" and not fused_path_possible(case):
+        return "kernel", ("is 'fused_on_cpu', but no LSTM of the case can take the fused path (it needs tanh, sigmoid, "
+                          "use_bias, unroll false, use_cudnn auto or true, no recurrent_dropout)")
+    if case.kernel == "generic" and any(options["use_cudnn"] is True for options in recurrent_lstm_options(case)):
+        return "kernel", "is 'generic', which builds every LSTM with use_cudnn=False; remove use_cudnn = true"
+    return None
+
+
+def _layer_form_problem(case: Case) -> tuple[str, str] | None:
+    if case.layer_form == "layer":
+        return None
+    if any(options["use_cudnn"] != "auto" for options in recurrent_lstm_options(case)):
+        return "layer_form", f"is {case.layer_form!r}, whose LSTMCell has no use_cudnn option; leave use_cudnn at auto"
+    if case.layer_form == "stacked_cells":
+        recurrent = [layer for layer in case.layers if layer.type in RECURRENT_TYPES]
+        if len(recurrent) < 2 or any(layer.type != "lstm" for layer in recurrent) or \
+                any(layer.type not in RECURRENT_TYPES for layer in case.layers[:len(recurrent)]):
+            return "layer_form", "is 'stacked_cells', which needs the stack to start with two or more plain lstm layers"
+        wrapper = [{key: value for key, value in layer.options.items() if key not in CELL_OPTIONS + ("return_sequences",)}
+                   for layer in recurrent]
+        if any(options != wrapper[0] for options in wrapper) or wrapper[0]["go_backwards"] or wrapper[0]["return_state"] \
+                or wrapper[0]["zero_output_for_mask"]:
+            return "layer_form", ("is 'stacked_cells': the stacked LSTMs must share unroll and the other RNN options, "
+                                  "without go_backwards, return_state or zero_output_for_mask (one RNN wraps them all)")
+        if case.stateful:
+            return "layer_form", "is 'stacked_cells', which is not combined with stateful_batches here"
     return None
 
 
@@ -412,18 +482,50 @@ def expand_matrix(matrix: dict[str, Any], source: str) -> list[dict[str, Any]]:
     return entries
 
 
+# What a [[variant]]'s `where` can name: which cases get the variant.
+VARIANT_CONDITIONS: dict[str, Callable[[Case], bool]] = {
+    "always": lambda case: True,
+    # the cases Keras builds as shipped whose fused path could engage on a GPU
+    "fused_path_possible": lambda case: case.kernel == "as_shipped" and fused_path_possible(case),
+}
+
+
+def expand_variant(variant: dict[str, Any], cases: list[Case], source: str) -> list[dict[str, Any]]:
+    """One more case table per case the variant's condition selects: the case's own table with the
+    variant's ``set`` fields, named by the variant's template (``{name}`` is the case's name)."""
+    label = f"{source}: variant {variant.get('name', '?')!r}"
+    unknown = set(variant) - {"name", "where", "set"}
+    if unknown or not {"name", "where", "set"} <= set(variant):
+        raise CaseError(f"{label}: a variant has exactly name (a template using {{name}}), where and set")
+    if variant["where"] not in VARIANT_CONDITIONS:
+        raise CaseError(f"{label}: field 'where' is {variant['where']!r}; accepted: {', '.join(VARIANT_CONDITIONS)}")
+    if not isinstance(variant["set"], dict) or not variant["set"] or any(key not in _CASE_FIELDS or key == "name" for key in variant["set"]):
+        raise CaseError(f"{label}: field 'set' must map case fields (not name) to values")
+    entries = []
+    for case in cases:
+        if not VARIANT_CONDITIONS[variant["where"]](case):
+            continue
+        entry = copy.deepcopy(case.definition) | copy.deepcopy(variant["set"])
+        entry["name"] = variant["name"].format(name=case.name)
+        entries.append(entry)
+    return entries
+
+
 def load_case_file(path: Path) -> list[Case]:
-    """Read every case (and expand every matrix) in a TOML file; CaseError for any bad entry."""
+    """Read every case (and expand every matrix, then every variant) in a TOML file; CaseError for any bad entry."""
     data = read_toml(path, "case file", CaseError)
-    unknown = set(data) - {"case", "matrix"}
+    unknown = set(data) - {"case", "matrix", "variant"}
     if unknown:
-        raise CaseError(f"case file {path} has unknown tables {sorted(unknown)}; accepted: [[case]], [[matrix]]")
+        raise CaseError(f"case file {path} has unknown tables {sorted(unknown)}; accepted: [[case]], [[matrix]], [[variant]]")
     entries = list(data.get("case", []))
     for matrix in data.get("matrix", []):
         entries += expand_matrix(matrix, str(path))
     if not entries:
         raise CaseError(f"case file {path} has no [[case]] or [[matrix]] entries")
     cases = [parse_case(entry, str(path)) for entry in entries]
+    base = list(cases)
+    for variant in data.get("variant", []):
+        cases += [parse_case(entry, str(path)) for entry in expand_variant(variant, base, str(path))]
     seen: set[str] = set()
     for case in cases:
         if case.name in seen:

@@ -87,6 +87,7 @@ def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tu
     are kept); timeout; refused (Keras refuses the configuration by design). Raw outputs go into
     ``raw_outputs`` keyed by (api, output name)."""
     from harness.execute import kernels, models
+    from harness.execute.backends import kernel_mode
 
     started = time.perf_counter()
     result: dict[str, Any] = {
@@ -99,7 +100,9 @@ def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tu
             expected = expected_outputs(case, data)
             actual_by_api: dict[str, dict[str, np.ndarray]] = {}
             for api in case.apis:
-                with kernels.observe(api, result) as observed:  # which kernel path each build really ran
+                # The case's kernel mode (fused_on_cpu: Keras's fused path through a CPU stand-in), and which
+                # kernel path each build really ran.
+                with kernel_mode(case.kernel) as stand_in, kernels.observe(api, result) as observed:
                     model, blocks = models.build_model(api, case, data)
                     actual = {name: np.asarray(value) for name, value in models.run_model(model, blocks, case, data).items()}
                 actual_by_api[api] = actual
@@ -107,6 +110,7 @@ def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tu
                 result["apis"][api] = {
                     "jit_compile": getattr(model, "jit_compile", None),
                     **observed.record(),
+                    **({"stand_in": stand_in.record()} if stand_in is not None else {}),
                     "items": judge_outputs(case, actual, expected, tolerances, api),
                 }
                 result["apis"][api]["passed"] = all(item["passed"] for item in result["apis"][api]["items"].values())
@@ -176,6 +180,7 @@ def case_config(case: Case) -> dict[str, Any]:
         "mask": case.mask, "mask_source": case.mask_source if case.mask != "none" else None,
         "initial_state": case.initial_state, "entry_point": case.entry_point, "jit_compile": case.jit_compile,
         "predict_batch_size": case.predict_batch_size, "stateful_batches": case.stateful_batches,
+        "kernel": case.kernel, "layer_form": case.layer_form,
         "layers": [layer(spec) for spec in case.layers],
     }
 

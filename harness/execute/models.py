@@ -11,21 +11,42 @@ from typing import Any
 import keras
 import numpy as np
 
-from harness.case.schema import Case, LayerSpec
+from harness.case.schema import CELL_OPTIONS, RECURRENT_TYPES, Case, LayerSpec
 from harness.case.weights import CaseData
 
 
-def _rnn_kwargs(options: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in options.items() if key not in ("merge_mode",)}
+def _rnn_kwargs(options: dict[str, Any], case: Case) -> dict[str, Any]:
+    kwargs = {key: value for key, value in options.items() if key not in ("merge_mode",)}
+    if case.kernel == "generic":
+        kwargs["use_cudnn"] = False  # the generic loop over the cell, whatever the device
+    return kwargs
+
+
+def _cell_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in options.items() if key in CELL_OPTIONS}
+
+
+def _wrapper_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in options.items() if key not in CELL_OPTIONS + ("merge_mode", "use_cudnn")}
+
+
+def _recurrent_layer(options: dict[str, Any], case: Case, name: str, stateful: bool = False) -> keras.layers.Layer:
+    """One LSTM in the case's layer form: keras.layers.LSTM, or keras.layers.RNN(keras.layers.LSTMCell(...))."""
+    if case.layer_form == "layer":
+        return keras.layers.LSTM(dtype=case.dtype, name=name, stateful=stateful, **_rnn_kwargs(options, case))
+    cell = keras.layers.LSTMCell(dtype=case.dtype, name=f"{name}_cell", **_cell_kwargs(options))
+    return keras.layers.RNN(cell, dtype=case.dtype, name=name, stateful=stateful, **_wrapper_kwargs(options))
 
 
 @dataclass
 class Block:
-    """One layer of the case: the Keras layers that own its weights, and how to call it."""
+    """One layer of the case (or, for stacked_cells, the stack of LSTMs one RNN wraps): the Keras layers
+    that own its weights, and how to call it."""
 
     spec: LayerSpec
     owners: list[keras.layers.Layer]  # in the order of CaseData.layer_weights[i]
     layer: keras.layers.Layer | None  # the single layer a Sequential model can hold (None for branches)
+    weight_layers: tuple[int, ...] = ()  # the indices of case.layers whose weights the owners hold
 
     def __call__(self, x: Any, mask: Any = None, initial_state: Any = None) -> Any:
         kwargs: dict[str, Any] = {}
@@ -40,36 +61,59 @@ class Block:
         return self.layer(x, **kwargs)
 
     def lstm_layers(self) -> list[keras.layers.Layer]:
-        return [owner for owner in self.owners if isinstance(owner, keras.layers.LSTM)]
+        """The recurrent layers that hold states (LSTM, or RNN over an LSTMCell)."""
+        return [owner for owner in self.owners if isinstance(owner, keras.layers.RNN)]
+
+    def weight_pairs(self, data: CaseData) -> list[tuple[keras.layers.Layer, list[np.ndarray]]]:
+        """(owner, arrays) for set_weights: one RNN over stacked cells takes every cell's arrays in order."""
+        groups = [data.layer_weights[index] for index in self.weight_layers]
+        if len(groups) == 1:
+            return [(owner, list(arrays)) for owner, arrays in zip(self.owners, groups[0])]
+        return [(self.owners[0], [array for group in groups for arrays in group for array in arrays])]
 
 
 def _make_block(spec: LayerSpec, case: Case, index: int) -> Block:
     dtype = case.dtype
     name = f"{spec.type}_{index}"
     if spec.type == "lstm":
-        layer = keras.layers.LSTM(dtype=dtype, name=name, stateful=case.stateful, **_rnn_kwargs(spec.options))
-        return Block(spec, [layer], layer)
+        layer = _recurrent_layer(spec.options, case, name, stateful=case.stateful)
+        return Block(spec, [layer], layer, (index,))
     if spec.type == "bidirectional":
         merge_mode = spec.options["merge_mode"]
-        inner = keras.layers.LSTM(dtype=dtype, name=f"{name}_lstm", **_rnn_kwargs(spec.options))
+        inner = _recurrent_layer(spec.options, case, f"{name}_lstm")
         layer = keras.layers.Bidirectional(inner, merge_mode=None if merge_mode == "none" else merge_mode, dtype=dtype, name=name)
-        return Block(spec, [layer], layer)
+        return Block(spec, [layer], layer, (index,))
     if spec.type == "branches":
-        first = keras.layers.LSTM(dtype=dtype, name=f"{name}_a", **_rnn_kwargs(spec.inner.options))
-        owners = [first] if spec.options["shared"] else [first, keras.layers.LSTM(dtype=dtype, name=f"{name}_b", **_rnn_kwargs(spec.inner.options))]
-        return Block(spec, owners, None)
+        first = _recurrent_layer(spec.inner.options, case, f"{name}_a")
+        owners = [first] if spec.options["shared"] else [first, _recurrent_layer(spec.inner.options, case, f"{name}_b")]
+        return Block(spec, owners, None, (index,))
     dense_options = dict(spec.options)
     if spec.type == "dense":
         layer = keras.layers.Dense(dtype=dtype, name=name, **dense_options)
-        return Block(spec, [layer], layer)
+        return Block(spec, [layer], layer, (index,))
     if spec.type == "time_distributed_dense":
         dense = keras.layers.Dense(dtype=dtype, name=f"{name}_dense", **dense_options)
         layer = keras.layers.TimeDistributed(dense, dtype=dtype, name=name)
-        return Block(spec, [layer], layer)
+        return Block(spec, [layer], layer, (index,))
     raise ValueError(f"no Keras layer for layer type {spec.type!r}")
 
 
+def _stacked_cells_block(case: Case, indices: list[int]) -> Block:
+    """The case's leading LSTMs as one keras.layers.RNN(keras.layers.StackedRNNCells([...])): the top
+    LSTM's wrapper options (return_sequences, unroll, ...) are the RNN's (the schema checked they agree)."""
+    cells = [keras.layers.LSTMCell(dtype=case.dtype, name=f"lstm_{index}_cell", **_cell_kwargs(case.layers[index].options))
+             for index in indices]
+    top = case.layers[indices[-1]]
+    stacked = keras.layers.StackedRNNCells(cells, dtype=case.dtype, name="stacked_cells")
+    layer = keras.layers.RNN(stacked, dtype=case.dtype, name="stacked_rnn", **_wrapper_kwargs(top.options))
+    return Block(top, [layer], layer, tuple(indices))
+
+
 def _make_blocks(case: Case) -> list[Block]:
+    if case.layer_form == "stacked_cells":
+        stacked = [index for index, spec in enumerate(case.layers) if spec.type in RECURRENT_TYPES]
+        rest = [_make_block(spec, case, index) for index, spec in enumerate(case.layers) if index not in stacked]
+        return [_stacked_cells_block(case, stacked)] + rest
     return [_make_block(spec, case, index) for index, spec in enumerate(case.layers)]
 
 
@@ -169,9 +213,9 @@ def build_model(api: str, case: Case, data: CaseData) -> tuple[keras.Model, list
     if not model.built or api == "subclassed":
         # A subclassed model creates its variables on the first call.
         model(_first_batch(case, data))
-    for block, weights in zip(blocks, data.layer_weights):
-        for owner, arrays in zip(block.owners, weights):
-            owner.set_weights(list(arrays))
+    for block in blocks:
+        for owner, arrays in block.weight_pairs(data):
+            owner.set_weights(arrays)
     if case.stateful:
         reset_states(blocks)
     if case.jit_compile != "auto" or case.entry_point in ("evaluate", "train_on_batch", "fit"):

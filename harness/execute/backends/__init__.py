@@ -14,18 +14,23 @@ class follows from what was read back, never from the mode asked for.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import inspect
 import os
 import platform
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable, Iterator
 
 BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("default", "highest")
+
+
+KERNEL_MODES = ("as_shipped", "generic", "fused_on_cpu")
 
 
 class BackendUnavailable(RuntimeError):
@@ -119,3 +124,75 @@ def best_effort(read: Any) -> Any:
         return read()
     except Exception as error:  # a missing attribute on another version, a driver that does not answer
         return f"unavailable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})".replace(": )", ")")
+
+
+# --- the fused_on_cpu kernel mode -----------------------------------------------------------------
+
+
+@dataclass
+class StandIn:
+    """What a fused_on_cpu block replaced, and how often the stand-in kernel was called."""
+
+    kernel: str  # the fused kernel Keras calls on a GPU
+    stand_in: str  # what runs instead on CPU
+    gate: str  # how Keras's GPU check was opened
+    numeric: bool  # whether the stand-in computes (False: it only records the call and declines)
+    calls: int = 0
+
+    def record(self, calls_before: int = 0) -> dict[str, Any]:
+        return {"kernel": self.kernel, "stand_in": self.stand_in, "gate": self.gate, "numeric": self.numeric,
+                "stand_in_calls": self.calls - calls_before}
+
+
+@contextlib.contextmanager
+def patch_attributes(replacements: list[tuple[ModuleType | Any, str, Any]]) -> Iterator[None]:
+    """Set each (module, attribute, value) for the block, and restore the originals after it."""
+    originals = [(target, attribute, getattr(target, attribute)) for target, attribute, _ in replacements]
+    try:
+        for target, attribute, value in replacements:
+            setattr(target, attribute, value)
+        yield
+    finally:
+        for target, attribute, original in reversed(originals):
+            setattr(target, attribute, original)
+
+
+def aliases(function: Callable, module_names: tuple[str, ...]) -> list[tuple[ModuleType, str]]:
+    """Every (module, attribute) among ``module_names`` that holds ``function`` itself (Keras re-exports its
+    backend functions: keras.src.backend.lstm is keras.src.backend.torch.rnn.lstm)."""
+    found = []
+    for module_name in module_names:
+        module = importlib.import_module(module_name)
+        found += [(module, name) for name, value in module.__dict__.items() if value is function]
+    return found
+
+
+def with_gate_opened(function: Callable, closed: str, opened: str) -> Callable:
+    """``function`` recompiled from Keras's own source with one device test replaced (``closed`` -> ``opened``),
+    in its own module's globals, so that every other line of Keras's fused path runs as shipped. Raises
+    RuntimeError when the test is not in the source exactly once (Keras changed: the mode cannot be trusted)."""
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(function))
+    if source.count(closed) != 1:
+        raise RuntimeError(f"cannot open the GPU gate of {function.__module__}.{function.__qualname__}: expected {closed!r} "
+                           f"exactly once in its source, found it {source.count(closed)} times (this Keras version differs)")
+    namespace: dict[str, Any] = {}
+    exec(compile(source.replace(closed, opened), inspect.getsourcefile(function) or "<keras>", "exec"), function.__globals__, namespace)
+    return namespace[function.__name__]
+
+
+@contextlib.contextmanager
+def kernel_mode(kernel: str) -> Iterator[StandIn | None]:
+    """The block runs in the case's kernel mode (``KERNEL_MODES``): ``fused_on_cpu`` drives Keras's fused-path
+    code through the active backend's CPU stand-in (its module's ``fused_on_cpu()``); the other modes change
+    nothing here (``generic`` is a build option, harness.execute.models)."""
+    if kernel not in KERNEL_MODES:
+        raise ValueError(f"unknown kernel mode {kernel!r}; accepted: {', '.join(KERNEL_MODES)}")
+    if kernel != "fused_on_cpu":
+        yield None
+        return
+    import keras
+
+    with backend_module(keras.backend.backend()).fused_on_cpu() as stand_in:
+        yield stand_in

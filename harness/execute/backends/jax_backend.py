@@ -8,11 +8,13 @@ casts to the layer's dtype explicitly.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 IMPORT_NAME = "jax"
-INSTALL_HINT = "install it with: pip install 'keras-parity[jax]' (or run: nox -s \"parity(backend='jax')\")"
+INSTALL_HINT = "install it with: pip install 'keras-parity[jax]' (or run: nox -s \"parity(keras='release', backend='jax')\")"
 
 
 def configure(precision: str) -> dict[str, Any]:
@@ -89,3 +91,29 @@ def kernel_hooks() -> list[tuple[str, str, str]]:
     """(module, attribute, role) for harness.execute.kernels: the cuDNN kernel JAX's ``lstm`` and
     ``bidirectional_lstm`` import at call time (``from jax.experimental.rnn import lstm``)."""
     return [("jax.experimental.rnn", "lstm", "cudnn")]
+
+
+@contextlib.contextmanager
+def fused_on_cpu() -> Iterator[Any]:
+    """Keras's JAX fused path on CPU: its GPU check (``_is_gpu_available``) answers True, and the cuDNN kernel
+    ``jax.experimental.rnn.lstm`` is replaced by ``jax.experimental.rnn.lstm_ref``, JAX's own reference for
+    it (the same equations and the same flat cuDNN weight layout, unpacked by ``unpack_lstm_weights``, as a
+    ``lax.scan``). Everything Keras does around the kernel (the weight re-layout, go_backwards, the states,
+    Bidirectional's fused call) runs as shipped."""
+    import jax.experimental.rnn as jax_rnn
+    keras_rnn = importlib.import_module("keras.src.backend.jax.rnn")
+
+    from harness.execute.backends import StandIn, patch_attributes
+
+    stand_in = StandIn(kernel="jax.experimental.rnn.lstm (cuDNN)", stand_in="jax.experimental.rnn.lstm_ref",
+                       gate="keras.src.backend.jax.rnn._is_gpu_available -> True", numeric=True)
+
+    def lstm_on_cpu(x, h_0, c_0, weights, seq_lengths, input_size, hidden_size, num_layers, dropout, bidirectional,
+                    precision=None):
+        stand_in.calls += 1
+        w_ih, w_hh, b_ih, b_hh = jax_rnn.unpack_lstm_weights(weights, input_size, hidden_size, num_layers, bidirectional)
+        return jax_rnn.lstm_ref(x, h_0, c_0, w_ih, w_hh, b_ih, b_hh, seq_lengths, input_size, hidden_size, num_layers,
+                                dropout, bidirectional)
+
+    with patch_attributes([(keras_rnn, "_is_gpu_available", lambda: True), (jax_rnn, "lstm", lstm_on_cpu)]):
+        yield stand_in

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import importlib
+from typing import Any, Iterator
 
 IMPORT_NAME = "tensorflow"
-INSTALL_HINT = "install it with: pip install 'keras-parity[tensorflow]' (or run: nox -s \"parity(backend='tensorflow')\")"
+INSTALL_HINT = "install it with: pip install 'keras-parity[tensorflow]' (or run: nox -s \"parity(keras='release', backend='tensorflow')\")"
 
 
 def configure(precision: str) -> dict[str, Any]:
@@ -79,3 +81,27 @@ def kernel_hooks() -> list[tuple[str, str, str]]:
     """(module, attribute, role) for harness.execute.kernels: the cuDNN kernel inside TensorFlow's ``lstm``
     (it builds the CudnnRNNV3 op)."""
     return [("keras.src.backend.tensorflow.rnn", "_cudnn_lstm", "cudnn")]
+
+
+@contextlib.contextmanager
+def fused_on_cpu() -> Iterator[Any]:
+    """Keras's TensorFlow fused path, checked structurally on CPU: ``tf.raw_ops.CudnnRNNV3`` has no CPU kernel
+    (and no exact CPU stand-in), so its GPU check (``_is_gpu_available``) answers True and the op is replaced
+    by a recorder that counts the call and raises ``NotFoundError`` ("no kernel for this device"), which Keras
+    turns into its generic loop. The numbers are the generic loop's; what this mode checks is that Keras's
+    fused code (weight re-layout, mask checks, reverse_sequence for go_backwards) ran up to the kernel
+    (``stand_in_calls``, and the observed path ``fused_failed->generic``)."""
+    import tensorflow as tf
+    keras_rnn = importlib.import_module("keras.src.backend.tensorflow.rnn")
+
+    from harness.execute.backends import StandIn, patch_attributes
+
+    stand_in = StandIn(kernel="tf.raw_ops.CudnnRNNV3", stand_in="a recorder that declines (no CPU kernel exists)",
+                       gate="keras.src.backend.tensorflow.rnn._is_gpu_available -> True", numeric=False)
+
+    def cudnn_rnn_v3_recorder(*args, **kwargs):
+        stand_in.calls += 1
+        raise tf.errors.NotFoundError(None, None, "CudnnRNNV3 has no CPU kernel (keras-parity fused_on_cpu recorder)")
+
+    with patch_attributes([(keras_rnn, "_is_gpu_available", lambda: True), (tf.raw_ops, "CudnnRNNV3", cudnn_rnn_v3_recorder)]):
+        yield stand_in

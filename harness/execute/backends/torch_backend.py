@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import importlib
+from typing import Any, Iterator
 
 IMPORT_NAME = "torch"
-INSTALL_HINT = "install it with: pip install 'keras-parity[torch]' (pin torch==2.13.0; or run: nox -s \"parity(backend='torch')\")"
+INSTALL_HINT = "install it with: pip install 'keras-parity[torch]' (pin torch==2.13.0; or run: nox -s \"parity(keras='release', backend='torch')\")"
 
 
 def configure(precision: str) -> dict[str, Any]:
@@ -97,3 +99,35 @@ def kernel_hooks() -> list[tuple[str, str, str]]:
     """(module, attribute, role) for harness.execute.kernels: inside PyTorch's ``lstm``, the cuDNN kernel
     (whose exceptions ``lstm`` swallows) and the loop it runs whenever cuDNN does not."""
     return [("keras.src.backend.torch.rnn", "_cudnn_lstm", "cudnn"), ("keras.src.backend.torch.rnn", "_fallback_lstm", "fallback_loop")]
+
+
+_KERAS_TORCH_MODULES = ("keras.src.backend", "keras.src.backend.torch", "keras.src.backend.torch.rnn")
+
+
+@contextlib.contextmanager
+def fused_on_cpu() -> Iterator[Any]:
+    """Keras's PyTorch fused path on CPU, where ``torch._VF.lstm`` (the function that dispatches to cuDNN on
+    CUDA tensors) has a native CPU kernel: ``_is_cuda_cudnn_available`` answers True, and ``lstm`` and
+    ``bidirectional_lstm`` are recompiled from Keras's own source with their one device test
+    (``device.type == "cuda"``) also accepting "cpu". Keras's ``lstm`` swallows any exception of its
+    cuDNN call and falls back to its loop; the kernel observation (``_cudnn_lstm``'s outcome) tells which ran."""
+    keras_rnn = importlib.import_module("keras.src.backend.torch.rnn")
+
+    from harness.execute.backends import StandIn, aliases, patch_attributes, with_gate_opened
+
+    stand_in = StandIn(kernel="torch._VF.lstm on CUDA (cuDNN)", stand_in="torch._VF.lstm on CPU",
+                       gate="keras.src.backend.torch.rnn._is_cuda_cudnn_available -> True; device test accepts cpu",
+                       numeric=True)
+    vf_lstm = keras_rnn.torch._VF.lstm
+
+    def counted_vf_lstm(*args, **kwargs):
+        stand_in.calls += 1
+        return vf_lstm(*args, **kwargs)
+
+    lstm = with_gate_opened(keras_rnn.lstm, 'device.type == "cuda"', 'device.type in ("cuda", "cpu")')
+    bidirectional = with_gate_opened(keras_rnn.bidirectional_lstm, 'device.type != "cuda"', 'device.type not in ("cuda", "cpu")')
+    replacements = [(keras_rnn, "_is_cuda_cudnn_available", lambda: True), (keras_rnn.torch._VF, "lstm", counted_vf_lstm)]
+    replacements += [(module, name, lstm) for module, name in aliases(keras_rnn.lstm, _KERAS_TORCH_MODULES)]
+    replacements += [(module, name, bidirectional) for module, name in aliases(keras_rnn.bidirectional_lstm, _KERAS_TORCH_MODULES)]
+    with patch_attributes(replacements):
+        yield stand_in
