@@ -221,3 +221,66 @@ def test_malformed_divergence_file_is_one_line_naming_the_problem(tmp_path, text
         load_divergences(path)
     assert expected in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+JAX_FUSED_BACKWARDS = dict(kernel="fused_on_cpu", layers=[{"type": "lstm", "units": 5, "return_sequences": True, "go_backwards": True}])
+
+
+def test_the_fused_go_backwards_claim_explains_exactly_the_reversed_sequence():
+    case = _case(**JAX_FUSED_BACKWARDS)
+    result, arrays = _measured(case, Semantics(go_backwards_sequence_in_input_order=True))
+    assert result["status"] == "fail"
+    assert _verdict(case, "jax", result, arrays)["explained_by"] == ["jax_fused_go_backwards_sequence_in_input_order"]
+    # the same reversal with a wrong gate on top, or on another backend, stays a failure
+    result, arrays = _measured(case, Semantics(go_backwards_sequence_in_input_order=True), wrong_gate=True)
+    assert _verdict(case, "jax", result, arrays)["verdict"] == "fail"
+    result, arrays = _measured(case, Semantics(go_backwards_sequence_in_input_order=True))
+    assert _verdict(case, "torch", result, arrays)["verdict"] == "fail"
+    # as shipped on CPU the generic loop runs: the claim does not apply
+    plain = _case(layers=JAX_FUSED_BACKWARDS["layers"])
+    assert "jax_fused_go_backwards_sequence_in_input_order" not in _verdict(plain, "jax", *_measured(plain))["applicable"]
+
+
+def test_a_claim_with_alternative_conditions_applies_when_any_holds():
+    """jax_float64_tanh_in_float32: the generic loop, i.e. not fused_on_cpu, or fused_on_cpu with a mask (declined)."""
+    claim = next(d for d in DIVERGENCES if d.id == "jax_float64_tanh_in_float32")
+    assert len(claim.alternatives) == 2 and " or " in claim.when()
+    applies = {
+        (kernel, mask): claim.applies_to(_case(dtype="float64", kernel=kernel, mask=mask), "jax", VERSIONS)
+        for kernel in ("as_shipped", "fused_on_cpu") for mask in ("none", "right_padded")
+    }
+    assert applies == {("as_shipped", "none"): True, ("as_shipped", "right_padded"): True,
+                       ("fused_on_cpu", "none"): False, ("fused_on_cpu", "right_padded"): True}
+
+
+def test_a_bound_may_allow_builds_to_disagree_up_to_its_api_bound(tmp_path):
+    text = """
+[[divergence]]
+id = "builds_differ"
+backends = ["jax"]
+versions = { keras = "==3.15.1" }
+when = { mask = "holes" }
+kind = "bound"
+outputs = ["*"]
+max_abs_error = 0.0
+api_max_abs_diff = 1e-6
+observed = "x"
+reference = "x"
+upstream = ""
+reproducer = "x"
+"""
+    path = tmp_path / "divergences.toml"
+    path.write_text(text)
+    claims = load_divergences(path)
+    case = _case(mask="holes")
+    result, arrays = _measured(case)
+    for bump, expected in ((1e-7, "known"), (1e-5, "fail")):
+        moved = arrays[("subclassed", "output")] + np.float32(bump)
+        result["api_agreement"] = api_agreement({"functional": {"output": arrays[("functional", "output")]}, "subclassed": {"output": moved}},
+                                                TOLERANCES.api_max_abs_diff)
+        result["status"], result["problems"] = measured_status(result)
+        verdict = classify_result(case, "jax", VERSIONS, result, arrays, TOLERANCES, claims, DEFAULT_SEED)
+        assert verdict["verdict"] == expected, (bump, verdict)
+    path.write_text(text.replace('kind = "bound"', 'kind = "crash"\nexception = "E"\nmessage = "m"').replace('outputs = ["*"]\nmax_abs_error = 0.0\n', ""))
+    with pytest.raises(DivergenceFileError, match="api_max_abs_diff does not belong to a crash claim"):
+        load_divergences(path)

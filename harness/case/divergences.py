@@ -33,13 +33,16 @@ DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
 KINDS = ("semantics", "crash", "bound")
 BACKENDS = ("tensorflow", "jax", "torch")
 _FIELDS = {"id", "backends", "versions", "when", "kind", "semantics", "exception", "message", "outputs",
-           "max_abs_error", "observed", "reference", "upstream", "reproducer"}
+           "max_abs_error", "api_max_abs_diff", "observed", "reference", "upstream", "reproducer"}
 _REQUIRED = {"id", "backends", "versions", "when", "kind", "observed", "reference", "upstream", "reproducer"}
 _KIND_FIELDS = {"semantics": {"semantics"}, "crash": {"exception", "message"}, "bound": {"outputs", "max_abs_error"}}
+# A bound may also let the builds of one case differ from each other by at most api_max_abs_diff
+# (e.g. when two APIs take different kernels); without it, builds that disagree stay unexplained.
+_KIND_OPTIONAL = {"bound": {"api_max_abs_diff"}}
 
 # Case-level facts a condition can name; the options of recurrent layers are facts too.
 _CASE_FACTS = ("dtype", "compute_dtype", "mask", "mask_source", "initial_state", "entry_point", "jit_compile",
-               "stateful", "layer")
+               "stateful", "layer", "kernel", "layer_form")
 _LAYER_FACTS = tuple(option for option in LAYER_OPTIONS["lstm"] if option != "units") + ("merge_mode",)
 FACTS = _CASE_FACTS + _LAYER_FACTS
 
@@ -113,7 +116,7 @@ class Divergence:
     id: str
     backends: tuple[str, ...]
     versions: dict[str, str]
-    conditions: tuple[Condition, ...]
+    conditions: tuple[Condition, ...]  # all must hold ...
     kind: str
     observed: str
     reference: str
@@ -124,13 +127,16 @@ class Divergence:
     message: str = ""
     outputs: tuple[str, ...] = ()
     max_abs_error: float = 0.0
+    api_max_abs_diff: float | None = None
+    # ... or, when ``when`` is a list of tables, all of any one of these (conditions is the first)
+    alternatives: tuple[tuple[Condition, ...], ...] = ()
 
     def applies_to(self, case: Case, backend: str, versions: dict[str, str]) -> bool:
         """Whether this entry describes ``case`` on ``backend`` at the given package versions."""
         if backend not in self.backends or not self.versions_match(versions):
             return False
         facts = case_facts(case)
-        return all(condition.holds(facts) for condition in self.conditions)
+        return any(all(condition.holds(facts) for condition in conditions) for conditions in self.alternatives or (self.conditions,))
 
     def versions_match(self, versions: dict[str, str]) -> bool:
         """Every package range the entry names holds for the recorded versions (a package the record
@@ -144,7 +150,9 @@ class Divergence:
 
     def when(self) -> str:
         """The conditions in words, for reports."""
-        parts = [condition.describe() for condition in self.conditions]
+        parts = [" or ".join("(" + ", ".join(condition.describe() for condition in conditions) + ")"
+                             for conditions in self.alternatives)] if len(self.alternatives) > 1 else \
+            [condition.describe() for condition in self.conditions]
         parts.append("backend in [" + ", ".join(self.backends) + "]")
         parts += [f"{package} {specifier}" for package, specifier in self.versions.items()]
         return "; ".join(parts)
@@ -192,7 +200,7 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
     needed = _KIND_FIELDS[kind]
     if needed - set(entry):
         raise DivergenceFileError(f"{where}: a {kind} claim needs {', '.join(sorted(needed))}")
-    stray = (set().union(*_KIND_FIELDS.values()) - needed) & set(entry)
+    stray = (set().union(*_KIND_FIELDS.values(), {"api_max_abs_diff"}) - needed - _KIND_OPTIONAL.get(kind, set())) & set(entry)
     if stray:
         raise DivergenceFileError(f"{where}: {', '.join(sorted(stray))} does not belong to a {kind} claim")
     backends = tuple(entry["backends"])
@@ -215,13 +223,19 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
             re.compile(entry["message"])
         except re.error as error:
             raise DivergenceFileError(f"{where}: message is not a valid regular expression ({error})") from None
+    when = entry["when"]
+    if isinstance(when, list) and when:
+        alternatives = tuple(parse_conditions(table, f"{where}, when[{index}]") for index, table in enumerate(when))
+    else:
+        alternatives = (parse_conditions(when, where),)
     return Divergence(
         id=entry["id"], backends=backends, versions=versions,
-        conditions=parse_conditions(entry["when"], where),
+        conditions=alternatives[0], alternatives=alternatives,
         kind=kind, observed=entry["observed"].strip(), reference=entry["reference"].strip(),
         upstream=entry["upstream"].strip(), reproducer=entry["reproducer"].strip(), semantics=semantics,
         exception=entry.get("exception", ""), message=entry.get("message", ""),
         outputs=tuple(entry.get("outputs", ())), max_abs_error=float(entry.get("max_abs_error", 0.0)),
+        api_max_abs_diff=float(entry["api_max_abs_diff"]) if "api_max_abs_diff" in entry else None,
     )
 
 

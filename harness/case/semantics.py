@@ -24,6 +24,9 @@ class Semantics:
     inputs_rounded_to_float32: the inputs are rounded to float32 before the model sees them.
     stateful_state_not_carried: every batch of a stateful case starts from zero states, and the
         states read afterwards are still the zeros of reset_states.
+    go_backwards_sequence_in_input_order: an unmasked LSTM (not a Bidirectional's) with go_backwards
+        and return_sequences returns its output sequence flipped back to input order, instead of the
+        documented processing order (the last input step first).
     """
 
     mask_ignored: bool = False
@@ -32,6 +35,7 @@ class Semantics:
     zero_output_mask_order: str = "processing"
     inputs_rounded_to_float32: bool = False
     stateful_state_not_carried: bool = False
+    go_backwards_sequence_in_input_order: bool = False
 
     def __post_init__(self) -> None:
         if self.initial_output not in ("zeros", "h0"):

@@ -48,7 +48,9 @@ def error_record(error: BaseException) -> dict[str, str]:
     """The innermost exception's type and message (one line, terminal colours removed)."""
     inner = innermost_exception(error)
     lines = [line.strip() for line in _ANSI.sub("", str(inner)).splitlines() if line.strip()]
-    message = " / ".join(lines)[:600]
+    message = " / ".join(lines)
+    if len(message) > 900:  # keep the head (what failed) and the tail (TensorFlow puts the reason after its traceback)
+        message = message[:280] + " ... " + message[-600:]
     return {"type": type(inner).__name__, "message": message, "summary": f"{type(inner).__name__}: {message}" if message else type(inner).__name__}
 
 
@@ -87,7 +89,7 @@ def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tu
     are kept); timeout; refused (Keras refuses the configuration by design). Raw outputs go into
     ``raw_outputs`` keyed by (api, output name)."""
     from harness.execute import kernels, models
-    from harness.execute.backends import kernel_mode
+    from harness.execute.backends import isolate_case, kernel_mode
 
     started = time.perf_counter()
     result: dict[str, Any] = {
@@ -96,6 +98,7 @@ def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tu
     }
     try:
         with _time_limit(timeout_s):
+            isolate_case()
             data = make_case_data(case, seed)
             expected = expected_outputs(case, data)
             actual_by_api: dict[str, dict[str, np.ndarray]] = {}

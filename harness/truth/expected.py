@@ -39,10 +39,18 @@ def _lstm(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_
     return result
 
 
+def _in_input_order_if_claimed(options: dict, output: np.ndarray, mask, semantics: Semantics) -> np.ndarray:
+    """The alternative go_backwards_sequence_in_input_order: an unmasked go_backwards LSTM's sequence flipped back."""
+    if semantics.go_backwards_sequence_in_input_order and mask is None and options["go_backwards"] and options["return_sequences"]:
+        return output[:, ::-1, :]
+    return output
+
+
 def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_state, semantics: Semantics) -> list[np.ndarray]:
     options = layer.options
     if layer.type == "lstm":
         output, h, c = _lstm(options, x, weights[0], mask, initial_state, options["go_backwards"], semantics)
+        output = _in_input_order_if_claimed(options, output, mask, semantics)
         return [output, h, c] if options["return_state"] else [output]
     if layer.type == "bidirectional":
         # Keras's Bidirectional sets zero_output_for_mask = return_sequences on both directions
@@ -59,8 +67,8 @@ def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_
         return merged + ([h_f, c_f, h_b, c_b] if options["return_state"] else [])
     if layer.type == "branches":
         inner = layer.inner.options
-        first = _lstm(inner, x, weights[0], mask, None, inner["go_backwards"], semantics)[0]
-        second = _lstm(inner, x, weights[-1], mask, None, inner["go_backwards"], semantics)[0]
+        first = _in_input_order_if_claimed(inner, _lstm(inner, x, weights[0], mask, None, inner["go_backwards"], semantics)[0], mask, semantics)
+        second = _in_input_order_if_claimed(inner, _lstm(inner, x, weights[-1], mask, None, inner["go_backwards"], semantics)[0], mask, semantics)
         return [np.concatenate([first, second], axis=-1)]
     if layer.type in ("dense", "time_distributed_dense"):
         kernel, *bias = weights[0]

@@ -138,8 +138,14 @@ def _bound_mismatch(divergence: Divergence, result: dict[str, Any]) -> str | Non
             if not np.isfinite(error) or error > divergence.max_abs_error:
                 return f"{api}/{name} is off by {error:.3g}, beyond the claimed bound {divergence.max_abs_error:g}"
     for row in result.get("api_agreement", []):
-        if not row["within"]:
+        if row["within"]:
+            continue
+        allowed = divergence.api_max_abs_diff
+        if allowed is None:
             return f"the builds disagree ({row['apis'][0]} vs {row['apis'][1]} on {row['output']}), which the claim does not describe"
+        if not np.isfinite(row["max_abs_diff"]) or row["max_abs_diff"] > allowed:
+            return (f"the builds disagree ({row['apis'][0]} vs {row['apis'][1]} on {row['output']}) by {row['max_abs_diff']:.3g}, "
+                    f"beyond the claimed {allowed:g}")
     return None
 
 
@@ -168,7 +174,7 @@ def divergence_summary(divergences: list[Divergence]) -> list[dict[str, Any]]:
         {"id": d.id, "kind": d.kind, "when": d.when(), "backends": list(d.backends), "versions": dict(d.versions),
          "observed": d.observed, "reference": d.reference, "upstream": d.upstream, "reproducer": d.reproducer,
          "semantics": d.semantics.changes(), "exception": d.exception, "message": d.message,
-         "outputs": list(d.outputs), "max_abs_error": d.max_abs_error}
+         "outputs": list(d.outputs), "max_abs_error": d.max_abs_error, "api_max_abs_diff": d.api_max_abs_diff}
         for d in divergences
     ]
 

@@ -10,6 +10,10 @@ backend as users get it; ``highest`` turns TensorFloat-32 off everywhere (Tensor
 JAX's default matmul precision, PyTorch's cuBLAS and cuDNN TF32 flags). Either way the settings are read
 back from the backend after they were applied and recorded (``BackendInfo.settings``), and the device
 class follows from what was read back, never from the mode asked for.
+
+Keras-2 mode (``activate(name, keras_api="tf_keras")``, ``harness run --keras-api tf_keras``, TensorFlow only):
+Keras 3 still selects and checks the backend, and the models are built with tf_keras (harness.execute.keras_api);
+the versions then record ``keras`` = tf_keras's version and ``keras_api`` = ``"tf_keras"``.
 """
 
 from __future__ import annotations
@@ -53,12 +57,21 @@ def backend_module(name: str) -> ModuleType:
     return importlib.import_module(f"harness.execute.backends.{name}_backend")
 
 
-def activate(name: str, precision: str = "default") -> BackendInfo:
+def activate(name: str, precision: str = "default", keras_api: str | None = None) -> BackendInfo:
     """Make Keras run on ``name`` in this process, in precision mode ``precision`` (``PRECISIONS``), and
-    describe the backend, device, versions and the settings read back."""
+    describe the backend, device, versions and the settings read back. ``keras_api`` (harness.execute.keras_api:
+    ``keras`` or ``tf_keras``; None: ``KERAS_PARITY_KERAS_API``, default ``keras``) is the Keras the models are
+    built with."""
+    from harness.execute import keras_api as api
+
     module = backend_module(name)
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision mode {precision!r}; accepted: {', '.join(PRECISIONS)}")
+    keras_2 = api.is_keras_2(keras_api)
+    if keras_2 and name not in api.KERAS_2_BACKENDS:
+        raise BackendUnavailable(f"Keras 2 (tf_keras) runs on TensorFlow only, not on {name!r}; use --backend tensorflow")
+    if keras_2 and importlib.util.find_spec("tf_keras") is None:
+        raise BackendUnavailable(f"tf_keras (Keras 2) is not installed in this interpreter; {api.KERAS_2_INSTALL_HINT}")
     if importlib.util.find_spec(module.IMPORT_NAME) is None:
         raise BackendUnavailable(f"backend {name!r} is not installed in this interpreter; {module.INSTALL_HINT}")
     if importlib.util.find_spec("keras") is None:
@@ -75,8 +88,12 @@ def activate(name: str, precision: str = "default") -> BackendInfo:
         raise BackendUnavailable(
             f"keras was already imported with backend {keras.backend.backend()!r}; run {name!r} in a fresh process"
         )
+    api.select(api.KERAS_2 if keras_2 else "keras")  # before harness.execute.models is imported
+    if keras_2:
+        api.install_refusal_rule()
     versions = {
-        "keras": keras.__version__,
+        "keras": api.package().__version__,
+        **({"keras_api": api.KERAS_2} if keras_2 else {}),
         name: module.version(),
         "numpy": numpy.__version__,
         "python": platform.python_version(),
@@ -180,6 +197,16 @@ def with_gate_opened(function: Callable, closed: str, opened: str) -> Callable:
     namespace: dict[str, Any] = {}
     exec(compile(source.replace(closed, opened), inspect.getsourcefile(function) or "<keras>", "exec"), function.__globals__, namespace)
     return namespace[function.__name__]
+
+
+def isolate_case() -> None:
+    """Forget what earlier cases left in the backend's compiler caches, so that a case measures the same
+    whatever ran before it in the process (the backend's module may define ``isolate_case``)."""
+    import keras
+
+    module = backend_module(keras.backend.backend())
+    if hasattr(module, "isolate_case"):
+        module.isolate_case()
 
 
 @contextlib.contextmanager

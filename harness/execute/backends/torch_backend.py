@@ -50,6 +50,16 @@ def precision_settings() -> dict[str, Any]:
     return settings
 
 
+def isolate_case() -> None:
+    """Reset torch.compile's caches. Otherwise, after torch._dynamo's recompile limit is reached by earlier
+    cases, later jit_compile cases silently run eagerly, where Keras's ``lstm`` may pick another kernel than
+    under compilation (it skips cuDNN while ``torch.compiler.is_compiling()``): measured, the builds of one
+    case then disagreed by 3e-8 in a long run and agreed bitwise when run alone."""
+    import torch
+
+    torch._dynamo.reset()
+
+
 def version() -> str:
     import torch
 
@@ -131,3 +141,25 @@ def fused_on_cpu() -> Iterator[Any]:
     replacements += [(module, name, bidirectional) for module, name in aliases(keras_rnn.bidirectional_lstm, _KERAS_TORCH_MODULES)]
     with patch_attributes(replacements):
         yield stand_in
+
+
+# --- gradients (harness.execute.gradients) ----------------------------------------------------------
+
+
+def loss_and_gradients(model: Any, inputs: list[Any], loss_fn: Any, differentiable: list[bool]) -> tuple[Any, list[Any], list[Any]]:
+    """PyTorch's own autodiff: ``torch.autograd.grad`` of ``loss_fn(model outputs)`` (training=False) with
+    respect to the trainable variables (``model.trainable_weights`` order) and to the inputs marked
+    ``differentiable`` (None for the others)."""
+    import keras
+    import torch
+
+    tensors = [keras.ops.convert_to_tensor(value) for value in inputs]
+    tensors = [tensor.detach().requires_grad_(True) if wanted else tensor for tensor, wanted in zip(tensors, differentiable)]
+    outputs = model(tensors if len(tensors) > 1 else tensors[0], training=False)
+    loss = loss_fn(outputs)
+    parameters = [variable.value for variable in model.trainable_weights]
+    watched = [tensor for tensor, wanted in zip(tensors, differentiable) if wanted]
+    grads = torch.autograd.grad(loss, parameters + watched, allow_unused=True)
+    grads = [torch.zeros_like(target) if grad is None else grad for grad, target in zip(grads, parameters + watched)]
+    weight_grads, input_grads = grads[: len(parameters)], iter(grads[len(parameters):])
+    return loss.detach(), [grad.detach() for grad in weight_grads], [next(input_grads).detach() if wanted else None for wanted in differentiable]
