@@ -147,7 +147,7 @@ def kernel_run(tmp_path_factory):
     completed = run_harness("run", "--backend", backend, "--case-file", str(case_file), "--out", str(folder / "out"))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     record = json.loads((folder / "out" / f"{backend}.json").read_text())
-    return backend, {case["case"]: case for case in record["cases"]}
+    return backend, {case["case"]: case for case in record["cases"]}, folder / "out"
 
 
 def _paths(case: dict) -> set[str]:
@@ -156,16 +156,22 @@ def _paths(case: dict) -> set[str]:
 
 @pytest.mark.backend
 def test_every_form_and_kernel_mode_agrees_with_the_reference(kernel_run):
-    _, cases = kernel_run
-    assert len(cases) == 9
+    """Except what JAX's fused path is known to do: a go_backwards sequence comes back in input order."""
+    backend, cases, folder = kernel_run
+    verdicts = json.loads((folder / f"{backend}.verdicts.json").read_text())["cases"]
+    assert len(cases) == len(verdicts) == 9
     for name, case in cases.items():
-        assert case["status"] == "pass", (name, case["problems"], case.get("error"))
         assert case["config"]["kernel"] in ("as_shipped", "fused_on_cpu") and case["config"]["layer_form"]
+        if backend == "jax" and name == "plain_back_state_fused_cpu":
+            assert case["status"] == "fail" and verdicts[name]["verdict"] == "known"
+            assert verdicts[name]["explained_by"] == ["jax_fused_go_backwards_sequence_in_input_order"]
+            continue
+        assert case["status"] == "pass", (name, case["problems"], case.get("error"))
 
 
 @pytest.mark.backend
 def test_the_fused_path_runs_through_the_cpu_stand_in(kernel_run):
-    backend, cases = kernel_run
+    backend, cases, _ = kernel_run
     for name in ("plain_back_state_fused_cpu", "bidi_fused_cpu", "right_padded_fused_cpu"):
         for api, entry in cases[name]["apis"].items():
             assert entry["stand_in"]["gate"] and entry["stand_in"]["numeric"] is (backend != "tensorflow"), (name, api)
@@ -192,10 +198,25 @@ def test_the_fused_path_runs_through_the_cpu_stand_in(kernel_run):
 
 @pytest.mark.backend
 def test_cell_forms_always_take_the_generic_loop(kernel_run):
-    _, cases = kernel_run
+    _, cases, _ = kernel_run
     assert _paths(cases["cell_holes"]) == {"generic"}
     assert _paths(cases["stacked"]) == {"generic"}
     assert set(cases["stacked"]["apis"]) == {"sequential", "functional", "subclassed"}
+
+
+@pytest.mark.backend
+def test_the_report_summarises_the_fused_cases_beside_their_twins(kernel_run):
+    from harness.reports.markdown import render_markdown
+    from harness.reports.model import build_report
+
+    backend, _, folder = kernel_run
+    report = build_report(folder)
+    (fused,) = report.fused_on_cpu
+    verdicts = (("known", 1), ("pass", 2)) if backend == "jax" else (("pass", 3),)
+    assert (fused.backend, fused.cases, fused.verdicts) == (backend, 3, verdicts)
+    assert fused.reached_kernel == 3 if backend == "tensorflow" else fused.reached_kernel == fused.ran_fused == 2
+    assert fused.worst_fused is not None and fused.worst_twin is not None and fused.worst_fused < 1e-5
+    assert "### Fused path on CPU" in render_markdown(report)
 
 
 INJECTION_SCRIPT = r'''

@@ -19,7 +19,7 @@ from typing import Any
 from harness.records import store
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.model import (
-    ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_number, format_ratio,
+    ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_names, format_number, format_ratio,
     format_seconds, format_tolerance,
 )
 
@@ -262,9 +262,18 @@ def _known(report: Report) -> list[str]:
 
 def _between_versions(report: Report) -> list[str]:
     view = report.between_versions
-    if view is None:
+    if view is None and not report.other_between_versions:
         return ["<p>No other Keras version was compared with this folder (<code>nox</code> runs keras-nightly beside the "
                 "release and compares them; or <code>python -m harness between-versions results results/keras-nightly</code>).</p>"]
+    body = _between_view(view, "h3", "between") if view is not None else []
+    for index, other in enumerate(report.other_between_versions, start=2):  # e.g. Keras 2 against this Keras 3
+        body.append(f'<h3 id="between{index}">{_e(other.keras_line())}</h3>')
+        body += _between_view(other, "h4", f"between{index}")
+    return body
+
+
+def _between_view(view, tag: str, prefix: str) -> list[str]:
+    """One comparison's counts, its changes by kind and its known divergences still present."""
     counts = view.counts
     body = [
         f"<p>What changed per case and backend from {_e(view.keras_line())}, from the classified records of both (compared "
@@ -275,7 +284,7 @@ def _between_versions(report: Report) -> list[str]:
     ]
     for kind in KINDS:
         changes = view.of_kind(kind)
-        body.append(f'<h3 id="between-{kind}">{_e(TITLES[kind])} ({len(changes)})</h3>')
+        body.append(f'<{tag} id="{prefix}-{kind}">{_e(TITLES[kind])} ({len(changes)})</{tag}>')
         if not changes:
             body.append("<p>None.</p>")
             continue
@@ -285,7 +294,7 @@ def _between_versions(report: Report) -> list[str]:
               _linkify(c.detail), f"<code>{_e(c.reproducer)}</code>"] for c in changes],
         ))
     grouped = still_present_by_claim(view)
-    body.append(f'<h3 id="between-still-present">Known divergences still present ({len(view.still_present)})</h3>')
+    body.append(f'<{tag} id="{prefix}-still-present">Known divergences still present ({len(view.still_present)})</{tag}>')
     if not grouped:
         body.append("<p>None.</p>")
     else:
@@ -337,6 +346,37 @@ def _summary(report: Report) -> list[str]:
     return body + _kernels(report)
 
 
+def _fused_on_cpu(report: Report) -> list[str]:
+    """The kernel = fused_on_cpu cases: Keras's fused-path code driven on CPU through a stand-in kernel."""
+    if not report.fused_on_cpu:
+        return []
+    body = [
+        "<h3>Fused path on CPU</h3>",
+        "<p>Cases with <code>kernel = fused_on_cpu</code> run Keras's own fused-path code with its GPU check opened and the "
+        "cuDNN kernel replaced by a CPU stand-in: <code>jax.experimental.rnn.lstm_ref</code> on JAX, <code>torch._VF.lstm</code> "
+        "on CPU on PyTorch; TensorFlow's <code>CudnnRNNV3</code> has no CPU kernel, so a recorder checks that the fused path "
+        "reaches it and declines (the numbers are then the generic loop's). Worst error against the reference of the passing "
+        "ones, beside their as-shipped twins:</p>",
+    ]
+    rows = [
+        [_e(f.backend), str(f.cases), _e(", ".join(f"{verdict} {n}" for verdict, n in f.verdicts)), str(f.ran_fused),
+         str(f.reached_kernel), str(f.never_reached), format_number(f.worst_fused), format_number(f.worst_twin)]
+        for f in report.fused_on_cpu
+    ]
+    body.append(_table(["backend", "cases", "verdicts", "ran the stand-in kernel", "reached the kernel", "declined before it",
+                        "worst error, fused", "worst error, as shipped"], rows, {1, 3, 4, 5}))
+    claims: dict[tuple[str, str, str], list[str]] = {}
+    for f in report.fused_on_cpu:
+        for case, verdict, explained in f.not_passing:
+            claims.setdefault((f.backend, verdict, explained), []).append(case)
+    if claims:
+        body.append("<p>What the fused path does differently (cases by verdict and the claim that explains them):</p>")
+        body.append(_table(["backend", "verdict", "explained by", "cases"],
+                           [[_e(backend), _e(verdict), _e(explained), _e(format_names(tuple(cases), 4))]
+                            for (backend, verdict, explained), cases in claims.items()]))
+    return body
+
+
 def _kernels(report: Report) -> list[str]:
     """Which kernel path the builds ran, as observed during each run (not inferred from Keras's rules)."""
     if not report.kernels:
@@ -350,11 +390,12 @@ def _kernels(report: Report) -> list[str]:
     ]
     rows = [
         [_e(k.backend), _e(k.precision_mode), str(k.builds), _e("; ".join(f"{path}: {n}" for path, n in k.paths)),
-         _e(", ".join(k.fused_cases) or "none"), _e(", ".join(k.failed_cases) or "none"),
+         _e(format_names(k.fused_cases)), _e(format_names(k.failed_cases)),
          _e(f"{k.unrecorded} builds without a recorded path" if k.unrecorded else "")]
         for k in report.kernels
     ]
     body.append(_table(["backend", "precision", "builds", "paths (builds)", "cases that ran fused", "cases whose fused kernel failed", "note"], rows, {2}))
+    body += _fused_on_cpu(report)
     if report.kernel_rows:
         body.append(f"<details><summary>Kernel path per case ({len(report.kernel_rows)} cases)</summary>\n"
                     + _table(["case", *report.backends], [[_e(r.case), *(_e(r.cells[b]) for b in report.backends)] for r in report.kernel_rows])

@@ -12,7 +12,7 @@ from pathlib import Path
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_agreement, format_case,
-    format_judged, format_number, format_ratio, format_seconds, format_tolerance,
+    format_judged, format_names, format_number, format_ratio, format_seconds, format_tolerance,
 )
 
 SHOWN_ROWS = 20  # rows of a long table shown before the rest is folded
@@ -173,9 +173,19 @@ def _known(report: Report) -> list[str]:
 def _between_versions(report: Report) -> list[str]:
     lines = ["## Between Keras versions", ""]
     view = report.between_versions
-    if view is None:
+    if view is None and not report.other_between_versions:
         return lines + ["No other Keras version was compared with this folder (`nox` runs keras-nightly beside the release "
                         "and compares them; or `python -m harness between-versions results results/keras-nightly`)."]
+    if view is not None:
+        lines += _between_view(view, "###")
+    for other in report.other_between_versions:  # e.g. Keras 2 (results/tf-keras) against this folder's Keras 3
+        lines += ["", f"### {_cell(other.keras_line())}", ""] + _between_view(other, "####")
+    return lines
+
+
+def _between_view(view, level: str) -> list[str]:
+    """One comparison's counts, its changes by kind and its known divergences still present."""
+    lines: list[str] = []
     counts = view.counts
     lines += [
         f"What changed per case and backend from {_cell(view.keras_line())}, from the classified records of both "
@@ -186,7 +196,7 @@ def _between_versions(report: Report) -> list[str]:
     ]
     for kind in KINDS:
         changes = view.of_kind(kind)
-        lines += [f"### {TITLES[kind]} ({len(changes)})", ""]
+        lines += [f"{level} {TITLES[kind]} ({len(changes)})", ""]
         if not changes:
             lines += ["None.", ""]
             continue
@@ -197,7 +207,7 @@ def _between_versions(report: Report) -> list[str]:
         )
         lines += [""]
     grouped = still_present_by_claim(view)
-    lines += [f"### Known divergences still present ({len(view.still_present)})", ""]
+    lines += [f"{level} Known divergences still present ({len(view.still_present)})", ""]
     if grouped:
         lines += ["Known on the first version and failing on the second only because the claim's version range stops at the "
                   "first: the same claim, its range ignored, describes the second measurement exactly (widen the range once "
@@ -263,15 +273,47 @@ def _kernels(report: Report) -> list[str]:
     ]
     rows = [
         [k.backend, k.precision_mode, str(k.builds), _cell("; ".join(f"{path}: {n}" for path, n in k.paths)),
-         _cell(", ".join(k.fused_cases) or "none"), _cell(", ".join(k.failed_cases) or "none")]
+         _cell(format_names(k.fused_cases)), _cell(format_names(k.failed_cases))]
         + ([f"{k.unrecorded} builds without a recorded path"] if k.unrecorded else [""])
         for k in report.kernels
     ]
     lines += _table(["backend", "precision", "builds", "paths (builds)", "cases that ran fused", "cases whose fused kernel failed", "note"], rows)
+    lines += _fused_on_cpu(report)
     if report.kernel_rows:
         lines += ["", f"<details><summary>Kernel path per case ({len(report.kernel_rows)} cases)</summary>", ""]
         lines += _table(["case", *report.backends], [[_cell(r.case), *(_cell(r.cells[b]) for b in report.backends)] for r in report.kernel_rows])
         lines += ["", "</details>"]
+    return lines
+
+
+def _fused_on_cpu(report: Report) -> list[str]:
+    """The kernel = fused_on_cpu cases: Keras's fused-path code driven on CPU through a stand-in kernel."""
+    if not report.fused_on_cpu:
+        return []
+    lines = [
+        "", "### Fused path on CPU", "",
+        "Cases with `kernel = fused_on_cpu` run Keras's own fused-path code (weight re-layout, go_backwards, states, "
+        "Bidirectional's fused call) with its GPU check opened and the cuDNN kernel replaced by a CPU stand-in: "
+        "`jax.experimental.rnn.lstm_ref` on JAX, `torch._VF.lstm` on CPU on PyTorch; TensorFlow's `CudnnRNNV3` has no CPU "
+        "kernel, so a recorder checks that the fused path reaches it and declines (the numbers are then the generic "
+        "loop's). Every case that could take the fused path on a GPU has such a twin. Worst error against the reference "
+        "of the passing ones, beside their as-shipped twins:", "",
+    ]
+    rows = [
+        [f.backend, str(f.cases), _cell(", ".join(f"{verdict} {n}" for verdict, n in f.verdicts)), str(f.ran_fused),
+         str(f.reached_kernel), str(f.never_reached), format_number(f.worst_fused), format_number(f.worst_twin)]
+        for f in report.fused_on_cpu
+    ]
+    lines += _table(["backend", "cases", "verdicts", "ran the stand-in kernel", "reached the kernel", "declined before it",
+                     "worst error, fused", "worst error, as shipped"], rows)
+    findings = [(f.backend, *row) for f in report.fused_on_cpu for row in f.not_passing]
+    if findings:
+        claims: dict[tuple[str, str, str], list[str]] = {}
+        for backend, case, verdict, explained in findings:
+            claims.setdefault((backend, verdict, explained), []).append(case)
+        lines += ["", "What the fused path does differently (cases by verdict and the claim that explains them):", ""]
+        lines += _table(["backend", "verdict", "explained by", "cases"],
+                        [[backend, verdict, _cell(explained), _cell(format_names(tuple(cases), 4))] for (backend, verdict, explained), cases in claims.items()])
     return lines
 
 

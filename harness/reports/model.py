@@ -20,12 +20,13 @@ writes a value the same way.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.reports.between_versions import BetweenVersions, load_between_versions
+from harness.reports.between_versions import BetweenVersions, load_between_versions, load_other_comparisons
 from harness.records.header import SCHEMAS
 from harness.records.store import RecordError, read_json_file, read_record
 
@@ -175,6 +176,7 @@ class CaseResult:
     worst: Item | None
     api_judged: Judged  # the largest API disagreement relative to its bound
     kernel_paths: tuple[tuple[str, str], ...] = ()  # (api, the kernel path its build ran, as observed); a build that raised: "... (raised)"
+    stand_in_calls: int = 0  # kernel = fused_on_cpu: calls of the CPU stand-in kernel over every build
 
     @property
     def stateful(self) -> bool:
@@ -282,6 +284,8 @@ def _case_result(backend: str, raw: dict[str, Any], verdict: dict[str, Any] | No
         judged=worst.judged if worst else NOT_MEASURED, worst=worst,
         api_judged=_worst(row.judged for row in agreement),
         kernel_paths=_kernel_paths(raw),
+        stand_in_calls=sum(int((entry.get("stand_in") or {}).get("stand_in_calls") or 0)
+                           for entry in (raw.get("apis") or {}).values() if isinstance(entry, dict)),
     )
 
 
@@ -691,6 +695,22 @@ class KernelSummary:
 
 
 @dataclass(frozen=True)
+class FusedOnCpu:
+    """One backend's kernel = fused_on_cpu cases (Keras's fused-path code through the backend's CPU stand-in
+    kernel), against the same configurations as shipped (their twins: the same definition, kernel aside)."""
+
+    backend: str
+    cases: int
+    verdicts: tuple[tuple[str, int], ...]  # (verdict, cases)
+    ran_fused: int  # cases where every build ran the stand-in kernel to completion (observed path fused)
+    reached_kernel: int  # cases where the stand-in kernel was called at least once (TensorFlow: the recorder)
+    never_reached: int  # cases whose fused entry point declined before any kernel (e.g. masks on JAX, PyTorch)
+    not_passing: tuple[tuple[str, str, str], ...]  # (case, verdict, the claims that explain it or "unexplained")
+    worst_fused: float | None  # the largest max abs error against the reference among passing fused cases
+    worst_twin: float | None  # the same among their as-shipped twins
+
+
+@dataclass(frozen=True)
 class KernelRow:
     """One case's kernel paths across backends: the path when every build ran the same, else per API."""
 
@@ -725,7 +745,10 @@ class Report:
     why: Why
     kernels: tuple[KernelSummary, ...] = ()  # backends whose record holds observed kernel paths
     kernel_rows: tuple[KernelRow, ...] = ()
+    fused_on_cpu: tuple[FusedOnCpu, ...] = ()  # backends that ran kernel = fused_on_cpu cases
     between_versions: BetweenVersions | None = None  # between_versions.json: this Keras version against another
+    # comparisons stored in subfolders that name this folder as a side (Keras 2 in tf-keras/ against this Keras 3)
+    other_between_versions: tuple[BetweenVersions, ...] = ()
 
     @property
     def attention_count(self) -> int:
@@ -1223,6 +1246,7 @@ def build_report(folder: Path) -> Report:
         for claim in claims for backend, cases in claim.possibly_resolved.items()
     )
     between_versions = load_between_versions(folder, notes)
+    other_between_versions = load_other_comparisons(folder, notes)
     return Report(
         folder=str(folder.name or folder),
         backends=backends,
@@ -1249,7 +1273,9 @@ def build_report(folder: Path) -> Report:
         why=_why(backends, records, side["probes"], api_summaries, results, float32_atol),
         kernels=_kernel_summaries(records, results),
         kernel_rows=_kernel_rows(backends, results),
+        fused_on_cpu=_fused_on_cpu(results),
         between_versions=between_versions,
+        other_between_versions=other_between_versions,
     )
 
 
@@ -1287,6 +1313,41 @@ def _kernel_summaries(records: dict[str, dict[str, Any]], results: dict[str, dic
     return tuple(summaries)
 
 
+def _without_kernel(definition: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in definition.items() if key not in ("name", "kernel")}
+
+
+def _fused_on_cpu(results: dict[str, dict[str, CaseResult]]) -> tuple[FusedOnCpu, ...]:
+    summaries = []
+    for backend, per_case in results.items():
+        fused = [r for r in per_case.values() if r.config.get("kernel") == "fused_on_cpu"]
+        if not fused:
+            continue
+        shipped = {json.dumps(_without_kernel(r.definition), sort_keys=True): r for r in per_case.values()
+                   if r.config.get("kernel", "as_shipped") == "as_shipped"}
+        verdicts: dict[str, int] = {}
+        not_passing, fused_errors, twin_errors = [], [], []
+        for result in fused:
+            verdicts[result.verdict] = verdicts.get(result.verdict, 0) + 1
+            if result.verdict != "pass":
+                not_passing.append((result.case, result.verdict, ", ".join(result.explained_by) or "unexplained"))
+                continue
+            twin = shipped.get(json.dumps(_without_kernel(result.definition), sort_keys=True))
+            if twin is not None and twin.verdict == "pass" and result.max_abs_error is not None and twin.max_abs_error is not None:
+                fused_errors.append(result.max_abs_error)
+                twin_errors.append(twin.max_abs_error)
+        summaries.append(FusedOnCpu(
+            backend=backend, cases=len(fused), verdicts=tuple(sorted(verdicts.items())),
+            ran_fused=sum(1 for r in fused if r.stand_in_calls > 0 and all(ran_fused(path) for _, path in r.kernel_paths)),
+            reached_kernel=sum(1 for r in fused if r.stand_in_calls > 0),
+            never_reached=sum(1 for r in fused if r.stand_in_calls == 0),
+            not_passing=tuple(not_passing),
+            worst_fused=max(fused_errors, key=sort_key) if fused_errors else None,
+            worst_twin=max(twin_errors, key=sort_key) if twin_errors else None,
+        ))
+    return tuple(summaries)
+
+
 def _kernel_cell(result: CaseResult | None) -> str:
     if result is None:
         return "not run"
@@ -1309,6 +1370,15 @@ def _kernel_rows(backends: tuple[str, ...], results: dict[str, dict[str, CaseRes
 
 
 # ------------------------------------------------------------------------------------------ formatting
+
+
+def format_names(cases: tuple[str, ...], shown: int = 8) -> str:
+    """Case names, or their count and the first few when there are many."""
+    if not cases:
+        return "none"
+    if len(cases) <= shown:
+        return ", ".join(cases)
+    return f"{len(cases)} cases: " + ", ".join(cases[:shown]) + ", ..."
 
 
 def format_number(value: float | None, digits: int = 2) -> str:
