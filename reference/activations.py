@@ -136,6 +136,23 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def sparsemax(x: np.ndarray) -> np.ndarray:
+    """The Euclidean projection onto the probability simplex (Martins and Astudillo 2016, Algorithm 1):
+    with z sorted in descending order and K the size of the support {k : 1 + k z_(k) > sum_{j<=k} z_(j)},
+    tau = (sum_{j<=K} z_(j) - 1) / K and sparsemax(x) = max(x - tau, 0), which sums to 1."""
+    sorted_desc = -np.sort(-x, axis=-1)
+    cumulative = np.cumsum(sorted_desc, axis=-1)
+    rank = np.arange(1, x.shape[-1] + 1, dtype=x.dtype)
+    support = sorted_desc - (cumulative - 1.0) / rank > 0
+    support_size = np.sum(support, axis=-1, keepdims=True)
+    tau = (np.sum(np.where(support, sorted_desc, 0.0), axis=-1, keepdims=True) - 1.0) / support_size
+    return np.maximum(x - tau, 0.0).astype(x.dtype)
+
+
+def sparsemax_cumulative_threshold(x: np.ndarray) -> np.ndarray:
+    """What Keras 3.15.1 computes for sparsemax on every backend (keras-team/keras#23425): the threshold sums
+    the cumulative sums over the support, tau = (sum_{k<=K} cumsum_k - 1) / K, instead of the support's sum.
+    Equal to sparsemax when K = 1; otherwise tau is too large and the output sums to less than 1. Not an
+    activation a case can name: the alternative a known divergence is checked against."""
     sorted_desc = -np.sort(-x, axis=-1)
     cumulative = np.cumsum(sorted_desc, axis=-1)
     rank = np.arange(1, x.shape[-1] + 1, dtype=x.dtype)
@@ -184,12 +201,21 @@ REJECTED_ACTIVATIONS: dict[str, str] = {
 }
 
 
+# Formulas a Keras version was observed to compute instead of an activation's definition, by name: the
+# alternatives known divergences are checked against (harness.case.semantics), never case options.
+ALTERNATIVE_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sparsemax_cumulative_threshold": sparsemax_cumulative_threshold,
+}
+
+
 def get_activation(name: str | None) -> Callable[[np.ndarray], np.ndarray]:
     """Return the activation called ``name``; ``None`` means linear, as in keras.activations.get."""
     if name is None:
         return linear
     if name in ACTIVATIONS:
         return ACTIVATIONS[name]
+    if name in ALTERNATIVE_ACTIVATIONS:
+        return ALTERNATIVE_ACTIVATIONS[name]
     if name in REJECTED_ACTIVATIONS:
         raise ValueError(f"activation {name!r} is not accepted: {REJECTED_ACTIVATIONS[name]}")
     raise ValueError(f"unknown activation {name!r}; accepted: {', '.join(sorted(ACTIVATIONS))}")
@@ -336,23 +362,11 @@ def _d_log_softmax(x: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def _d_sparsemax(x: np.ndarray, g: np.ndarray) -> np.ndarray:
-    # The derivative of the formula Keras computes (see sparsemax above): with z sorted in descending
-    # order, K the size of the sorted support and tau = (sum_{k <= K} cumsum_k - 1) / K, i.e.
-    # tau = (sum_{j <= K} (K - j + 1) z_(j) - 1) / K, so d tau / d z_(j) = (K - j + 1) / K for
-    # rank j <= K (1-based) and 0 beyond. p = max(x - tau, 0); on A = {x - tau > 0}:
-    #     g_x = 1_A * g - (sum_{i in A} g_i) * d tau / d x.
-    # (Keras's tau sums the cumulative sums over the support, not the textbook sparsemax threshold
-    # cumsum_K; both agree when K = 1.)
-    order = np.argsort(-x, axis=-1, kind="stable")
-    sorted_desc = np.take_along_axis(x, order, axis=-1)
-    cumulative = np.cumsum(sorted_desc, axis=-1)
-    rank = np.arange(1, x.shape[-1] + 1, dtype=x.dtype)
-    support_size = np.sum(sorted_desc - (cumulative - 1.0) / rank > 0, axis=-1, keepdims=True)
-    dtau_sorted = np.where(rank <= support_size, (support_size - rank + 1.0) / support_size, 0.0)
-    dtau = np.empty_like(dtau_sorted)
-    np.put_along_axis(dtau, order, dtau_sorted, axis=-1)
+    # On the support A = {sparsemax(x) > 0} the output is x - tau with tau = (sum_{i in A} x_i - 1) / |A|,
+    # so J = diag(1_A) - 1_A 1_A^T / |A|:  g_x = 1_A * (g - sum_{i in A} g_i / |A|).
     active = sparsemax(x) > 0.0
-    return np.where(active, g, 0.0) - np.sum(np.where(active, g, 0.0), axis=-1, keepdims=True) * dtau
+    size = np.sum(active, axis=-1, keepdims=True)
+    return np.where(active, g - np.sum(np.where(active, g, 0.0), axis=-1, keepdims=True) / size, 0.0)
 
 
 ACTIVATION_DERIVATIVES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {

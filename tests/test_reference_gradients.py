@@ -255,6 +255,12 @@ def test_activation_derivatives_at_kinks_match_keras_on_jax(session_backend):
     g = np.random.default_rng(0).normal(size=x.shape).astype(np.float32)
     for name in ACTIVATIONS:
         function = keras.activations.get(name)
+        if name == "sparsemax" and not np.allclose(np.asarray(function(x)), get_activation(name)(x.astype(np.float64)), atol=1e-5):
+            # Keras 3.15.1's sparsemax is not sparsemax (known divergence sparsemax_threshold_sums_cumulative_sums):
+            # it must then be exactly the formula that claim names, and its derivative is not ours to compare.
+            alternative = reference.activations.sparsemax_cumulative_threshold(x.astype(np.float64))
+            np.testing.assert_allclose(np.asarray(function(x)), alternative, rtol=1e-5, atol=1e-5, err_msg=name)
+            continue
         _, vjp = jax.vjp(function, jax.numpy.asarray(x))
         expected = np.asarray(vjp(jax.numpy.asarray(g))[0], np.float64)
         ours = get_activation_derivative(name)(x.astype(np.float64), g.astype(np.float64))

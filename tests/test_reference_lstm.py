@@ -236,3 +236,20 @@ def test_bad_input_gives_one_line_error(change, fragment):
         reference.lstm(**arguments)
     assert fragment in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+def test_sparsemax_is_the_projection_onto_the_simplex():
+    """The definition (Martins and Astudillo 2016), not Keras 3.15.1's formula (keras-team/keras#23425)."""
+    from reference.activations import sparsemax, sparsemax_cumulative_threshold
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(scale=0.3, size=(5, 7))
+    out = sparsemax(x)
+    assert np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-12)
+    assert np.sum(out > 0) > x.shape[0]  # several values in some support: where the two formulas differ
+    # the projection: no point of the simplex is closer to x (checked against random points of the simplex)
+    others = rng.dirichlet(np.ones(7), size=(200, 5))
+    assert np.all(np.sum((out - x) ** 2, axis=-1) <= np.min(np.sum((others - x) ** 2, axis=-1), axis=0) + 1e-12)
+    example = np.array([[0.0, 0.5, 1.0]])
+    assert np.allclose(sparsemax(example), [[0.0, 0.25, 0.75]])
+    assert np.allclose(sparsemax_cumulative_threshold(example), [[0.0, 0.0, 0.25]])  # what Keras 3.15.1 returns

@@ -24,6 +24,8 @@ class Semantics:
     inputs_rounded_to_float32: the inputs are rounded to float32 before the model sees them.
     stateful_state_not_carried: every batch of a stateful case starts from zero states, and the
         states read afterwards are still the zeros of reset_states.
+    sparsemax_cumulative_threshold: the "sparsemax" activation computes Keras 3.15.1's formula, whose
+        threshold sums the cumulative sums over the support (reference.activations.sparsemax_cumulative_threshold).
     go_backwards_sequence_in_input_order: an unmasked LSTM (not a Bidirectional's) with go_backwards
         and return_sequences returns its output sequence flipped back to input order, instead of the
         documented processing order (the last input step first).
@@ -36,6 +38,7 @@ class Semantics:
     inputs_rounded_to_float32: bool = False
     stateful_state_not_carried: bool = False
     go_backwards_sequence_in_input_order: bool = False
+    sparsemax_cumulative_threshold: bool = False
 
     def __post_init__(self) -> None:
         if self.initial_output not in ("zeros", "h0"):

@@ -26,11 +26,19 @@ _MERGE = {
 }
 
 
+def _activation(name: str, semantics: Semantics) -> str:
+    """The activation the reference computes for ``name`` under ``semantics``."""
+    if name == "sparsemax" and semantics.sparsemax_cumulative_threshold:
+        return "sparsemax_cumulative_threshold"
+    return name
+
+
 def _lstm(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
           semantics: Semantics = DOCUMENTED) -> list[np.ndarray]:
     result = reference.lstm(
         x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
-        activation=options["activation"], recurrent_activation=options["recurrent_activation"],
+        activation=_activation(options["activation"], semantics),
+        recurrent_activation=_activation(options["recurrent_activation"], semantics),
         mask=mask, initial_state=initial_state, go_backwards=go_backwards,
         return_sequences=options["return_sequences"], return_state=True,
         zero_output_for_mask=options["zero_output_for_mask"] and not semantics.zero_output_for_mask_ignored,
@@ -72,7 +80,7 @@ def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_
         return [np.concatenate([first, second], axis=-1)]
     if layer.type in ("dense", "time_distributed_dense"):
         kernel, *bias = weights[0]
-        return [reference.dense(x, kernel, bias[0] if bias else None, activation=options["activation"])]
+        return [reference.dense(x, kernel, bias[0] if bias else None, activation=_activation(options["activation"], semantics))]
     raise ValueError(f"no reference for layer type {layer.type!r}")
 
 
