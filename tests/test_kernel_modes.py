@@ -262,3 +262,24 @@ def test_a_bug_in_kerass_fused_path_is_caught_by_the_fused_axis_only(tmp_path):
     statuses = json.loads(completed.stdout.strip().splitlines()[-1])
     # The as-shipped CPU run never enters the fused code, so it cannot see the bug; the fused axis does.
     assert statuses == {"plain_back_state": "pass", "plain_back_state_fused_cpu": "fail"}
+
+
+def test_fused_on_cpu_is_refused_on_a_gpu(monkeypatch):
+    """On a GPU the stand-in would replace the real kernel: the case is refused, its as-shipped twin measures it."""
+    from harness.case.schema import parse_case
+    from harness.execute import measure
+    from harness.execute.backends import KernelModeRefused
+
+    case = parse_case({"name": "f", "dtype": "float32", "batch": 2, "time": 3, "features": 4, "kernel": "fused_on_cpu",
+                       "layers": [{"type": "lstm", "units": 5}]}, "test")
+    assert measure._refused(case, KernelModeRefused("on a GPU"))
+    assert not measure._refused(case, RuntimeError("cudnn failed"))  # only use_cudnn=True makes a cuDNN error a refusal
+    pytest.importorskip("keras")
+    import types
+
+    from harness.execute import backends
+
+    monkeypatch.setattr(backends, "backend_module", lambda name: types.SimpleNamespace(device_class=lambda: "gpu_tf32"))
+    with pytest.raises(KernelModeRefused, match="on a GPU the as-shipped twin"):
+        with backends.kernel_mode("fused_on_cpu"):
+            pass

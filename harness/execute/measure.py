@@ -74,7 +74,12 @@ def _time_limit(seconds: int) -> Iterator[None]:
 
 
 def _refused(case: Case, error: BaseException) -> bool:
-    """use_cudnn=True where cuDNN cannot run is refused by Keras by design: recorded, not a failure."""
+    """use_cudnn=True where cuDNN cannot run is refused by Keras by design, and a kernel mode that cannot run
+    on this device by the harness (fused_on_cpu on a GPU): recorded, not a failure."""
+    from harness.execute.backends import KernelModeRefused
+
+    if isinstance(error, KernelModeRefused):
+        return True
     asks_cudnn = any(layer.options.get("use_cudnn") is True for layer in case.layers)
     return asks_cudnn and "cudnn" in str(error).lower()
 

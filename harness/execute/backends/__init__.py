@@ -37,6 +37,11 @@ PRECISIONS = ("default", "highest")
 KERNEL_MODES = ("as_shipped", "generic", "fused_on_cpu")
 
 
+class KernelModeRefused(RuntimeError):
+    """The case's kernel mode cannot run here by design (fused_on_cpu on a GPU, where the as-shipped twin
+    runs the real fused kernel)."""
+
+
 class BackendUnavailable(RuntimeError):
     """The backend (or Keras) is not installed in this interpreter; the message says how to install it."""
 
@@ -221,5 +226,9 @@ def kernel_mode(kernel: str) -> Iterator[StandIn | None]:
         return
     import keras
 
-    with backend_module(keras.backend.backend()).fused_on_cpu() as stand_in:
+    module = backend_module(keras.backend.backend())
+    if module.device_class() != "cpu":
+        raise KernelModeRefused("kernel fused_on_cpu replaces the GPU kernel by a CPU stand-in; on a GPU the "
+                                "as-shipped twin of this case runs the real fused kernel")
+    with module.fused_on_cpu() as stand_in:
         yield stand_in
