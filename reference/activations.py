@@ -135,15 +135,21 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
-def sparsemax(x: np.ndarray) -> np.ndarray:
-    """The Euclidean projection onto the probability simplex (Martins and Astudillo 2016, Algorithm 1):
-    with z sorted in descending order and K the size of the support {k : 1 + k z_(k) > sum_{j<=k} z_(j)},
-    tau = (sum_{j<=K} z_(j) - 1) / K and sparsemax(x) = max(x - tau, 0), which sums to 1."""
+def _sparsemax_support(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """x sorted in descending order, its cumulative sums, the support {k : 1 + k z_(k) > sum_{j<=k} z_(j)}
+    in that order, and the support's size K."""
     sorted_desc = -np.sort(-x, axis=-1)
     cumulative = np.cumsum(sorted_desc, axis=-1)
     rank = np.arange(1, x.shape[-1] + 1, dtype=x.dtype)
     support = sorted_desc - (cumulative - 1.0) / rank > 0
-    support_size = np.sum(support, axis=-1, keepdims=True)
+    return sorted_desc, cumulative, support, np.sum(support, axis=-1, keepdims=True)
+
+
+def sparsemax(x: np.ndarray) -> np.ndarray:
+    """The Euclidean projection onto the probability simplex (Martins and Astudillo 2016, Algorithm 1):
+    tau = (sum_{j<=K} z_(j) - 1) / K over the support (``_sparsemax_support``) and sparsemax(x) =
+    max(x - tau, 0), which sums to 1."""
+    sorted_desc, _, support, support_size = _sparsemax_support(x)
     tau = (np.sum(np.where(support, sorted_desc, 0.0), axis=-1, keepdims=True) - 1.0) / support_size
     return np.maximum(x - tau, 0.0).astype(x.dtype)
 
@@ -153,11 +159,7 @@ def sparsemax_cumulative_threshold(x: np.ndarray) -> np.ndarray:
     the cumulative sums over the support, tau = (sum_{k<=K} cumsum_k - 1) / K, instead of the support's sum.
     Equal to sparsemax when K = 1; otherwise tau is too large and the output sums to less than 1. Not an
     activation a case can name: the alternative a known divergence is checked against."""
-    sorted_desc = -np.sort(-x, axis=-1)
-    cumulative = np.cumsum(sorted_desc, axis=-1)
-    rank = np.arange(1, x.shape[-1] + 1, dtype=x.dtype)
-    support = sorted_desc - (cumulative - 1.0) / rank > 0
-    support_size = np.sum(support, axis=-1, keepdims=True)
+    _, cumulative, support, support_size = _sparsemax_support(x)
     tau = (np.sum(np.where(support, cumulative, 0.0), axis=-1, keepdims=True) - 1.0) / support_size
     return np.maximum(x - tau, 0.0).astype(x.dtype)
 
