@@ -66,7 +66,7 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         cases = select_shard(cases, k, n)
         if not cases:
             return _fail(f"shard {shard} holds no case: the selection has {selected} case(s), so use at most {selected} shards")
-    backend = activate(args.backend, precision=args.precision)
+    backend = activate(args.backend, precision=args.precision, keras_api=args.keras_api)
 
     from harness.case.tolerances import load_tolerances
     from harness.studies.parity import ResumeRefused, RunOptions, print_progress, run_cases
@@ -333,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="keep the cases already in DIR/<backend>.json and run the rest")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere")
+    run.add_argument("--keras-api", choices=("keras", "tf_keras"), default=None,
+                     help="build the models with Keras 3 (keras, the default) or Keras 2 (tf_keras, TensorFlow only; cases "
+                     "Keras 2 cannot express are refused)")
     run.add_argument("--shard", metavar="K/N", help="run only the K-th of N deterministic, balanced shares of the selected cases "
                      "(merge the N folders with 'python -m harness merge')")
 

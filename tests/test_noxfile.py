@@ -8,6 +8,7 @@ as pinned in pyproject.toml: exactly what a GPU session must refuse.
 """
 
 import functools
+import importlib.util
 import os
 import subprocess
 import sys
@@ -150,6 +151,55 @@ def test_nightly_parity_session_fails_loudly_on_the_release(session_backend, tmp
     assert done.returncode == 1, output
     assert "parity(keras='nightly'): keras-nightly is not installed (keras imports as 3.15.1)" in output
     assert "harness probe" not in output and "harness run" not in output
+
+
+def test_parity_runs_keras_2_on_tensorflow_only_by_default():
+    sessions = _listed_sessions()
+    assert sessions["parity(keras='tf_keras', backend='tensorflow')"] is True
+    assert [name for name in sessions if "tf_keras" in name] == ["parity(keras='tf_keras', backend='tensorflow')"]
+    assert noxfile.results_folder("tf_keras") == "results/tf-keras"
+    assert ("tf_keras", "tensorflow") in noxfile.PARITY_RUNS and ("tf_keras", "jax") not in noxfile.PARITY_RUNS
+
+
+def test_tf_keras_requirements_install_tf_keras_without_its_tensorflow_dependency():
+    pins = [str(req) for req in _pins()["tf_keras"]]
+    others, tf_keras = noxfile.tf_keras_requirements()
+    assert tf_keras == f"tf-keras=={_pinned_version('tf_keras', 'tf-keras')}" and noxfile.pinned_tf_keras() == "2.21.0"
+    assert others == [pin for pin in pins if not pin.startswith("tf-keras")]
+    # the same TensorFlow build and Keras 3 release as the tensorflow extra: only Keras 2 differs
+    assert _pinned_version("tf_keras", "tensorflow-cpu") == _pinned_version("tensorflow", "tensorflow-cpu")
+    assert _pinned_version("tf_keras", "keras") == noxfile.pinned_keras()
+    with pytest.raises(ValueError, match="no extra 'tf_keras'"):
+        noxfile.tf_keras_requirements({"tensorflow": []})
+    with pytest.raises(ValueError, match="one exact version"):
+        noxfile.tf_keras_requirements({"tf_keras": ["tensorflow-cpu==2.21.0", "tf-keras>=2.21"]})
+
+
+@pytest.mark.parametrize("distributions, words", [
+    ({"keras": "3.15.1", "tf-keras": None, "tensorflow": None}, "tf-keras is not installed"),
+    ({"keras": "3.15.1", "tf-keras": "2.20.1", "tensorflow": None}, "tf-keras is 2.20.1, expected the pinned 2.21.0"),
+    ({"keras": "3.15.1", "tf-keras": "2.21.0", "tensorflow": "2.21.0"}, "the full tensorflow 2.21.0 distribution is installed"),
+])
+def test_tf_keras_install_check_fails_on_a_wrong_install(distributions, words):
+    problem = noxfile.keras_install_problem("tf_keras", "3.15.1", distributions, "3.15.1")
+    assert problem is not None and words in problem and "remove the session's venv" in problem
+    assert noxfile.keras_install_problem("tf_keras", "3.15.1", {"keras": "3.15.1", "tf-keras": "2.21.0", "tensorflow": None},
+                                         "3.15.1") is None
+
+
+def test_tf_keras_parity_session_fails_loudly_without_tf_keras(tmp_path):
+    """Run in this interpreter (no tf-keras): the session stops at the check, measuring nothing."""
+    if importlib.util.find_spec("tf_keras") is not None:
+        pytest.skip("tf_keras is installed here: the missing-install path cannot be shown")
+    done = subprocess.run(
+        [sys.executable, "-m", "nox", "--no-venv", "--no-install", "--envdir", str(tmp_path),
+         "-s", "parity(keras='tf_keras', backend='tensorflow')"],
+        cwd=ROOT, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S, env=_env(),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "parity(keras='tf_keras'): tf-keras is not installed" in output
+    assert "harness run" not in output
 
 
 def test_noxfile_backends_are_the_pyproject_extras():

@@ -1,6 +1,7 @@
 """Build one case as a Keras model in each model-building API, all with the same weights, and run it.
 
-Imported only after harness.execute.backends.activate has chosen the backend.
+Imported only after harness.execute.backends.activate has chosen the backend and the Keras API: ``keras`` is
+the Keras 3 package, or tf_keras in Keras-2 mode (harness.execute.keras_api, which holds the few shims).
 """
 
 from __future__ import annotations
@@ -8,18 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import keras
 import numpy as np
 
 from harness.case.schema import CELL_OPTIONS, RECURRENT_TYPES, Case, LayerSpec
 from harness.case.weights import CaseData
+from harness.execute import keras_api
+from harness.execute.keras_api import keras
 
 
 def _rnn_kwargs(options: dict[str, Any], case: Case) -> dict[str, Any]:
     kwargs = {key: value for key, value in options.items() if key not in ("merge_mode",)}
     if case.kernel == "generic":
         kwargs["use_cudnn"] = False  # the generic loop over the cell, whatever the device
-    return kwargs
+    return keras_api.rnn_kwargs(kwargs)
 
 
 def _cell_kwargs(options: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +211,7 @@ def _first_batch(case: Case, data: CaseData) -> Any:
 
 def build_model(api: str, case: Case, data: CaseData) -> tuple[keras.Model, list[Block]]:
     """Build ``case`` in ``api`` and load the case's weights into every layer with set_weights."""
+    keras_api.check_expressible(case)  # a case Keras 2 cannot express is refused, with why
     model, blocks = BUILDERS[api](case)
     if not model.built or api == "subclassed":
         # A subclassed model creates its variables on the first call.
@@ -222,13 +225,13 @@ def build_model(api: str, case: Case, data: CaseData) -> tuple[keras.Model, list
         model.compile(
             optimizer=keras.optimizers.SGD(learning_rate=0.0),  # states move, weights do not
             loss="mse",
-            jit_compile={"auto": "auto", "on": True, "off": False}[case.jit_compile],
+            jit_compile=keras_api.jit_compile({"auto": "auto", "on": True, "off": False}[case.jit_compile]),
         )
     return model, blocks
 
 
 def _to_numpy_list(result: Any) -> list[np.ndarray]:
-    result = keras.tree.map_structure(keras.ops.convert_to_numpy, result)
+    result = keras_api.map_structure(keras_api.convert_to_numpy, result)
     return list(result) if isinstance(result, (list, tuple)) else [result]
 
 
@@ -286,7 +289,7 @@ def _run_stateful(model: keras.Model, blocks: list[Block], case: Case, data: Cas
     lstm_index = {id(layer): i for i, block in enumerate(blocks) for layer in block.lstm_layers()}
     for block in blocks:
         for layer in block.lstm_layers():
-            h, c = (keras.ops.convert_to_numpy(state) for state in layer.states)
+            h, c = (keras_api.convert_to_numpy(state) for state in layer.states)
             outputs[f"h@{lstm_index[id(layer)]}"], outputs[f"c@{lstm_index[id(layer)]}"] = h, c
     # reset_states must bring the model back to its first-batch behaviour.
     reset_states(blocks)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import store
-from harness.verdicts.between_versions import FILE_NAME, KINDS, SCHEMA
+from harness.verdicts.between_versions import FILE_NAME, KINDS, SCHEMA, comparisons_for
 
 TITLES = {
     "fixed": "Fixed",
@@ -68,12 +68,25 @@ class BetweenVersions:
 
 
 def _keras(side: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple((backend, str(versions.get("keras", "?"))) for backend, versions in sorted(side.get("versions", {}).items()))
+    return tuple((backend, str(versions.get("keras", "?")) + (f" [{versions['keras_api']}]" if versions.get("keras_api") else ""))
+                 for backend, versions in sorted(side.get("versions", {}).items()))
 
 
 def load_between_versions(folder: Path, notes: list[str]) -> BetweenVersions | None:
     """``folder/between_versions.json`` as report values; None when absent. An unreadable file is named in ``notes``."""
-    path = Path(folder) / FILE_NAME
+    return load_between_versions_file(Path(folder) / FILE_NAME, notes)
+
+
+def load_other_comparisons(folder: Path, notes: list[str]) -> tuple[BetweenVersions, ...]:
+    """The comparisons stored in ``folder``'s subfolders that name ``folder`` as a side (Keras 2 in results/tf-keras
+    against Keras 3 in results), as report values."""
+    own = Path(folder) / FILE_NAME
+    views = [load_between_versions_file(path, notes) for path in comparisons_for(Path(folder)) if path != own]
+    return tuple(view for view in views if view is not None)
+
+
+def load_between_versions_file(path: Path, notes: list[str]) -> BetweenVersions | None:
+    """One between-versions file as report values; None when absent. An unreadable file is named in ``notes``."""
     if not path.is_file():
         return None
     try:

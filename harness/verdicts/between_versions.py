@@ -22,6 +22,11 @@ Each case measured on the same backend in both folders, under the same definitio
   passing sides can only drift when their tolerances differ: each is within its own of the reference).
 
 Anything else (the same verdict, numbers within the bound) is unchanged and only counted.
+
+The same classification compares Keras 2 with Keras 3 (``between-versions results/tf-keras results``: the first
+folder measured with ``harness run --keras-api tf_keras``, whose records say ``versions["keras_api"] = "tf_keras"``):
+a regression then passes on Keras 2 and fails on Keras 3. The report of a folder shows every comparison stored
+in it and, from its subfolders, those that name it as a side (``comparisons_for``).
 """
 
 from __future__ import annotations
@@ -89,16 +94,26 @@ def _first_problem(result: dict[str, Any]) -> str:
 
 
 def _label(record: dict[str, Any]) -> str:
-    return f"keras {record['versions'].get('keras', '?')}"
+    return f"{record['versions'].get('keras_api', 'keras')} {record['versions'].get('keras', '?')}"
+
+
+def _api_option(record: dict[str, Any]) -> str:
+    api = record["versions"].get("keras_api")
+    return f" --keras-api {api}" if api else ""
 
 
 def reproducer(backend: str, case: str, old: dict[str, Any], new: dict[str, Any], old_verdict: str, new_verdict: str) -> str:
     """One line that measures the case again, naming the versions on each side and what each gave."""
-    versions = [f"keras {old['versions'].get('keras')} ({old_verdict}) vs {new['versions'].get('keras')} ({new_verdict})"]
+    if old["versions"].get("keras_api") or new["versions"].get("keras_api"):  # Keras 2 on one side: name the API
+        versions = [f"{_label(old)} ({old_verdict}) vs {_label(new)} ({new_verdict})"]
+    else:
+        versions = [f"keras {old['versions'].get('keras')} ({old_verdict}) vs {new['versions'].get('keras')} ({new_verdict})"]
     for package in (backend, "numpy"):
         before, after = old["versions"].get(package), new["versions"].get(package)
         versions.append(f"{package} {before}" if before == after else f"{package} {before} vs {after}")
-    return (f"KERAS_BACKEND={backend} python -m harness run --backend {backend} --cases {shlex.quote(case)} --out OUT  "
+    options = {_api_option(old), _api_option(new)} - {""}
+    api = f" [{' or '.join(sorted(options)).strip()} for {_label(old) if _api_option(old) else _label(new)}]" if options else ""
+    return (f"KERAS_BACKEND={backend} python -m harness run --backend {backend} --cases {shlex.quote(case)} --out OUT{api}  "
             f"# {', '.join(versions)}")
 
 
@@ -306,6 +321,38 @@ def compare_versions(old_folder: Path, new_folder: Path, divergences_path: Path 
     record["counts"]["still_present"] = len(record["still_present"])
     record["counts"]["unchanged"] = sum(record["unchanged"].values())
     return record
+
+
+def comparisons_for(folder: Path) -> list[Path]:
+    """The between-versions files a report of ``folder`` shows: its own, then those stored in its immediate
+    subfolders whose comparison names ``folder`` as a side (Keras 2 in results/tf-keras against Keras 3 in results)."""
+    folder = Path(folder)
+    found = [folder / FILE_NAME] if (folder / FILE_NAME).is_file() else []
+    if not folder.is_dir():
+        return found
+    for sub in sorted(path for path in folder.iterdir() if path.is_dir()):
+        path = sub / FILE_NAME
+        if not path.is_file():
+            continue
+        try:
+            data = store.read_json_file(path)
+        except store.RecordError:
+            continue
+        sides = [data.get(side, {}).get("folder") for side in ("old", "new")]
+        if any(isinstance(side, str) and _same_folder(Path(side), folder, sub) for side in sides):
+            found.append(path)
+    return found
+
+
+def _same_folder(side: Path, folder: Path, stored_in: Path) -> bool:
+    """Whether a comparison's recorded side (as given on the command line) is ``folder``."""
+    try:
+        if side.resolve() == folder.resolve():
+            return True
+        # a relative side recorded from another working directory: the parent of the folder the file is stored in
+        return not side.is_absolute() and stored_in.resolve().parent == folder.resolve() and side.name == folder.resolve().name
+    except OSError:
+        return False
 
 
 def write_between_versions(old_folder: Path, new_folder: Path, divergences_path: Path = DIVERGENCES_FILE) -> dict[str, Any]:
