@@ -16,8 +16,9 @@ What Keras 2 lacks or spells differently, routed through here:
 - ``kernel = "fused_on_cpu"`` drives Keras 3's fused-path code: refused on Keras 2;
 - ``jit_compile = "auto"`` is Keras 3's; Keras 2's default is ``None`` (no XLA unless TensorFlow decides).
 
-A case Keras 2 cannot express raises ``NotExpressible`` (one line: why) before anything is built; the measure
-step records it as refused (``is_refusal``), not as an error. Dtypes, masks and every other axis are measured
+A case Keras 2 cannot express raises ``NotExpressible`` (one line: why) before anything is built; it is a
+``KernelModeRefused`` (a configuration refused here by design), so the measure step records it as refused, not
+as an error. Dtypes, masks and every other axis are measured
 as they are: a difference there is a finding, not a refusal.
 """
 
@@ -28,6 +29,8 @@ import os
 from types import ModuleType
 from typing import Any, Callable
 
+from harness.execute.backends import KernelModeRefused
+
 KERAS_APIS = ("keras", "tf_keras")
 KERAS_2 = "tf_keras"
 ENV_VAR = "KERAS_PARITY_KERAS_API"
@@ -36,8 +39,9 @@ KERAS_2_INSTALL_HINT = ("install it with: pip install tensorflow-cpu==2.21.0 ker
                         "tf-keras==2.21.0 (or run: nox -s \"parity(keras='tf_keras', backend='tensorflow')\")")
 
 
-class NotExpressible(RuntimeError):
-    """The case asks for something the selected Keras API cannot express; the message says what, in one line."""
+class NotExpressible(KernelModeRefused):
+    """The case asks for something the selected Keras API cannot express; the message says what, in one line.
+    Refused by design (harness.execute.measure records a KernelModeRefused as refused, not as an error)."""
 
 
 def _check(name: str) -> str:
@@ -201,20 +205,3 @@ def _map_plain(function: Callable[[Any], Any], structure: Any) -> Any:
         mapped = [_map_plain(function, value) for value in structure]
         return type(structure)(mapped) if isinstance(structure, list) or type(structure) is tuple else type(structure)(*mapped)
     return function(structure)
-
-
-def install_refusal_rule() -> None:
-    """Make the measure step record a ``NotExpressible`` case as refused (by design, with its one-line reason)
-    rather than as an error: harness.execute.measure's ``_refused`` rule, extended once per process (Keras-2
-    mode, from activation)."""
-    from harness.execute import measure
-
-    original = measure._refused
-    if getattr(original, "keras_api_refusals", False):
-        return
-
-    def refused(case: Any, error: BaseException) -> bool:
-        return is_refusal(error) or original(case, error)
-
-    refused.keras_api_refusals = True  # type: ignore[attr-defined]
-    measure._refused = refused

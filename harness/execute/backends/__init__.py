@@ -94,8 +94,6 @@ def activate(name: str, precision: str = "default", keras_api: str | None = None
             f"keras was already imported with backend {keras.backend.backend()!r}; run {name!r} in a fresh process"
         )
     api.select(api.KERAS_2 if keras_2 else "keras")  # before harness.execute.models is imported
-    if keras_2:
-        api.install_refusal_rule()
     versions = {
         "keras": api.package().__version__,
         **({"keras_api": api.KERAS_2} if keras_2 else {}),
