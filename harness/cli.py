@@ -297,6 +297,52 @@ def _command_growth(args: argparse.Namespace) -> int:
     return growth.exit_code(record)
 
 
+def _command_gradients(args: argparse.Namespace) -> int:
+    from harness.execute.gradients import GRADIENT_FAULTS
+    from harness.studies.gradients import gradient_selection
+
+    if args.inject_fault is not None and args.inject_fault not in GRADIENT_FAULTS:
+        return _fail(f"unknown gradient fault {args.inject_fault!r}; accepted: {', '.join(GRADIENT_FAULTS)}")
+    cases, pairs = gradient_selection(args.cases)
+    if args.cases is not None:
+        names = {case.name for case in cases}
+        pairs = [pair for pair in pairs if pair["shared"] in names or pair["separate"] in names]
+    from harness.execute.backends import activate
+
+    backend = activate(args.backend)
+    from harness.studies import gradients
+
+    record = gradients.run_gradient_study(cases, pairs, backend, args.out, args.seed, command=args.invocation,
+                                          fault=args.inject_fault)
+    print(f"{gradients.summary(record)}; wrote {gradients.gradients_path(args.out, backend.name)} in {record['duration_s']:.0f} s")
+    for result in record["cases"] if not record.get("fault") else []:
+        if result["verdict"] in gradients.BAD:
+            print(f"  {result['case']}: {result['verdict']}", file=sys.stderr)
+            for problem in result["problems"]:
+                print(f"    {problem}", file=sys.stderr)
+            if result["error"]:
+                print(f"    {result['error']['summary']}", file=sys.stderr)
+    for pair in record["shared_pairs"]:
+        if not pair["passed"]:
+            print(f"  shared {pair['shared']} vs separate {pair['separate']}: the shared gradient is not the sum of the two "
+                  f"instances' {pair['error']['summary'] if pair['error'] else ''}", file=sys.stderr)
+    return gradients.exit_code(record)
+
+
+def _command_training(args: argparse.Namespace) -> int:
+    from harness.execute.backends import activate
+
+    backend = activate(args.backend)
+    from harness.studies import training
+
+    record = training.run_training_study(backend, args.out, args.seed, command=args.invocation, steps=args.steps,
+                                         long_steps=args.long_steps, fault=args.inject_fault)
+    print(f"{training.summary(record)}; wrote {training.training_path(args.out, backend.name)} in {record['duration_s']:.0f} s")
+    for problem in training.problems(record):
+        print(f"  {problem}", file=sys.stderr)
+    return training.exit_code(record)
+
+
 def _command_probe(args: argparse.Namespace) -> int:
     from harness.execute.backends import activate
 
@@ -393,6 +439,25 @@ def build_parser() -> argparse.ArgumentParser:
     merging.add_argument("out", type=Path, metavar="OUT")
     merging.add_argument("dirs", type=Path, nargs="+", metavar="DIR")
 
+    gradient_study = commands.add_parser("gradients", help="each gradient case's gradients from the backend's own autodiff "
+                                         "against the NumPy backward pass; write DIR/<backend>.gradients.json")
+    gradient_study.add_argument("--backend", required=True, choices=BACKENDS)
+    gradient_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
+    gradient_study.add_argument("--cases", metavar="GLOB", help="only the gradient cases whose name matches this glob")
+    gradient_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    gradient_study.add_argument("--inject-fault", metavar="NAME", help="patch a wrong gradient into Keras to check it is caught "
+                                "(recurrent_term_dropped, recurrent_kernel_gradient_scaled)")
+
+    training_study = commands.add_parser("training", help="train_on_batch and fit with SGD and Adam against the NumPy "
+                                         "training loop; write DIR/<backend>.training.json")
+    training_study.add_argument("--backend", required=True, choices=BACKENDS)
+    training_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
+    training_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    training_study.add_argument("--steps", type=int, default=5, metavar="N", help="optimizer steps compared step by step")
+    training_study.add_argument("--long-steps", type=int, default=50, metavar="N", help="steps of the longer train_on_batch run")
+    training_study.add_argument("--inject-fault", metavar="NAME", help="patch a wrong gradient or optimizer step into Keras "
+                                "(recurrent_term_dropped, adam_without_bias_correction)")
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -430,7 +495,7 @@ def _dispatch_command(args: argparse.Namespace, argv: list[str]) -> int:
         "report": _command_report, "probe": _command_probe, "save": _command_save, "load": _command_load,
         "faults": _command_faults, "fuzz": _command_fuzz, "compare": _command_compare, "growth": _command_growth,
         "list": _command_list, "classify": _command_classify, "merge": _command_merge,
-        "between-versions": _command_between,
+        "between-versions": _command_between, "gradients": _command_gradients, "training": _command_training,
     }
     return commands[args.command](args)
 

@@ -25,7 +25,7 @@ from harness.case.divergences import Condition, DivergenceFileError, case_facts,
 from harness.case.schema import Case
 
 TOLERANCE_FILE = Path(__file__).with_name("tolerances.toml")
-QUANTITIES = ("outputs", "states")
+QUANTITIES = ("outputs", "states", "gradients", "training")
 DEVICE_CLASSES = ("cpu", "gpu_highest", "gpu_tf32")
 _ROW_FIELDS = {"rtol", "atol", "rel_floor", "reason", "measured"}
 
@@ -141,7 +141,10 @@ def tolerance_for(table: dict[str, dict[str, Tolerance]], dtype: str, quantity: 
 
 
 def quantity_of(output_name: str) -> str:
-    """Which row of the table an output is judged by: the h and c states (h, c@0, h_forward...), or the rest."""
+    """Which row of the table an output is judged by: gradients (grad/..., and the loss they are taken of),
+    the h and c states (h, c@0, h_forward...), or the rest."""
+    if output_name.startswith("grad/") or output_name == "loss":
+        return "gradients"
     return "states" if output_name[0] in ("h", "c") else "outputs"
 
 

@@ -117,3 +117,33 @@ def fused_on_cpu() -> Iterator[Any]:
 
     with patch_attributes([(keras_rnn, "_is_gpu_available", lambda: True), (jax_rnn, "lstm", lstm_on_cpu)]):
         yield stand_in
+
+
+# --- gradients (harness.execute.gradients) ----------------------------------------------------------
+
+
+def loss_and_gradients(model: Any, inputs: list[Any], loss_fn: Any, differentiable: list[bool]) -> tuple[Any, list[Any], list[Any]]:
+    """JAX's own autodiff: ``jax.value_and_grad`` over the model's ``stateless_call`` (not training), with
+    respect to the trainable variables' values (``model.trainable_weights`` order) and to the inputs marked
+    ``differentiable`` (None for the others)."""
+    import jax
+    import jax.numpy as jnp
+
+    trainable = [variable.value for variable in model.trainable_variables]
+    non_trainable = [variable.value for variable in model.non_trainable_variables]
+    arrays = [jnp.asarray(value) for value in inputs]
+    positions = [k for k, wanted in enumerate(differentiable) if wanted]
+
+    def loss_of(weights, wanted_inputs):
+        full = list(arrays)
+        for k, value in zip(positions, wanted_inputs):
+            full[k] = value
+        # No training argument: stateless_call passes keyword arguments to call() itself, and a subclassed
+        # model's call() need not take one (training defaults to off).
+        outputs, _ = model.stateless_call(weights, non_trainable, full if len(full) > 1 else full[0])
+        return loss_fn(outputs)
+
+    # One compiled computation (eager JAX would compile every scan and op of the model separately).
+    loss, (weight_grads, input_grads) = jax.jit(jax.value_and_grad(loss_of, argnums=(0, 1)))(trainable, [arrays[k] for k in positions])
+    by_position = dict(zip(positions, input_grads))
+    return loss, list(weight_grads), [by_position.get(k) for k in range(len(arrays))]

@@ -105,3 +105,26 @@ def fused_on_cpu() -> Iterator[Any]:
 
     with patch_attributes([(keras_rnn, "_is_gpu_available", lambda: True), (tf.raw_ops, "CudnnRNNV3", cudnn_rnn_v3_recorder)]):
         yield stand_in
+
+
+# --- gradients (harness.execute.gradients) ----------------------------------------------------------
+
+
+def loss_and_gradients(model: Any, inputs: list[Any], loss_fn: Any, differentiable: list[bool]) -> tuple[Any, list[Any], list[Any]]:
+    """TensorFlow's own autodiff: the loss ``loss_fn(model outputs)`` and its gradients, taken by
+    ``tf.GradientTape``, with respect to ``model.trainable_weights`` (in that order) and to the inputs marked
+    ``differentiable`` (None for the others). The model is called with training=False."""
+    import tensorflow as tf
+
+    tensors = [tf.convert_to_tensor(value) for value in inputs]
+    with tf.GradientTape() as tape:
+        for tensor, wanted in zip(tensors, differentiable):
+            if wanted:
+                tape.watch(tensor)
+        outputs = model(tensors if len(tensors) > 1 else tensors[0], training=False)
+        loss = loss_fn(outputs)
+    watched = [tensor for tensor, wanted in zip(tensors, differentiable) if wanted]
+    grads = tape.gradient(loss, list(model.trainable_weights) + watched,
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    weight_grads, input_grads = grads[: len(model.trainable_weights)], iter(grads[len(model.trainable_weights):])
+    return loss, list(weight_grads), [next(input_grads) if wanted else None for wanted in differentiable]

@@ -1,0 +1,234 @@
+"""Measure one case's gradients on the active backend, in-process: build it in every API (the same builds
+as the forward measure step, ``harness.execute.models.build_model``), take the gradient of a seeded MSE
+loss with the backend's own autodiff (``loss_and_gradients`` of the backend's module: TensorFlow's
+GradientTape, ``jax.value_and_grad`` over ``stateless_call``, ``torch.autograd``), and judge each gradient
+against the float64 NumPy reference (``harness.truth.expected_gradients``) with the one comparison
+(``harness.truth.compare``), through the forward step's own helpers (``judge_outputs``,
+``measured_status``, ``api_agreement``): a gradient is an output like any other, judged by the
+``gradients`` rows of the tolerance table.
+
+Keras's weights are mapped to the reference's keys by layer: each block's owners hold the arrays of
+``CaseData.layer_weights`` in order (exactly what ``build_model`` loaded with set_weights), so the i-th
+trainable variable of a block's owners is the i-th key of its layers (``gradient_keys``). A layer shared
+between two branches is one variable, so its gradient is the sum over both calls, as in the reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from harness.case.schema import Case
+from harness.case.tolerances import Tolerances
+from harness.case.weights import CaseData, make_case_data
+from harness.execute.measure import (CaseTimeout, _refused, _time_limit, api_agreement, case_config, error_record,
+                                     judge_outputs, measured_status)
+from harness.truth.expected_gradients import expected_gradients, gradient_keys, input_keys
+
+LOSS_KEY = "loss"
+
+
+def mse_loss_fn(case: Case, targets: dict[str, np.ndarray]) -> Callable[[Any], Any]:
+    """The loss as Keras ops on the model's outputs: sum over outputs of mean((y - t)^2), the targets in the
+    case's compute dtype (they were rounded to it before the reference saw them)."""
+    import keras
+
+    names = list(case.output_names)
+    dtype = case.compute_dtype
+
+    def loss_fn(outputs: Any) -> Any:
+        values = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        if len(values) != len(names):
+            raise ValueError(f"model returned {len(values)} outputs; expected {len(names)} ({names})")
+        total = None
+        for name, value in zip(names, values):
+            target = keras.ops.convert_to_tensor(targets[name].astype(dtype))
+            term = keras.ops.mean(keras.ops.square(keras.ops.subtract(value, target)))
+            total = term if total is None else total + term
+        return total
+
+    return loss_fn
+
+
+def weight_keys(model: Any, blocks: list[Any], case: Case) -> list[str]:
+    """The reference key of each of ``model.trainable_weights``, by layer (see the module docstring)."""
+    keys = gradient_keys(case)
+    key_of: dict[int, str] = {}
+    for block in blocks:
+        block_keys = [key for index in block.weight_layers for group in keys[index] for key in group]
+        variables = [variable for owner in block.owners for variable in owner.trainable_weights]
+        if len(block_keys) != len(variables):
+            raise ValueError(f"{case.name}: block {block.spec.type} has {len(variables)} trainable variables; "
+                             f"the reference has {len(block_keys)} arrays ({block_keys})")
+        key_of.update({id(variable): key for variable, key in zip(variables, block_keys)})
+    missing = [variable.path for variable in model.trainable_weights if id(variable) not in key_of]
+    if missing:
+        raise ValueError(f"{case.name}: trainable variables {missing} belong to no layer of the case")
+    return [key_of[id(variable)] for variable in model.trainable_weights]
+
+
+def model_gradients(model: Any, blocks: list[Any], case: Case, data: CaseData, targets: dict[str, np.ndarray],
+                    backend_gradients: Callable | None = None) -> dict[str, np.ndarray]:
+    """{key: gradient} (and the loss under ``LOSS_KEY``) of one built model, from the active backend's autodiff."""
+    import keras
+
+    from harness.execute.backends import backend_module
+
+    compute = backend_gradients or backend_module(keras.backend.backend()).loss_and_gradients
+    inputs = data.model_inputs(case)
+    differentiable = [np.issubdtype(np.asarray(value).dtype, np.floating) or np.asarray(value).dtype.name == "bfloat16"
+                      for value in inputs]
+    loss, weight_grads, input_grads = compute(model, inputs, mse_loss_fn(case, targets), differentiable)
+    result = {key: np.asarray(keras.ops.convert_to_numpy(grad)) for key, grad in zip(weight_keys(model, blocks, case), weight_grads)}
+    for key, grad in zip(input_keys(case), [grad for grad in input_grads if grad is not None]):
+        result[key] = np.asarray(keras.ops.convert_to_numpy(grad))
+    result[LOSS_KEY] = np.asarray(keras.ops.convert_to_numpy(loss))
+    return result
+
+
+def rounded_targets(case: Case, data: CaseData, seed: int) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(loss, expected gradients, targets): the seeded targets rounded to the compute dtype, so that the
+    reference and the backend see the same numbers."""
+    from harness.case.weights import numpy_dtype
+
+    _, _, _, targets = expected_gradients(case, data, seed=seed)
+    dtype = numpy_dtype(case.compute_dtype)
+    targets = {name: value.astype(dtype).astype(np.float64) for name, value in targets.items()}
+    loss, expected, _, _ = expected_gradients(case, data, targets=targets)
+    return loss, expected, targets
+
+
+def run_gradient_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tuple[str, str], np.ndarray],
+                      timeout_s: int = 0, backend_gradients: Callable | None = None) -> dict[str, Any]:
+    """Measure one case's gradients on the active backend; never raises (an exception becomes status 'error').
+
+    The result has the shape of ``harness.execute.measure.run_case``'s: per API the judged items (every
+    gradient key and the loss), the API agreement, the status (pass, fail, invalid, error, timeout,
+    refused) and its problems. Raw gradients go into ``raw_outputs`` keyed by (api, key).
+    ``backend_gradients`` replaces the backend's ``loss_and_gradients`` (a fault study's wrong gradient)."""
+    from harness.execute import models
+    from harness.execute.backends import kernel_mode
+
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "case": case.name, "dtype": case.dtype, "entry_point": "gradient", "description": case.description,
+        "definition": case.definition, "config": case_config(case), "apis": {}, "api_agreement": [], "problems": [],
+    }
+    try:
+        with _time_limit(timeout_s):
+            data = make_case_data(case, seed)
+            loss, expected, targets = rounded_targets(case, data, seed)
+            expected = dict(expected, **{LOSS_KEY: np.asarray(loss)})
+            actual_by_api: dict[str, dict[str, np.ndarray]] = {}
+            for api in case.apis:
+                with kernel_mode(case.kernel):
+                    model, blocks = models.build_model(api, case, data)
+                    actual = model_gradients(model, blocks, case, data, targets, backend_gradients)
+                actual_by_api[api] = actual
+                raw_outputs.update({(api, name): value for name, value in actual.items()})
+                result["apis"][api] = {"items": judge_outputs(case, actual, expected, tolerances, api)}
+                result["apis"][api]["passed"] = all(item["passed"] for item in result["apis"][api]["items"].values())
+            result["api_agreement"] = api_agreement(actual_by_api, tolerances.api_max_abs_diff)
+        result["status"], result["problems"] = measured_status(result)
+        result["error"] = None
+    except CaseTimeout as error:
+        result["status"], result["error"] = "timeout", {"type": "CaseTimeout", "message": str(error), "summary": str(error)}
+    except Exception as error:  # one broken case must not stop the run
+        result["status"] = "refused" if _refused(case, error) else "error"
+        result["error"] = error_record(error)
+    result["duration_s"] = round(time.perf_counter() - started, 3)
+    return result
+
+
+# --- faults: a wrong gradient and a wrong optimizer step, injected into Keras to show they are caught ----------
+
+GRADIENT_FAULTS = {
+    "recurrent_term_dropped": "the backward pass drops the term through the recurrent kernel (dL/dh_prev from "
+                              "z = x W + h_prev U + b is lost: Keras's LSTMCell and PyTorch's fused loop read h_prev "
+                              "through stop_gradient); the forward pass is unchanged",
+    "recurrent_kernel_gradient_scaled": "the recurrent kernels' gradients come back scaled by 1 + 1e-4 (a wrong "
+                                        "gradient returned by the backend's autodiff)",
+}
+OPTIMIZER_FAULTS = {
+    "adam_without_bias_correction": "keras.optimizers.Adam's step without bias correction (alpha = learning_rate "
+                                    "instead of learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t))",
+}
+SCALE = 1.0 + 1e-4
+
+
+@dataclass
+class InjectedFault:
+    """A fault in force: its name, how often the patched code ran, and the gradient function to use (None: the
+    backend's own)."""
+
+    name: str
+    calls: int = 0
+    backend_gradients: Callable | None = None
+
+
+@contextlib.contextmanager
+def injected(name: str) -> Iterator[InjectedFault]:
+    """Patch ``name`` (GRADIENT_FAULTS or OPTIMIZER_FAULTS) into Keras for the block; the originals come back after."""
+    import importlib
+
+    import keras
+
+    from harness.execute.backends import backend_module, patch_attributes, with_gate_opened
+
+    fault = InjectedFault(name)
+    if name == "recurrent_term_dropped":
+        original_call = keras.layers.LSTMCell.call
+
+        def call(self, inputs, states, training=False):
+            fault.calls += 1
+            return original_call(self, inputs, [keras.ops.stop_gradient(states[0])] + list(states[1:]), training=training)
+
+        replacements = [(keras.layers.LSTMCell, "call", call)]
+        if keras.backend.backend() == "torch":
+            torch_rnn = importlib.import_module("keras.src.backend.torch.rnn")
+            detached = with_gate_opened(torch_rnn._fallback_lstm, "torch.matmul(h, recurrent_kernel)",
+                                        "torch.matmul(h.detach(), recurrent_kernel)")
+
+            def fallback(*args, **kwargs):
+                fault.calls += 1
+                return detached(*args, **kwargs)
+
+            replacements.append((torch_rnn, "_fallback_lstm", fallback))
+        with patch_attributes(replacements):
+            yield fault
+        return
+    if name == "recurrent_kernel_gradient_scaled":
+        compute = backend_module(keras.backend.backend()).loss_and_gradients
+
+        def scaled(model, inputs, loss_fn, differentiable):
+            loss, weight_grads, input_grads = compute(model, inputs, loss_fn, differentiable)
+            paths = [variable.path for variable in model.trainable_weights]
+            fault.calls += 1
+            return loss, [grad * SCALE if path.endswith("recurrent_kernel") else grad
+                          for path, grad in zip(paths, weight_grads)], input_grads
+
+        fault.backend_gradients = scaled
+        yield fault
+        return
+    if name == "adam_without_bias_correction":
+        from keras import ops
+
+        def update_step(self, gradient, variable, learning_rate):
+            fault.calls += 1
+            lr = ops.cast(learning_rate, variable.dtype)
+            gradient = ops.cast(gradient, variable.dtype)
+            m = self._momentums[self._get_variable_index(variable)]
+            v = self._velocities[self._get_variable_index(variable)]
+            alpha = lr  # the fault: no bias correction
+            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
+            self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon)))
+
+        with patch_attributes([(keras.optimizers.Adam, "update_step", update_step)]):
+            yield fault
+        return
+    raise ValueError(f"unknown fault {name!r}; accepted: {', '.join(list(GRADIENT_FAULTS) + list(OPTIMIZER_FAULTS))}")

@@ -1,0 +1,159 @@
+"""Gradient parity: the NumPy reference gradients of a case (harness.truth.expected_gradients) against central
+differences of the forward reference; the gradient selection and tolerance rows; and, on the session's
+backend, the gradient study end to end with its faults caught."""
+
+from dataclasses import replace
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import run_harness
+from harness.case.schema import builtin_cases, select_cases
+from harness.case.tolerances import load_tolerances, quantity_of
+from harness.case.weights import make_case_data
+from harness.truth.expected import expected_outputs
+from harness.truth.expected_gradients import expected_gradients, gradient_keys, input_keys, loss_of
+
+# Layer types, merges, masks (argument and Masking layer), initial states, go_backwards, shared branches.
+CHECKED = ("seed_example3_shared_instance,seed_example2_separate_instances,bidi_mul_seqon_holes,bidi_state_random_unrolloff,"
+           "stacked_holes_maskinglayer,heads_timedistributeddense_leftpadded,mask_holes_argument_backon_unrolloff_initrandom,"
+           "zero_output_holes_seqoff_unrolloff_backon,lstm_return_state,stacked_cells_holes_seqon")
+
+
+def _float64(data):
+    def cast(group):
+        return tuple(np.asarray(w, np.float64) for w in group)
+
+    return replace(data, x=data.x.astype(np.float64),
+                   layer_weights=tuple(tuple(cast(group) for group in layer) for layer in data.layer_weights),
+                   initial_state=None if data.initial_state is None else cast(data.initial_state))
+
+
+def _with_array(data, location, delta):
+    kind, *where = location
+    if kind == "x":
+        x = data.x.copy()
+        x[where[0]] += delta
+        return replace(data, x=x)
+    if kind == "state":
+        states = [s.copy() for s in data.initial_state]
+        states[where[0]][where[1]] += delta
+        return replace(data, initial_state=tuple(states))
+    layer, group, array, index = where
+    weights = [[list(g) for g in l] for l in data.layer_weights]
+    weights[layer][group][array] = weights[layer][group][array].copy()
+    weights[layer][group][array][index] += delta
+    return replace(data, layer_weights=tuple(tuple(tuple(g) for g in l) for l in weights))
+
+
+@pytest.mark.parametrize("case", select_cases(builtin_cases(), CHECKED), ids=lambda case: case.name)
+def test_reference_gradients_match_central_differences(case):
+    data = _float64(make_case_data(case, 7))
+    loss, grads, outputs, targets = expected_gradients(case, data, seed=7)
+    assert loss == pytest.approx(loss_of(expected_outputs(case, data), targets), rel=1e-14)
+    assert set(grads) == {key for layer in gradient_keys(case) for group in layer for key in group} | set(input_keys(case))
+    rng = np.random.default_rng(0)
+    locations = []
+    for li, layer in enumerate(data.layer_weights):
+        for gi, group in enumerate(layer):
+            for ai, array in enumerate(group):
+                for _ in range(2):
+                    index = tuple(int(rng.integers(0, n)) for n in array.shape)
+                    locations.append((("w", li, gi, ai, index), gradient_keys(case)[li][gi][ai], index))
+    masked_input = case.mask != "none" and case.mask_source == "masking_layer"
+    for _ in range(3):
+        index = tuple(int(rng.integers(0, n)) for n in data.x.shape)
+        if not masked_input or data.mask[index[:2]]:  # the Masking layer's mask is a step function of x
+            locations.append((("x", index), "grad/input/x", index))
+    for k, state in enumerate(data.initial_state or ()):
+        index = tuple(int(rng.integers(0, n)) for n in state.shape)
+        locations.append((("state", k, index), f"grad/input/state_{k}", index))
+    eps = 1e-6
+    for location, key, index in locations:
+        plus = loss_of(expected_outputs(case, _with_array(data, location, eps)), targets)
+        minus = loss_of(expected_outputs(case, _with_array(data, location, -eps)), targets)
+        numeric = (plus - minus) / (2 * eps)
+        assert abs(grads[key][index] - numeric) <= 1e-7 + 1e-5 * abs(numeric), (key, index, grads[key][index], numeric)
+
+
+def test_shared_layer_gradient_is_the_sum_of_two_instances_with_its_weights():
+    shared, separate = (select_cases(builtin_cases(), name)[0] for name in ("seed_example3_shared_instance", "seed_example2_separate_instances"))
+    data = make_case_data(shared, 3)
+    group = data.layer_weights[0][0]
+    separate_data = replace(data, layer_weights=((group, group),) + tuple(data.layer_weights[1:]))
+    loss, one, _, targets = expected_gradients(shared, data, seed=3)
+    loss_two, two, _, _ = expected_gradients(separate, separate_data, targets=targets)
+    assert loss == pytest.approx(loss_two, rel=1e-14)
+    for name in ("kernel", "recurrent_kernel", "bias"):
+        total = two[f"grad/branches_0/a_{name}"] + two[f"grad/branches_0/b_{name}"]
+        np.testing.assert_allclose(one[f"grad/branches_0/a_{name}"], total, rtol=1e-12, atol=1e-15)
+        # The two calls contribute different gradients (the branches see the same input but different upstream gradients).
+        assert not np.allclose(two[f"grad/branches_0/a_{name}"], two[f"grad/branches_0/b_{name}"])
+
+
+def test_gradient_rows_and_selection():
+    from harness.studies.gradients import gradient_selection
+
+    table = load_tolerances()
+    assert table["float32"]["gradients"].measured
+    assert quantity_of("grad/lstm_0/kernel") == "gradients" and quantity_of("loss") == "gradients"
+    assert quantity_of("h") == "states" and quantity_of("output") == "outputs"
+    cases, pairs = gradient_selection()
+    names = {case.name for case in cases}
+    assert len(cases) >= 15 and all(case.dtype == "float32" and not case.stateful for case in cases)
+    assert {"seed_example3_shared_instance", "seed_example2_separate_instances"} <= names
+    assert pairs == [{"shared": "seed_example3_shared_instance", "separate": "seed_example2_separate_instances"}]
+    kinds = {layer.type for case in cases for layer in case.layers}
+    assert kinds == {"lstm", "bidirectional", "branches", "dense", "time_distributed_dense"}
+
+
+# --- on the session's backend -------------------------------------------------------------------------------
+
+QUICK = "lstm_last_step,lstm_return_state,bidi_mul_seqon_holes,mask_holes_argument_backon*,seed_example*,heads_dense_leftpadded"
+
+
+@pytest.fixture(scope="module")
+def gradient_run(tmp_path_factory):
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend is None:
+        pytest.skip("KERAS_BACKEND is not set: run through 'nox -s tests'")
+    out = tmp_path_factory.mktemp("gradients")
+    completed = run_harness("gradients", "--backend", backend, "--out", str(out), "--cases", QUICK)
+    return backend, out, completed
+
+
+@pytest.mark.backend
+def test_backend_gradients_match_the_reference(gradient_run):
+    backend, out, completed = gradient_run
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    record = json.loads((out / f"{backend}.gradients.json").read_text())
+    assert record["schema"] == "keras-parity/gradients" and record["finished"] and record["versions"]["keras"]
+    assert len(record["cases"]) == 7
+    for result in record["cases"]:
+        assert result["status"] == "pass", (result["case"], result["problems"], result["error"])
+        assert set(result["apis"]) == {"sequential", "functional", "subclassed"} or set(result["apis"]) >= {"functional"}
+        items = result["apis"]["functional"]["items"]
+        assert "loss" in items and "grad/input/x" in items and any(key.endswith("recurrent_kernel") for key in items)
+        assert all(row["bitwise_equal"] for row in result["api_agreement"]), result["api_agreement"]
+    pair = record["shared_pairs"][0]
+    assert pair["passed"], pair
+    with np.load(out / f"{backend}.gradients.npz") as arrays:
+        assert "seed_example3_shared_instance/functional/grad/branches_0/a_recurrent_kernel" in arrays.files
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("fault", ["recurrent_term_dropped", "recurrent_kernel_gradient_scaled"])
+def test_wrong_gradient_is_caught(fault, tmp_path, session_backend):
+    completed = run_harness("gradients", "--backend", session_backend, "--out", str(tmp_path), "--cases",
+                            "lstm_last_step,mask_holes_argument_backon*", "--inject-fault", fault)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    record = json.loads((tmp_path / f"{session_backend}.gradients.json").read_text())
+    assert record["fault"] == fault
+    for result in record["cases"]:
+        assert result["fault_calls"] > 0 and result["status"] == "fail", result["case"]
+        items = result["apis"]["functional"]["items"]
+        assert not items["grad/lstm_0/recurrent_kernel"]["passed"]
+        # The forward pass is untouched: the loss still matches the reference.
+        assert items["loss"]["passed"]
