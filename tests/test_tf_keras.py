@@ -179,21 +179,28 @@ def test_the_report_renders_keras_2_against_keras_3(tmp_path):
     from harness.verdicts.between_versions import write_between_versions
 
     release, keras_2 = tmp_path / "results", tmp_path / "results" / "tf-keras"
-    _write(release, RELEASE, [_result("rounded", ROUNDED), _result("broken", wrong_gate=True), _result("same")])
-    _write(keras_2, "2.21.0", [_result("rounded"), _result("broken"), _result("same")])
+    _write(release, RELEASE, [_result("rounded", ROUNDED), _result("broken", wrong_gate=True), _result("same"),
+                              _result("inherited", ROUNDED)])
+    _write(keras_2, "2.21.0", [_result("rounded"), _result("broken"), _result("same"), _result("inherited", ROUNDED)])
     record_path = keras_2 / "tensorflow.json"
     record = json.loads(record_path.read_text())
     record["versions"]["keras_api"] = "tf_keras"
     record_path.write_text(json.dumps(record))
     written = write_between_versions(keras_2, release)
-    assert written["counts"]["regression"] == 1 and written["counts"]["changed"] == 1  # pass on Keras 2, fail / known on 3
+    assert written["counts"]["regression"] == 1 and written["counts"]["changed"] == 2  # pass on Keras 2, fail / known on 3
+    assert written["not_compared"] == []
+    details = {entry["case"]: entry["detail"] for entry in written["changes"]}
+    # failing on Keras 2 only because the claim's range is Keras 3's: the claim describes Keras 2 exactly
+    assert details["inherited"].startswith("fail -> known as predict_rounds_float64_inputs; the claim, its version range "
+                                           "ignored, describes tf_keras 2.21.0's measurement exactly")
+    assert "the same behaviour" not in details["rounded"]
     report = build_report(release)
     assert report.between_versions is None and len(report.other_between_versions) == 1
     section = render_markdown(report).split("## Between Keras versions")[1].split("\n## ")[0]
     assert "No other Keras version was compared" not in section
     assert "### keras 2.21.0 [tf_keras] (" in section and "#### Regressions (1)" in section
     assert "| broken | tensorflow | pass -> fail |" in section and "[--keras-api tf_keras for tf_keras 2.21.0]" in section
-    assert "#### Changed behaviour (1)" in section and "| rounded | tensorflow | pass -> known |" in section
+    assert "#### Changed behaviour (2)" in section and "| rounded | tensorflow | pass -> known |" in section
     page = render_html(report, {})
     assert 'id="between2-regression"' in page and "broken" in page.split('id="between2-regression"')[1].split("</table>")[0]
 
