@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import traceback
 from pathlib import Path
 from typing import NoReturn, Sequence
 
@@ -509,3 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad case or divergence files, a missing backend, unreadable records, a fault this Keras cannot take:
         # one line, exit 2, nothing half-written.
         return _fail(str(error))
+    except Exception:  # a crash of the harness itself (an import that fails, a bug): exit 2, never 1, which
+        # means "measured, and found failures", so that no caller mistakes a crash for a finding
+        traceback.print_exc()
+        return _fail("the harness crashed (traceback above); nothing more was measured")

@@ -74,3 +74,16 @@ def test_list_shows_cases():
     completed = run_harness("list")
     assert completed.returncode == 0
     assert "lstm_right_padded_mask" in completed.stdout
+
+
+def test_a_crash_of_the_harness_exits_2_not_1(monkeypatch, capsys):
+    """1 means "measured, and found failures" (the nightly session tolerates it); a crash must never read so."""
+    from harness import cli
+
+    def crash(args, argv):
+        raise ImportError("cannot import name 'something' from 'harness.execute'")
+
+    monkeypatch.setattr(cli, "_dispatch_command", crash)
+    assert cli.main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert "ImportError" in err and "the harness crashed" in err.splitlines()[-1]
