@@ -215,20 +215,23 @@ def injected(name: str) -> Iterator[InjectedFault]:
         yield fault
         return
     if name == "adam_without_bias_correction":
-        from keras import ops
+        # Keras's own update code with its one bias-correction line replaced (Adam.update_step, and on PyTorch
+        # the _parallel_update_step of Keras's torch Adam, which runs instead).
+        correction = "alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)"
+        targets = [(keras.optimizers.Adam, "update_step")]
+        if keras.backend.backend() == "torch":
+            torch_adam = importlib.import_module("keras.src.backend.torch.optimizers.torch_adam").Adam
+            targets.append((torch_adam, "_parallel_update_step"))
+        replacements = []
+        for owner, attribute in targets:
+            wrong = with_gate_opened(getattr(owner, attribute), correction, "alpha = lr")
 
-        def update_step(self, gradient, variable, learning_rate):
-            fault.calls += 1
-            lr = ops.cast(learning_rate, variable.dtype)
-            gradient = ops.cast(gradient, variable.dtype)
-            m = self._momentums[self._get_variable_index(variable)]
-            v = self._velocities[self._get_variable_index(variable)]
-            alpha = lr  # the fault: no bias correction
-            self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
-            self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
-            self.assign_sub(variable, ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon)))
+            def counted(*args, _wrong=wrong, **kwargs):
+                fault.calls += 1
+                return _wrong(*args, **kwargs)
 
-        with patch_attributes([(keras.optimizers.Adam, "update_step", update_step)]):
+            replacements.append((owner, attribute, counted))
+        with patch_attributes(replacements):
             yield fault
         return
     raise ValueError(f"unknown fault {name!r}; accepted: {', '.join(list(GRADIENT_FAULTS) + list(OPTIMIZER_FAULTS))}")
