@@ -157,3 +157,38 @@ def test_wrong_gradient_is_caught(fault, tmp_path, session_backend):
         assert not items["grad/lstm_0/recurrent_kernel"]["passed"]
         # The forward pass is untouched: the loss still matches the reference.
         assert items["loss"]["passed"]
+
+
+def test_report_section_reads_the_gradient_and_training_records(tmp_path):
+    from types import SimpleNamespace
+
+    from harness.records.store import write_json
+    from harness.reports.html import _gradients
+    from harness.reports.markdown import _gradient_lines
+    from harness.reports.model import gradients_and_training
+
+    item = {"tolerance_ratio": 0.2, "max_abs_error": 3e-8}
+    write_json(tmp_path / "jax.gradients.json", {
+        "schema": "keras-parity/gradients", "schema_version": 1, "backend": "jax", "fault": None,
+        "cases": [{"case": "lstm_last_step", "verdict": "pass", "apis": {"functional": {"items": {"loss": item}}}},
+                  {"case": "mask_x", "verdict": "known", "forward_divergences": ["d1"],
+                   "apis": {"functional": {"items": {"grad/input/state_0": {"tolerance_ratio": 4e5, "max_abs_error": 0.04}}}}}],
+        "shared_pairs": [{"shared": "a", "separate": "b", "passed": True, "items": {"loss": item, "grad/x:branch_a_share": 0.4}}]})
+    write_json(tmp_path / "jax.training.json", {
+        "schema": "keras-parity/training", "schema_version": 1, "backend": "jax", "fault": None,
+        "runs": [{"optimizer": {"name": "adam"}, "entry_point": "fit", "status": "pass", "items": {"losses": item},
+                  "keras_losses": [0.5, 0.25], "numpy_losses": [0.5, 0.25], "error": None}],
+        "long_runs": [{"optimizer": {"name": "adam"}, "max_abs_weight_difference": [1e-7, 2e-7, 3e-7]}]})
+    write_json(tmp_path / "torch.training.json", {"schema": "keras-parity/training", "schema_version": 1, "backend": "torch",
+                                                  "fault": "adam_without_bias_correction", "runs": [], "long_runs": []})
+    notes: list[str] = []
+    data = gradients_and_training(tmp_path, notes)
+    assert notes == [] and data.backends == ("jax",) and data.faults == (("torch", "adam_without_bias_correction"),)
+    assert [(row.case, row.verdict, row.where) for row in data.rows] == [("lstm_last_step", "pass", "functional/loss"),
+                                                                         ("mask_x", "known", "functional/grad/input/state_0")]
+    text = "\n".join(_gradient_lines(SimpleNamespace(gradients=data)))
+    assert "## Gradients and training" in text and "(forward: d1)" in text and "is the sum of the two instances'" in text
+    assert "0.5, 0.25" in text and "3e-07 after step 3" in text
+    page = "\n".join(_gradients(SimpleNamespace(gradients=data)))
+    assert "<table>" in page and "mask_x" in page and "3e-07 after 3 steps" in page
+    assert gradients_and_training(tmp_path / "empty", []) is None

@@ -36,6 +36,7 @@ SECTIONS = (
     ("pairwise", "Backend against backend"),
     ("serialization", "Train on one backend, serve on another"),
     ("growth", "Error as the sequence grows"),
+    ("gradients", "Gradients and training"),
     ("faults", "Fault injection"),
     ("tolerances", "Tolerances"),
     ("environment", "Environment and how to reproduce"),
@@ -509,6 +510,42 @@ def _growth(report: Report) -> list[str]:
     ]
 
 
+def _gradients(report: Report) -> list[str]:
+    """Gradient errors per case and backend, the shared layer against two instances, training against NumPy."""
+    data = report.gradients
+    if data is None:
+        return ["<p>Not run (python -m harness gradients / training, part of the release parity sessions).</p>"]
+    by = {(row.case, row.backend): row for row in data.rows}
+    rows = []
+    for case in sorted({row.case for row in data.rows}):
+        cells = []
+        for backend in data.backends:
+            row = by.get((case, backend))
+            cells.append("not run" if row is None else f"{_verdict(row.verdict)} {_ratio(row.judged)}"
+                         + ("" if row.verdict == "pass" else f" at {_e(row.where)}"
+                            + (f" (forward: {_e(', '.join(row.forward_divergences))})" if row.forward_divergences else "")))
+        rows.append([_e(case), *cells])
+    body = ["<p>Each backend's own autodiff of a seeded MSE loss, in every API, against the float64 NumPy backward pass: "
+            "the largest ratio of error to tolerance over every gradient and the loss.</p>",
+            _table(["case", *data.backends], rows)]
+    pairs = [f"{_e(backend)}: shared layer = sum of two instances' gradients: {'yes' if passed else '<strong>no</strong>'}"
+             + (f" (largest ratio {ratio:.2g})" if ratio is not None else "") for backend, _, _, passed, ratio in data.shared_pairs]
+    if pairs:
+        body.append("<ul>" + "".join(f"<li>{pair}</li>" for pair in pairs) + "</ul>")
+    if data.cross_compared is not None:
+        body.append(f"<p>Backend against backend: {data.cross_compared} gradients compared, {len(data.cross_outside)} beyond the sum "
+                    "of the two tolerances.</p>")
+    if data.training:
+        body.append(_table(["backend", "optimizer", "entry point", "status", "largest ratio", "losses reported"], [
+            [_e(run.backend), _e(run.optimizer), _e(run.entry_point), _verdict(run.status) + (f": {_e(run.error)}" if run.error else ""),
+             _ratio(run.judged), _e(", ".join(f"{value:.7g}" for value in run.keras_losses))] for run in data.training]))
+    longs = [f"{_e(backend)} {_e(optimizer)}: {distances[-1]:.2g} after {len(distances)} steps"
+             for backend, optimizer, distances in data.long_runs if distances]
+    if longs:
+        body.append("<p>Largest weight difference to the NumPy trajectory: " + "; ".join(longs) + ".</p>")
+    return body
+
+
 def _faults(report: Report) -> list[str]:
     faults = report.faults
     if faults is None:
@@ -601,7 +638,7 @@ def render_html(report: Report, figures: dict[str, bytes]) -> str:
     bodies = {
         "attention": _attention(report), "known": _known(report), "between-versions": _between_versions(report), "closest": _closest(report), "summary": _summary(report),
         "figures": _figures(figures), "reference": _reference(report), "apis": _apis(report), "pairwise": _pairwise(report),
-        "serialization": _serialization(report), "growth": _growth(report), "faults": _faults(report),
+        "serialization": _serialization(report), "growth": _growth(report), "gradients": _gradients(report), "faults": _faults(report),
         "tolerances": _tolerances(report), "environment": _environment(report),
     }
     lines = [

@@ -417,6 +417,63 @@ def _growth(report: Report) -> list[str]:
     return lines + ["", f"Largest ratio anywhere: {_judged(growth.worst)}."]
 
 
+def _gradient_lines(report: Report) -> list[str]:
+    """The "Gradients and training" section: gradient errors per case and backend, the shared layer against two
+    instances, backends against each other, and the training trajectories against the NumPy loop."""
+    lines = ["## Gradients and training", ""]
+    data = report.gradients
+    if data is None:
+        return lines + ["Not run (python -m harness gradients / training, part of the release parity sessions)."]
+    lines += ["Each backend's own autodiff (TensorFlow's GradientTape, jax.value_and_grad over stateless_call, torch.autograd) "
+              "of a seeded MSE loss, in every API, against the float64 NumPy backward pass: the largest ratio of error to "
+              "tolerance over every weight's gradient, the input's and the loss.", ""]
+    cases = sorted({row.case for row in data.rows})
+    by = {(row.case, row.backend): row for row in data.rows}
+    rows = []
+    for case in cases:
+        cells = []
+        for backend in data.backends:
+            row = by.get((case, backend))
+            if row is None:
+                cells.append("not run")
+                continue
+            text = f"{row.verdict} {_judged(row.judged)}"
+            if row.verdict not in ("pass",):
+                text += f" at {row.where}" + (f" (forward: {', '.join(row.forward_divergences)})" if row.forward_divergences else "")
+            cells.append(_cell(text))
+        rows.append([_cell(case), *cells])
+    lines += _table(["case", *data.backends], rows)
+    for backend, shared, separate, passed, ratio in data.shared_pairs:
+        lines += ["", f"- {backend}: the shared layer of {shared} against two separate instances holding its weights "
+                      f"({separate}): its gradient {'is' if passed else 'is NOT'} the sum of the two instances' gradients "
+                      f"(largest ratio {ratio if ratio is None else f'{ratio:.2g}'})."]
+    if data.cross_compared is not None:
+        worst = data.cross_worst
+        lines += ["", f"Backend against backend: {data.cross_compared} gradients compared, {len(data.cross_outside)} beyond the sum of "
+                      f"the two tolerances" + (f"; closest: {worst['case']} {worst['output']} {' vs '.join(worst['backends'])}, "
+                                               f"ratio {worst['ratio']:.2g}" if worst else "") + "."]
+        for row in data.cross_outside:
+            lines.append(f"- **{row['case']} {row['output']}: {' vs '.join(row['backends'])} differ by {row['max_abs_diff']:.3g} "
+                         f"({row['ratio']:.3g}x the bound)**")
+    if data.training:
+        lines += ["", "Training (identical weights and batches, no shuffling) against the NumPy loop: the losses Keras reported "
+                      "(train_on_batch: each batch's; fit: the running mean) and the final weights.", ""]
+        rows = []
+        for run in data.training:
+            losses = ", ".join(f"{value:.7g}" for value in run.keras_losses)
+            status = run.status + (f": {run.error}" if run.error else "")
+            rows.append([run.backend, run.optimizer, run.entry_point, _cell(status), _judged(run.judged), _cell(losses)])
+        lines += _table(["backend", "optimizer", "entry point", "status", "largest ratio", "losses reported"], rows)
+    for backend, optimizer, distances in data.long_runs:
+        if distances:
+            marks = sorted({0, len(distances) // 4, len(distances) // 2, len(distances) - 1})
+            lines += ["", f"- {backend} {optimizer}, {len(distances)} train_on_batch steps: largest weight difference to the NumPy "
+                          "trajectory " + ", ".join(f"{distances[k]:.2g} after step {k + 1}" for k in marks) + "."]
+    if data.faults:
+        lines += ["", "Records made with a fault injected (not measurements): " + ", ".join(f"{b} {f}" for b, f in data.faults) + "."]
+    return lines
+
+
 def _faults(report: Report) -> list[str]:
     lines = ["## Fault injection: do the tolerances catch real bugs?", ""]
     faults = report.faults
@@ -508,7 +565,7 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    for section in (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross, _serialization, _growth, _faults,
+    for section in (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross, _serialization, _growth, _gradient_lines, _faults,
                     _tolerances, _environment):
         lines += section(report) + [""]
     return "\n".join(lines)

@@ -749,6 +749,7 @@ class Report:
     between_versions: BetweenVersions | None = None  # between_versions.json: this Keras version against another
     # comparisons stored in subfolders that name this folder as a side (Keras 2 in tf-keras/ against this Keras 3)
     other_between_versions: tuple[BetweenVersions, ...] = ()
+    gradients: "GradientsAndTraining | None" = None  # <backend>.gradients.json / .training.json, when run
 
     @property
     def attention_count(self) -> int:
@@ -1276,6 +1277,7 @@ def build_report(folder: Path) -> Report:
         fused_on_cpu=_fused_on_cpu(results),
         between_versions=between_versions,
         other_between_versions=other_between_versions,
+        gradients=gradients_and_training(folder, notes),
     )
 
 
@@ -1449,3 +1451,95 @@ def format_agreement(judged: Judged, bitwise: bool) -> str:
     if bitwise:
         return "bitwise equal"
     return format_judged(judged)
+
+
+# ------------------------------------------------------------------------------------------ gradients and training
+
+
+@dataclass(frozen=True)
+class GradientRow:
+    """One gradient case on one backend: its verdict and largest ratio of error to tolerance over every key and API."""
+
+    backend: str
+    case: str
+    verdict: str
+    judged: Judged
+    where: str  # api/key of the largest ratio
+    forward_divergences: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    backend: str
+    optimizer: str
+    entry_point: str
+    status: str
+    judged: Judged
+    keras_losses: tuple[float, ...]
+    numpy_losses: tuple[float, ...]
+    error: str | None
+
+
+@dataclass(frozen=True)
+class GradientsAndTraining:
+    backends: tuple[str, ...]
+    rows: tuple[GradientRow, ...]  # by case, then backend
+    shared_pairs: tuple[tuple[str, str, str, bool, float | None], ...]  # (backend, shared, separate, passed, largest ratio)
+    cross_compared: int | None  # outputs compared between backends (gradients_cross_backend.json); None: not written
+    cross_outside: tuple[dict[str, Any], ...]
+    cross_worst: dict[str, Any] | None
+    training: tuple[TrainingRun, ...]
+    long_runs: tuple[tuple[str, str, tuple[float, ...]], ...]  # (backend, optimizer, max abs weight difference per step)
+    faults: tuple[tuple[str, str], ...]  # (backend, fault) of records made with a fault injected: not measurements
+
+
+def _gradient_row(backend: str, raw: dict[str, Any]) -> GradientRow:
+    worst, where = Judged(None, None), ""
+    for api, entry in raw.get("apis", {}).items():
+        for key, item in entry.get("items", {}).items():
+            judged = Judged(_number(item.get("tolerance_ratio")), _number(item.get("max_abs_error")))
+            if where == "" or judged.key > worst.key:
+                worst, where = judged, f"{api}/{key}"
+    return GradientRow(backend, str(raw["case"]), str(raw.get("verdict", raw.get("status"))), worst, where,
+                       tuple(raw.get("forward_divergences", ())))
+
+
+def gradients_and_training(folder: Path, notes: list[str]) -> GradientsAndTraining | None:
+    """The gradient and training records of ``folder`` (None when neither study ran)."""
+    gradients = {path.name.split(".")[0]: _load_optional(path, "keras-parity/gradients", notes) for path in sorted(folder.glob("*.gradients.json"))}
+    training = {path.name.split(".")[0]: _load_optional(path, "keras-parity/training", notes) for path in sorted(folder.glob("*.training.json"))}
+    gradients = {backend: data for backend, data in gradients.items() if data is not None}
+    training = {backend: data for backend, data in training.items() if data is not None}
+    if not gradients and not training:
+        return None
+    faults = tuple((backend, str(data["fault"])) for records in (gradients, training) for backend, data in records.items() if data.get("fault"))
+    gradients = {backend: data for backend, data in gradients.items() if not data.get("fault")}
+    training = {backend: data for backend, data in training.items() if not data.get("fault")}
+    rows = sorted((_gradient_row(backend, raw) for backend, data in gradients.items() for raw in data.get("cases", [])),
+                  key=lambda row: (row.case, row.backend))
+    pairs = []
+    for backend, data in gradients.items():
+        for pair in data.get("shared_pairs", []):
+            ratios = [_number(item.get("tolerance_ratio")) for item in (pair.get("items") or {}).values() if isinstance(item, dict)]
+            ratios = [ratio for ratio in ratios if ratio is not None]
+            pairs.append((backend, str(pair["shared"]), str(pair["separate"]), bool(pair.get("passed")), max(ratios) if ratios else None))
+    cross = _load_optional(folder / "gradients_cross_backend.json", "keras-parity/gradients-cross-backend", notes) \
+        if (folder / "gradients_cross_backend.json").exists() else None
+    runs = []
+    long_runs = []
+    for backend, data in training.items():
+        for entry in data.get("runs", []):
+            ratios = [(_number(item.get("tolerance_ratio")), _number(item.get("max_abs_error"))) for item in entry.get("items", {}).values()]
+            judged = max((Judged(ratio, error) for ratio, error in ratios), key=lambda j: j.key, default=Judged(None, None))
+            error = entry.get("error")
+            runs.append(TrainingRun(backend, str(entry["optimizer"]["name"]), str(entry["entry_point"]), str(entry["status"]), judged,
+                                    tuple(entry.get("keras_losses", ())), tuple(entry.get("numpy_losses", ())),
+                                    error.get("summary") if isinstance(error, dict) else None))
+        for entry in data.get("long_runs", []):
+            long_runs.append((backend, str(entry["optimizer"]["name"]), tuple(entry.get("max_abs_weight_difference") or ())))
+    return GradientsAndTraining(
+        backends=tuple(sorted(set(gradients) | set(training))), rows=tuple(rows), shared_pairs=tuple(pairs),
+        cross_compared=None if cross is None else int(cross.get("compared_outputs", 0)),
+        cross_outside=tuple(cross.get("outside", ())) if cross else (), cross_worst=cross.get("worst") if cross else None,
+        training=tuple(runs), long_runs=tuple(long_runs), faults=faults,
+    )

@@ -168,6 +168,23 @@ def _run(cases, pairs, backend, out_dir, seed, command, tolerances, on_case_done
     record["finished"] = now()
     record["duration_s"] = round(clock.perf_counter() - started, 3)
     store.write_json(path, record)
+    if fault is None:
+        write_cross_backend(out_dir)
+    return record
+
+
+CROSS_FILE = "gradients_cross_backend.json"
+
+
+def write_cross_backend(folder: Path) -> dict[str, Any]:
+    """``folder/gradients_cross_backend.json``: the backends' gradient records in ``folder`` against each other
+    (rewritten by every gradient study, so the last backend's run compares all of them)."""
+    rows = compare_backends(Path(folder))
+    backends = sorted({backend for row in rows for backend in row["backends"]})
+    record = {"schema": "keras-parity/gradients-cross-backend", "schema_version": 1, "compared": now(), "backends": backends,
+              "compared_outputs": len(rows), "outside": [row for row in rows if not row["within"]],
+              "worst": max(rows, key=lambda row: np.nan_to_num(row["ratio"], nan=np.inf)) if rows else None}
+    store.write_json(Path(folder) / CROSS_FILE, record)
     return record
 
 
