@@ -192,3 +192,7 @@ def test_report_section_reads_the_gradient_and_training_records(tmp_path):
     page = "\n".join(_gradients(SimpleNamespace(gradients=data)))
     assert "<table>" in page and "mask_x" in page and "3e-07 after 3 steps" in page
     assert gradients_and_training(tmp_path / "empty", []) is None
+    from harness.reports.why import _shared_gradient_sentences
+
+    why = " ".join(_shared_gradient_sentences(SimpleNamespace(gradients=data)))
+    assert "is the sum of the gradients of two separate instances" in why and "40% / 60%" in why

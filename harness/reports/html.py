@@ -529,7 +529,7 @@ def _gradients(report: Report) -> list[str]:
             "the largest ratio of error to tolerance over every gradient and the loss.</p>",
             _table(["case", *data.backends], rows)]
     pairs = [f"{_e(backend)}: shared layer = sum of two instances' gradients: {'yes' if passed else '<strong>no</strong>'}"
-             + (f" (largest ratio {ratio:.2g})" if ratio is not None else "") for backend, _, _, passed, ratio in data.shared_pairs]
+             + (f" (largest ratio {ratio:.2g})" if ratio is not None else "") for backend, _, _, passed, ratio, _ in data.shared_pairs]
     if pairs:
         body.append("<ul>" + "".join(f"<li>{pair}</li>" for pair in pairs) + "</ul>")
     if data.cross_compared is not None:

@@ -443,7 +443,7 @@ def _gradient_lines(report: Report) -> list[str]:
             cells.append(_cell(text))
         rows.append([_cell(case), *cells])
     lines += _table(["case", *data.backends], rows)
-    for backend, shared, separate, passed, ratio in data.shared_pairs:
+    for backend, shared, separate, passed, ratio, _ in data.shared_pairs:
         lines += ["", f"- {backend}: the shared layer of {shared} against two separate instances holding its weights "
                       f"({separate}): its gradient {'is' if passed else 'is NOT'} the sum of the two instances' gradients "
                       f"(largest ratio {ratio if ratio is None else f'{ratio:.2g}'})."]

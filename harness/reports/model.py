@@ -1484,7 +1484,8 @@ class TrainingRun:
 class GradientsAndTraining:
     backends: tuple[str, ...]
     rows: tuple[GradientRow, ...]  # by case, then backend
-    shared_pairs: tuple[tuple[str, str, str, bool, float | None], ...]  # (backend, shared, separate, passed, largest ratio)
+    # (backend, shared, separate, passed, largest ratio, the smaller share of the gradient norm one instance carries)
+    shared_pairs: tuple[tuple[str, str, str, bool, float | None, float | None], ...]
     cross_compared: int | None  # outputs compared between backends (gradients_cross_backend.json); None: not written
     cross_outside: tuple[dict[str, Any], ...]
     cross_worst: dict[str, Any] | None
@@ -1522,7 +1523,10 @@ def gradients_and_training(folder: Path, notes: list[str]) -> GradientsAndTraini
         for pair in data.get("shared_pairs", []):
             ratios = [_number(item.get("tolerance_ratio")) for item in (pair.get("items") or {}).values() if isinstance(item, dict)]
             ratios = [ratio for ratio in ratios if ratio is not None]
-            pairs.append((backend, str(pair["shared"]), str(pair["separate"]), bool(pair.get("passed")), max(ratios) if ratios else None))
+            shares = [float(v) for k, v in (pair.get("items") or {}).items() if k.endswith(":branch_a_share") and v is not None]
+            shares = [min(share, 1 - share) for share in shares]
+            pairs.append((backend, str(pair["shared"]), str(pair["separate"]), bool(pair.get("passed")), max(ratios) if ratios else None,
+                          min(shares) if shares else None))
     cross = _load_optional(folder / "gradients_cross_backend.json", "keras-parity/gradients-cross-backend", notes) \
         if (folder / "gradients_cross_backend.json").exists() else None
     runs = []

@@ -238,6 +238,7 @@ def _seed_conclusions(report: Report) -> list[str]:
                          "LSTMs on every backend run: they differ only because their weights differ.")
     if _all_pass(report, "seed_example3_shared_instance"):
         sentences.append("A shared instance (example 3) matches the reference of ordinary weight sharing on every backend run.")
+    sentences += _shared_gradient_sentences(report)
     stateful = report.why.stateful
     counted = {b: n for b, n in stateful.items() if n[0]}
     if counted and all(bitwise == total for total, bitwise in counted.values()):
@@ -251,6 +252,33 @@ def _seed_conclusions(report: Report) -> list[str]:
     elif counted:
         sentences.append("Stateful cases bitwise equal across APIs: " + "; ".join(f"{b} {w} of {t}" for b, (t, w) in counted.items()) + ".")
     return [" ".join(sentences), ""] if sentences else []
+
+
+def _shared_gradient_sentences(report: Report) -> list[str]:
+    """The claim that a layer shared between two branches behaves differently 'due to the accumulation of gradients
+    from distinct branches', against the gradient study (python -m harness gradients)."""
+    data = report.gradients
+    pairs = data.shared_pairs if data is not None else ()
+    if not pairs:
+        return []
+    if not all(pair[3] for pair in pairs):
+        failing = ", ".join(p[0] for p in pairs if not p[3])
+        return [f"A shared layer's gradient is NOT the sum of two separate instances' gradients on {failing}: see REPORT.md."]
+    ratios = [p[4] for p in pairs if p[4] is not None]
+    shares = [p[5] for p in pairs if p[5] is not None]
+    grads = {row.backend: row.verdict for row in data.rows if row.case == pairs[0][1]}
+    return [
+        "On the claim that the shared layer behaves differently 'due to the accumulation of gradients from distinct branches': "
+        f"measured on {', '.join(p[0] for p in pairs)}, the shared layer's gradient (each backend's own autodiff) is the sum of the "
+        "gradients of two separate instances holding the same weights"
+        + (f", within {max(ratios):.2g} of the gradient tolerance" if ratios else "")
+        + (f"; the two branches contribute different gradients (their norms split {min(shares):.0%} / {1 - min(shares):.0%})" if shares else "")
+        + (f", and the shared model's gradients match the NumPy backward pass ({', '.join(f'{b} {v}' for b, v in sorted(grads.items()))})"
+           if grads else "")
+        + ". Accumulating the branches' gradients is what weight sharing means, on every backend alike: a shared model and a "
+        "two-instance model differ in training because the separate instances receive separate updates (and start from "
+        "different weights), not because of how gradients accumulate."
+    ]
 
 
 def render_why(report: Report) -> str:
