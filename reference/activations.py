@@ -203,10 +203,17 @@ REJECTED_ACTIVATIONS: dict[str, str] = {
 }
 
 
-# Formulas a Keras version was observed to compute instead of an activation's definition, by name: the
-# alternatives known divergences are checked against (harness.case.semantics), never case options.
+def hard_sigmoid_keras2(x: np.ndarray) -> np.ndarray:
+    """Keras 2's (tf_keras's) hard_sigmoid, clip(0.2 x + 0.5, 0, 1); Keras 3 defines hard_sigmoid as
+    relu6(x + 3) / 6 = clip(x / 6 + 0.5, 0, 1)."""
+    return np.clip(0.2 * x + 0.5, 0.0, 1.0).astype(x.dtype)
+
+
+# Formulas a Keras version was observed to compute instead of an activation's Keras 3 definition, by name:
+# the alternatives known divergences are checked against (harness.case.semantics), never case options.
 ALTERNATIVE_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sparsemax_cumulative_threshold": sparsemax_cumulative_threshold,
+    "hard_sigmoid_keras2": hard_sigmoid_keras2,
 }
 
 

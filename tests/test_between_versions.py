@@ -230,3 +230,37 @@ def test_the_report_shows_the_between_versions_section(folders):
     page = render_html(report, {})
     assert '<section id="between-versions">' in page and '<a href="#between-versions">Between Keras versions</a>' in page
     assert "newly_rounded" in page.split('id="between-regression"')[1].split("</table>")[0]
+
+
+def _hard_sigmoid_result(semantics: Semantics) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    definition = {"name": "hard", "description": "a test case", "dtype": "float32", "batch": 3, "time": 6, "features": 4,
+                  "entry_point": "call", "layers": [{"type": "lstm", "units": 5, "return_sequences": True,
+                                                     "recurrent_activation": "hard_sigmoid"}]}
+    result, arrays = _measured(parse_case(definition, "test"), semantics)
+    result.update(definition=definition, dtype="float32", entry_point="call", description="a test case")
+    return result, {store.array_key("hard", api, output): value for (api, output), value in arrays.items()}
+
+
+def test_a_definition_that_moved_between_versions_is_changed_behaviour_not_fixed(tmp_path):
+    """Keras 2 (tf_keras 2.21.0) defines hard_sigmoid as clip(0.2 x + 0.5): a claim of change = "definition"."""
+    keras2, keras3 = tmp_path / "tf-keras", tmp_path / "results"
+    _write(keras2, "2.21.0", [_hard_sigmoid_result(Semantics(hard_sigmoid_keras2=True))])
+    _write(keras3, RELEASE, [_hard_sigmoid_result(Semantics())])
+    verdict = store.read_json_file(keras2 / f"{BACKEND}.verdicts.json")["cases"]["hard"]
+    assert (verdict["verdict"], verdict["explained_by"]) == ("known", ["tf_keras_hard_sigmoid_is_keras2_definition"])
+    record = compare_versions(keras2, keras3)
+    assert record["counts"]["fixed"] == 0
+    changed = _changes(record, "changed")["hard"]
+    assert "computes its own definition" in changed["detail"] and "computes the documented one" in changed["detail"]
+    # the same claim does not describe Keras 3.15.1: there the Keras 2 numbers are a failure
+    _write(tmp_path / "again", RELEASE, [_hard_sigmoid_result(Semantics(hard_sigmoid_keras2=True))])
+    assert store.read_json_file(tmp_path / "again" / f"{BACKEND}.verdicts.json")["cases"]["hard"]["verdict"] == "fail"
+
+
+def test_a_claim_may_list_several_version_ranges():
+    from harness.case.divergences import load_divergences
+
+    claim = next(d for d in load_divergences() if d.id == "predict_rounds_float64_inputs")
+    assert claim.versions_match({"keras": "3.15.1"}) and claim.versions_match({"keras": "2.21.0"})
+    assert not claim.versions_match({"keras": "3.16.0.dev2026102704"}) and not claim.versions_match({"keras": "3.14.0"})
+    assert "keras ==3.15.1 or ==2.21.0" in claim.when()

@@ -33,7 +33,10 @@ DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
 KINDS = ("semantics", "crash", "bound")
 BACKENDS = ("tensorflow", "jax", "torch")
 _FIELDS = {"id", "backends", "versions", "when", "kind", "semantics", "exception", "message", "outputs",
-           "max_abs_error", "api_max_abs_diff", "observed", "reference", "upstream", "reproducer"}
+           "max_abs_error", "api_max_abs_diff", "change", "observed", "reference", "upstream", "reproducer"}
+# What a claim's difference is: a bug (the default), or a definition the Keras version chose (Keras 2's
+# hard_sigmoid): a version that moves to the documented behaviour then reads as changed, not fixed.
+CHANGES = ("bug", "definition")
 _REQUIRED = {"id", "backends", "versions", "when", "kind", "observed", "reference", "upstream", "reproducer"}
 _KIND_FIELDS = {"semantics": {"semantics"}, "crash": {"exception", "message"}, "bound": {"outputs", "max_abs_error"}}
 # A bound may also let the builds of one case differ from each other by at most api_max_abs_diff
@@ -115,7 +118,7 @@ def _same(value: Any, accepted: Any) -> bool:
 class Divergence:
     id: str
     backends: tuple[str, ...]
-    versions: dict[str, str]
+    versions: dict[str, str | list[str]]  # package -> a range, or a list of ranges (any of them)
     conditions: tuple[Condition, ...]  # all must hold ...
     kind: str
     observed: str
@@ -128,6 +131,7 @@ class Divergence:
     outputs: tuple[str, ...] = ()
     max_abs_error: float = 0.0
     api_max_abs_diff: float | None = None
+    change: str = "bug"
     # ... or, when ``when`` is a list of tables, all of any one of these (conditions is the first)
     alternatives: tuple[tuple[Condition, ...], ...] = ()
 
@@ -144,7 +148,8 @@ class Divergence:
         for package, specifier in self.versions.items():
             if package not in versions:
                 continue
-            if not SpecifierSet(specifier).contains(_release(versions[package]), prereleases=True):
+            ranges = [specifier] if isinstance(specifier, str) else specifier
+            if not any(SpecifierSet(one).contains(_release(versions[package]), prereleases=True) for one in ranges):
                 return False
         return True
 
@@ -154,7 +159,8 @@ class Divergence:
                              for conditions in self.alternatives)] if len(self.alternatives) > 1 else \
             [condition.describe() for condition in self.conditions]
         parts.append("backend in [" + ", ".join(self.backends) + "]")
-        parts += [f"{package} {specifier}" for package, specifier in self.versions.items()]
+        parts += [f"{package} {specifier if isinstance(specifier, str) else ' or '.join(specifier)}"
+                  for package, specifier in self.versions.items()]
         return "; ".join(parts)
 
 
@@ -211,13 +217,16 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
         raise DivergenceFileError(f"{where}: versions must give the keras range the divergence was observed on")
     for package, specifier in versions.items():
         try:
-            SpecifierSet(specifier)
-        except InvalidSpecifier:
+            for one in (specifier if isinstance(specifier, list) and specifier else [specifier]):
+                SpecifierSet(one)
+        except (InvalidSpecifier, TypeError):
             raise DivergenceFileError(f"{where}: versions.{package} is {specifier!r}; expected a range like '>=3.0,<=3.15.1'") from None
     try:
         semantics = Semantics.from_table(dict(entry.get("semantics", {})))
     except (TypeError, ValueError) as error:
         raise DivergenceFileError(f"{where}: semantics: {error}") from None
+    if entry.get("change", "bug") not in CHANGES:
+        raise DivergenceFileError(f"{where}: change is {entry['change']!r}; accepted: {', '.join(CHANGES)}")
     if kind == "crash":
         try:
             re.compile(entry["message"])
@@ -236,6 +245,7 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
         exception=entry.get("exception", ""), message=entry.get("message", ""),
         outputs=tuple(entry.get("outputs", ())), max_abs_error=float(entry.get("max_abs_error", 0.0)),
         api_max_abs_diff=float(entry["api_max_abs_diff"]) if "api_max_abs_diff" in entry else None,
+        change=entry.get("change", "bug"),
     )
 
 

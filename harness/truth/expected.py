@@ -30,6 +30,8 @@ def _activation(name: str, semantics: Semantics) -> str:
     """The activation the reference computes for ``name`` under ``semantics``."""
     if name == "sparsemax" and semantics.sparsemax_cumulative_threshold:
         return "sparsemax_cumulative_threshold"
+    if name == "hard_sigmoid" and semantics.hard_sigmoid_keras2:
+        return "hard_sigmoid_keras2"
     return name
 
 

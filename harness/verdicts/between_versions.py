@@ -5,7 +5,9 @@ release, ``results/``) to another (keras-nightly, ``results/keras-nightly/``). R
 Each case measured on the same backend in both folders, under the same definition, is one of:
 
 - fixed: a known divergence (or an unexplained failure) on the first version that passes on the
-  second; the upstream change is named when the claim's ``upstream`` text names a fix;
+  second; the upstream change is named when the claim's ``upstream`` text names a fix. A claim of
+  ``change = "definition"`` (the first version defines the op differently, e.g. Keras 2's hard_sigmoid)
+  makes the case changed instead: nothing was fixed, the definition moved;
 - regression: passes on the first version, fails, errors, times out or is invalid on the second.
   The second record is judged with its own versions, so a claim observed on 3.15.1 never absorbs a
   failure measured on 3.16.0.dev...;
@@ -216,6 +218,10 @@ def compare_case(backend: str, case_name: str, old: dict[str, Any], new: dict[st
     if before in ("known", *FAILING) and after == "pass":
         explained = [claims[claim] for claim in old_verdict.get("explained_by", []) if claim in claims]
         change = upstream_change(explained)
+        if before == "known" and explained and all(claim.get("change") == "definition" for claim in explained):
+            detail = (f"{_label(old)} computes its own definition ({', '.join(old_verdict['explained_by'])}: "
+                      f"{' '.join(explained[0].get('observed', '').split())[:300]}); {_label(new)} computes the documented one")
+            return _entry("changed", *args, detail=detail, magnitude=errors)
         if before == "known":
             detail = f"known divergence {', '.join(old_verdict['explained_by'])} no longer shows; "
             detail += f"upstream change: {change}" if change else "no upstream change identified"

@@ -174,7 +174,8 @@ def divergence_summary(divergences: list[Divergence]) -> list[dict[str, Any]]:
         {"id": d.id, "kind": d.kind, "when": d.when(), "backends": list(d.backends), "versions": dict(d.versions),
          "observed": d.observed, "reference": d.reference, "upstream": d.upstream, "reproducer": d.reproducer,
          "semantics": d.semantics.changes(), "exception": d.exception, "message": d.message,
-         "outputs": list(d.outputs), "max_abs_error": d.max_abs_error, "api_max_abs_diff": d.api_max_abs_diff}
+         "outputs": list(d.outputs), "max_abs_error": d.max_abs_error, "api_max_abs_diff": d.api_max_abs_diff,
+         "change": d.change}
         for d in divergences
     ]
 
