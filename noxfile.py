@@ -104,11 +104,15 @@ def pinned_tf_keras(extras: dict[str, list[str]] | None = None) -> str:
 
 
 # Run in the session's venv; prints what keras imports as and which Keras distributions are installed.
+# Which Keras the venv imports, read from the 'keras' package's own version file (keras/src/version.py, what
+# keras.__version__ returns) without importing it, so that a venv whose backend is missing or broken still says
+# what is installed; and the installed distributions.
 KERAS_CHECK = r"""
 import importlib.metadata
+import importlib.util
 import json
-
-import keras
+import pathlib
+import re
 
 
 def installed(name):
@@ -118,12 +122,21 @@ def installed(name):
         return None
 
 
-print(json.dumps({"imported": keras.__version__, "keras": installed("keras"), "keras-nightly": installed("keras-nightly"),
+def imported_version():
+    spec = importlib.util.find_spec("keras")
+    if spec is None or spec.origin is None:
+        return None
+    version_file = pathlib.Path(spec.origin).parent / "src" / "version.py"
+    found = re.search(r'__version__ = "([^"]+)"', version_file.read_text()) if version_file.is_file() else None
+    return found.group(1) if found else None
+
+
+print(json.dumps({"imported": imported_version(), "keras": installed("keras"), "keras-nightly": installed("keras-nightly"),
                   "tf-keras": installed("tf-keras"), "tensorflow": installed("tensorflow")}))
 """
 
 
-def keras_install_problem(keras: str, imported: str, distributions: dict[str, str | None], pinned: str) -> str | None:
+def keras_install_problem(keras: str, imported: str | None, distributions: dict[str, str | None], pinned: str) -> str | None:
     """None when the venv imports the Keras that parity(keras=...) asked for, else one line saying what was found.
 
     ``imported`` is keras.__version__; ``distributions`` the installed versions of the 'keras' and
@@ -131,6 +144,8 @@ def keras_install_problem(keras: str, imported: str, distributions: dict[str, st
     (Keras 2 beside the pinned Keras 3): the 'tf-keras' distribution must be ``pinned_tf_keras()`` and the full
     'tensorflow' distribution absent (tf-keras would have pulled it over tensorflow-cpu)."""
     release, nightly = distributions.get("keras"), distributions.get(NIGHTLY_PACKAGE)
+    if imported is None:
+        return "the keras package is not importable (no keras/src/version.py); remove the session's venv under .nox and rerun"
     if keras == TF_KERAS:
         wanted, found = pinned_tf_keras(), distributions.get(TF_KERAS_PACKAGE)
         if found != wanted:

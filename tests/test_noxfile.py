@@ -354,3 +354,9 @@ def test_parity_gpu_session_without_a_gpu(session_backend, tmp_path, skip):
     else:
         assert done.returncode == 1, output
         assert "parity_gpu: error: no GPU is visible to jax" in output
+
+
+def test_a_venv_without_an_importable_keras_is_a_problem_for_every_version():
+    for keras in ("release", "nightly", "tf_keras"):
+        problem = noxfile.keras_install_problem(keras, None, {"keras": None}, "3.15.1")
+        assert problem is not None and "not importable" in problem
