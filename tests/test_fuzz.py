@@ -58,6 +58,12 @@ def test_to_toml_round_trips_arbitrary_tables(entry):
     assert tomllib.loads(to_toml(entry)) == {"case": [entry]}
 
 
+def test_a_key_ending_in_a_newline_is_quoted():
+    """Found by test_to_toml_round_trips_arbitrary_tables: a regex "$" also matches before a final newline."""
+    entry = {"a\n": 1, "0\n": [1]}
+    assert tomllib.loads(to_toml(entry)) == {"case": [entry]}
+
+
 def test_to_toml_escapes_strings_and_writes_layers_one_per_line():
     entry = {
         "name": "x",

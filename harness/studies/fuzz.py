@@ -184,7 +184,7 @@ def case_entries(dtypes: tuple[str, ...] | list[str] = ("float32",)) -> st.Searc
 # ---------------------------------------------------------------------------------------------
 # A minimal TOML writer for case tables: strings, bools, ints, floats, lists and inline tables.
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _toml_string(value: str) -> str:
@@ -211,7 +211,7 @@ def _toml_string(value: str) -> str:
 def _toml_key(key: str) -> str:
     if not isinstance(key, str):
         raise TypeError(f"TOML keys are strings, not {key!r}")
-    return key if _BARE_KEY.match(key) else _toml_string(key)
+    return key if _BARE_KEY.fullmatch(key) else _toml_string(key)  # fullmatch: "$" would accept "a\n"
 
 
 def _toml_float(value: float) -> str:
