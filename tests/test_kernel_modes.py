@@ -272,8 +272,8 @@ def test_fused_on_cpu_is_refused_on_a_gpu(monkeypatch):
 
     case = parse_case({"name": "f", "dtype": "float32", "batch": 2, "time": 3, "features": 4, "kernel": "fused_on_cpu",
                        "layers": [{"type": "lstm", "units": 5}]}, "test")
-    assert measure._refused(case, KernelModeRefused("on a GPU"))
-    assert not measure._refused(case, RuntimeError("cudnn failed"))  # only use_cudnn=True makes a cuDNN error a refusal
+    assert measure.refused_by_design(case, KernelModeRefused("on a GPU"))
+    assert not measure.refused_by_design(case, RuntimeError("cudnn failed"))  # only use_cudnn=True makes a cuDNN error a refusal
     pytest.importorskip("keras")
     import types
 

@@ -103,10 +103,10 @@ def test_a_refusal_is_recognised_through_wrapping_exceptions():
 def test_the_measure_step_records_a_refusal_as_refused():
     from harness.execute import measure
 
-    assert measure._refused(_case(), keras_api.NotExpressible("Keras 2 (tf_keras) cannot express kernel = generic"))
-    assert not measure._refused(_case(), ValueError("boom"))
+    assert measure.refused_by_design(_case(), keras_api.NotExpressible("Keras 2 (tf_keras) cannot express kernel = generic"))
+    assert not measure.refused_by_design(_case(), ValueError("boom"))
     cudnn = _case(layers=[{"type": "lstm", "units": 5, "use_cudnn": True}])
-    assert measure._refused(cudnn, RuntimeError("cuDNN is not available"))  # Keras 3's own refusal still holds
+    assert measure.refused_by_design(cudnn, RuntimeError("cuDNN is not available"))  # Keras 3's own refusal still holds
 
 
 # --- shims -------------------------------------------------------------------------------------------
@@ -181,7 +181,8 @@ def test_the_report_renders_keras_2_against_keras_3(tmp_path):
     release, keras_2 = tmp_path / "results", tmp_path / "results" / "tf-keras"
     _write(release, RELEASE, [_result("rounded", ROUNDED), _result("broken", wrong_gate=True), _result("same"),
                               _result("inherited", ROUNDED)])
-    _write(keras_2, "2.21.0", [_result("rounded"), _result("broken"), _result("same"), _result("inherited", ROUNDED)])
+    # 2.20.0: a Keras 2 no claim names (2.21.0 is named by the claims measured on it)
+    _write(keras_2, "2.20.0", [_result("rounded"), _result("broken"), _result("same"), _result("inherited", ROUNDED)])
     record_path = keras_2 / "tensorflow.json"
     record = json.loads(record_path.read_text())
     record["versions"]["keras_api"] = "tf_keras"
@@ -192,14 +193,14 @@ def test_the_report_renders_keras_2_against_keras_3(tmp_path):
     details = {entry["case"]: entry["detail"] for entry in written["changes"]}
     # failing on Keras 2 only because the claim's range is Keras 3's: the claim describes Keras 2 exactly
     assert details["inherited"].startswith("fail -> known as predict_rounds_float64_inputs; the claim, its version range "
-                                           "ignored, describes tf_keras 2.21.0's measurement exactly")
+                                           "ignored, describes tf_keras 2.20.0's measurement exactly")
     assert "the same behaviour" not in details["rounded"]
     report = build_report(release)
     assert report.between_versions is None and len(report.other_between_versions) == 1
     section = render_markdown(report).split("## Between Keras versions")[1].split("\n## ")[0]
     assert "No other Keras version was compared" not in section
-    assert "### keras 2.21.0 [tf_keras] (" in section and "#### Regressions (1)" in section
-    assert "| broken | tensorflow | pass -> fail |" in section and "[--keras-api tf_keras for tf_keras 2.21.0]" in section
+    assert "### keras 2.20.0 [tf_keras] (" in section and "#### Regressions (1)" in section
+    assert "| broken | tensorflow | pass -> fail |" in section and "[--keras-api tf_keras for tf_keras 2.20.0]" in section
     assert "#### Changed behaviour (2)" in section and "| rounded | tensorflow | pass -> known |" in section
     page = render_html(report, {})
     assert 'id="between2-regression"' in page and "broken" in page.split('id="between2-regression"')[1].split("</table>")[0]

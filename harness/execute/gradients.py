@@ -3,7 +3,7 @@ as the forward measure step, ``harness.execute.models.build_model``), take the g
 loss with the backend's own autodiff (``loss_and_gradients`` of the backend's module: TensorFlow's
 GradientTape, ``jax.value_and_grad`` over ``stateless_call``, ``torch.autograd``), and judge each gradient
 against the float64 NumPy reference (``harness.truth.expected_gradients``) with the one comparison
-(``harness.truth.compare``), through the forward step's own helpers (``judge_outputs``,
+(``harness.truth.compare``), through the forward pass's own measure step (``measure_builds``: ``judge_outputs``,
 ``measured_status``, ``api_agreement``): a gradient is an output like any other, judged by the
 ``gradients`` rows of the tolerance table.
 
@@ -16,7 +16,6 @@ between two branches is one variable, so its gradient is the sum over both calls
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -24,9 +23,8 @@ import numpy as np
 
 from harness.case.schema import Case
 from harness.case.tolerances import Tolerances
-from harness.case.weights import CaseData, make_case_data
-from harness.execute.measure import (CaseTimeout, _refused, _time_limit, api_agreement, case_config, error_record,
-                                     judge_outputs, measured_status)
+from harness.case.weights import CaseData
+from harness.execute.measure import measure_builds
 from harness.truth.expected_gradients import expected_gradients, gradient_keys, input_keys
 
 LOSS_KEY = "loss"
@@ -104,44 +102,27 @@ def rounded_targets(case: Case, data: CaseData, seed: int) -> tuple[float, dict[
 
 def run_gradient_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tuple[str, str], np.ndarray],
                       timeout_s: int = 0, backend_gradients: Callable | None = None) -> dict[str, Any]:
-    """Measure one case's gradients on the active backend; never raises (an exception becomes status 'error').
-
-    The result has the shape of ``harness.execute.measure.run_case``'s: per API the judged items (every
-    gradient key and the loss), the API agreement, the status (pass, fail, invalid, error, timeout,
-    refused) and its problems. Raw gradients go into ``raw_outputs`` keyed by (api, key).
-    ``backend_gradients`` replaces the backend's ``loss_and_gradients`` (a fault study's wrong gradient)."""
+    """Measure one case's gradients on the active backend through the one measure step
+    (``harness.execute.measure.measure_builds``): per API the judged items (every gradient key and the loss),
+    the API agreement, the status and its problems; never raises. Raw gradients go into ``raw_outputs`` keyed
+    by (api, key). ``backend_gradients`` replaces the backend's ``loss_and_gradients`` (a fault study's wrong
+    gradient)."""
     from harness.execute import models
     from harness.execute.backends import kernel_mode
 
-    started = time.perf_counter()
-    result: dict[str, Any] = {
-        "case": case.name, "dtype": case.dtype, "entry_point": "gradient", "description": case.description,
-        "definition": case.definition, "config": case_config(case), "apis": {}, "api_agreement": [], "problems": [],
-    }
-    try:
-        with _time_limit(timeout_s):
-            data = make_case_data(case, seed)
-            loss, expected, targets = rounded_targets(case, data, seed)
-            expected = dict(expected, **{LOSS_KEY: np.asarray(loss)})
-            actual_by_api: dict[str, dict[str, np.ndarray]] = {}
-            for api in case.apis:
-                with kernel_mode(case.kernel):
-                    model, blocks = models.build_model(api, case, data)
-                    actual = model_gradients(model, blocks, case, data, targets, backend_gradients)
-                actual_by_api[api] = actual
-                raw_outputs.update({(api, name): value for name, value in actual.items()})
-                result["apis"][api] = {"items": judge_outputs(case, actual, expected, tolerances, api)}
-                result["apis"][api]["passed"] = all(item["passed"] for item in result["apis"][api]["items"].values())
-            result["api_agreement"] = api_agreement(actual_by_api, tolerances.api_max_abs_diff)
-        result["status"], result["problems"] = measured_status(result)
-        result["error"] = None
-    except CaseTimeout as error:
-        result["status"], result["error"] = "timeout", {"type": "CaseTimeout", "message": str(error), "summary": str(error)}
-    except Exception as error:  # one broken case must not stop the run
-        result["status"] = "refused" if _refused(case, error) else "error"
-        result["error"] = error_record(error)
-    result["duration_s"] = round(time.perf_counter() - started, 3)
-    return result
+    targets: dict[str, np.ndarray] = {}
+
+    def expected_of(data: CaseData) -> dict[str, np.ndarray]:
+        loss, expected, rounded = rounded_targets(case, data, seed)
+        targets.update(rounded)
+        return dict(expected, **{LOSS_KEY: np.asarray(loss)})
+
+    def run_build(api: str, data: CaseData, result: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        with kernel_mode(case.kernel):
+            model, blocks = models.build_model(api, case, data)
+            return model_gradients(model, blocks, case, data, targets, backend_gradients), {}
+
+    return measure_builds(case, seed, tolerances, raw_outputs, timeout_s, "gradient", expected_of, run_build)
 
 
 # --- faults: a wrong gradient and a wrong optimizer step, injected into Keras to show they are caught ----------

@@ -9,13 +9,13 @@ import itertools
 import re
 import signal
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from harness.case.schema import Case
 from harness.case.tolerances import Tolerances, quantity_of
-from harness.case.weights import make_case_data
+from harness.case.weights import CaseData, make_case_data
 from harness.truth.compare import compare, max_difference
 from harness.truth.expected import expected_outputs
 
@@ -55,7 +55,7 @@ def error_record(error: BaseException) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: int) -> Iterator[None]:
+def time_limit(seconds: int) -> Iterator[None]:
     """Raise CaseTimeout in the main thread after ``seconds`` (SIGALRM; no-op where unavailable)."""
     if seconds <= 0 or not hasattr(signal, "SIGALRM"):
         yield
@@ -73,7 +73,7 @@ def _time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _refused(case: Case, error: BaseException) -> bool:
+def refused_by_design(case: Case, error: BaseException) -> bool:
     """use_cudnn=True where cuDNN cannot run is refused by Keras by design, and a kernel mode that cannot run
     on this device by the harness (fused_on_cpu on a GPU): recorded, not a failure."""
     from harness.execute.backends import KernelModeRefused
@@ -85,7 +85,7 @@ def _refused(case: Case, error: BaseException) -> bool:
 
 
 def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tuple[str, str], np.ndarray], timeout_s: int = 0) -> dict[str, Any]:
-    """Measure one case on the active backend; never raises (an exception becomes status 'error').
+    """Measure one case's outputs on the active backend; never raises (an exception becomes status 'error').
 
     The measured status is one of: pass; fail (an output beyond tolerance, a NaN or Inf that the case
     does not expect, an output dtype other than the policy's, or two APIs that disagree beyond the
@@ -94,33 +94,47 @@ def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tu
     are kept); timeout; refused (Keras refuses the configuration by design). Raw outputs go into
     ``raw_outputs`` keyed by (api, output name)."""
     from harness.execute import kernels, models
-    from harness.execute.backends import isolate_case, kernel_mode
+    from harness.execute.backends import kernel_mode
+
+    def run_build(api: str, data: CaseData, result: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        # The case's kernel mode (fused_on_cpu: Keras's fused path through a CPU stand-in), and which kernel
+        # path each build really ran.
+        with kernel_mode(case.kernel) as stand_in, kernels.observe(api, result) as observed:
+            model, blocks = models.build_model(api, case, data)
+            actual = {name: np.asarray(value) for name, value in models.run_model(model, blocks, case, data).items()}
+        return actual, {"jit_compile": getattr(model, "jit_compile", None), **observed.record(),
+                        **({"stand_in": stand_in.record()} if stand_in is not None else {})}
+
+    return measure_builds(case, seed, tolerances, raw_outputs, timeout_s, case.entry_point,
+                          lambda data: expected_outputs(case, data), run_build)
+
+
+def measure_builds(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tuple[str, str], np.ndarray],
+                   timeout_s: int, entry_point: str, expected_of: Callable[[CaseData], dict[str, np.ndarray]],
+                   run_build: Callable[[str, CaseData, dict[str, Any]], tuple[dict[str, np.ndarray], dict[str, Any]]],
+                   ) -> dict[str, Any]:
+    """The one measure step: the case's data, what the reference expects (``expected_of``), then every API's
+    build (``run_build(api, data, result)`` returns its arrays and what to record about it) judged against it
+    and the builds against each other; the status and its problems. Never raises: an exception becomes
+    status error (or refused, when the configuration is refused by design), a time-out status timeout."""
+    from harness.execute.backends import isolate_case
 
     started = time.perf_counter()
     result: dict[str, Any] = {
-        "case": case.name, "dtype": case.dtype, "entry_point": case.entry_point, "description": case.description,
+        "case": case.name, "dtype": case.dtype, "entry_point": entry_point, "description": case.description,
         "definition": case.definition, "config": case_config(case), "apis": {}, "api_agreement": [], "problems": [],
     }
     try:
-        with _time_limit(timeout_s):
+        with time_limit(timeout_s):
             isolate_case()
             data = make_case_data(case, seed)
-            expected = expected_outputs(case, data)
+            expected = expected_of(data)
             actual_by_api: dict[str, dict[str, np.ndarray]] = {}
             for api in case.apis:
-                # The case's kernel mode (fused_on_cpu: Keras's fused path through a CPU stand-in), and which
-                # kernel path each build really ran.
-                with kernel_mode(case.kernel) as stand_in, kernels.observe(api, result) as observed:
-                    model, blocks = models.build_model(api, case, data)
-                    actual = {name: np.asarray(value) for name, value in models.run_model(model, blocks, case, data).items()}
+                actual, recorded = run_build(api, data, result)
                 actual_by_api[api] = actual
                 raw_outputs.update({(api, name): value for name, value in actual.items()})
-                result["apis"][api] = {
-                    "jit_compile": getattr(model, "jit_compile", None),
-                    **observed.record(),
-                    **({"stand_in": stand_in.record()} if stand_in is not None else {}),
-                    "items": judge_outputs(case, actual, expected, tolerances, api),
-                }
+                result["apis"][api] = {**recorded, "items": judge_outputs(case, actual, expected, tolerances, api)}
                 result["apis"][api]["passed"] = all(item["passed"] for item in result["apis"][api]["items"].values())
             result["api_agreement"] = api_agreement(actual_by_api, tolerances.api_max_abs_diff)
         result["status"], result["problems"] = measured_status(result)
@@ -128,7 +142,7 @@ def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tu
     except CaseTimeout as error:
         result["status"], result["error"] = "timeout", {"type": "CaseTimeout", "message": str(error), "summary": str(error)}
     except Exception as error:  # one broken case must not stop the run
-        result["status"] = "refused" if _refused(case, error) else "error"
+        result["status"] = "refused" if refused_by_design(case, error) else "error"
         result["error"] = error_record(error)
     result["duration_s"] = round(time.perf_counter() - started, 3)
     return result

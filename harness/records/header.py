@@ -24,6 +24,8 @@ SCHEMAS = {
     "serialization": ("keras-parity/serialization", 2),
     "verdicts": ("keras-parity/verdicts", 1),
     "cross_backend": ("keras-parity/cross-backend", 1),
+    "gradients": ("keras-parity/gradients", 1),
+    "training": ("keras-parity/training", 1),
 }
 
 

@@ -33,11 +33,11 @@ from harness.case.weights import DEFAULT_SEED, make_case_data
 from harness.execute.backends import BACKENDS, BackendInfo
 from harness.execute.gradients import LOSS_KEY, model_gradients, rounded_targets, run_gradient_case
 from harness.records import store
-from harness.records.header import make_header, now
+from harness.records.header import SCHEMAS, make_header, now
 from harness.truth.compare import compare
 
 GRADIENT_CASE_FILE = Path(__file__).resolve().parents[1] / "case" / "gradient_cases.toml"
-SCHEMA, SCHEMA_VERSION = "keras-parity/gradients", 1
+SCHEMA, SCHEMA_VERSION = SCHEMAS["gradients"]
 EXIT_OK, EXIT_FOUND, EXIT_COULD_NOT_RUN = 0, 1, 2
 BAD = ("fail", "error", "timeout", "invalid")
 
@@ -137,8 +137,7 @@ def _run(cases, pairs, backend, out_dir, seed, command, tolerances, on_case_done
         tolerances = load_tolerances(backend.device_class)
     out_dir = Path(out_dir)
     path, npz = gradients_path(out_dir, backend.name), arrays_path(out_dir, backend.name)
-    header = make_header("run", backend, seed=seed, command=command, fault=None if fault is None else fault.name)
-    header.update(schema=SCHEMA, schema_version=SCHEMA_VERSION)
+    header = make_header("gradients", backend, seed=seed, command=command, fault=None if fault is None else fault.name)
     record: dict[str, Any] = header | {
         "loss": "sum over outputs of mean((y - t)^2), seeded targets",
         "tolerances": {dtype: rows for dtype, rows in tolerance_table_json(tolerances).items() if "gradients" in rows},

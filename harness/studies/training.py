@@ -35,14 +35,14 @@ from harness.case.weights import DEFAULT_SEED, CaseData, make_case_data, numpy_d
 from harness.execute.backends import BackendInfo
 from harness.execute.gradients import weight_keys
 from harness.records import store
-from harness.records.header import make_header, now
+from harness.records.header import SCHEMAS, make_header, now
 from harness.truth.compare import compare
 from harness.truth.expected import expected_outputs
 from harness.truth.expected_gradients import expected_gradients, gradient_keys, gradient_targets
 from reference import optimizers as numpy_optimizers
 
 TRAINING_FILE = Path(__file__).resolve().parents[1] / "case" / "gradient_cases.toml"
-SCHEMA, SCHEMA_VERSION = "keras-parity/training", 1
+SCHEMA, SCHEMA_VERSION = SCHEMAS["training"]
 EXIT_OK, EXIT_FOUND, EXIT_COULD_NOT_RUN = 0, 1, 2
 ENTRY_POINTS = ("train_on_batch", "fit")
 
@@ -235,8 +235,7 @@ def _run(backend, out_dir, seed, command, steps, long_steps, fault, tolerances, 
     long_steps = setup["long_steps"] if long_steps is None else long_steps
     tolerances = tolerances or load_tolerances(backend.device_class)
     path = training_path(out_dir, backend.name)
-    header = make_header("run", backend, seed=seed, command=command, fault=None if fault is None else fault.name)
-    header.update(schema=SCHEMA, schema_version=SCHEMA_VERSION)
+    header = make_header("training", backend, seed=seed, command=command, fault=None if fault is None else fault.name)
     record: dict[str, Any] = header | {
         "case": case.definition, "steps": steps, "long_steps": long_steps, "loss": "mse",
         "tolerances": {dtype: {"training": rows["training"]} for dtype, rows in tolerance_table_json(tolerances).items()
