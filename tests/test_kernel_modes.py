@@ -283,3 +283,13 @@ def test_fused_on_cpu_is_refused_on_a_gpu(monkeypatch):
     with pytest.raises(KernelModeRefused, match="on a GPU the as-shipped twin"):
         with backends.kernel_mode("fused_on_cpu"):
             pass
+
+
+def test_only_as_shipped_cases_are_saved_for_the_cross_backend_load():
+    """A kernel mode is how the harness runs a model, not part of the .keras file: a loaded fused_on_cpu twin
+    would run as shipped (measured: JAX then judged lstm_float64_call_fused_cpu by the fused path's claims)."""
+    from harness.studies.serialization import serializable
+
+    cases = {case.name: case for case in builtin_cases()}
+    assert serializable(cases["lstm_float64_call"]) and not serializable(cases["lstm_float64_call_fused_cpu"])
+    assert not serializable(cases["kernel_generic_backoff_initnone"])
