@@ -227,3 +227,20 @@ def test_a_keras_2_run_records_tf_keras_and_refuses_what_it_cannot_express(tmp_p
     assert status["lstm_last_step_fused_cpu"]["status"] == "refused"
     assert "fused_on_cpu" in status["lstm_last_step_fused_cpu"]["error"]["message"]
     assert status["act_celu"]["status"] == "refused" and "no activation 'celu'" in status["act_celu"]["error"]["message"]
+
+
+def test_a_case_keras_2_cannot_express_is_not_compared_rather_than_changed(tmp_path):
+    from test_between_versions import RELEASE, _result, _write
+
+    from harness.verdicts.between_versions import compare_versions
+
+    refused, arrays = _result("fused")
+    refused.update(status="refused", apis={}, api_agreement=[], problems=[],
+                   error={"type": "NotExpressible", "message": "Keras 2 (tf_keras) cannot express kernel = fused_on_cpu",
+                          "summary": "NotExpressible: Keras 2 (tf_keras) cannot express kernel = fused_on_cpu"})
+    _write(tmp_path / "tf-keras", "2.21.0", [(refused, {}), _result("same")])
+    _write(tmp_path / "results", RELEASE, [_result("fused"), _result("same")])
+    record = compare_versions(tmp_path / "tf-keras", tmp_path / "results")
+    assert record["changes"] == [] and record["counts"]["unchanged"] == 1
+    assert record["not_compared"] == [{"backend": "tensorflow", "case": "fused",
+                                       "reason": "Keras 2 (tf_keras) cannot express kernel = fused_on_cpu"}]
