@@ -181,10 +181,9 @@ def _steps(frame: _Frame, outcome: str) -> list[str]:
 def _hook_targets(backend: str) -> list[tuple[str, str, str]]:
     """(module, attribute, role) of every function wrapped on ``backend``: the entry points where Keras looks
     them up and their aliases, then the backend's kernel hooks."""
-    from harness.execute.backends import backend_module
+    from harness.execute.backends import backend_module, keras_rnn_modules
 
-    targets = [(module, name, name) for name in ENTRY_POINTS
-               for module in ("keras.src.backend", f"keras.src.backend.{backend}", f"keras.src.backend.{backend}.rnn")]
+    targets = [(module, name, name) for name in ENTRY_POINTS for module in keras_rnn_modules(backend)]
     return targets + list(backend_module(backend).kernel_hooks())
 
 

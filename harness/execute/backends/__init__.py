@@ -177,6 +177,12 @@ def patch_attributes(replacements: list[tuple[ModuleType | Any, str, Any]]) -> I
             setattr(target, attribute, original)
 
 
+def keras_rnn_modules(backend: str) -> tuple[str, ...]:
+    """Where Keras looks up a backend's RNN functions: keras.src.backend (LSTM.inner_loop's ``backend.lstm``),
+    the backend package, and the backend's rnn module, which defines them."""
+    return ("keras.src.backend", f"keras.src.backend.{backend}", f"keras.src.backend.{backend}.rnn")
+
+
 def aliases(function: Callable, module_names: tuple[str, ...]) -> list[tuple[ModuleType, str]]:
     """Every (module, attribute) among ``module_names`` that holds ``function`` itself (Keras re-exports its
     backend functions: keras.src.backend.lstm is keras.src.backend.torch.rnn.lstm)."""

@@ -111,9 +111,6 @@ def kernel_hooks() -> list[tuple[str, str, str]]:
     return [("keras.src.backend.torch.rnn", "_cudnn_lstm", "cudnn"), ("keras.src.backend.torch.rnn", "_fallback_lstm", "fallback_loop")]
 
 
-_KERAS_TORCH_MODULES = ("keras.src.backend", "keras.src.backend.torch", "keras.src.backend.torch.rnn")
-
-
 @contextlib.contextmanager
 def fused_on_cpu() -> Iterator[Any]:
     """Keras's PyTorch fused path on CPU, where ``torch._VF.lstm`` (the function that dispatches to cuDNN on
@@ -123,7 +120,7 @@ def fused_on_cpu() -> Iterator[Any]:
     cuDNN call and falls back to its loop; the kernel observation (``_cudnn_lstm``'s outcome) tells which ran."""
     keras_rnn = importlib.import_module("keras.src.backend.torch.rnn")
 
-    from harness.execute.backends import StandIn, aliases, patch_attributes, with_gate_opened
+    from harness.execute.backends import StandIn, aliases, keras_rnn_modules, patch_attributes, with_gate_opened
 
     stand_in = StandIn(kernel="torch._VF.lstm on CUDA (cuDNN)", stand_in="torch._VF.lstm on CPU",
                        gate="keras.src.backend.torch.rnn._is_cuda_cudnn_available -> True; device test accepts cpu",
@@ -137,8 +134,8 @@ def fused_on_cpu() -> Iterator[Any]:
     lstm = with_gate_opened(keras_rnn.lstm, 'device.type == "cuda"', 'device.type in ("cuda", "cpu")')
     bidirectional = with_gate_opened(keras_rnn.bidirectional_lstm, 'device.type != "cuda"', 'device.type not in ("cuda", "cpu")')
     replacements = [(keras_rnn, "_is_cuda_cudnn_available", lambda: True), (keras_rnn.torch._VF, "lstm", counted_vf_lstm)]
-    replacements += [(module, name, lstm) for module, name in aliases(keras_rnn.lstm, _KERAS_TORCH_MODULES)]
-    replacements += [(module, name, bidirectional) for module, name in aliases(keras_rnn.bidirectional_lstm, _KERAS_TORCH_MODULES)]
+    replacements += [(module, name, lstm) for module, name in aliases(keras_rnn.lstm, keras_rnn_modules("torch"))]
+    replacements += [(module, name, bidirectional) for module, name in aliases(keras_rnn.bidirectional_lstm, keras_rnn_modules("torch"))]
     with patch_attributes(replacements):
         yield stand_in
 
