@@ -290,7 +290,7 @@ def _command_between(args: argparse.Namespace) -> int:
 def _command_growth(args: argparse.Namespace) -> int:
     from harness.execute.backends import activate
 
-    backend = activate(args.backend)
+    backend = activate(args.backend, precision=args.precision)
     from harness.studies import growth
 
     record = growth.run_growth(backend, args.out, command=args.invocation)
@@ -310,7 +310,7 @@ def _command_gradients(args: argparse.Namespace) -> int:
         pairs = [pair for pair in pairs if pair["shared"] in names or pair["separate"] in names]
     from harness.execute.backends import activate
 
-    backend = activate(args.backend)
+    backend = activate(args.backend, precision=args.precision)
     from harness.studies import gradients
 
     record = gradients.run_gradient_study(cases, pairs, backend, args.out, args.seed, command=args.invocation,
@@ -333,7 +333,7 @@ def _command_gradients(args: argparse.Namespace) -> int:
 def _command_training(args: argparse.Namespace) -> int:
     from harness.execute.backends import activate
 
-    backend = activate(args.backend)
+    backend = activate(args.backend, precision=args.precision)
     from harness.studies import training
 
     record = training.run_training_study(backend, args.out, args.seed, command=args.invocation, steps=args.steps,
@@ -433,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     growth = commands.add_parser("growth", help="error against the reference for 10 to 2000 steps and 4 to 64 units")
     growth.add_argument("--backend", required=True, choices=BACKENDS)
+    growth.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
     growth.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
 
     merging = commands.add_parser("merge", help="combine results folders (shards, other machines) into the new folder OUT; "
@@ -443,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     gradient_study = commands.add_parser("gradients", help="each gradient case's gradients from the backend's own autodiff "
                                          "against the NumPy backward pass; write DIR/<backend>.gradients.json")
     gradient_study.add_argument("--backend", required=True, choices=BACKENDS)
+    gradient_study.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
     gradient_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
     gradient_study.add_argument("--cases", metavar="GLOB", help="only the gradient cases whose name matches this glob")
     gradient_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -452,6 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_study = commands.add_parser("training", help="train_on_batch and fit with SGD and Adam against the NumPy "
                                          "training loop; write DIR/<backend>.training.json")
     training_study.add_argument("--backend", required=True, choices=BACKENDS)
+    training_study.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
     training_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
     training_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
     training_study.add_argument("--steps", type=int, default=5, metavar="N", help="optimizer steps compared step by step")
