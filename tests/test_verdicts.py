@@ -17,6 +17,7 @@ from harness.truth.expected import expected_outputs
 from harness.verdicts.classify import classify_result
 
 VERSIONS = {"keras": "3.15.1", "tensorflow": "2.21.0", "jax": "0.10.2", "torch": "2.13.0+cpu"}
+GPU_VERSIONS = {"keras": "3.15.1", "jax": "0.11.2", "torch": "2.11.0+cu130"}  # the GPU records (results/gpu)
 DIVERGENCES = load_divergences()
 TOLERANCES = load_tolerances()
 
@@ -202,8 +203,8 @@ def test_every_claim_applies_to_some_builtin_case_and_has_a_reproducer():
     cases = builtin_cases()
     keras_2 = dict(VERSIONS, keras="2.21.0")  # tf_keras records (harness run --keras-api tf_keras)
     for divergence in DIVERGENCES:
-        assert any(divergence.applies_to(case, backend, versions) for case in cases for backend in divergence.backends
-                   for versions in (VERSIONS, keras_2)), divergence.id
+        assert any(divergence.applies_to(case, backend, versions, device) for case in cases for backend in divergence.backends
+                   for versions, device in ((VERSIONS, "cpu"), (keras_2, "cpu"), (GPU_VERSIONS, "gpu"))), divergence.id
         assert (ROOT / divergence.reproducer).exists(), divergence.reproducer
 
 
@@ -241,6 +242,20 @@ def test_the_fused_go_backwards_claim_explains_exactly_the_reversed_sequence():
     # as shipped on CPU the generic loop runs: the claim does not apply
     plain = _case(layers=JAX_FUSED_BACKWARDS["layers"])
     assert "jax_fused_go_backwards_sequence_in_input_order" not in _verdict(plain, "jax", *_measured(plain))["applicable"]
+
+
+def test_the_device_fact_selects_gpu_claims_and_rejects_unknown_devices():
+    """On a GPU an as-shipped LSTM takes JAX's fused path, so the go_backwards claim covers it there only."""
+    claim = next(d for d in DIVERGENCES if d.id == "jax_fused_go_backwards_sequence_in_input_order")
+    plain = _case(layers=JAX_FUSED_BACKWARDS["layers"])
+    assert claim.applies_to(plain, "jax", GPU_VERSIONS, "gpu")
+    assert not claim.applies_to(plain, "jax", GPU_VERSIONS, "cpu")
+    assert claim.applies_to(_case(**JAX_FUSED_BACKWARDS), "jax", VERSIONS, "cpu")
+    # the fused path needs a bias on JAX: without one the generic loop runs on the GPU too
+    no_bias = _case(layers=[dict(JAX_FUSED_BACKWARDS["layers"][0], use_bias=False)])
+    assert not claim.applies_to(no_bias, "jax", GPU_VERSIONS, "gpu")
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        claim.applies_to(plain, "jax", GPU_VERSIONS, "tpu")
 
 
 def test_a_claim_with_alternative_conditions_applies_when_any_holds():

@@ -47,7 +47,16 @@ _KIND_OPTIONAL = {"bound": {"api_max_abs_diff"}}
 _CASE_FACTS = ("dtype", "compute_dtype", "mask", "mask_source", "initial_state", "entry_point", "jit_compile",
                "stateful", "layer", "kernel", "layer_form")
 _LAYER_FACTS = tuple(option for option in LAYER_OPTIONS["lstm"] if option != "units") + ("merge_mode",)
-FACTS = _CASE_FACTS + _LAYER_FACTS
+# Where the run was measured: "cpu" or "gpu" (from the record's device class; see device_kind). Not a case
+# fact: the same case runs on either, and on a GPU an as-shipped case may take the fused (cuDNN) kernel.
+_RUN_FACTS = ("device",)
+DEVICE_KINDS = ("cpu", "gpu")
+FACTS = _CASE_FACTS + _LAYER_FACTS + _RUN_FACTS
+
+
+def device_kind(device_class: str) -> str:
+    """The ``device`` fact of a run from its record's device class (cpu, gpu_tf32, gpu_highest)."""
+    return "cpu" if device_class == "cpu" else "gpu"
 
 
 class DivergenceFileError(ValueError):
@@ -135,11 +144,14 @@ class Divergence:
     # ... or, when ``when`` is a list of tables, all of any one of these (conditions is the first)
     alternatives: tuple[tuple[Condition, ...], ...] = ()
 
-    def applies_to(self, case: Case, backend: str, versions: dict[str, str]) -> bool:
-        """Whether this entry describes ``case`` on ``backend`` at the given package versions."""
+    def applies_to(self, case: Case, backend: str, versions: dict[str, str], device: str = "cpu") -> bool:
+        """Whether this entry describes ``case`` on ``backend`` at the given package versions, measured on
+        ``device`` ("cpu" or "gpu", see device_kind)."""
         if backend not in self.backends or not self.versions_match(versions):
             return False
-        facts = case_facts(case)
+        if device not in DEVICE_KINDS:
+            raise ValueError(f"unknown device {device!r}; accepted: {', '.join(DEVICE_KINDS)}")
+        facts = {**case_facts(case), "device": {device}}
         return any(all(condition.holds(facts) for condition in conditions) for conditions in self.alternatives or (self.conditions,))
 
     def versions_match(self, versions: dict[str, str]) -> bool:

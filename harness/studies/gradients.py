@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.case.divergences import load_divergences
+from harness.case.divergences import device_kind, load_divergences
 from harness.case.schema import Case, CaseError, builtin_cases, select_cases
 from harness.case.tolerances import Tolerances, load_tolerances, tolerance_table_json
 from harness.case.weights import DEFAULT_SEED, make_case_data
@@ -71,7 +71,7 @@ def gradient_selection(pattern: str | None = None, path: Path = GRADIENT_CASE_FI
 
 
 def _judge(result: dict[str, Any], case: Case, backend: BackendInfo, divergences: list) -> dict[str, Any]:
-    applied = [d.id for d in divergences if d.applies_to(case, backend.name, backend.versions)]
+    applied = [d.id for d in divergences if d.applies_to(case, backend.name, backend.versions, device_kind(backend.device_class))]
     result["forward_divergences"] = applied
     result["verdict"] = "known" if result["status"] == "fail" and applied else result["status"]
     return result

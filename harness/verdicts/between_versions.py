@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.case.divergences import DIVERGENCES_FILE, Divergence, load_divergences
+from harness.case.divergences import DIVERGENCES_FILE, Divergence, device_kind, load_divergences
 from harness.case.schema import parse_case
 from harness.case.tolerances import load_tolerances
 from harness.execute.backends import BACKENDS
@@ -134,7 +134,8 @@ def _still_described(divergences: dict[str, Divergence], claim_ids: list[str], c
         return False, f"claim {missing[0]} is no longer in the divergence file"
     unranged = [dataclasses.replace(divergences[claim], versions={}) for claim in claim_ids]
     tolerances = load_tolerances(new.get("device_class", "cpu"))
-    verdict = classify_result(case, backend, new["versions"], result, arrays, tolerances, unranged, new["seed"])
+    verdict = classify_result(case, backend, new["versions"], result, arrays, tolerances, unranged, new["seed"],
+                              device_kind(new.get("device_class", "cpu")))
     if verdict["verdict"] == "known":
         return True, ""
     return False, "; ".join(verdict["unexplained"]) or f"measured {result['status']}"

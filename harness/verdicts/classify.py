@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.case.divergences import DIVERGENCES_FILE, Divergence, load_divergences
+from harness.case.divergences import DIVERGENCES_FILE, Divergence, device_kind, load_divergences
 from harness.case.schema import Case, parse_case
 from harness.case.semantics import Semantics
 from harness.case.tolerances import Tolerances, load_tolerances, quantity_of
@@ -49,10 +49,12 @@ def classify_result(
     tolerances: Tolerances,
     divergences: list[Divergence],
     seed: int,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """The verdict on one measured case result. ``arrays`` holds its raw outputs by (api, output)."""
+    """The verdict on one measured case result. ``arrays`` holds its raw outputs by (api, output);
+    ``device`` ("cpu" or "gpu") is where it was measured, for claims that name the device."""
     status = result["status"]
-    applicable = [d for d in divergences if d.applies_to(case, backend, versions)]
+    applicable = [d for d in divergences if d.applies_to(case, backend, versions, device)]
     verdict: dict[str, Any] = {
         "measured_status": status, "verdict": status, "explained_by": [], "applicable": [d.id for d in applicable],
         "unexplained": [], "possibly_resolved": [],
@@ -220,6 +222,7 @@ def classify_record(folder: Path, backend: str, divergences_path: Path = DIVERGE
     for result in run["cases"]:
         case = parse_case(result["definition"], f"{backend}.json")
         arrays = store.result_arrays(result, raw)
-        add_verdict(record, case.name, classify_result(case, backend, run["versions"], result, arrays, tolerances, divergences, run["seed"]))
+        add_verdict(record, case.name, classify_result(case, backend, run["versions"], result, arrays, tolerances, divergences, run["seed"],
+                                                         device_kind(run.get("device_class", "cpu"))))
     store.write_json(verdicts_path(folder, backend), record)
     return record

@@ -1,0 +1,40 @@
+"""JAX on a GPU: an LSTM in float16 or bfloat16 (or under a mixed policy) on Keras's fused (cuDNN) path raises
+"ValueError: Unknown output type float16" (or bfloat16).
+
+keras/src/backend/jax/rnn.py `lstm` sends any tanh/sigmoid LSTM without a mask to jax.experimental.rnn.lstm
+when a GPU is present, whatever the compute dtype; the half-precision call fails, and Keras only falls back
+to its generic loop on NotImplementedError, so the error reaches the user. The same layer runs on the CPU,
+and on the GPU with use_cudnn=False or with a mask. Measured by keras-parity on dtype_float16_none,
+dtype_bfloat16_none, dtype_mixedfloat16_none and dtype_mixedbfloat16_none (H200, jax 0.11.2, keras 3.15.1).
+Run on a machine with an NVIDIA GPU:  KERAS_BACKEND=jax python jax_gpu_fused_half_precision_unknown_output_type.py
+(exits 1 while the bug is present, 0 when fixed, 2 without a GPU)
+"""
+
+import sys
+
+import jax
+import keras
+import numpy as np
+
+if jax.default_backend() != "gpu":
+    print("no GPU: this reproducer needs JAX's CUDA build on an NVIDIA GPU")
+    sys.exit(2)
+
+rng = np.random.default_rng(0)
+batch, time, features, units = 3, 8, 5, 4
+x = rng.normal(size=(batch, time, features)).astype("float32")
+failures = []
+for dtype in ("float16", "bfloat16", "mixed_float16", "mixed_bfloat16"):
+    layer = keras.layers.LSTM(units, return_sequences=True, dtype=dtype, recurrent_initializer="zeros")
+    layer.build((batch, time, features))
+    try:
+        layer(x)
+        print(f"{dtype}: ran")
+    except Exception as error:  # noqa: BLE001 - the point is which error
+        print(f"{dtype}: {type(error).__name__}: {str(error).splitlines()[0][:200]}")
+        failures.append(dtype)
+    fallback = keras.layers.LSTM(units, return_sequences=True, dtype=dtype, recurrent_initializer="zeros", use_cudnn=False)
+    fallback.build((batch, time, features))
+    fallback(x)  # the generic loop runs
+print("jax", jax.__version__, "keras", keras.__version__, "device", jax.devices()[0].device_kind)
+sys.exit(1 if failures else 0)
