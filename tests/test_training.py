@@ -57,11 +57,29 @@ def test_backend_trains_like_the_numpy_loop(tmp_path, session_backend):
         assert entry["status"] == "pass", entry["problems"]
         assert len(entry["keras_losses"]) == record["steps"]
     # train_on_batch reports each batch's loss; fit the running mean over the epoch: the same first value.
+    runs_long = {entry["optimizer"]["name"]: entry for entry in record["long_runs"]}
     per_batch = np.array(runs[("sgd", "train_on_batch")]["numpy_losses"])
     np.testing.assert_allclose(runs[("sgd", "fit")]["numpy_losses"], np.cumsum(per_batch) / np.arange(1, len(per_batch) + 1))
     for entry in record["long_runs"]:
         assert entry["error"] is None and len(entry["max_abs_weight_difference"]) == 8
         assert max(entry["max_abs_weight_difference"]) < 1e-5
+        # float32 drift within what float32 rounding explains, with a bound for every step.
+        assert entry["drift_check"]["passed"] and len(entry["drift_check"]["bound"]) == 8, entry["drift_check"]
+    # Mixed precision: every policy trains on every backend; Keras wraps the optimizer in LossScaleOptimizer under
+    # mixed_float16 only, whose scale stays at its initial 2^15 (no non-finite step in 8); the drift is judged per step.
+    mixed = {(entry["optimizer"]["name"], entry["policy"]): entry for entry in record["precision_runs"]}
+    assert set(mixed) == {(o, p) for o in ("sgd", "adam") for p in ("mixed_float16", "mixed_bfloat16")}
+    for (optimizer, policy), entry in mixed.items():
+        assert entry["error"] is None and len(entry["max_abs_weight_difference"]) == 8 and len(entry["loss_difference"]) == 8
+        assert entry["loss_scale"]["active"] == (policy == "mixed_float16") and entry["loss_scale"]["applied_steps"] == 8
+        assert entry["loss_scale"]["per_step"] == ([32768.0] * 8 if policy == "mixed_float16" else [None] * 8)
+        assert entry["fit"]["error"] is None and entry["fit"]["loss_scale"]["active"] == (policy == "mixed_float16")
+        # Mixed precision drifts far more than float32 (the float16 / bfloat16 inputs and outputs), and within its bound.
+        assert max(entry["max_abs_weight_difference"]) > 100 * max(runs_long[optimizer]["max_abs_weight_difference"])
+        if entry["status"] == "known":  # only what a [[training.known_drift]] claim describes exactly
+            assert (session_backend, optimizer, policy) == (entry["known"]["backend"], entry["known"]["optimizer"], entry["known"]["policy"])
+        else:
+            assert entry["status"] == "pass" and entry["drift_check"]["passed"], entry["problems"]
 
 
 @pytest.mark.backend
@@ -77,3 +95,57 @@ def test_wrong_optimizer_step_and_wrong_gradient_are_caught(fault, caught, tmp_p
     for entry in record["runs"]:
         if entry["optimizer"]["name"] in caught:
             assert entry["fault_calls"] > 0 and not entry["items"]["final/grad/lstm_0/kernel"]["passed"]
+
+
+@pytest.mark.backend
+def test_global_dtype_policy_is_restored_even_on_error(session_backend):
+    import keras
+
+    from harness.studies.training import global_policy
+
+    before = keras.config.dtype_policy().name
+    with pytest.raises(RuntimeError, match="inside"):
+        with global_policy("mixed_bfloat16"):
+            assert keras.config.dtype_policy().name == "mixed_bfloat16"
+            raise RuntimeError("inside")
+    assert keras.config.dtype_policy().name == before
+
+
+@pytest.mark.backend
+def test_optimizer_step_in_float16_is_beyond_what_float32_rounding_explains(tmp_path, session_backend):
+    """The float32 drift check is tight: the update computed from gradients rounded to float16 (about 1e-4 relative,
+    where float32 rounds at 1e-7) fails it for both optimizers within 6 steps."""
+    completed = run_harness("training", "--backend", session_backend, "--out", str(tmp_path), "--steps", "2",
+                            "--long-steps", "6", "--inject-fault", "optimizer_step_in_float16")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    record = json.loads((tmp_path / f"{session_backend}.training.json").read_text())
+    for entry in record["long_runs"]:
+        assert entry["fault_calls"] > 0 and not entry["drift_check"]["passed"], (entry["optimizer"], entry["drift_check"]["worst_ratio"])
+        assert entry["drift_check"]["worst_ratio"] > 2
+    assert "float32 long run" in completed.stdout
+
+
+@pytest.mark.backend
+def test_loss_scale_not_undone_is_caught_with_sgd(tmp_path, session_backend):
+    """The loss scale (2^15) left on the gradients: SGD's step is 32768 times too large, its gradients overflow float16,
+    steps are skipped and the scale halves: far beyond the mixed_float16 bound. Adam divides the scale out of its own
+    step (m / sqrt(v) is invariant to a constant factor but for epsilon): the check cannot see it there, and says so."""
+    completed = run_harness("training", "--backend", session_backend, "--out", str(tmp_path), "--steps", "2",
+                            "--long-steps", "6", "--inject-fault", "loss_scale_not_undone")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    record = json.loads((tmp_path / f"{session_backend}.training.json").read_text())
+    mixed = {(entry["optimizer"]["name"], entry["policy"]): entry for entry in record["precision_runs"]}
+    sgd = mixed[("sgd", "mixed_float16")]
+    assert sgd["fault_calls"] > 0 and sgd["status"] == "fail" and not sgd["drift_check"]["passed"]
+    assert sgd["drift_check"]["worst_ratio"] > 100
+    assert mixed[("adam", "mixed_float16")]["fault_calls"] > 0
+    # Only the loss-scaled policy runs the patched code; float32 and bfloat16 never do.
+    assert all(entry["fault_calls"] == 0 for (_, policy), entry in mixed.items() if policy == "mixed_bfloat16")
+    assert all(entry["fault_calls"] == 0 for entry in record["runs"] + record["long_runs"])
+
+
+def test_unknown_training_fault_is_a_one_line_error(tmp_path):
+    completed = run_harness("training", "--backend", "jax", "--out", str(tmp_path), "--inject-fault", "loss_scale_forgotten")
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert completed.stderr.strip().count("\n") == 0 and "loss_scale_not_undone" in completed.stderr, completed.stderr
+    assert not (tmp_path / "jax.training.json").exists()

@@ -12,24 +12,32 @@ metric on every call (the loss of that batch, before the update), fit reports th
 epoch; both are checked against the NumPy loop as such. Everything is judged with the ``training`` row of
 the tolerance table by the one comparison (harness.truth.compare). A longer run (``long_steps`` of
 train_on_batch, cycling the batches) records at every step the largest difference between Keras's weights
-and the NumPy trajectory: how far float32 training drifts from float64, reported, not judged.
+and the NumPy trajectory, and judges it: is it what float32 rounding explains (FLOAT32_RULE, its constant and
+reason in ``[training.drift]``)? The same long run (and ``steps`` of fit) under each mixed dtype policy of
+``[[training.precision]]`` (the global policy set for the run and restored after it, even on error) is judged
+against (eps_compute / eps32) times the float32 drift measured (PRECISION_RULE), with Keras's loss scaling
+recorded (a LossScaleOptimizer, its scale per step, the steps it applied) and checked against what the policy
+expects. A failed drift check that a ``[[training.known_drift]]`` claim describes exactly is ``known``.
 
-``DIR/<backend>.training.json`` is rewritten atomically after every run. Exit codes (``exit_code``): 1 when a
-loss or final weight is beyond the tolerance or a run raised (the backend cannot train what it runs
-forward); with a fault injected, 0 when it is caught, 1 when not, 2 when it never ran.
+``DIR/<backend>.training.json`` (schema 2; schema 1 records, without drift checks, are still read by the
+report) is rewritten atomically after every run. Exit codes (``exit_code``): 1 when a loss or final weight is
+beyond the tolerance, a drift beyond its bound and not known, or a run raised (the backend cannot train what
+it runs forward, or not under a policy); with a fault injected, 0 when it is caught, 1 when not, 2 when it
+never ran (DRIFT_FAULTS run the long runs too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time as clock
 import tomllib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from harness.case.schema import Case, parse_case
+from harness.case.schema import DTYPES, Case, parse_case
 from harness.case.tolerances import Tolerances, load_tolerances, tolerance_table_json
 from harness.case.weights import DEFAULT_SEED, CaseData, make_case_data, numpy_dtype
 from harness.execute.backends import BackendInfo
@@ -53,8 +61,26 @@ def training_path(out_dir: Path, backend: str) -> Path:
 
 def training_setup(path: Path = TRAINING_FILE) -> dict[str, Any]:
     raw = tomllib.loads(path.read_text(encoding="utf-8"))["training"]
-    return {"case": parse_case(dict(raw["case"]), str(path)), "steps": int(raw["steps"]), "long_steps": int(raw["long_steps"]),
-            "optimizers": [dict(entry) for entry in raw["optimizer"]]}
+    setup = {"case": parse_case(dict(raw["case"]), str(path)), "steps": int(raw["steps"]), "long_steps": int(raw["long_steps"]),
+             "optimizers": [dict(entry) for entry in raw["optimizer"]], "drift": dict(raw.get("drift", {})),
+             "precisions": [dict(entry) for entry in raw.get("precision", [])],
+             "known_drift": [dict(entry) for entry in raw.get("known_drift", [])]}
+    for claim in setup["known_drift"]:
+        missing = [key for key in ("backend", "optimizer", "policy", "worst_step", "max_drift", "reason", "reproducer") if key not in claim]
+        if missing:
+            raise ValueError(f"{path}: [[training.known_drift]] lacks {', '.join(missing)}")
+    for entry in setup["precisions"]:
+        if entry.get("policy") not in DTYPES or DTYPES[entry["policy"]][0] != setup["case"].variable_dtype \
+                or DTYPES[entry["policy"]][1] == DTYPES[entry["policy"]][0]:
+            raise ValueError(f"{path}: [[training.precision]] policy {entry.get('policy')!r} is not a mixed policy over the case's "
+                             f"{setup['case'].variable_dtype} variables (accepted: "
+                             f"{', '.join(name for name, (variable, compute) in DTYPES.items() if variable == setup['case'].variable_dtype != compute)})")
+        if not isinstance(entry.get("loss_scaling"), bool):
+            raise ValueError(f"{path}: [[training.precision]] {entry['policy']}: loss_scaling must be true or false (what Keras is "
+                             "expected to do on compile)")
+    if setup["precisions"] and not isinstance(setup["drift"].get("float32_eps_per_step"), (int, float)):
+        raise ValueError(f"{path}: [training.drift] needs float32_eps_per_step (the float32 drift bound)")
+    return setup
 
 
 def make_batches(case: Case, steps: int, seed: int) -> tuple[CaseData, list[tuple[np.ndarray, np.ndarray | None, np.ndarray]]]:
@@ -116,12 +142,45 @@ def _keras_optimizer(optimizer: dict[str, Any]) -> Any:
     return keras.optimizers.Adam(learning_rate=optimizer["learning_rate"])
 
 
-def _build(case: Case, data: CaseData, optimizer: dict[str, Any]) -> tuple[Any, list[str]]:
+def _build(case: Case, data: CaseData, optimizer: dict[str, Any], policy: str | None = None) -> tuple[Any, list[str]]:
+    """The functional model, compiled; under ``policy`` every layer and the model itself take that dtype policy (the
+    model's is the global one at construction: Keras wraps the optimizer in a LossScaleOptimizer on compile when it
+    is mixed_float16, keras/src/trainers/trainer.py), with the case's float32 weights."""
     from harness.execute import models
 
-    model, blocks = models.build_model("functional", case, data)
+    built_case = case if policy is None else replace(case, dtype=policy)
+    model, blocks = models.build_model("functional", built_case, data)
     model.compile(optimizer=_keras_optimizer(optimizer), loss="mse")
-    return model, weight_keys(model, blocks, case)
+    return model, weight_keys(model, blocks, built_case)
+
+
+@contextlib.contextmanager
+def global_policy(policy: str | None) -> Iterator[None]:
+    """``keras.config.set_dtype_policy(policy)`` for the block, the previous policy restored after it even on error
+    (None: nothing changed)."""
+    if policy is None:
+        yield
+        return
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def loss_scale_state(model: Any) -> dict[str, Any]:
+    """Whether Keras wrapped the optimizer in its LossScaleOptimizer, its current scale and the steps the inner
+    optimizer applied (a step with non-finite scaled gradients is skipped and halves the scale)."""
+    from keras.optimizers import LossScaleOptimizer
+
+    optimizer = model.optimizer
+    if not isinstance(optimizer, LossScaleOptimizer):
+        return {"active": False, "scale": None, "applied_steps": int(np.asarray(optimizer.iterations.value))}
+    return {"active": True, "scale": float(np.asarray(optimizer.dynamic_scale.value)),
+            "applied_steps": int(np.asarray(optimizer.inner_optimizer.iterations.value))}
 
 
 def _weights(model: Any, keys: list[str]) -> dict[str, np.ndarray]:
@@ -131,25 +190,30 @@ def _weights(model: Any, keys: list[str]) -> dict[str, np.ndarray]:
 
 
 def keras_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any], steps: int, entry_point: str,
-              on_step: Any = None) -> dict[str, Any]:
-    """Train a fresh model through ``entry_point``; the losses it reported and its final weights."""
+              on_step: Any = None, policy: str | None = None) -> dict[str, Any]:
+    """Train a fresh model through ``entry_point`` (under the global dtype ``policy``, restored after); the losses it
+    reported, its final weights and its loss scaling. The targets stay in the case's compute dtype: a mixed policy's
+    loss is computed in floatx (float32), keras/src/losses/loss.py."""
     import keras
 
-    model, keys = _build(case, data, optimizer)
-    reported: list[float] = []
-    if entry_point == "train_on_batch":
-        for step in range(steps):
-            x, _, target = batches[step % len(batches)]
-            result = model.train_on_batch(x, target.astype(case.compute_dtype))
-            reported.append(float(np.asarray(result[0] if isinstance(result, (list, tuple)) else result)))
-            if on_step is not None:
-                on_step(step, _weights(model, keys))
-    else:
-        xs = np.concatenate([batches[k % len(batches)][0] for k in range(steps)])
-        targets = np.concatenate([batches[k % len(batches)][2] for k in range(steps)]).astype(case.compute_dtype)
-        recorder = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: reported.append(float(logs["loss"])))
-        model.fit(xs, targets, batch_size=case.batch, epochs=1, shuffle=False, verbose=0, callbacks=[recorder])
-    return {"reported": reported, "weights": _weights(model, keys)}
+    with global_policy(policy):
+        model, keys = _build(case, data, optimizer, policy)
+        reported: list[float] = []
+        scales: list[float | None] = []
+        if entry_point == "train_on_batch":
+            for step in range(steps):
+                x, _, target = batches[step % len(batches)]
+                result = model.train_on_batch(x, target.astype(case.compute_dtype))
+                reported.append(float(np.asarray(result[0] if isinstance(result, (list, tuple)) else result)))
+                scales.append(loss_scale_state(model)["scale"])
+                if on_step is not None:
+                    on_step(step, _weights(model, keys))
+        else:
+            xs = np.concatenate([batches[k % len(batches)][0] for k in range(steps)])
+            targets = np.concatenate([batches[k % len(batches)][2] for k in range(steps)]).astype(case.compute_dtype)
+            recorder = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: reported.append(float(logs["loss"])))
+            model.fit(xs, targets, batch_size=case.batch, epochs=1, shuffle=False, verbose=0, callbacks=[recorder])
+        return {"reported": reported, "weights": _weights(model, keys), "loss_scale": loss_scale_state(model) | {"per_step": scales}}
 
 
 def _item(actual: Any, expected: Any, tolerance: Any, dtype: str, label: str) -> dict[str, Any]:
@@ -187,12 +251,56 @@ def run_one(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any]
     return entry
 
 
-def long_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any], steps: int) -> dict[str, Any]:
-    """``steps`` of train_on_batch: per step the largest weight difference to the NumPy trajectory."""
+# --- drift: how far the weights move from the float64 trajectory, against what rounding explains -------------
+
+# Machine epsilon (the gap above 1) of each compute dtype.
+EPS = {"float32": float(np.finfo(np.float32).eps), "float16": float(np.finfo(np.float16).eps), "bfloat16": 2.0 ** -7}
+FLOAT32_RULE = ("bound(k) = float32_eps_per_step * k * eps32 * W_k: at most float32_eps_per_step float32 epsilons of the largest "
+                "weight W_k of the NumPy trajectory per step, accumulated linearly (a rounding error that does not cancel)")
+PRECISION_RULE = ("bound(k) = (eps_compute / eps32) * max(D32(k), eps32 * W_k / 2): the same training computed in a dtype whose "
+                  "epsilon is eps_compute / eps32 times float32's rounds, to first order, that many times more; D32(k) is the "
+                  "largest float32 drift measured on this backend and optimizer up to step k (floored at half a float32 ulp "
+                  "of the largest weight)")
+
+
+def weight_scales(trajectory: list[dict[str, np.ndarray]]) -> list[float]:
+    """W_k: the largest |weight| of the NumPy trajectory after each step."""
+    return [max(float(np.max(np.abs(value))) for value in params.values()) for params in trajectory]
+
+
+def float32_drift_bound(scales: list[float], eps_per_step: float) -> list[float]:
+    """The float32 drift bound after each step (FLOAT32_RULE)."""
+    return [eps_per_step * (k + 1) * EPS["float32"] * scale for k, scale in enumerate(scales)]
+
+
+def precision_drift_bound(float32_drift: list[float], scales: list[float], compute_dtype: str) -> list[float]:
+    """The drift bound of a mixed policy after each step from the measured float32 drift (PRECISION_RULE)."""
+    factor = EPS[compute_dtype] / EPS["float32"]
+    bound, largest = [], 0.0
+    for distance, scale in zip(float32_drift, scales):
+        largest = max(largest, distance if np.isfinite(distance) else np.inf)
+        bound.append(factor * max(largest, EPS["float32"] * scale / 2))
+    return bound
+
+
+def drift_check(distances: list[float], bound: list[float], rule: str) -> dict[str, Any]:
+    """Per step the drift against its bound: passed when every step's drift is finite and within it (NaN never passes)."""
+    if len(distances) != len(bound):
+        raise ValueError(f"{len(distances)} steps measured against a bound of {len(bound)} steps")
+    ratios = [distance / limit if np.isfinite(distance) else float("inf") for distance, limit in zip(distances, bound)]
+    worst = int(np.argmax(ratios)) if ratios else 0
+    return {"rule": rule, "bound": bound, "ratio": ratios, "worst_ratio": ratios[worst] if ratios else None,
+            "worst_step": worst + 1 if ratios else None, "passed": bool(ratios) and all(ratio <= 1.0 for ratio in ratios)}
+
+
+def long_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any], steps: int, policy: str | None = None,
+             reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``steps`` of train_on_batch (under the dtype ``policy``; None: the case's own): per step the largest weight
+    difference to the float64 NumPy trajectory, and the loss difference."""
     from harness.execute.measure import error_record
 
     started = clock.perf_counter()
-    reference = numpy_loop(case, data, batches, optimizer, steps)
+    reference = reference or numpy_loop(case, data, batches, optimizer, steps)
     distances: list[float] = []
     relative: list[float] = []
 
@@ -202,9 +310,10 @@ def long_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any
         relative.append(max(float(np.max(np.abs(weights[key].astype(np.float64) - expected[key]))
                                   / max(float(np.max(np.abs(expected[key]))), 1e-30)) for key in weights))
 
-    entry: dict[str, Any] = {"optimizer": optimizer, "entry_point": "train_on_batch", "steps": steps}
+    entry: dict[str, Any] = {"optimizer": optimizer, "entry_point": "train_on_batch", "steps": steps, "policy": policy or case.dtype}
     try:
-        run = keras_run(case, data, batches, optimizer, steps, "train_on_batch", on_step)
+        run = keras_run(case, data, batches, optimizer, steps, "train_on_batch", on_step, policy)
+        entry["loss_scale"] = run["loss_scale"]
         entry["max_abs_weight_difference"] = distances
         entry["max_relative_weight_difference"] = relative
         entry["loss_difference"] = [abs(a - b) for a, b in zip(run["reported"], reference["losses"])]
@@ -216,6 +325,135 @@ def long_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any
     return entry
 
 
+def known_drift(claims: list[dict[str, Any]], backend: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The claim of ``[[training.known_drift]]`` that describes this failed drift check exactly: the same backend, optimizer
+    and policy, the worst step it names, and no step's drift beyond its max_drift."""
+    check = entry.get("drift_check")
+    if check is None or check["passed"]:
+        return None
+    for claim in claims:
+        if (claim["backend"], claim["optimizer"], claim["policy"]) == (backend, entry["optimizer"]["name"], entry["policy"]) \
+                and check["worst_step"] == claim["worst_step"] \
+                and all(np.isfinite(value) and value <= claim["max_drift"] for value in entry["max_abs_weight_difference"]):
+            return claim
+    return None
+
+
+def precision_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any], steps: int, fit_steps: int,
+                  precision: dict[str, Any], reference: dict[str, Any], float32_entry: dict[str, Any]) -> dict[str, Any]:
+    """``steps`` of train_on_batch (and ``fit_steps`` of fit) under a mixed policy against the float64 trajectory of the
+    float32 runs (the same float32 weights, inputs and targets): the drift per step judged by PRECISION_RULE from
+    ``float32_entry``'s measured drift, and whether Keras's loss scaling was what ``precision`` expects."""
+    from harness.execute.measure import error_record
+
+    policy = precision["policy"]
+    compute = DTYPES[policy][1]
+    entry = long_run(case, data, batches, optimizer, steps, policy, reference)
+    entry |= {"compute_dtype": compute, "eps": EPS[compute], "expected_loss_scaling": precision["loss_scaling"], "problems": []}
+    if entry["error"] is not None:  # a backend that cannot train under the policy: a finding, recorded with its error
+        entry["status"], entry["drift_check"] = "error", None
+        return entry
+    scaling = entry["loss_scale"]
+    if scaling["active"] != precision["loss_scaling"]:
+        entry["problems"].append(f"loss scaling {'active' if scaling['active'] else 'not active'} under {policy}; "
+                                 f"expected {'active' if precision['loss_scaling'] else 'not active'}")
+    if scaling["applied_steps"] != steps:
+        entry["problems"].append(f"the optimizer applied {scaling['applied_steps']} of {steps} steps (non-finite scaled gradients "
+                                 f"skip a step and halve the scale)")
+    float32_drift = float32_entry.get("max_abs_weight_difference")
+    if not float32_drift or len(float32_drift) < steps:
+        entry["status"], entry["drift_check"] = "not judged", None
+        entry["problems"].append("no float32 drift measured on this backend to derive the bound from")
+        return entry
+    scales = weight_scales(reference["trajectory"][:steps])
+    bound = precision_drift_bound(float32_drift[:steps], scales, compute)
+    entry["drift_check"] = drift_check(entry["max_abs_weight_difference"], bound, PRECISION_RULE)
+    if not entry["drift_check"]["passed"]:
+        check = entry["drift_check"]
+        entry["problems"].append(f"drift {entry['max_abs_weight_difference'][check['worst_step'] - 1]:.3g} after step {check['worst_step']} "
+                                 f"is {check['worst_ratio']:.3g}x the {compute} bound {bound[check['worst_step'] - 1]:.3g}")
+    if fit_steps:
+        fit: dict[str, Any] = {"steps": fit_steps}
+        try:
+            run = keras_run(case, data, batches, optimizer, fit_steps, "fit", policy=policy)
+            expected = reference["trajectory"][fit_steps - 1]
+            fit["final_max_abs_weight_difference"] = max(float(np.max(np.abs(run["weights"][key].astype(np.float64) - expected[key])))
+                                                         for key in run["weights"])
+            fit["bound"] = bound[fit_steps - 1]
+            fit["passed"] = bool(np.isfinite(fit["final_max_abs_weight_difference"]) and fit["final_max_abs_weight_difference"] <= fit["bound"])
+            fit["loss_scale"] = run["loss_scale"]
+            fit["keras_losses"], fit["error"] = run["reported"], None
+            if not fit["passed"]:
+                entry["problems"].append(f"fit: final weights {fit['final_max_abs_weight_difference']:.3g} from NumPy after {fit_steps} "
+                                         f"steps, beyond the bound {fit['bound']:.3g}")
+        except Exception as error:
+            fit["error"], fit["passed"] = error_record(error), False
+            entry["problems"].append(f"fit cannot train under {policy}: {fit['error']['summary']}")
+        entry["fit"] = fit
+    entry["status"] = "pass" if not entry["problems"] else "fail"
+    return entry
+
+
+def judge_float32_drift(entry: dict[str, Any], reference: dict[str, Any], eps_per_step: float) -> None:
+    """Add to a float32 long run its check against FLOAT32_RULE: is the drift what float32 rounding explains?"""
+    distances = entry.get("max_abs_weight_difference")
+    if not distances:
+        entry["drift_check"] = None
+        return
+    scales = weight_scales(reference["trajectory"][:len(distances)])
+    entry["drift_check"] = drift_check(distances, float32_drift_bound(scales, eps_per_step), FLOAT32_RULE)
+
+
+# --- faults the drift checks exist to catch -----------------------------------------------------------------
+
+DRIFT_FAULTS = {
+    "optimizer_step_in_float16": "the optimizer's update computed from gradients rounded to float16 (Keras's BaseOptimizer.apply "
+                                 "handed float16-rounded gradients: an update kept in the compute dtype where it should be float32)",
+    "loss_scale_not_undone": "LossScaleOptimizer applies the scaled gradients (its division by the loss scale dropped) under "
+                             "mixed_float16",
+}
+
+
+@contextlib.contextmanager
+def drift_fault(name: str) -> Iterator[Any]:
+    """Patch one of DRIFT_FAULTS into Keras for the block; the originals come back after."""
+    import importlib
+
+    from harness.execute.backends import patch_attributes, with_gate_opened
+    from harness.execute.gradients import InjectedFault
+
+    fault = InjectedFault(name)
+    if name == "optimizer_step_in_float16":
+        base = importlib.import_module("keras.src.optimizers.base_optimizer").BaseOptimizer
+        original_apply = base.apply
+
+        def apply(self, grads, trainable_variables=None):
+            import keras
+
+            fault.calls += 1
+            rounded = [grad if grad is None else keras.ops.cast(keras.ops.cast(grad, "float16"), grad.dtype) for grad in grads]
+            return original_apply(self, rounded, trainable_variables)
+
+        with patch_attributes([(base, "apply", apply)]):
+            yield fault
+        return
+    if name == "loss_scale_not_undone":
+        owner = importlib.import_module("keras.src.optimizers.loss_scale_optimizer").LossScaleOptimizer
+        replacements = []
+        for attribute in ("_stateless_handle_finite_grads", "_stateful_handle_finite_grads"):
+            wrong = with_gate_opened(getattr(owner, attribute), "else ops.divide(g, scale)", "else g")
+
+            def counted(*args, _wrong=wrong, **kwargs):
+                fault.calls += 1
+                return _wrong(*args, **kwargs)
+
+            replacements.append((owner, attribute, counted))
+        with patch_attributes(replacements):
+            yield fault
+        return
+    raise ValueError(f"unknown drift fault {name!r}; accepted: {', '.join(DRIFT_FAULTS)}")
+
+
 def run_training_study(backend: BackendInfo, out_dir: Path, seed: int = DEFAULT_SEED, *, command: str = "",
                        steps: int | None = None, long_steps: int | None = None, fault: str | None = None,
                        tolerances: Tolerances | None = None, setup: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -224,7 +462,7 @@ def run_training_study(backend: BackendInfo, out_dir: Path, seed: int = DEFAULT_
         return _run(backend, out_dir, seed, command, steps, long_steps, None, tolerances, setup)
     from harness.execute.gradients import injected
 
-    with injected(fault) as in_force:
+    with (drift_fault(fault) if fault in DRIFT_FAULTS else injected(fault)) as in_force:
         return _run(backend, out_dir, seed, command, steps, long_steps, in_force, tolerances, setup)
 
 
@@ -240,7 +478,9 @@ def _run(backend, out_dir, seed, command, steps, long_steps, fault, tolerances, 
         "case": case.definition, "steps": steps, "long_steps": long_steps, "loss": "mse",
         "tolerances": {dtype: {"training": rows["training"]} for dtype, rows in tolerance_table_json(tolerances).items()
                        if "training" in rows},
-        "runs": [], "long_runs": [], "duration_s": None,
+        "runs": [], "long_runs": [], "precision_runs": [], "duration_s": None,
+        "drift_rules": {"float32": FLOAT32_RULE, "mixed": PRECISION_RULE, "float32_eps_per_step": setup["drift"].get("float32_eps_per_step"),
+                        "eps": EPS, "reason": setup["drift"].get("reason")},
     }
     started = clock.perf_counter()
     store.write_json(path, record)
@@ -254,10 +494,29 @@ def _run(backend, out_dir, seed, command, steps, long_steps, fault, tolerances, 
                 entry["fault_calls"] = fault.calls - calls
             record["runs"].append(entry)
             store.write_json(path, record)
-    if long_steps and fault is None:
+    if long_steps and (fault is None or fault.name in DRIFT_FAULTS):
+        eps_per_step = setup["drift"].get("float32_eps_per_step")
         for optimizer in setup["optimizers"]:
-            record["long_runs"].append(long_run(case, data, batches, optimizer, long_steps))
+            reference = numpy_loop(case, data, batches, optimizer, long_steps)
+            calls = fault.calls if fault is not None else 0
+            entry = long_run(case, data, batches, optimizer, long_steps, reference=reference)
+            if eps_per_step is not None:
+                judge_float32_drift(entry, reference, float(eps_per_step))
+            if fault is not None:
+                entry["fault_calls"] = fault.calls - calls
+            record["long_runs"].append(entry)
             store.write_json(path, record)
+            for precision in setup["precisions"]:
+                calls = fault.calls if fault is not None else 0
+                mixed = precision_run(case, data, batches, optimizer, long_steps, min(steps, long_steps), precision, reference, entry)
+                claim = known_drift(setup["known_drift"], backend.name, mixed) if fault is None else None
+                if claim is not None and mixed["status"] == "fail" and not mixed.get("fit", {}).get("error"):
+                    mixed["status"], mixed["known"] = "known", claim
+                    mixed["known_problems"], mixed["problems"] = mixed["problems"], []
+                if fault is not None:
+                    mixed["fault_calls"] = fault.calls - calls
+                record["precision_runs"].append(mixed)
+                store.write_json(path, record)
     record["finished"] = now()
     record["duration_s"] = round(clock.perf_counter() - started, 3)
     store.write_json(path, record)
@@ -268,12 +527,35 @@ def _label(entry: dict[str, Any]) -> str:
     return f"{entry['optimizer']['name']} {entry['entry_point']}"
 
 
+def drift_failed(entry: dict[str, Any]) -> bool:
+    """A long run (float32 or mixed) whose drift is beyond its bound, or that could not train."""
+    check = entry.get("drift_check")
+    if entry.get("status") == "known":  # a failed check a [[training.known_drift]] claim describes exactly
+        return False
+    return entry.get("error") is not None or entry.get("status") in ("fail", "error") or (check is not None and not check["passed"])
+
+
 def problems(record: dict[str, Any]) -> list[str]:
     lines = []
     for entry in record["runs"]:
         if entry["status"] == "error":
             lines.append(f"{_label(entry)}: cannot train: {entry['error']['summary']}")
         lines += [f"{_label(entry)}: {problem}" for problem in entry["problems"]]
+    for entry in record.get("long_runs", []):
+        check = entry.get("drift_check")
+        if entry.get("error") is not None:
+            lines.append(f"{entry['optimizer']['name']} long run: cannot train: {entry['error']['summary']}")
+        elif check is not None and not check["passed"]:
+            step = check["worst_step"]
+            lines.append(f"{entry['optimizer']['name']} long run: float32 drift {entry['max_abs_weight_difference'][step - 1]:.3g} after "
+                         f"step {step} is {check['worst_ratio']:.3g}x what float32 rounding explains ({check['bound'][step - 1]:.3g})")
+    for entry in record.get("precision_runs", []):
+        label = f"{entry['optimizer']['name']} {entry['policy']}"
+        if entry.get("error") is not None:
+            lines.append(f"{label}: cannot train: {entry['error']['summary']}")
+        lines += [f"{label}: {problem}" for problem in entry.get("problems", [])]
+        if entry.get("status") == "known":
+            lines.append(f"{label}: known: {entry['known_problems'][0] if entry['known_problems'] else ''} ({entry['known']['reproducer']})")
     return lines
 
 
@@ -281,12 +563,17 @@ def exit_code(record: dict[str, Any]) -> int:
     runs = record["runs"]
     if not runs:
         return EXIT_COULD_NOT_RUN
+    drifts = record.get("long_runs", []) + record.get("precision_runs", [])
     if record.get("fault"):
-        ran = [entry for entry in runs if entry.get("fault_calls")]
+        ran = [entry for entry in runs + drifts if entry.get("fault_calls")]
         if not ran:
             return EXIT_COULD_NOT_RUN
-        return EXIT_OK if any(entry["status"] == "fail" for entry in ran) else EXIT_FOUND
-    return EXIT_OK if all(entry["status"] == "pass" for entry in runs) else EXIT_FOUND
+        caught = any(entry["status"] == "fail" for entry in runs if entry.get("fault_calls")) \
+            or any(drift_failed(entry) for entry in drifts if entry.get("fault_calls"))
+        return EXIT_OK if caught else EXIT_FOUND
+    if not all(entry["status"] == "pass" for entry in runs):
+        return EXIT_FOUND
+    return EXIT_FOUND if any(drift_failed(entry) for entry in drifts) else EXIT_OK
 
 
 def worst_ratio(entry: dict[str, Any]) -> float:
@@ -299,13 +586,19 @@ def summary(record: dict[str, Any]) -> str:
     line = f"{record['backend']}: training: {passed} of {len(runs)} runs ({record['steps']} steps) match the NumPy loop"
     if record.get("fault"):
         caught = [_label(entry) for entry in runs if entry.get("fault_calls") and entry["status"] == "fail"]
+        caught += [f"{entry['optimizer']['name']} {entry.get('policy', 'float32')} long run"
+                   for entry in record.get("long_runs", []) + record.get("precision_runs", [])
+                   if entry.get("fault_calls") and drift_failed(entry)]
         return line + f"; fault {record['fault']!r} caught in {len(caught)} ({', '.join(caught)})"
     ratios = [(worst_ratio(entry), _label(entry)) for entry in runs if entry.get("items")]
     if ratios:
         ratio, label = max(ratios)
         line += f", worst tolerance ratio {ratio:.3g} ({label})"
-    for entry in record["long_runs"]:
+    for entry in record["long_runs"] + record.get("precision_runs", []):
         if entry.get("max_abs_weight_difference"):
-            line += (f"; {entry['optimizer']['name']} after {entry['steps']} steps: weights {entry['max_abs_weight_difference'][-1]:.2g} "
-                     f"from NumPy")
+            check = entry.get("drift_check")
+            line += (f"; {entry['optimizer']['name']} {entry.get('policy', 'float32')} after {entry['steps']} steps: weights "
+                     f"{entry['max_abs_weight_difference'][-1]:.2g} from NumPy"
+                     + (f" (worst {check['worst_ratio']:.2g}x its bound{', known' if entry.get('status') == 'known' else ''})"
+                        if check else ""))
     return line
