@@ -156,6 +156,17 @@ def test_backend_runs_training_mode_like_the_reference(tmp_path, session_backend
 
 
 @pytest.mark.backend
+def test_a_new_mask_at_every_step_is_caught(tmp_path, session_backend):
+    completed = run_harness("training-mode", "--backend", session_backend, "--out", str(tmp_path), "--cases", "tm_lstm_i2_dropout_generic",
+                            "--inject-fault", "mask_per_step")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    entry = json.loads((tmp_path / f"{session_backend}.training_mode.json").read_text())["cases"][0]
+    assert entry["fault_calls"] > 0 and entry["status"] == "fail"
+    assert not entry["checks"]["forward/input/one_per_sequence"]["passed"]
+    assert not entry["items"]["captured/outputs"]["passed"] and not entry["items"]["fixed/outputs"]["passed"]
+
+
+@pytest.mark.backend
 def test_unscaled_dropout_mask_is_caught(tmp_path, session_backend):
     completed = run_harness("training-mode", "--backend", session_backend, "--out", str(tmp_path), "--cases", "tm_lstm_i2_dropout_generic",
                             "--inject-fault", "dropout_unscaled")

@@ -59,6 +59,8 @@ KINDS = ("input", "recurrent")
 STAGES = ("build", "inference", "captured", "fixed")
 FAULTS = {
     "dropout_unscaled": "Keras's dropout masks keep 1 instead of 1 / (1 - rate) (dropout without the inverted scaling)",
+    "mask_per_step": "get_dropout_mask hands out a different mask at every call (every timestep of the generic loop) "
+                     "instead of the one mask of the sequence: the cached mask rolled along the batch axis by a call counter",
 }
 # A kept element is 1 / (1 - rate) computed in float32; backends compute it as ones / keep or ones * (1 / keep).
 VALUE_ULPS = 2
@@ -273,7 +275,21 @@ def injected(name: str) -> Iterator[dict[str, Any]]:
         keep = 1.0 - dropout_rate
         return [mask * keep for mask in value] if isinstance(value, (list, tuple)) else value * keep
 
-    with patch_attributes([(cls, "_create_dropout_mask", unscaled)]):
+    get_original = cls.get_dropout_mask
+
+    def per_step(self: Any, step_input: Any) -> Any:
+        import keras
+
+        value = get_original(self, step_input)
+        if value is None:
+            return value
+        state["calls"] += 1
+        shift = state["calls"]
+        return ([keras.ops.roll(mask, shift, axis=0) for mask in value] if isinstance(value, (list, tuple))
+                else keras.ops.roll(value, shift, axis=0))
+
+    patches = {"dropout_unscaled": [(cls, "_create_dropout_mask", unscaled)], "mask_per_step": [(cls, "get_dropout_mask", per_step)]}
+    with patch_attributes(patches[name]):
         yield state
 
 
@@ -320,7 +336,7 @@ def mask_checks(case: Case, calls: list[dict[tuple[str, str], list[np.ndarray]]]
                 continue
             checks[f"{label}/one_per_sequence"] = _check(all(count == 1 for count in counts),
                                                          f"distinct masks per call: {sorted(set(counts))} (1 expected)", counts=counts)
-            drawn = [call[key][0] for call in calls if call.get(key)]
+            drawn = [concrete[0] for call in calls for concrete in [[mask for mask in call.get(key, []) if mask is not None]] if concrete]
             if not drawn:
                 continue
             width = case.features if kind == "input" else case.layers[0].units
@@ -350,7 +366,8 @@ def mask_checks(case: Case, calls: list[dict[tuple[str, str], list[np.ndarray]]]
                 checks[f"{label}/independent_gates"] = _check(not gates_equal, "the four gates' masks are not all the same")
     if len(directions(case)) == 2 and calls:
         for kind in KINDS:
-            forward, backward = calls[0].get(("forward", kind)), calls[0].get(("backward", kind))
+            forward = [mask for mask in calls[0].get(("forward", kind), []) if mask is not None]
+            backward = [mask for mask in calls[0].get(("backward", kind), []) if mask is not None]
             if forward and backward and forward[0].shape == backward[0].shape:
                 checks[f"directions/{kind}/own_masks"] = _check(not np.array_equal(forward[0], backward[0]),
                                                                  "Bidirectional's two directions drew different masks")
@@ -363,7 +380,18 @@ def _by_call(log: list[tuple[int, str, Any]], cells: dict[str, Any]) -> dict[tup
     for cell_id, kind, value in log:
         if cell_id in direction_of:
             distinct.setdefault((direction_of[cell_id], kind), {})[id(value)] = value
-    return {key: [_numpy(value) for value in values.values()] for key, values in distinct.items()}
+    return {key: [_concrete(value) for value in values.values()] for key, values in distinct.items()}
+
+
+def _concrete(value: Any) -> np.ndarray | None:
+    """The mask as NumPy; None for one only seen while a loop body was traced (JAX's scan): it still counts as a
+    distinct mask of that call."""
+    try:
+        return _numpy(value)
+    except Exception as error:  # a tracer cannot be read back
+        if "Tracer" in type(error).__name__ or "trace" in str(error).lower():
+            return None
+        raise
 
 
 def run_case(case: Case, settings: dict[str, Any], seed: int, tolerances: Tolerances, fault: str | None = None,
@@ -483,7 +511,8 @@ def run_case(case: Case, settings: dict[str, Any], seed: int, tolerances: Tolera
     return _finish(entry, started)
 
 
-def _as_reference_masks(drawn: list[np.ndarray] | None) -> Any:
+def _as_reference_masks(drawn: list[np.ndarray | None] | None) -> Any:
+    drawn = [mask for mask in drawn or [] if mask is not None]
     if not drawn:
         return None
     mask = drawn[0].astype(np.float64)
