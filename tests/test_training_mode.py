@@ -1,11 +1,9 @@
 """Training mode (dropout, recurrent_dropout): the case file, the mask statistics and the reference expectation
 without a backend; on the session's backend the study's verdicts, the known findings described exactly, and an
-unscaled dropout mask caught."""
+unscaled dropout mask and a new mask at every step caught."""
 
 import json
 import math
-import shutil
-from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -28,7 +28,8 @@ A configuration that raises in training mode but runs in inference is a finding 
 ``[[known]]`` entry of the case file describes exactly (the stage, the backend's error type and message fragment,
 the Keras version) is ``known``, with its reproducer. ``DIR/<backend>.training_mode.json`` is rewritten atomically
 after every case. Exit codes (``exit_code``): 0 every case passes or is known; 1 a case fails or errors; 2 nothing
-ran. With ``--inject-fault``: 0 when the fault is caught, 1 when not, 2 when it never ran.
+ran. With ``--inject-fault`` (``FAULTS``: a mask without the 1 / (1 - rate) scaling; a different mask at every
+timestep): 0 when the fault is caught, 1 when not, 2 when it never ran.
 """
 
 from __future__ import annotations
