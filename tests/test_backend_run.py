@@ -170,11 +170,12 @@ def test_saved_model_loads_and_agrees(session_backend, tmp_path):
 
 def test_fault_catalogue_is_detected_without_false_alarm(session_backend, tmp_path):
     from harness.execute.faults import FAULTS
+    from harness.execute.gradients import GRADIENT_FAULTS, OPTIMIZER_FAULTS
 
     completed = run_harness("faults", "--backend", session_backend, "--out", str(tmp_path))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     record = json.loads((tmp_path / f"{session_backend}.faults.json").read_text())
-    assert len(record["faults"]) == len(FAULTS) >= 10
+    assert len(record["faults"]) == len(FAULTS) + len(GRADIENT_FAULTS) + len(OPTIMIZER_FAULTS) >= 15
     assert all(entry["detected"] for entry in record["faults"].values())
     assert all(entry["status"] in ("pass", "known") for entry in record["clean"].values())
     # The float32 tolerances must catch a bias error of 1e-3 (what the tolerance table promises).

@@ -1,5 +1,6 @@
 """The fuzzer: its strategy only makes valid cases, its TOML round-trips, and it runs on a backend."""
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -106,3 +107,77 @@ def test_fuzz_runs_on_the_session_backend(session_backend):
         parse_case(tomllib.loads(toml_text)["case"][0], "fuzz output")
     else:
         assert "no failure" in completed.stdout
+
+
+def _fuzz_gradients(backend: str, examples: int, fault: str | None = None) -> subprocess.CompletedProcess:
+    code = (f"from harness.studies.fuzz import fuzz_gradients; "
+            f"raise SystemExit(fuzz_gradients({backend!r}, {examples}, 1, {fault!r}, shrink=False))")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.backend
+def test_gradient_fuzz_passes_clean_on_the_session_backend(session_backend):
+    completed = _fuzz_gradients(session_backend, 3)
+    assert completed.returncode == 0, completed.stdout + completed.stderr[-3000:]
+    summary = [line for line in completed.stdout.splitlines() if line.startswith("fuzz --gradients: ")]
+    assert len(summary) == 1 and f"3 examples on {session_backend}, " in summary[0] and summary[0].split(", ")[-1].startswith("no bug")
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("fault", ["recurrent_term_dropped", "recurrent_kernel_gradient_scaled"])
+def test_gradient_fuzz_classifies_a_wrong_gradient_as_a_bug(session_backend, fault):
+    """The dropped term is far beyond what kappa explains; the gradient scaled by 1 + 1e-4 is within 256 kappa u on
+    some cases, and only the float64 recomputation (the same error: it does not shrink) makes it a bug."""
+    completed = _fuzz_gradients(session_backend, 6, fault)
+    assert completed.returncode == 1, completed.stdout + completed.stderr[-3000:]
+    before, found, after = completed.stdout.partition(", bug found: ")
+    assert found and f"on {session_backend} with fault {fault!r} injected" in before, completed.stdout
+    lines = after.splitlines()[1:]
+    assert any(line.startswith("# verdict on ") and "classified bug by the rule" in line for line in lines), after
+    judged = [line for line in lines if line.startswith("# grad/") and ": bug: float32 error " in line]
+    assert judged, after
+    # The printed case is a case: it parses, and is the float32 configuration that failed.
+    toml_text = "\n".join(line for line in lines if not line.startswith("#"))
+    assert parse_case(tomllib.loads(toml_text)["case"][0], "gradient fuzz output").dtype == "float32"
+
+
+RECOMPUTE_SCRIPT = r"""
+import json, sys
+from harness.execute.backends import activate
+
+info = activate(sys.argv[1])
+from harness.case.divergences import load_divergences
+from harness.case.schema import builtin_cases, select_cases
+from harness.case.tolerances import load_tolerances
+from harness.execute.gradients import run_gradient_case
+from harness.studies.fuzz import classify_disagreement, float64_bound
+
+rows = {}
+for name in ("lstm_last_step", "heads_dense_leftpadded"):
+    case = select_cases(builtin_cases(), name)[0]
+    raw = {}
+    result = run_gradient_case(case, 20261124, load_tolerances(), raw, 0)
+    keys = sorted({key for _, key in raw})
+    bound = float64_bound(case, info, load_divergences())
+    judgement = classify_disagreement(case, result, raw, 20261124, keys=keys, bound64=bound)
+    rows[name] = {"status": result["status"], "error": judgement["error"], "layers": judgement["float64_layers"],
+                  "bound": bound, "keys": [key.to_json() for key in judgement["keys"]]}
+print(json.dumps(rows))
+"""
+
+
+@pytest.mark.backend
+def test_the_float64_recomputation_is_float64_where_no_known_divergence_says_otherwise(session_backend):
+    """Every gradient of two passing cases through classify_disagreement: the float64 recomputation's error is at least
+    1e6 times smaller than the float32 one (its loss avoids keras.ops.mean, which computes float64 in float32 on
+    PyTorch), or a known divergence's bound holds it (JAX's float64 tanh, PyTorch's float64 Dense matmul)."""
+    completed = subprocess.run([sys.executable, "-c", RECOMPUTE_SCRIPT, session_backend], cwd=ROOT, capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    rows = json.loads(completed.stdout.strip().splitlines()[-1])
+    for name, row in rows.items():
+        assert row["status"] == "pass" and row["error"] is None and row["layers"] == ["float64"], (name, row)
+        assert len(row["keys"]) >= 5
+        for key in row["keys"]:
+            assert key["verdict"] == "ill_conditioned" and key["explained32"] < 64, (name, key)
+            assert key["shrink"] >= 1e6 or row["bound"] is not None, (name, key)

@@ -315,7 +315,8 @@ def patches_of(name, magnitude=faults.DEFAULT_MAGNITUDE):
     return real_patches_of(name, magnitude)
 
 faults.patches_of = patches_of
-record = fault_study.run_fault_study(builtin_cases(), backend, Path(sys.argv[2]), 20261124, catalogue=catalogue, sweep_cases={})
+record = fault_study.run_fault_study(builtin_cases(), backend, Path(sys.argv[2]), 20261124, catalogue=catalogue, sweep_cases={},
+                                     gradient_faults={}, optimizer_faults={})
 print(json.dumps({"exit_code": fault_study.exit_code(record)}))
 """
 

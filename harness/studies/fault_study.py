@@ -15,6 +15,14 @@ is a false alarm unless a known divergence of this backend explains it
 what was measured alone. And it sweeps the
 size of a bias perturbation to find, per dtype, the smallest one the tolerances detect.
 
+The gradient and optimizer faults (``harness.execute.gradients.GRADIENT_FAULTS`` and ``OPTIMIZER_FAULTS``) are
+entries of the same record with the same verdicts, each judged by the machinery that exists to catch it: a
+wrong gradient by the gradient measure step (``run_gradient_case``) on gradient cases (``GRADIENT_FAULT_CASES``),
+a wrong optimizer step by the training study's runs against the NumPy loop (``training.run_one``, train_on_batch
+and fit, for the optimizers of ``OPTIMIZER_FAULT_RUNS``). Their unmodified runs are in ``clean`` under
+``gradients/<case>`` and ``training/<optimizer>/<entry point>``; every entry says which kind it is (``kind``:
+forward, gradient or optimizer).
+
 ``exit_code(record)``: 2 when any fault (or sweep step) errored, 1 when a fault went undetected or
 the unmodified run has a false alarm, 0 otherwise. Imported after the backend is active.
 """
@@ -24,7 +32,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.case.divergences import Divergence, load_divergences
+from harness.case.divergences import Divergence, device_kind, load_divergences
 from harness.case.schema import Case, select_cases
 from harness.case.tolerances import Tolerances, load_tolerances
 from harness.execute import faults
@@ -39,6 +47,14 @@ SWEEP_FAULT = "forget_gate_bias_offset"
 SWEEP_CASES = {"float32": "lstm_sequences", "float64": "lstm_float64_call", "float16": "dtype_float16_none", "bfloat16": "dtype_bfloat16_none"}
 SWEEP_MAGNITUDES = tuple(10.0 ** -k for k in range(0, 12))
 CASE_TIMEOUT_S = 300
+# The gradient cases that judge each wrong gradient (an LSTM alone, and a masked go_backwards LSTM with a random
+# initial state: its h0 gradient runs through the recurrent term), and the optimizers that judge each wrong step.
+GRADIENT_FAULT_CASES = {
+    "recurrent_term_dropped": ("lstm_last_step", "mask_holes_argument_backon_unrolloff_initrandom"),
+    "recurrent_kernel_gradient_scaled": ("lstm_last_step", "mask_holes_argument_backon_unrolloff_initrandom"),
+}
+OPTIMIZER_FAULT_RUNS = {"adam_without_bias_correction": ("adam",)}
+TRAINING_STEPS = 3  # optimizer steps per training run (Adam's bias correction matters most in the first steps)
 EXIT_OK, EXIT_FOUND, EXIT_COULD_NOT_RUN = 0, 1, 2
 
 
@@ -113,7 +129,8 @@ def _known_divergence(case: Case, backend: BackendInfo, entry: dict[str, Any], t
     """The known divergences that explain an unmodified case that does not pass (empty: none does).
 
     Only the unmodified run is classified: fault runs are judged by what was measured alone."""
-    verdict = classify_result(case, backend.name, backend.versions, entry["_result"], entry["_arrays"], tolerances, divergences, seed)
+    verdict = classify_result(case, backend.name, backend.versions, entry["_result"], entry["_arrays"], tolerances, divergences, seed,
+                              device_kind(backend.device_class))
     return list(verdict["explained_by"]) if verdict["verdict"] == "known" else []
 
 
@@ -166,6 +183,125 @@ def _sweep_entry(case: Case, backend: BackendInfo, seed: int, tolerances: Tolera
     return entry
 
 
+def _judged(name: str, result: dict[str, Any], calls: int) -> dict[str, Any]:
+    """A gradient or training run with fault ``name`` in force, judged like a forward fault run (judge_fault_run):
+    ``calls`` is how often the fault's patched code ran during it."""
+    label = f"harness.execute.gradients.injected({name})"
+    injection = faults.Injection(name, [label])
+    injection.calls[label] = calls
+    verdict, reason = judge_fault_run(result, injection)
+    return {"status": result["status"], "error": error_text(result.get("error")) or None,
+            "max_abs_error": records.worst_item(result, "max_abs_error"), "mismatched": mismatched_outputs(result),
+            "patch_calls": dict(injection.calls), "verdict": verdict, "reason": reason}
+
+
+def _training_result(run: dict[str, Any]) -> dict[str, Any]:
+    """A training run (training.run_one) in the shape of a case result: its items under its entry point."""
+    return {"status": run["status"], "error": run.get("error"), "problems": run.get("problems") or [],
+            "apis": {run["entry_point"]: {"items": run.get("items") or {}}}}
+
+
+def _verdict_entry(description: str, kind: str, judged_by: str, cases: list[str], runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    errors = [f"{case}: {run['reason']}" for case, run in runs.items() if run["verdict"] == "error"]
+    flagged = [case for case, run in runs.items() if run["verdict"] == "detected"]
+    if not runs:
+        status, reason = "error", "no run selected"
+    elif errors:
+        status, reason = "error", "; ".join(errors)
+    elif flagged:
+        status, reason = "detected", None
+    else:
+        status, reason = "undetected", "no run mismatched the reference with the fault injected"
+    return {"description": description, "kind": kind, "judged_by": judged_by, "cases": cases, "runs": runs,
+            "status": status, "reason": reason, "detected": status == "detected", "flagged_cases": flagged}
+
+
+def _not_applicable(description: str, kind: str, judged_by: str, cases: list[str], why: str) -> dict[str, Any]:
+    return {"description": description, "kind": kind, "judged_by": judged_by, "cases": cases, "runs": {}, "status": "error",
+            "reason": why, "detected": False, "flagged_cases": []}
+
+
+def _gradient_fault_entry(name: str, case_names: tuple[str, ...], by_name: dict[str, Case], seed: int,
+                          tolerances: Tolerances) -> dict[str, Any]:
+    """A wrong gradient through the gradient measure step on ``case_names``."""
+    from harness.execute.gradients import GRADIENT_FAULTS, injected, run_gradient_case
+
+    judged_by = "the gradient measure step (harness.execute.gradients.run_gradient_case)"
+    description = GRADIENT_FAULTS.get(name, "")
+    missing = [case for case in case_names if case not in by_name]
+    if missing:
+        return _not_applicable(description, "gradient", judged_by, list(case_names), f"its cases cannot be selected: no case named {missing}")
+    runs = {}
+    try:
+        with injected(name) as fault:
+            for case_name in case_names:
+                before = fault.calls
+                result = run_gradient_case(by_name[case_name], seed, tolerances, {}, CASE_TIMEOUT_S, fault.backend_gradients)
+                runs[case_name] = _judged(name, result, fault.calls - before)
+    except Exception as error:  # the fault's patch cannot be made on this Keras (or the name is unknown)
+        return _not_applicable(description, "gradient", judged_by, list(case_names), f"the fault cannot be applied: {error_text(str(error))}")
+    return _verdict_entry(description, "gradient", judged_by, list(case_names), runs)
+
+
+def _optimizer_fault_entry(name: str, optimizers: tuple[str, ...], seed: int, tolerances: Tolerances,
+                           setup: dict[str, Any]) -> dict[str, Any]:
+    """A wrong optimizer step through the training study's runs (train_on_batch and fit) against the NumPy loop."""
+    from harness.execute.gradients import OPTIMIZER_FAULTS, injected
+    from harness.studies import training
+
+    judged_by = f"the training study against the NumPy loop (harness.studies.training.run_one, {TRAINING_STEPS} steps)"
+    description = OPTIMIZER_FAULTS.get(name, "")
+    chosen = [optimizer for optimizer in setup["optimizers"] if optimizer["name"] in optimizers]
+    labels = [f"{optimizer['name']}/{entry_point}" for optimizer in chosen for entry_point in training.ENTRY_POINTS]
+    if len(chosen) != len(optimizers):
+        return _not_applicable(description, "optimizer", judged_by, labels, f"the training setup lacks an optimizer of {list(optimizers)}")
+    case = setup["case"]
+    data, batches = training.make_batches(case, TRAINING_STEPS, seed)
+    runs = {}
+    try:
+        with injected(name) as fault:
+            for optimizer in chosen:
+                reference = training.numpy_loop(case, data, batches, optimizer, TRAINING_STEPS)
+                for entry_point in training.ENTRY_POINTS:
+                    before = fault.calls
+                    run = training.run_one(case, data, batches, optimizer, TRAINING_STEPS, entry_point, tolerances, reference)
+                    runs[f"{optimizer['name']}/{entry_point}"] = _judged(name, _training_result(run), fault.calls - before)
+    except Exception as error:
+        return _not_applicable(description, "optimizer", judged_by, labels, f"the fault cannot be applied: {error_text(str(error))}")
+    return _verdict_entry(description, "optimizer", judged_by, labels, runs)
+
+
+def _clean_from(result: dict[str, Any], known: list[str]) -> dict[str, Any]:
+    return {"status": result["status"], "error": error_text(result.get("error")) or None,
+            "max_abs_error": records.worst_item(result, "max_abs_error"), "mismatched": mismatched_outputs(result),
+            "patch_calls": {}, "known_divergence": known if result["status"] != "pass" else [],
+            "false_alarm": result["status"] != "pass" and not known}
+
+
+def _clean_gradient_entry(case: Case, backend: BackendInfo, seed: int, tolerances: Tolerances, divergences: list[Divergence]) -> dict[str, Any]:
+    """The unmodified gradient case; a failure a known forward divergence applies to is no false alarm (the
+    gradient study's rule, harness.studies.gradients)."""
+    from harness.execute.gradients import run_gradient_case
+    from harness.studies.gradients import _judge
+
+    result = _judge(run_gradient_case(case, seed, tolerances, {}, CASE_TIMEOUT_S), case, backend, divergences)
+    return _clean_from(result, list(result["forward_divergences"]) if result["verdict"] == "known" else [])
+
+
+def _clean_training_entries(optimizers: tuple[str, ...], seed: int, tolerances: Tolerances, setup: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    from harness.studies import training
+
+    case = setup["case"]
+    data, batches = training.make_batches(case, TRAINING_STEPS, seed)
+    entries = {}
+    for optimizer in [optimizer for optimizer in setup["optimizers"] if optimizer["name"] in optimizers]:
+        reference = training.numpy_loop(case, data, batches, optimizer, TRAINING_STEPS)
+        for entry_point in training.ENTRY_POINTS:
+            run = training.run_one(case, data, batches, optimizer, TRAINING_STEPS, entry_point, tolerances, reference)
+            entries[f"training/{optimizer['name']}/{entry_point}"] = _clean_from(_training_result(run), [])
+    return entries
+
+
 def run_fault_study(
     cases: list[Case],
     backend: BackendInfo,
@@ -175,24 +311,44 @@ def run_fault_study(
     command: str = "",
     catalogue: dict[str, faults.Fault] | None = None,
     sweep_cases: dict[str, str] | None = None,
+    gradient_faults: dict[str, tuple[str, ...]] | None = None,
+    optimizer_faults: dict[str, tuple[str, ...]] | None = None,
 ) -> dict[str, Any]:
-    """Run every fault of ``catalogue`` (default: the whole catalogue) and the sweep over
-    ``sweep_cases`` (default ``SWEEP_CASES``; {} for none); write and return
+    """Run every fault of ``catalogue`` (default: the whole catalogue), the gradient faults on their cases
+    (default ``GRADIENT_FAULT_CASES``), the optimizer faults on their optimizers (default ``OPTIMIZER_FAULT_RUNS``)
+    and the sweep over ``sweep_cases`` (default ``SWEEP_CASES``); {} for none of a kind. Write and return
     ``out_dir/<backend>.faults.json``, rewritten after every fault."""
     catalogue = faults.FAULTS if catalogue is None else catalogue
     sweep_cases = SWEEP_CASES if sweep_cases is None else sweep_cases
+    gradient_faults = GRADIENT_FAULT_CASES if gradient_faults is None else gradient_faults
+    optimizer_faults = OPTIMIZER_FAULT_RUNS if optimizer_faults is None else optimizer_faults
     tolerances = load_tolerances(backend.device_class)
     divergences = load_divergences()
     record: dict[str, Any] = make_header("faults", backend, seed=seed, command=command) | {"faults": {}, "clean": {}, "sweep": {}}
     path = Path(out_dir) / f"{backend.name}.faults.json"
     by_name = {case.name: case for case in cases}
     for name, fault in catalogue.items():
-        entry = _fault_entry(name, fault, cases, seed, tolerances)
+        entry = {**_fault_entry(name, fault, cases, seed, tolerances), "kind": "forward"}
         for case_name in entry["cases"]:
             if case_name not in record["clean"]:
                 record["clean"][case_name] = _clean_entry(by_name[case_name], backend, seed, tolerances, divergences)
         record["faults"][name] = entry
         records.write_json(path, record)
+    for name, case_names in gradient_faults.items():
+        record["faults"][name] = _gradient_fault_entry(name, case_names, by_name, seed, tolerances)
+        for case_name in case_names:
+            if case_name in by_name and f"gradients/{case_name}" not in record["clean"]:
+                record["clean"][f"gradients/{case_name}"] = _clean_gradient_entry(by_name[case_name], backend, seed, tolerances, divergences)
+        records.write_json(path, record)
+    if optimizer_faults:
+        from harness.studies.training import training_setup
+
+        setup = training_setup()
+        for name, optimizers in optimizer_faults.items():
+            record["faults"][name] = _optimizer_fault_entry(name, optimizers, seed, tolerances, setup)
+            record["clean"].update({key: value for key, value in _clean_training_entries(optimizers, seed, tolerances, setup).items()
+                                    if key not in record["clean"]})
+            records.write_json(path, record)
     for dtype, case_name in sweep_cases.items():
         case = by_name.get(case_name)
         if case is None:

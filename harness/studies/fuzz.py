@@ -11,10 +11,19 @@ the first layer's units are pairwise distinct, as every case of the project must
 errors or times out (and is not a known divergence) fails the hypothesis test, hypothesis shrinks
 it to a minimal configuration, and that configuration is printed as a ready-to-paste ``[[case]]``
 entry (``to_toml``) with the failing comparisons. Nothing here imports Keras at import time.
+
+``fuzz_gradients()`` (``harness fuzz --gradients``) draws the same configurations, restricted to those the
+NumPy backward pass supports (``gradient_case_entries``), takes the backend's gradients through the gradient
+measure step (``harness.execute.gradients.run_gradient_case``, judged by the ``gradients`` tolerance row) and
+classifies every disagreement (``classify_disagreement``) by ``harness.truth.conditioning``'s rule from a
+float64 recomputation on the backend and a condition estimate from the float64 reference: an
+``ill_conditioned`` case is printed apart with its numbers and the fuzzing goes on; only a ``bug`` fails the
+hypothesis test, is shrunk and makes the command exit 1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -345,6 +354,262 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
         for message in failure_messages(result):
             for line in message.splitlines() or [""]:
                 print(f"# {line}")
+    else:
+        print(f"# no failing case was recorded; hypothesis raised {type(failure_error).__name__}: {failure_error}")
+    return 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients: the same configurations, the backend's autodiff against the NumPy backward pass, and every
+# disagreement classified as ill-conditioning or bug (harness.truth.conditioning) from a float64 recomputation.
+
+GRADIENT_DTYPE = "float32"  # the dtype with a measured gradient tolerance row
+
+
+def _has_reference_gradient(entry: dict[str, Any]) -> bool:
+    from harness.truth.expected_gradients import GradientNotSupported, check_supported
+
+    try:
+        check_supported(parse_case(entry, FUZZ_SOURCE))
+    except (CaseError, GradientNotSupported):
+        return False
+    return True
+
+
+def gradient_case_entries() -> st.SearchStrategy[dict[str, Any]]:
+    """``case_entries`` (float32) restricted to the configurations the reference backward pass supports."""
+    return case_entries((GRADIENT_DTYPE,)).filter(_has_reference_gradient)
+
+
+def failing_gradient_keys(result: dict[str, Any]) -> list[str]:
+    """The gradient keys (and the loss) beyond tolerance in any API of a gradient case result."""
+    return sorted({key for entry in result.get("apis", {}).values() for key, item in entry.get("items", {}).items()
+                   if not item.get("passed", True)})
+
+
+def classify_disagreement(case: Any, result: dict[str, Any], raw: dict[tuple[str, str], Any], seed: int,
+                          backend_gradients: Any = None, keys: list[str] | None = None, bound64: tuple[str, float] | None = None,
+                          ) -> dict[str, Any]:
+    """Ill-conditioning or bug for a gradient case that failed (harness.truth.conditioning's rule): per failing key
+    the float32 error (worst API), kappa from the float64 reference, and the error of a float64 recomputation on
+    the backend (the first API's build with dtype float64, the same weights, inputs and targets). ``keys`` judges
+    other keys than the failing ones (the measurement of the rule's factor judges them all); ``bound64``: the known
+    divergence (id, max abs error) that bounds this backend's float64 computation of the case (``float64_bound``).
+    Never raises."""
+    from dataclasses import replace as replace_case
+
+    import keras
+    import numpy as np
+
+    from harness.case.weights import make_case_data
+    from harness.execute import models
+    from harness.execute.backends import kernel_mode
+    from harness.execute.gradients import LOSS_KEY, model_gradients, rounded_targets
+    from harness.execute.measure import error_record
+    from harness.truth.conditioning import RULE, classify, classify_key, gradient_condition, relative_error
+
+    judgement: dict[str, Any] = {"rule": RULE, "keys": [], "error": None}
+    failing = failing_gradient_keys(result) if keys is None else keys
+    try:
+        data = make_case_data(case, seed)
+        loss, expected, targets = rounded_targets(case, data, seed)
+        expected[LOSS_KEY] = np.asarray(loss)
+        kappa = gradient_condition(case, data, targets, LOSS_KEY)
+
+        def as64(group: Any) -> Any:
+            return tuple(np.asarray(w, np.float64) for w in group)
+
+        case64 = replace_case(case, dtype="float64")
+        data64 = replace_case(data, x=data.x.astype(np.float64), initial_state=None if data.initial_state is None else as64(data.initial_state),
+                              layer_weights=tuple(tuple(as64(group) for group in layer) for layer in data.layer_weights))
+        # The default dtype policy float64 too: a layer the case gives no dtype (the Concatenate joining two branches)
+        # would otherwise compute in float32.
+        floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+        keras.config.set_floatx("float64")
+        keras.config.set_dtype_policy("float64")
+        try:
+            with kernel_mode(case.kernel):
+                model, blocks = models.build_model(case.apis[0], case64, data64)
+                grads64 = model_gradients(model, blocks, case64, data64, targets,
+                                          float64_loss(case64, targets, backend_gradients))
+        finally:
+            keras.config.set_floatx(floatx)
+            keras.config.set_dtype_policy(policy)
+        judgement["float64_layers"] = sorted({str(layer.dtype_policy.compute_dtype) for layer in model.layers})
+        for key in failing:
+            error32 = max((relative_error(value, expected[key]) for (api, name), value in raw.items() if name == key),
+                          key=lambda e: np.nan_to_num(e, nan=np.inf), default=float("nan"))
+            abs64 = float(np.max(np.abs(np.asarray(grads64[key], np.float64) - expected[key]), initial=0.0))
+            judgement["keys"].append(classify_key(key, error32, relative_error(grads64[key], expected[key]), kappa[key],
+                                                  abs_error64=abs64, bound64=bound64))
+    except Exception as error:  # a recomputation that cannot run explains nothing
+        judgement["error"] = error_record(error)["summary"]
+        judgement["keys"] = []
+    judgement["verdict"] = classify(judgement["keys"])
+    return judgement
+
+
+def float64_loss(case: Any, targets: dict[str, Any], backend_gradients: Any = None) -> Any:
+    """A gradient function for ``model_gradients`` that takes the gradient of the same loss, sum over outputs of
+    mean((y - t)^2), written as sum((y - t)^2) * (1 / size): keras.ops.mean computes a float64 input in float32 on
+    PyTorch (dtypes.result_type(x.dtype, "float32"), keras/src/backend/torch/numpy.py), which would give every
+    float64 gradient a float32-sized error through dL/dy. ``backend_gradients`` (a fault's) or the backend's own
+    ``loss_and_gradients`` computes it."""
+    import keras
+
+    from harness.execute.backends import backend_module
+
+    compute = backend_gradients or backend_module(keras.backend.backend()).loss_and_gradients
+    names = list(case.output_names)
+
+    def exact_loss(outputs: Any) -> Any:
+        values = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        total = None
+        for name, value in zip(names, values):
+            target = keras.ops.convert_to_tensor(targets[name].astype("float64"))
+            term = keras.ops.sum(keras.ops.square(keras.ops.subtract(value, target))) * (1.0 / targets[name].size)
+            total = term if total is None else total + term
+        return total
+
+    def gradients(model: Any, inputs: Any, loss_fn: Any, differentiable: Any) -> Any:
+        return compute(model, inputs, exact_loss, differentiable)
+
+    return gradients
+
+
+def float64_bound(case: Any, info: Any, divergences: list) -> tuple[str, float] | None:
+    """The known divergence of kind bound (the loosest) that applies to the float64 version of ``case`` on this
+    backend: it says the backend does not compute that case in float64 end to end; None when none applies."""
+    from dataclasses import replace as replace_case
+
+    from harness.case.divergences import device_kind
+
+    case64 = replace_case(case, dtype="float64")
+    device = device_kind(info.device_class)
+    bounds = [(d.id, float(d.max_abs_error)) for d in divergences
+              if d.kind == "bound" and d.applies_to(case64, info.name, info.versions, device)]
+    return max(bounds, key=lambda bound: bound[1]) if bounds else None
+
+
+def _judgement_lines(judgement: dict[str, Any]) -> list[str]:
+    lines = [judgement_key.line() for judgement_key in judgement["keys"]]
+    mixed = [dtype for dtype in judgement.get("float64_layers", []) if dtype != "float64"]
+    if mixed:
+        lines.append(f"the float64 recomputation had layers computing in {', '.join(mixed)}")
+    if judgement.get("error"):
+        lines.append(f"the float64 recomputation could not run: {judgement['error']}")
+    if not judgement["keys"] and not judgement.get("error"):
+        lines.append("no gradient beyond tolerance (the failure is not numeric: APIs disagree or a dtype is wrong)")
+    return lines
+
+
+def fuzz_gradients(backend: str, examples: int, seed: int | None, fault: str | None = None, shrink: bool = True) -> int:
+    """Fuzz gradient configurations on ``backend``; each disagreement is classified. Prints the ill-conditioned
+    cases apart with their numbers and the shrunk bug (if any) as TOML. 0: no bug, 1: a bug, 2: nothing measured.
+    ``fault`` (harness.execute.gradients.GRADIENT_FAULTS) is patched into Keras for the whole run."""
+    from harness.execute.backends import activate
+
+    info = activate(backend)
+    import keras
+
+    from harness.case.divergences import load_divergences
+    from harness.case.tolerances import load_tolerances
+    from harness.case.weights import DEFAULT_SEED
+    from harness.execute.gradients import GRADIENT_FAULTS, injected, run_gradient_case
+    from harness.case.divergences import device_kind
+    from harness.studies.gradients import BAD, _judge
+    from harness.verdicts.classify import classify_result
+
+    if fault is not None and fault not in GRADIENT_FAULTS:
+        raise ValueError(f"unknown gradient fault {fault!r}; accepted: {', '.join(GRADIENT_FAULTS)}")
+    tolerances = load_tolerances(info.device_class)
+    divergences = load_divergences()
+    exercised: set[str] = set()
+    counts = {"examples": 0, "known": 0}
+    ill_conditioned: dict[str, dict[str, Any]] = {}
+    last_failure: dict[str, Any] = {}
+    in_force: dict[str, Any] = {}
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=seed is not None,
+        report_multiple_bugs=False,
+        phases=(Phase.explicit, Phase.generate) + ((Phase.shrink,) if shrink else ()),
+        suppress_health_check=(HealthCheck.too_slow, HealthCheck.filter_too_much),
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )
+    @given(gradient_case_entries())
+    def check(entry: dict[str, Any]) -> None:
+        case = parse_case(entry, FUZZ_SOURCE)
+        counts["examples"] += 1
+        key = json.dumps(entry, sort_keys=True)
+        exercised.add(key)
+        gradients_fn = in_force["fault"].backend_gradients if "fault" in in_force else None
+        raw: dict[tuple[str, str], Any] = {}
+        result = _judge(run_gradient_case(case, DEFAULT_SEED, tolerances, raw, CASE_TIMEOUT_S, gradients_fn), case, info, divergences)
+        if result["status"] == "error" and result["forward_divergences"]:
+            # A crash the forward pass is known for (a crash claim matches the innermost exception) is known here too.
+            crash = classify_result(case, info.name, info.versions, result, raw, tolerances, divergences, DEFAULT_SEED,
+                                    device_kind(info.device_class))
+            if crash["verdict"] == "known":
+                result["verdict"] = "known"
+        counts["known"] += result["verdict"] == "known"
+        judgement = None
+        if result["verdict"] == "fail":
+            judgement = classify_disagreement(case, result, raw, DEFAULT_SEED, gradients_fn,
+                                              bound64=float64_bound(case, info, divergences))
+        keras.backend.clear_session()
+        if judgement is not None and judgement["verdict"] == "ill_conditioned":
+            ill_conditioned[key] = {"entry": entry, "judgement": judgement}
+            return
+        if result["verdict"] in BAD:
+            last_failure.clear()
+            last_failure.update(entry=entry, result=result, judgement=judgement)
+            raise FuzzFailure(f"{result['status']}: " + "; ".join(failure_messages(result)))
+
+    if seed is not None:
+        check = hypothesis_seed(seed)(check)
+
+    started = time.perf_counter()
+    failed = False
+    with contextlib.ExitStack() as stack:
+        if fault is not None:
+            in_force["fault"] = stack.enter_context(injected(fault))
+        try:
+            check()
+        except Exception as error:  # the shrunk FuzzFailure, or hypothesis reporting a flaky one
+            failed = True
+            failure_error: BaseException = error
+    elapsed = time.perf_counter() - started
+    summary = (f"fuzz --gradients: {counts['examples']} examples on {info.name}"
+               + (f" with fault {fault!r} injected" if fault else "")
+               + f", {len(exercised)} combinations exercised, {counts['known']} known, {len(ill_conditioned)} ill-conditioned (not bugs)")
+    if ill_conditioned:
+        print(f"# ill-conditioned, kept apart from bugs (rule: {next(iter(ill_conditioned.values()))['judgement']['rule']}):")
+        for found in ill_conditioned.values():
+            print(to_toml(found["entry"]), end="")
+            for line in _judgement_lines(found["judgement"]):
+                print(f"# {line}")
+    if counts["examples"] == 0:
+        print(f"{summary}: nothing measured")
+        return 2
+    if not failed:
+        print(f"{summary}, no bug ({elapsed:.0f} s)")
+        return 0
+    print(f"{summary}, bug {'shrunk to' if shrink else 'found'}: ({elapsed:.0f} s)")
+    if last_failure:
+        result = last_failure["result"]
+        print(to_toml(last_failure["entry"]), end="")
+        print(f"# verdict on {info.name}: {result['verdict']} (measured {result['status']})"
+              + (f"; classified bug by the rule: {last_failure['judgement']['rule']}" if last_failure["judgement"] else ""))
+        for message in failure_messages(result):
+            for line in message.splitlines() or [""]:
+                print(f"# {line}")
+        for line in _judgement_lines(last_failure["judgement"]) if last_failure["judgement"] else []:
+            print(f"# {line}")
     else:
         print(f"# no failing case was recorded; hypothesis raised {type(failure_error).__name__}: {failure_error}")
     return 1

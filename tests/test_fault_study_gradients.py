@@ -1,0 +1,117 @@
+"""The fault study's gradient and optimizer faults: entries of DIR/<backend>.faults.json with the forward faults'
+verdicts, judged by the gradient measure step and the training study; a wrong gradient that changes nothing is
+missed (exit 1), a patch that never runs is an error (exit 2); the report shows them beside the forward faults."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from harness.execute.backends import activate
+
+backend = activate(sys.argv[1])
+from harness.case.schema import builtin_cases
+from harness.execute import gradients
+from harness.studies import fault_study
+
+out = Path(sys.argv[2])
+record = fault_study.run_fault_study(builtin_cases(), backend, out / "full", 20261124, catalogue={}, sweep_cases={})
+# The scaled gradient scaled by exactly 1 runs and changes nothing: missed. Adam's fault judged on SGD never runs: an error.
+gradients.SCALE = 1.0
+other = fault_study.run_fault_study(builtin_cases(), backend, out / "other", 20261124, catalogue={}, sweep_cases={},
+                                    gradient_faults={"recurrent_kernel_gradient_scaled": ("lstm_last_step",)},
+                                    optimizer_faults={"adam_without_bias_correction": ("sgd",)})
+print(json.dumps({"full": fault_study.exit_code(record), "other": fault_study.exit_code(other),
+                  "summary": fault_study.summary(record)}))
+"""
+
+
+@pytest.mark.backend
+def test_gradient_and_optimizer_faults_are_judged_like_the_forward_faults(session_backend, tmp_path):
+    from harness.execute.gradients import GRADIENT_FAULTS, OPTIMIZER_FAULTS
+    from harness.studies import fault_study
+
+    completed = subprocess.run([sys.executable, "-c", SCRIPT, session_backend, str(tmp_path)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    codes = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert codes["full"] == 0 and codes["summary"].startswith(f"{session_backend}: 3 of 3 faults detected"), codes
+
+    record = json.loads((tmp_path / "full" / f"{session_backend}.faults.json").read_text())
+    assert record["finished"] and set(record["faults"]) == set(GRADIENT_FAULTS) | set(OPTIMIZER_FAULTS)
+    for name in GRADIENT_FAULTS:
+        entry = record["faults"][name]
+        assert entry["kind"] == "gradient" and entry["status"] == "detected" and entry["detected"], entry
+        assert entry["flagged_cases"] == list(fault_study.GRADIENT_FAULT_CASES[name])
+        for run in entry["runs"].values():
+            assert run["verdict"] == "detected" and run["status"] == "fail" and sum(run["patch_calls"].values()) > 0
+            assert any(output.endswith("recurrent_kernel") for output in run["mismatched"])
+            # The forward pass is untouched: the loss is never among the mismatches.
+            assert not any(output.endswith("/loss") for output in run["mismatched"])
+    adam = record["faults"]["adam_without_bias_correction"]
+    assert adam["kind"] == "optimizer" and adam["status"] == "detected"
+    assert sorted(adam["runs"]) == ["adam/fit", "adam/train_on_batch"] and adam["flagged_cases"]
+    assert all("final/grad/lstm_0/kernel" in "".join(run["mismatched"]) for run in adam["runs"].values())
+    # The unmodified runs pass: no false alarm.
+    assert {"gradients/lstm_last_step", "training/adam/fit", "training/adam/train_on_batch"} <= set(record["clean"])
+    assert not any(entry["false_alarm"] for entry in record["clean"].values()), record["clean"]
+
+    assert codes["other"] == 2  # the error of the study wins over the miss
+    other = json.loads((tmp_path / "other" / f"{session_backend}.faults.json").read_text())
+    scaled = other["faults"]["recurrent_kernel_gradient_scaled"]
+    assert scaled["status"] == "undetected" and scaled["runs"]["lstm_last_step"]["verdict"] == "undetected"
+    never = other["faults"]["adam_without_bias_correction"]
+    assert never["status"] == "error" and "never called" in never["reason"]
+    assert fault_study.exit_code(dict(other, faults={"recurrent_kernel_gradient_scaled": scaled})) == 1
+    assert fault_study.undetected_faults(other) == ["recurrent_kernel_gradient_scaled"]
+
+
+def test_report_renders_the_committed_fault_records_and_the_new_entries(tmp_path):
+    from harness.reports import markdown, model
+
+    studies = {path.name.split(".")[0]: json.loads(path.read_text()) for path in sorted((ROOT / "results").glob("*.faults.json"))}
+    assert studies, "no committed faults record"
+    before = model._faults(studies)
+    committed_rows = {row.name for row in before.rows}
+    backend = next(iter(studies))
+    run = {"status": "fail", "error": None, "max_abs_error": 0.03, "mismatched": ["functional/grad/lstm_0/recurrent_kernel"],
+           "patch_calls": {"harness.execute.gradients.injected(recurrent_term_dropped)": 12}, "verdict": "detected", "reason": None}
+    studies[backend] = dict(studies[backend], faults=dict(studies[backend]["faults"], recurrent_term_dropped={
+        "description": "the backward pass drops the recurrent term", "kind": "gradient", "judged_by": "the gradient measure step",
+        "cases": ["lstm_last_step"], "runs": {"lstm_last_step": run}, "status": "detected", "reason": None, "detected": True,
+        "flagged_cases": ["lstm_last_step"]}))
+    after = model._faults(studies)
+    assert {row.name for row in after.rows} == committed_rows | {"recurrent_term_dropped"}
+    row = next(row for row in after.rows if row.name == "recurrent_term_dropped")
+    assert row.cells[backend].status == "detected" and row.cells[backend].worst_error == 0.03
+    others = [b for b in after.backends if b != backend]
+    assert all(row.cells[b].status == "not run" for b in others)
+    detection = next(d for d in after.detection if d.backend == backend)
+    assert detection.total == len(studies[backend]["faults"]) and detection.detected == detection.total
+    text = "\n".join(markdown._faults(type("R", (), {"faults": after})()))
+    assert "| recurrent_term_dropped |" in text and "detected (1/1 cases, error up to 3.00e-02) | not run" in text
+
+
+def test_every_gradient_and_optimizer_fault_has_its_judges():
+    from harness.case.schema import builtin_cases
+    from harness.execute.gradients import GRADIENT_FAULTS, OPTIMIZER_FAULTS
+    from harness.studies import fault_study
+    from harness.studies.gradients import gradient_selection
+    from harness.studies.training import training_setup
+
+    assert set(fault_study.GRADIENT_FAULT_CASES) == set(GRADIENT_FAULTS)
+    assert set(fault_study.OPTIMIZER_FAULT_RUNS) == set(OPTIMIZER_FAULTS)
+    gradient_cases = {case.name for case in gradient_selection()[0]}
+    for cases in fault_study.GRADIENT_FAULT_CASES.values():
+        assert cases and set(cases) <= gradient_cases  # measured (and passing) in the gradient study
+    names = {case.name for case in builtin_cases()}
+    assert all(set(cases) <= names for cases in fault_study.GRADIENT_FAULT_CASES.values())
+    optimizers = {optimizer["name"] for optimizer in training_setup()["optimizers"]}
+    assert all(runs and set(runs) <= optimizers for runs in fault_study.OPTIMIZER_FAULT_RUNS.values())
