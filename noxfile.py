@@ -237,6 +237,7 @@ def parity(session: nox.Session, keras: str, backend: str) -> None:
     if keras == "release":  # each backend's own gradients and training against the NumPy backward pass and loop
         session.run("python", "-m", "harness", "gradients", "--backend", backend, "--out", out, env=env)
         session.run("python", "-m", "harness", "training", "--backend", backend, "--out", out, env=env)
+        session.run("python", "-m", "harness", "training-mode", "--backend", backend, "--out", out, env=env)
     session.run("python", "-m", "harness", "run", "--backend", backend, "--out", out, *session.posargs, env=env,
                 success_codes=codes)
     if keras == "release":

@@ -237,7 +237,7 @@ def _command_faults(args: argparse.Namespace) -> int:
     from harness.execute.backends import activate
 
     cases = _load_cases(None, None)
-    backend = activate(args.backend)
+    backend = activate(args.backend, precision=args.precision)
     from harness.studies import fault_study
 
     record = fault_study.run_fault_study(cases, backend, args.out, args.seed, command=args.invocation)
@@ -259,9 +259,19 @@ def _command_fuzz(args: argparse.Namespace) -> int:
         return _fail("fuzz needs hypothesis; install it with: pip install 'keras-parity[test]'")
     from harness.execute.backends import activate
 
-    activate(args.backend)
-    from harness.studies.fuzz import fuzz
+    if args.examples < 1:
+        return _fail(f"--examples must be at least 1, not {args.examples}")
+    if args.inject_fault is not None and not args.gradients:
+        return _fail("--inject-fault is for fuzz --gradients (a gradient fault of harness.execute.gradients)")
+    from harness.execute.gradients import GRADIENT_FAULTS
 
+    if args.inject_fault is not None and args.inject_fault not in GRADIENT_FAULTS:
+        return _fail(f"unknown gradient fault {args.inject_fault!r}; accepted: {', '.join(GRADIENT_FAULTS)}")
+    activate(args.backend)
+    from harness.studies.fuzz import fuzz, fuzz_gradients
+
+    if args.gradients:
+        return fuzz_gradients(args.backend, args.examples, args.seed, args.inject_fault)
     return fuzz(args.backend, args.examples, args.seed)
 
 
@@ -332,7 +342,12 @@ def _command_gradients(args: argparse.Namespace) -> int:
 
 def _command_training(args: argparse.Namespace) -> int:
     from harness.execute.backends import activate
+    from harness.execute.gradients import GRADIENT_FAULTS, OPTIMIZER_FAULTS
+    from harness.studies.training import DRIFT_FAULTS
 
+    accepted = [name for name in (*GRADIENT_FAULTS, *OPTIMIZER_FAULTS, *DRIFT_FAULTS) if name != "recurrent_kernel_gradient_scaled"]
+    if args.inject_fault is not None and args.inject_fault not in accepted:
+        return _fail(f"unknown training fault {args.inject_fault!r}; accepted: {', '.join(accepted)}")
     backend = activate(args.backend, precision=args.precision)
     from harness.studies import training
 
@@ -342,6 +357,26 @@ def _command_training(args: argparse.Namespace) -> int:
     for problem in training.problems(record):
         print(f"  {problem}", file=sys.stderr)
     return training.exit_code(record)
+
+
+def _command_training_mode(args: argparse.Namespace) -> int:
+    from harness.studies.training_mode import FAULTS, load_setup, select
+
+    if args.inject_fault is not None and args.inject_fault not in FAULTS:
+        return _fail(f"unknown training-mode fault {args.inject_fault!r}; accepted: {', '.join(FAULTS)}")
+    setup = load_setup(args.case_file) if args.case_file is not None else load_setup()
+    select(setup["cases"], args.cases)  # a pattern that selects nothing is bad input, before any backend starts
+    from harness.execute.backends import activate
+
+    backend = activate(args.backend, precision=args.precision)
+    from harness.studies import training_mode
+
+    record = training_mode.run_training_mode_study(backend, args.out, args.seed, command=args.invocation, pattern=args.cases,
+                                                   fault=args.inject_fault, setup=setup)
+    print(f"{training_mode.summary(record)}; wrote {training_mode.training_mode_path(args.out, backend.name)} in {record['duration_s']:.0f} s")
+    for problem in training_mode.problems(record):
+        print(f"  {problem}", file=sys.stderr)
+    return training_mode.exit_code(record)
 
 
 def _command_probe(args: argparse.Namespace) -> int:
@@ -414,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fault_study = commands.add_parser("faults", help="run the fault catalogue and the perturbation sweep; write DIR/<backend>.faults.json")
     fault_study.add_argument("--backend", required=True, choices=BACKENDS)
+    fault_study.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
     fault_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
     fault_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
@@ -421,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
     fuzzing.add_argument("--backend", required=True, choices=BACKENDS)
     fuzzing.add_argument("--examples", type=int, default=50, metavar="N")
     fuzzing.add_argument("--seed", type=int, default=None, metavar="S")
+    fuzzing.add_argument("--gradients", action="store_true", help="fuzz gradients against the NumPy backward pass; a disagreement "
+                         "a float64 recomputation shows to be ill-conditioning is printed apart, only bugs exit 1")
+    fuzzing.add_argument("--inject-fault", metavar="NAME", help="with --gradients: patch a wrong gradient into Keras to check it is caught")
 
     comparison = commands.add_parser("compare", help="list what regressed and improved between two results folders")
     comparison.add_argument("old", type=Path, metavar="OLD")
@@ -460,7 +499,20 @@ def build_parser() -> argparse.ArgumentParser:
     training_study.add_argument("--steps", type=int, default=5, metavar="N", help="optimizer steps compared step by step")
     training_study.add_argument("--long-steps", type=int, default=50, metavar="N", help="steps of the longer train_on_batch run")
     training_study.add_argument("--inject-fault", metavar="NAME", help="patch a wrong gradient or optimizer step into Keras "
-                                "(recurrent_term_dropped, adam_without_bias_correction)")
+                                "(recurrent_term_dropped, adam_without_bias_correction, optimizer_step_in_float16, "
+                                "loss_scale_not_undone)")
+
+    mode_study = commands.add_parser("training-mode", help="dropout and recurrent_dropout in training mode: the masks Keras draws, "
+                                     "and its outputs and losses with them and with fixed masks against the NumPy reference; "
+                                     "write DIR/<backend>.training_mode.json")
+    mode_study.add_argument("--backend", required=True, choices=BACKENDS)
+    mode_study.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
+    mode_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
+    mode_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    mode_study.add_argument("--cases", metavar="GLOB", help="comma-separated name patterns of training_mode_cases.toml")
+    mode_study.add_argument("--case-file", type=Path, metavar="FILE.toml", help="another training-mode case file")
+    mode_study.add_argument("--inject-fault", metavar="NAME", help="patch a wrong dropout mask into Keras (dropout_unscaled); "
+                            "exit 0 when the study catches it")
 
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
@@ -500,6 +552,7 @@ def _dispatch_command(args: argparse.Namespace, argv: list[str]) -> int:
         "faults": _command_faults, "fuzz": _command_fuzz, "compare": _command_compare, "growth": _command_growth,
         "list": _command_list, "classify": _command_classify, "merge": _command_merge,
         "between-versions": _command_between, "gradients": _command_gradients, "training": _command_training,
+        "training-mode": _command_training_mode,
     }
     return commands[args.command](args)
 

@@ -25,7 +25,8 @@ SCHEMAS = {
     "verdicts": ("keras-parity/verdicts", 1),
     "cross_backend": ("keras-parity/cross-backend", 1),
     "gradients": ("keras-parity/gradients", 1),
-    "training": ("keras-parity/training", 1),
+    "training": ("keras-parity/training", 2),  # 2: drift checks (long_runs[].drift_check), precision_runs; 1 still read
+    "training_mode": ("keras-parity/training-mode", 1),
 }
 
 

@@ -543,6 +543,16 @@ def _gradients(report: Report) -> list[str]:
              for backend, optimizer, distances in data.long_runs if distances]
     if longs:
         body.append("<p>Largest weight difference to the NumPy trajectory: " + "; ".join(longs) + ".</p>")
+    drifts = [f"{_e(line.backend)} {_e(line.optimizer)} {_e(line.policy)}: "
+              + (f"<strong>cannot train: {_e(line.error)}</strong>" if line.error else
+                 f"{line.distances[-1]:.2g} after {len(line.distances)} steps, worst {line.worst_ratio:.2g} of its bound"
+                 + ("" if line.passed else f" (beyond the bound, known: {_e(' '.join(line.known.split()))})" if line.known
+                    else " (<strong>beyond what rounding explains</strong>)")
+                 + (f", loss scale {line.loss_scale:g}" if line.loss_scale is not None else ""))
+              for line in data.drift if line.passed is not None or line.error]
+    if drifts:
+        body.append("<p>Drift against what rounding explains (see the drift figure):</p><ul>"
+                    + "".join(f"<li>{text}</li>" for text in drifts) + "</ul>")
     return body
 
 

@@ -469,6 +469,23 @@ def _gradient_lines(report: Report) -> list[str]:
             marks = sorted({0, len(distances) // 4, len(distances) // 2, len(distances) - 1})
             lines += ["", f"- {backend} {optimizer}, {len(distances)} train_on_batch steps: largest weight difference to the NumPy "
                           "trajectory " + ", ".join(f"{distances[k]:.2g} after step {k + 1}" for k in marks) + "."]
+    judged = [line for line in data.drift if line.passed is not None or line.error]
+    if judged:
+        lines += ["", "Drift of the long runs against what rounding explains (float32: k * eps32 * W_k; a mixed policy: "
+                      "eps_compute / eps32 times the float32 drift measured; the drift plot in report.html):"]
+        for line in judged:
+            scale = f"; loss scale {line.loss_scale:g}" if line.loss_scale is not None else ""
+            if line.error:
+                lines.append(f"- **{line.backend} {line.optimizer} {line.policy}: cannot train: {line.error}**")
+            else:
+                text = (f"{line.backend} {line.optimizer} {line.policy}: {line.distances[-1]:.2g} after {len(line.distances)} steps, "
+                        f"worst {line.worst_ratio:.2g} of its bound{scale}")
+                if line.passed:
+                    lines.append(f"- {text}")
+                elif line.known:
+                    lines.append(f"- {text}: beyond the bound, known: {' '.join(line.known.split())}")
+                else:
+                    lines.append(f"- **{text}: beyond what rounding explains**")
     if data.faults:
         lines += ["", "Records made with a fault injected (not measurements): " + ", ".join(f"{b} {f}" for b, f in data.faults) + "."]
     return lines
@@ -552,6 +569,33 @@ def _environment(report: Report) -> list[str]:
     return lines
 
 
+def _training_mode_lines(report: Report) -> list[str]:
+    """The "Training mode (dropout)" section: each case's verdict and worst tolerance ratio per backend."""
+    data = report.training_mode
+    lines = ["## Training mode (dropout)", ""]
+    if data is None:
+        return lines + ["Not run (python -m harness training-mode, part of the release parity sessions)."]
+    lines += ["dropout and recurrent_dropout with training=True: the masks Keras draws (one per sequence, 0 or 1/(1-rate), "
+              "the rate within 5 binomial standard deviations, per gate with implementation 1), the output against the NumPy "
+              "reference fed those masks, and with the harness's seeded masks the output and the train_on_batch / fit loss. "
+              "Worst ratio: the largest error-to-tolerance ratio of the case's compared quantities.", "",
+              "| case | " + " | ".join(data.backends) + " |", "|---|" + "---|" * len(data.backends)]
+    cells = {(row.case, row.backend): row for row in data.rows}
+    for case in dict.fromkeys(row.case for row in data.rows):
+        entries = []
+        for backend in data.backends:
+            row = cells.get((case, backend))
+            entries.append("" if row is None else f"{row.verdict} ({row.worst_ratio:.2g})")
+        lines.append(f"| {case} | " + " | ".join(entries) + " |")
+    explained = [row for row in data.rows if row.verdict != "pass"]
+    if explained:
+        lines.append("")
+        lines += [f"- {row.backend} {row.case}: {row.verdict}: {row.detail}" for row in explained]
+    if data.faults:
+        lines += ["", "Records made with a fault injected (not shown above): " + ", ".join(f"{b} ({f})" for b, f in data.faults)]
+    return lines
+
+
 def render_markdown(report: Report) -> str:
     """REPORT.md for a built report model."""
     attention = report.attention_count
@@ -565,7 +609,7 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    for section in (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross, _serialization, _growth, _gradient_lines, _faults,
+    for section in (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross, _serialization, _growth, _gradient_lines, _training_mode_lines, _faults,
                     _tolerances, _environment):
         lines += section(report) + [""]
     return "\n".join(lines)

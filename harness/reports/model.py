@@ -750,6 +750,7 @@ class Report:
     # comparisons stored in subfolders that name this folder as a side (Keras 2 in tf-keras/ against this Keras 3)
     other_between_versions: tuple[BetweenVersions, ...] = ()
     gradients: "GradientsAndTraining | None" = None  # <backend>.gradients.json / .training.json, when run
+    training_mode: "TrainingMode | None" = None  # <backend>.training_mode.json, when run
 
     @property
     def attention_count(self) -> int:
@@ -1278,6 +1279,7 @@ def build_report(folder: Path) -> Report:
         between_versions=between_versions,
         other_between_versions=other_between_versions,
         gradients=gradients_and_training(folder, notes),
+        training_mode=training_mode_summary(folder, notes),
     )
 
 
@@ -1481,6 +1483,24 @@ class TrainingRun:
 
 
 @dataclass(frozen=True)
+class DriftLine:
+    """One long train_on_batch run: per step its largest weight difference to the float64 NumPy trajectory, under a dtype
+    policy (float32 or mixed), and the bound it is judged by (empty in schema-1 records, which judged no drift)."""
+
+    backend: str
+    optimizer: str
+    policy: str
+    distances: tuple[float, ...]
+    bound: tuple[float, ...]
+    worst_ratio: float | None
+    passed: bool | None  # None: not judged
+    loss_scale: float | None  # the LossScaleOptimizer's scale at the end; None: no loss scaling
+    error: str | None
+    rule: str | None = None
+    known: str | None = None  # the reason of the [[training.known_drift]] claim a failed check is known under
+
+
+@dataclass(frozen=True)
 class GradientsAndTraining:
     backends: tuple[str, ...]
     rows: tuple[GradientRow, ...]  # by case, then backend
@@ -1492,6 +1512,19 @@ class GradientsAndTraining:
     training: tuple[TrainingRun, ...]
     long_runs: tuple[tuple[str, str, tuple[float, ...]], ...]  # (backend, optimizer, max abs weight difference per step)
     faults: tuple[tuple[str, str], ...]  # (backend, fault) of records made with a fault injected: not measurements
+    drift: tuple[DriftLine, ...] = ()  # the long runs, float32 then the mixed policies (.training.json long_runs, precision_runs)
+
+
+def _drift_line(backend: str, entry: dict[str, Any]) -> DriftLine:
+    check = entry.get("drift_check") or {}
+    error = entry.get("error")
+    scaling = entry.get("loss_scale") or {}
+    return DriftLine(backend, str(entry["optimizer"]["name"]), str(entry.get("policy", "float32")),
+                     tuple(float(value) for value in entry.get("max_abs_weight_difference") or ()),
+                     tuple(float(value) for value in check.get("bound") or ()), _number(check.get("worst_ratio")),
+                     None if not check else bool(check.get("passed")), _number(scaling.get("scale")) if scaling.get("active") else None,
+                     error.get("summary") if isinstance(error, dict) else None, check.get("rule"),
+                     str(entry["known"].get("reason", "")).strip() or "known" if isinstance(entry.get("known"), dict) else None)
 
 
 def _gradient_row(backend: str, raw: dict[str, Any]) -> GradientRow:
@@ -1531,6 +1564,7 @@ def gradients_and_training(folder: Path, notes: list[str]) -> GradientsAndTraini
         if (folder / "gradients_cross_backend.json").exists() else None
     runs = []
     long_runs = []
+    drift: list[DriftLine] = []
     for backend, data in training.items():
         for entry in data.get("runs", []):
             ratios = [(_number(item.get("tolerance_ratio")), _number(item.get("max_abs_error"))) for item in entry.get("items", {}).values()]
@@ -1541,9 +1575,54 @@ def gradients_and_training(folder: Path, notes: list[str]) -> GradientsAndTraini
                                     error.get("summary") if isinstance(error, dict) else None))
         for entry in data.get("long_runs", []):
             long_runs.append((backend, str(entry["optimizer"]["name"]), tuple(entry.get("max_abs_weight_difference") or ())))
+        drift += [_drift_line(backend, entry) for entry in data.get("long_runs", []) + data.get("precision_runs", [])]
     return GradientsAndTraining(
         backends=tuple(sorted(set(gradients) | set(training))), rows=tuple(rows), shared_pairs=tuple(pairs),
         cross_compared=None if cross is None else int(cross.get("compared_outputs", 0)),
         cross_outside=tuple(cross.get("outside", ())) if cross else (), cross_worst=cross.get("worst") if cross else None,
-        training=tuple(runs), long_runs=tuple(long_runs), faults=faults,
+        training=tuple(runs), long_runs=tuple(long_runs), faults=faults, drift=tuple(drift),
     )
+
+
+# ------------------------------------------------------------------------------------------ training mode (dropout)
+
+
+@dataclass(frozen=True)
+class TrainingModeRow:
+    """One training-mode case on one backend (harness/studies/training_mode.py)."""
+
+    backend: str
+    case: str
+    verdict: str  # pass, known, fail, error
+    worst_ratio: float  # the largest tolerance ratio over its compared quantities (nan when none ran)
+    detail: str  # the known claim and its reproducer, or the first problem / error
+
+
+@dataclass(frozen=True)
+class TrainingMode:
+    backends: tuple[str, ...]
+    rows: tuple[TrainingModeRow, ...]
+    faults: tuple[tuple[str, str], ...]  # (backend, fault) of records made with a fault injected, listed apart
+
+
+def training_mode_summary(folder: Path, notes: list[str]) -> TrainingMode | None:
+    """The training-mode records of ``folder`` (None when the study did not run)."""
+    records = {path.name.split(".")[0]: _load_optional(path, "keras-parity/training-mode", notes)
+               for path in sorted(folder.glob("*.training_mode.json"))}
+    records = {backend: data for backend, data in records.items() if data is not None}
+    if not records:
+        return None
+    faults = tuple((backend, str(data["fault"])) for backend, data in records.items() if data.get("fault"))
+    rows = []
+    for backend, data in records.items():
+        if data.get("fault"):
+            continue
+        for entry in data.get("cases", []):
+            ratios = [float(item["tolerance_ratio"]) for item in entry.get("items", {}).values()]
+            errors = [f"{name}: {stage['error']['summary']}" for name, stage in entry.get("stages", {}).items() if stage.get("error")]
+            if entry.get("known"):
+                detail = f"{entry['known']['id']} ({entry['known']['reproducer']})"
+            else:
+                detail = (errors + list(entry.get("problems", [])) + [""])[0][:200]
+            rows.append(TrainingModeRow(backend, entry["case"], entry["verdict"], max(ratios, default=float("nan")), detail))
+    return TrainingMode(backends=tuple(sorted(records)), rows=tuple(rows), faults=faults)

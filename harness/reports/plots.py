@@ -15,6 +15,8 @@ and saved without the "Software" metadata, so the same records give the same byt
   order 1e-8 that are correct to the last absolute digit), and not where that largest distance
   occurred, so no floor on |expected| can be applied after the fact. The ratio is what decides a
   verdict and is already floored by atol.
+- ``drift_plot``: the training long runs' weight distance to the float64 NumPy trajectory per step, log scale, one
+  line per backend and dtype policy, with the float32 rounding bound and the mixed policies' bounds the records hold.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.reports.model import CaseResult, Growth, Report
+from harness.reports.model import CaseResult, GradientsAndTraining, Growth, Report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -40,6 +42,14 @@ HISTOGRAM_CAPTION = (
     "known divergences included above it). This replaces a ULP histogram: the records keep only each output's largest ULP "
     "distance, which near-zero expected values dominate (10^9 ULP on outputs of order 1e-8) and whose location is not "
     "recorded, so it cannot be floored after the fact; the ratio is what decides each verdict, and its atol is the floor."
+)
+
+DRIFT_CAPTION = (
+    "Training drift: the largest weight difference to the float64 NumPy trajectory after each train_on_batch step of the long "
+    "run (results/<backend>.training.json), one panel per optimizer, one line per backend (colour) and dtype policy (line style). "
+    "Black: the float32 rounding bound k * eps32 * W_k (one float32 epsilon of the largest weight per step, accumulated "
+    "linearly); grey, in the policy's line style: the mixed policy's bound, (eps_compute / eps32) times the float32 drift "
+    "measured up to that step (the tightest over backends). Points of zero difference are not drawn (log scale)."
 )
 
 
@@ -242,6 +252,52 @@ def ratio_histogram(report: Report) -> bytes:
     return _png(figure)
 
 
+# ---------------------------------------------------------------- training drift
+
+
+POLICY_STYLES = {"float32": "-", "mixed_float16": "--", "mixed_bfloat16": ":"}
+
+
+def drift_plot(data: GradientsAndTraining) -> bytes:
+    """Per step, the long runs' largest weight difference to the NumPy trajectory, log scale, with their bounds, as PNG bytes.
+
+    One panel per optimizer; colour = backend, line style = dtype policy. Only what the records hold is drawn: a schema-1
+    record has no bound, so its panel shows the drift alone."""
+    optimizers = list(dict.fromkeys(line.optimizer for line in data.drift))
+    backends = list(dict.fromkeys(line.backend for line in data.drift))
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    figure = _figure(5.0 * max(1, len(optimizers)), 7.0)
+    for index, optimizer in enumerate(optimizers, start=1):
+        axes = figure.add_subplot(1, len(optimizers), index)
+        lines = [line for line in data.drift if line.optimizer == optimizer]
+        for line in lines:
+            steps = [k + 1 for k, value in enumerate(line.distances) if value > 0 and math.isfinite(value)]
+            values = [line.distances[k - 1] for k in steps]
+            verdict = "" if line.passed is None else (" within bound" if line.passed else
+                                                      " beyond bound, known" if line.known else " BEYOND bound")
+            label = f"{line.backend} {line.policy}{verdict}" + (f" (cannot train: {line.error})" if line.error else "")
+            axes.plot(steps, values, color=colours[backends.index(line.backend) % len(colours)],
+                      linestyle=POLICY_STYLES.get(line.policy, "-."), linewidth=1.2, label=label)
+        bounds: dict[str, tuple[float, ...]] = {}
+        for line in lines:
+            if line.bound and (line.policy not in bounds or sum(line.bound) < sum(bounds[line.policy])):
+                bounds[line.policy] = line.bound
+        for policy, bound in bounds.items():
+            colour = "black" if policy == "float32" else "grey"
+            name = "float32 rounding bound" if policy == "float32" else f"{policy} bound"
+            axes.plot(range(1, len(bound) + 1), bound, color=colour, linestyle=POLICY_STYLES.get(policy, "-."), linewidth=1.6,
+                      label=name)
+        axes.set_yscale("log")
+        axes.set_xlabel("train_on_batch step")
+        axes.set_ylabel("max |weight - float64 NumPy weight|")
+        axes.set_title(f"{optimizer}: drift from the float64 trajectory", fontsize=9)
+        axes.grid(True, which="both", linewidth=0.3, alpha=0.5)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
+    figure.tight_layout()
+    return _png(figure)
+
+
 def report_figures(report: Report) -> dict[str, bytes]:
     """The figures of report.html keyed by caption, in page order; empty when matplotlib is not installed."""
     try:
@@ -249,6 +305,8 @@ def report_figures(report: Report) -> dict[str, bytes]:
         if report.growth is not None:
             figures[GROWTH_CAPTION] = growth_plot(report.growth)
         figures[HISTOGRAM_CAPTION] = ratio_histogram(report)
+        if report.gradients is not None and any(line.distances for line in report.gradients.drift):
+            figures[DRIFT_CAPTION] = drift_plot(report.gradients)
     except ImportError:
         return {}
     return figures
