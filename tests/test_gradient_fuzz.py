@@ -69,3 +69,17 @@ def test_no_examples_is_bad_usage():
     completed = run_harness("fuzz", "--backend", "jax", "--gradients", "--examples", "0")
     assert completed.returncode == 2 and completed.stdout == ""
     assert "--examples must be at least 1" in _one_line(completed.stderr)
+
+
+def test_only_a_failure_the_rule_does_not_explain_is_a_bug():
+    from harness.studies.fuzz import gradient_outcome
+
+    ill, bug = {"verdict": "ill_conditioned"}, {"verdict": "bug"}
+    assert gradient_outcome({"verdict": "pass"}, None) == "pass"
+    assert gradient_outcome({"verdict": "known"}, None) == "known"
+    assert gradient_outcome({"verdict": "fail"}, ill) == "ill_conditioned"
+    assert gradient_outcome({"verdict": "fail"}, bug) == "bug"
+    assert gradient_outcome({"verdict": "fail"}, None) == "bug"
+    assert gradient_outcome({"verdict": "invalid"}, None) == "beyond_float32"
+    # An error or a time-out is never explained by rounding, whatever a judgement says.
+    assert gradient_outcome({"verdict": "error"}, ill) == "bug" and gradient_outcome({"verdict": "timeout"}, None) == "bug"

@@ -17,8 +17,9 @@ NumPy backward pass supports (``gradient_case_entries``), takes the backend's gr
 measure step (``harness.execute.gradients.run_gradient_case``, judged by the ``gradients`` tolerance row) and
 classifies every disagreement (``classify_disagreement``) by ``harness.truth.conditioning``'s rule from a
 float64 recomputation on the backend and a condition estimate from the float64 reference: an
-``ill_conditioned`` case is printed apart with its numbers and the fuzzing goes on; only a ``bug`` fails the
-hypothesis test, is shrunk and makes the command exit 1.
+``ill_conditioned`` case is printed apart with its numbers and the fuzzing goes on, as is a case whose reference
+gradients overflow float32 (status invalid: an exploding gradient cannot be judged in float32); only a ``bug``
+(``gradient_outcome``) fails the hypothesis test, is shrunk and makes the command exit 1.
 """
 
 from __future__ import annotations
@@ -503,6 +504,20 @@ def _judgement_lines(judgement: dict[str, Any]) -> list[str]:
     return lines
 
 
+def gradient_outcome(result: dict[str, Any], judgement: dict[str, Any] | None) -> str:
+    """What a fuzzed gradient case is: pass, known (a known forward divergence), ill_conditioned (a disagreement the
+    rule of harness.truth.conditioning explains), beyond_float32 (status invalid: the reference's gradients overflow
+    float32, so float32 cannot be judged; an exploding gradient, not a bug) or bug (anything else that failed)."""
+    verdict = result["verdict"]
+    if verdict in ("pass", "known", "refused"):
+        return verdict
+    if verdict == "invalid":
+        return "beyond_float32"
+    if verdict == "fail" and judgement is not None and judgement["verdict"] == "ill_conditioned":
+        return "ill_conditioned"
+    return "bug"
+
+
 def fuzz_gradients(backend: str, examples: int, seed: int | None, fault: str | None = None, shrink: bool = True) -> int:
     """Fuzz gradient configurations on ``backend``; each disagreement is classified. Prints the ill-conditioned
     cases apart with their numbers and the shrunk bug (if any) as TOML. 0: no bug, 1: a bug, 2: nothing measured.
@@ -517,7 +532,7 @@ def fuzz_gradients(backend: str, examples: int, seed: int | None, fault: str | N
     from harness.case.weights import DEFAULT_SEED
     from harness.execute.gradients import GRADIENT_FAULTS, injected, run_gradient_case
     from harness.case.divergences import device_kind
-    from harness.studies.gradients import BAD, _judge
+    from harness.studies.gradients import _judge
     from harness.verdicts.classify import classify_result
 
     if fault is not None and fault not in GRADIENT_FAULTS:
@@ -527,6 +542,7 @@ def fuzz_gradients(backend: str, examples: int, seed: int | None, fault: str | N
     exercised: set[str] = set()
     counts = {"examples": 0, "known": 0}
     ill_conditioned: dict[str, dict[str, Any]] = {}
+    beyond_float32: dict[str, dict[str, Any]] = {}
     last_failure: dict[str, Any] = {}
     in_force: dict[str, Any] = {}
 
@@ -562,10 +578,14 @@ def fuzz_gradients(backend: str, examples: int, seed: int | None, fault: str | N
             judgement = classify_disagreement(case, result, raw, DEFAULT_SEED, gradients_fn,
                                               bound64=float64_bound(case, info, divergences))
         keras.backend.clear_session()
-        if judgement is not None and judgement["verdict"] == "ill_conditioned":
+        outcome = gradient_outcome(result, judgement)
+        if outcome == "ill_conditioned":
             ill_conditioned[key] = {"entry": entry, "judgement": judgement}
             return
-        if result["verdict"] in BAD:
+        if outcome == "beyond_float32":
+            beyond_float32[key] = {"entry": entry, "judgement": None}
+            return
+        if outcome == "bug":
             last_failure.clear()
             last_failure.update(entry=entry, result=result, judgement=judgement)
             raise FuzzFailure(f"{result['status']}: " + "; ".join(failure_messages(result)))
@@ -586,13 +606,18 @@ def fuzz_gradients(backend: str, examples: int, seed: int | None, fault: str | N
     elapsed = time.perf_counter() - started
     summary = (f"fuzz --gradients: {counts['examples']} examples on {info.name}"
                + (f" with fault {fault!r} injected" if fault else "")
-               + f", {len(exercised)} combinations exercised, {counts['known']} known, {len(ill_conditioned)} ill-conditioned (not bugs)")
+               + f", {len(exercised)} combinations exercised, {counts['known']} known, {len(ill_conditioned)} ill-conditioned (not bugs)"
+               + f", {len(beyond_float32)} beyond float32's range (not judged)")
     if ill_conditioned:
         print(f"# ill-conditioned, kept apart from bugs (rule: {next(iter(ill_conditioned.values()))['judgement']['rule']}):")
         for found in ill_conditioned.values():
             print(to_toml(found["entry"]), end="")
             for line in _judgement_lines(found["judgement"]):
                 print(f"# {line}")
+    if beyond_float32:
+        print("# the reference's gradients are beyond float32's range (exploding gradients: invalid, not judged, not bugs):")
+        for found in beyond_float32.values():
+            print(to_toml(found["entry"]), end="")
     if counts["examples"] == 0:
         print(f"{summary}: nothing measured")
         return 2
