@@ -115,3 +115,51 @@ def test_every_gradient_and_optimizer_fault_has_its_judges():
     assert all(set(cases) <= names for cases in fault_study.GRADIENT_FAULT_CASES.values())
     optimizers = {optimizer["name"] for optimizer in training_setup()["optimizers"]}
     assert all(runs and set(runs) <= optimizers for runs in fault_study.OPTIMIZER_FAULT_RUNS.values())
+
+
+def test_on_a_gpu_the_faults_meet_the_generic_loop():
+    """A fault patches LSTMCell; on a GPU the fused kernel bypasses it (the first GPU run: 'the patched function was
+    never called' for every forward fault on JAX), so the study runs each case's generic-path twin there."""
+    from dataclasses import replace
+
+    from harness.case.schema import builtin_cases
+    from harness.studies import fault_study
+
+    cases = {case.name: case for case in builtin_cases()}
+    twin = fault_study.generic_path_twin(cases["lstm_sequences"])
+    assert twin.kernel == "generic" and twin.name == "lstm_sequences" and twin.layers == cases["lstm_sequences"].layers
+    # Cases the schema would not allow as generic stay as they are: an explicit use_cudnn=True, a kernel mode
+    # already chosen, an RNN(LSTMCell) form (no use_cudnn option).
+    unchanged = [case for case in builtin_cases() if case.kernel != "as_shipped" or case.layer_form != "layer"]
+    assert unchanged and all(fault_study.generic_path_twin(case) is case for case in unchanged)
+    forced = [case for case in builtin_cases() if any(layer.options.get("use_cudnn") is True for layer in case.layers)]
+    assert all(fault_study.generic_path_twin(case) is case for case in forced)
+    assert fault_study.generic_path_twin(replace(twin, kernel="generic")).kernel == "generic"
+
+
+GPU_CLASS_SCRIPT = r"""
+import json, sys
+from dataclasses import replace
+from pathlib import Path
+from harness.execute.backends import activate
+
+backend = replace(activate(sys.argv[1]), device_class="gpu_highest")  # judged as a GPU run, computed on this CPU
+from harness.case.schema import builtin_cases
+from harness.execute import faults
+from harness.studies import fault_study
+
+record = fault_study.run_fault_study(builtin_cases(), backend, Path(sys.argv[2]), 20261124,
+                                     catalogue={"swap_input_forget_gates": faults.FAULTS["swap_input_forget_gates"]},
+                                     gradient_faults={}, optimizer_faults={}, sweep_cases={})
+print(json.dumps({"code": fault_study.exit_code(record), "flag": record.get("generic_path_on_gpu", ""),
+                  "status": record["faults"]["swap_input_forget_gates"]["status"]}))
+"""
+
+
+@pytest.mark.backend
+def test_a_gpu_class_fault_study_runs_the_generic_twins_and_still_detects(session_backend, tmp_path):
+    completed = subprocess.run([sys.executable, "-c", GPU_CLASS_SCRIPT, session_backend, str(tmp_path)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert found["code"] == 0 and found["status"] == "detected" and "use_cudnn=False" in found["flag"], found

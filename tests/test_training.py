@@ -149,3 +149,18 @@ def test_unknown_training_fault_is_a_one_line_error(tmp_path):
     assert completed.returncode == 2 and completed.stdout == ""
     assert completed.stderr.strip().count("\n") == 0 and "loss_scale_not_undone" in completed.stderr, completed.stderr
     assert not (tmp_path / "jax.training.json").exists()
+
+
+def test_a_tf32_device_judges_float32_drift_by_tf32_epsilons():
+    """On a gpu_tf32 device float32 matmuls round their inputs to 10 mantissa bits: the drift that float32 rounding
+    explains there is 2^13 times larger (JAX on an H200: 107x the float32 bound after 2 Adam steps)."""
+    from harness.studies import training
+
+    reference = {"trajectory": [{"w": np.array([0.5, -2.0])}] * 3}
+    drift = [1e-4, 2e-4, 3e-4]  # 100 to 300 float32 epsilons of the largest weight per step: beyond float32 rounding
+    on_cpu, on_tf32 = {"max_abs_weight_difference": drift}, {"max_abs_weight_difference": drift}
+    training.judge_float32_drift(on_cpu, reference, 4.0, "cpu")
+    training.judge_float32_drift(on_tf32, reference, 4.0, "gpu_tf32")
+    assert not on_cpu["drift_check"]["passed"] and on_tf32["drift_check"]["passed"]
+    assert on_tf32["drift_check"]["eps"] == 2.0 ** -10 and on_cpu["drift_check"]["eps"] == float(np.finfo(np.float32).eps)
+    assert on_tf32["drift_check"]["bound"][0] == pytest.approx(on_cpu["drift_check"]["bound"][0] * 2 ** 13)

@@ -193,3 +193,33 @@ def test_a_known_claim_that_does_not_describe_the_measurement_exactly_is_not_app
     assert entry({"inference", "captured", "fixed"}) == "error"
     error = dict(error, type="TypeError")
     assert entry({"captured", "fixed"}) == "error"
+
+
+def test_a_kernel_mode_the_device_refuses_is_recorded_as_refused_and_the_study_goes_on(tmp_path, monkeypatch):
+    """On a GPU kernel_mode refuses fused_on_cpu (the as-shipped twin runs the real kernel): the first GPU run of
+    this study crashed there and lost the cases after it; now the case is recorded as refused and the rest run."""
+    from harness.execute.backends import BackendInfo, KernelModeRefused
+
+    fused = [case for case in SETUP["cases"] if case.kernel == "fused_on_cpu"]
+    plain = [case for case in SETUP["cases"] if case.kernel == "as_shipped"][:1]
+    assert fused and plain
+
+    def fake_run_case(case, *args, **kwargs):
+        if case.kernel == "fused_on_cpu":
+            raise KernelModeRefused("kernel fused_on_cpu replaces the GPU kernel by a CPU stand-in")
+        return {"case": case.name, "status": "pass", "verdict": "pass", "stages": {"inference": {"ran": True, "error": None}},
+                "items": {}, "problems": []}
+
+    monkeypatch.setattr(training_mode, "run_case", fake_run_case)
+    setup = dict(SETUP, cases=fused[:1] + plain)
+    gpu = BackendInfo(name="jax", device="gpu:test", versions={"keras": "3.15.1"}, settings={}, device_class="gpu_highest")
+    record = training_mode.run_training_mode_study(gpu, tmp_path, setup=setup)
+    verdicts = [entry["verdict"] for entry in record["cases"]]
+    assert verdicts == ["refused", "pass"]
+    assert "CPU stand-in" in record["cases"][0]["refused"]
+    assert training_mode.exit_code(record) == 0 and training_mode.problems(record) == []
+    # a refused case never becomes known, whatever claim names it
+    entry = training_mode.refused_entry(fused[0], "refused")
+    for claim in SETUP["known"]:
+        training_mode.judge_known(entry, claim, "jax")
+    assert entry["verdict"] == "refused"

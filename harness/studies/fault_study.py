@@ -302,6 +302,23 @@ def _clean_training_entries(optimizers: tuple[str, ...], seed: int, tolerances: 
     return entries
 
 
+GENERIC_PATH_ON_GPU = ("on a GPU an as-shipped LSTM takes the fused (cuDNN) kernel, which bypasses the LSTMCell code the "
+                       "faults patch (measured: 'the patched function was never called' on JAX); the study runs every case "
+                       "with kernel = 'generic' (use_cudnn=False) there, so the faults meet Keras's generic loop on the GPU")
+
+
+def generic_path_twin(case: Case) -> Case:
+    """``case`` with kernel = "generic" (every LSTM built with use_cudnn=False), where the schema allows it: an
+    as-shipped case of plain layers that does not insist on use_cudnn=True; any other case unchanged."""
+    from dataclasses import replace
+
+    from harness.case.schema import recurrent_lstm_options
+
+    if case.kernel != "as_shipped" or case.layer_form != "layer" or any(options["use_cudnn"] is True for options in recurrent_lstm_options(case)):
+        return case
+    return replace(case, kernel="generic")
+
+
 def run_fault_study(
     cases: list[Case],
     backend: BackendInfo,
@@ -325,6 +342,9 @@ def run_fault_study(
     tolerances = load_tolerances(backend.device_class)
     divergences = load_divergences()
     record: dict[str, Any] = make_header("faults", backend, seed=seed, command=command) | {"faults": {}, "clean": {}, "sweep": {}}
+    if device_kind(backend.device_class) == "gpu":
+        cases = [generic_path_twin(case) for case in cases]
+        record["generic_path_on_gpu"] = GENERIC_PATH_ON_GPU
     path = Path(out_dir) / f"{backend.name}.faults.json"
     by_name = {case.name: case for case in cases}
     for name, fault in catalogue.items():
