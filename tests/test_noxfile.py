@@ -252,7 +252,8 @@ def test_torch_must_be_pinned_exactly(pin):
 
 
 def test_harness_run_accepts_the_gpu_session_arguments():
-    """parity_gpu runs 'harness run --backend B --precision P --out results/gpu/P' for every precision."""
+    """parity_gpu runs 'harness run --backend B --precision P --out results/gpu/P' for every precision, then each of
+    GPU_STUDIES with the same arguments."""
     from harness.cli import build_parser
 
     for backend in noxfile.BACKENDS:
@@ -260,6 +261,10 @@ def test_harness_run_accepts_the_gpu_session_arguments():
             args = build_parser().parse_args(["run", "--backend", backend, "--precision", precision,
                                               "--out", f"{noxfile.GPU_RESULTS}/{precision}"])
             assert args.precision == precision
+            for study in noxfile.GPU_STUDIES:
+                args = build_parser().parse_args([study, "--backend", backend, "--precision", precision,
+                                                  "--out", f"{noxfile.GPU_RESULTS}/{precision}"])
+                assert args.precision == precision and args.command == study
 
 
 # --- the GPU check, in this session's interpreter (a CPU build, no GPU) --------------------------------
