@@ -400,6 +400,12 @@ def _command_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_precision(command: argparse.ArgumentParser) -> None:
+    """--precision for a command that measures at a chosen precision mode (harness.execute.backends.PRECISIONS)."""
+    command.add_argument("--precision", choices=("default", "highest"), default="default",
+                         help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m harness", description="Cross-backend numerical parity for Keras 3 recurrent layers.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -414,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--case-timeout", type=int, default=300, metavar="S", help="seconds before a case is recorded as timeout")
     run.add_argument("--resume", action="store_true", help="keep the cases already in DIR/<backend>.json and run the rest")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
-    run.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere")
+    _add_precision(run)
     run.add_argument("--keras-api", choices=("keras", "tf_keras"), default=None,
                      help="build the models with Keras 3 (keras, the default) or Keras 2 (tf_keras, TensorFlow only; cases "
                      "Keras 2 cannot express are refused)")
@@ -449,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fault_study = commands.add_parser("faults", help="run the fault catalogue and the perturbation sweep; write DIR/<backend>.faults.json")
     fault_study.add_argument("--backend", required=True, choices=BACKENDS)
-    fault_study.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
+    _add_precision(fault_study)
     fault_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
     fault_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
 
@@ -472,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     growth = commands.add_parser("growth", help="error against the reference for 10 to 2000 steps and 4 to 64 units")
     growth.add_argument("--backend", required=True, choices=BACKENDS)
-    growth.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
+    _add_precision(growth)
     growth.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
 
     merging = commands.add_parser("merge", help="combine results folders (shards, other machines) into the new folder OUT; "
@@ -483,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     gradient_study = commands.add_parser("gradients", help="each gradient case's gradients from the backend's own autodiff "
                                          "against the NumPy backward pass; write DIR/<backend>.gradients.json")
     gradient_study.add_argument("--backend", required=True, choices=BACKENDS)
-    gradient_study.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
+    _add_precision(gradient_study)
     gradient_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
     gradient_study.add_argument("--cases", metavar="GLOB", help="only the gradient cases whose name matches this glob")
     gradient_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -493,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     training_study = commands.add_parser("training", help="train_on_batch and fit with SGD and Adam against the NumPy "
                                          "training loop; write DIR/<backend>.training.json")
     training_study.add_argument("--backend", required=True, choices=BACKENDS)
-    training_study.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
+    _add_precision(training_study)
     training_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
     training_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
     training_study.add_argument("--steps", type=int, default=5, metavar="N", help="optimizer steps compared step by step")
@@ -506,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and its outputs and losses with them and with fixed masks against the NumPy reference; "
                                      "write DIR/<backend>.training_mode.json")
     mode_study.add_argument("--backend", required=True, choices=BACKENDS)
-    mode_study.add_argument("--precision", choices=("default", "highest"), default="default", help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
+    _add_precision(mode_study)
     mode_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
     mode_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
     mode_study.add_argument("--cases", metavar="GLOB", help="comma-separated name patterns of training_mode_cases.toml")

@@ -151,6 +151,15 @@ class InjectedFault:
     backend_gradients: Callable | None = None
 
 
+def counting_calls(fault: InjectedFault, function: Callable) -> Callable:
+    """``function`` with every call counted in ``fault.calls`` (a fault whose patch is never called is not judged)."""
+    def counted(*args, **kwargs):
+        fault.calls += 1
+        return function(*args, **kwargs)
+
+    return counted
+
+
 @contextlib.contextmanager
 def injected(name: str) -> Iterator[InjectedFault]:
     """Patch ``name`` (GRADIENT_FAULTS or OPTIMIZER_FAULTS) into Keras for the block; the originals come back after."""
@@ -173,12 +182,7 @@ def injected(name: str) -> Iterator[InjectedFault]:
             torch_rnn = importlib.import_module("keras.src.backend.torch.rnn")
             detached = with_gate_opened(torch_rnn._fallback_lstm, "torch.matmul(h, recurrent_kernel)",
                                         "torch.matmul(h.detach(), recurrent_kernel)")
-
-            def fallback(*args, **kwargs):
-                fault.calls += 1
-                return detached(*args, **kwargs)
-
-            replacements.append((torch_rnn, "_fallback_lstm", fallback))
+            replacements.append((torch_rnn, "_fallback_lstm", counting_calls(fault, detached)))
         with patch_attributes(replacements):
             yield fault
         return
@@ -203,15 +207,8 @@ def injected(name: str) -> Iterator[InjectedFault]:
         if keras.backend.backend() == "torch":
             torch_adam = importlib.import_module("keras.src.backend.torch.optimizers.torch_adam").Adam
             targets.append((torch_adam, "_parallel_update_step"))
-        replacements = []
-        for owner, attribute in targets:
-            wrong = with_gate_opened(getattr(owner, attribute), correction, "alpha = lr")
-
-            def counted(*args, _wrong=wrong, **kwargs):
-                fault.calls += 1
-                return _wrong(*args, **kwargs)
-
-            replacements.append((owner, attribute, counted))
+        replacements = [(owner, attribute, counting_calls(fault, with_gate_opened(getattr(owner, attribute), correction, "alpha = lr")))
+                        for owner, attribute in targets]
         with patch_attributes(replacements):
             yield fault
         return

@@ -101,6 +101,30 @@ def judge_fault_run(result: dict[str, Any] | None, injection: faults.Injection |
     return "undetected", None
 
 
+def _run_fields(result: dict[str, Any], patch_calls: dict[str, int]) -> dict[str, Any]:
+    """What the record keeps of a case, gradient or training result run with (or without) a fault."""
+    return {"status": result["status"], "error": error_text(result.get("error")) or None,
+            "max_abs_error": records.worst_item(result, "max_abs_error"), "mismatched": mismatched_outputs(result),
+            "patch_calls": dict(patch_calls)}
+
+
+def _status_of(runs: dict[str, dict[str, Any]], what: str) -> tuple[str, str | None, list[str]]:
+    """(status, reason, flagged) of a fault from its judged runs: an error of any run is an error of the study;
+    else detected when a run mismatched, else undetected (``what``: case or run, for the reason)."""
+    errors = [f"{name}: {run['reason']}" for name, run in runs.items() if run["verdict"] == "error"]
+    flagged = [name for name, run in runs.items() if run["verdict"] == "detected"]
+    if errors:
+        return "error", "; ".join(errors), flagged
+    if flagged:
+        return "detected", None, flagged
+    return "undetected", f"no {what} mismatched the reference with the fault injected", flagged
+
+
+def _false_alarm_fields(status: str, known: list[str]) -> dict[str, Any]:
+    """An unmodified run that does not pass is a false alarm unless a known divergence explains it."""
+    return {"known_divergence": known if status != "pass" else [], "false_alarm": status != "pass" and not known}
+
+
 def _run(case: Case, seed: int, tolerances: Tolerances, fault: str | None, magnitude: float) -> dict[str, Any]:
     """One case, with ``fault`` injected (None: unmodified); the run entry of the record, with its verdict."""
     arrays: dict[tuple[str, str], Any] = {}
@@ -110,10 +134,7 @@ def _run(case: Case, seed: int, tolerances: Tolerances, fault: str | None, magni
     except faults.FaultNotApplicable as error:
         verdict, reason = judge_fault_run(None, None, str(error))
         return {"status": None, "error": None, "max_abs_error": None, "patch_calls": {}, "verdict": verdict, "reason": reason}
-    entry: dict[str, Any] = {
-        "status": result["status"], "error": error_text(result["error"]) or None, "max_abs_error": records.worst_item(result, "max_abs_error"),
-        "mismatched": mismatched_outputs(result), "patch_calls": dict(injection.calls),
-    }
+    entry = _run_fields(result, injection.calls)
     if fault is not None:
         entry["verdict"], entry["reason"] = judge_fault_run(result, injection)
     entry["_result"], entry["_arrays"] = result, arrays
@@ -136,9 +157,8 @@ def _known_divergence(case: Case, backend: BackendInfo, entry: dict[str, Any], t
 
 def _clean_entry(case: Case, backend: BackendInfo, seed: int, tolerances: Tolerances, divergences: list[Divergence]) -> dict[str, Any]:
     entry = _run(case, seed, tolerances, None, 0.0)
-    entry["known_divergence"] = [] if entry["status"] == "pass" else _known_divergence(case, backend, entry, tolerances, divergences, seed)
-    entry["false_alarm"] = entry["status"] != "pass" and not entry["known_divergence"]
-    return _public(entry)
+    known = [] if entry["status"] == "pass" else _known_divergence(case, backend, entry, tolerances, divergences, seed)
+    return _public(entry) | _false_alarm_fields(entry["status"], known)
 
 
 def _fault_entry(name: str, fault: faults.Fault, cases: list[Case], seed: int, tolerances: Tolerances) -> dict[str, Any]:
@@ -148,14 +168,7 @@ def _fault_entry(name: str, fault: faults.Fault, cases: list[Case], seed: int, t
         return {"description": fault.description, "cases": list(fault.cases), "runs": {}, "status": "error",
                 "reason": f"its cases cannot be selected: {error}", "detected": False, "flagged_cases": []}
     runs = {case.name: _public(_run(case, seed, tolerances, name, faults.DEFAULT_MAGNITUDE)) for case in selected}
-    errors = [f"{case}: {run['reason']}" for case, run in runs.items() if run["verdict"] == "error"]
-    flagged = [case for case, run in runs.items() if run["verdict"] == "detected"]
-    if errors:
-        status, reason = "error", "; ".join(errors)
-    elif flagged:
-        status, reason = "detected", None
-    else:
-        status, reason = "undetected", "no case mismatched the reference with the fault injected"
+    status, reason, flagged = _status_of(runs, "case")
     return {
         "description": fault.description, "cases": [case.name for case in selected], "runs": runs,
         "status": status, "reason": reason, "detected": status == "detected", "flagged_cases": flagged,
@@ -190,9 +203,7 @@ def _judged(name: str, result: dict[str, Any], calls: int) -> dict[str, Any]:
     injection = faults.Injection(name, [label])
     injection.calls[label] = calls
     verdict, reason = judge_fault_run(result, injection)
-    return {"status": result["status"], "error": error_text(result.get("error")) or None,
-            "max_abs_error": records.worst_item(result, "max_abs_error"), "mismatched": mismatched_outputs(result),
-            "patch_calls": dict(injection.calls), "verdict": verdict, "reason": reason}
+    return _run_fields(result, injection.calls) | {"verdict": verdict, "reason": reason}
 
 
 def _training_result(run: dict[str, Any]) -> dict[str, Any]:
@@ -202,16 +213,7 @@ def _training_result(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _verdict_entry(description: str, kind: str, judged_by: str, cases: list[str], runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    errors = [f"{case}: {run['reason']}" for case, run in runs.items() if run["verdict"] == "error"]
-    flagged = [case for case, run in runs.items() if run["verdict"] == "detected"]
-    if not runs:
-        status, reason = "error", "no run selected"
-    elif errors:
-        status, reason = "error", "; ".join(errors)
-    elif flagged:
-        status, reason = "detected", None
-    else:
-        status, reason = "undetected", "no run mismatched the reference with the fault injected"
+    status, reason, flagged = ("error", "no run selected", []) if not runs else _status_of(runs, "run")
     return {"description": description, "kind": kind, "judged_by": judged_by, "cases": cases, "runs": runs,
             "status": status, "reason": reason, "detected": status == "detected", "flagged_cases": flagged}
 
@@ -272,10 +274,7 @@ def _optimizer_fault_entry(name: str, optimizers: tuple[str, ...], seed: int, to
 
 
 def _clean_from(result: dict[str, Any], known: list[str]) -> dict[str, Any]:
-    return {"status": result["status"], "error": error_text(result.get("error")) or None,
-            "max_abs_error": records.worst_item(result, "max_abs_error"), "mismatched": mismatched_outputs(result),
-            "patch_calls": {}, "known_divergence": known if result["status"] != "pass" else [],
-            "false_alarm": result["status"] != "pass" and not known}
+    return _run_fields(result, {}) | _false_alarm_fields(result["status"], known)
 
 
 def _clean_gradient_entry(case: Case, backend: BackendInfo, seed: int, tolerances: Tolerances, divergences: list[Divergence]) -> dict[str, Any]:

@@ -284,6 +284,39 @@ class FuzzFailure(AssertionError):
     """A fuzzed case failed, errored or timed out on the backend."""
 
 
+def _hypothesis_settings(examples: int, seed: int | None, shrink: bool = True,
+                         suppress: tuple[HealthCheck, ...] = (HealthCheck.too_slow,)) -> settings:
+    """The fuzz runs' hypothesis settings: no deadline and no database, derandomized when a seed is given, one bug
+    reported, shrunk unless ``shrink`` is False, quiet."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=seed is not None,
+        report_multiple_bugs=False,
+        phases=(Phase.explicit, Phase.generate) + ((Phase.shrink,) if shrink else ()),
+        suppress_health_check=suppress,
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )
+
+
+def _print_failure(backend: str, last_failure: dict[str, Any], failure_error: BaseException) -> None:
+    """The failing case as TOML with its verdict and messages (and, for a gradient case, the rule that called it a bug)."""
+    if not last_failure:
+        print(f"# no failing case was recorded; hypothesis raised {type(failure_error).__name__}: {failure_error}")
+        return
+    result, judgement = last_failure["result"], last_failure.get("judgement")
+    print(to_toml(last_failure["entry"]), end="")
+    print(f"# verdict on {backend}: {result['verdict']} (measured {result['status']})"
+          + (f"; classified bug by the rule: {judgement['rule']}" if judgement else ""))
+    for message in failure_messages(result):
+        for line in message.splitlines() or [""]:
+            print(f"# {line}")
+    for line in _judgement_lines(judgement) if judgement else []:
+        print(f"# {line}")
+
+
 def fuzz(backend: str, examples: int, seed: int | None) -> int:
     """Run ``examples`` fuzzed cases on ``backend``; print the shrunk failure as TOML. 0: no failure, 1: failure."""
     from harness.execute.backends import activate
@@ -291,7 +324,7 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
     info = activate(backend)
     import keras
 
-    from harness.case.divergences import load_divergences
+    from harness.case.divergences import device_kind, load_divergences
     from harness.case.tolerances import load_tolerances
     from harness.case.weights import DEFAULT_SEED
     from harness.execute.measure import run_case
@@ -303,17 +336,7 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
     counts = {"examples": 0}
     last_failure: dict[str, Any] = {}
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=seed is not None,
-        report_multiple_bugs=False,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink),
-        suppress_health_check=(HealthCheck.too_slow,),
-        verbosity=Verbosity.quiet,
-        print_blob=False,
-    )
+    @_hypothesis_settings(examples, seed)
     @given(case_entries())
     def check(entry: dict[str, Any]) -> None:
         case = parse_case(entry, FUZZ_SOURCE)
@@ -324,7 +347,8 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
         arrays: dict[tuple[str, str], Any] = {}
         result = run_case(case, DEFAULT_SEED, tolerances, arrays, CASE_TIMEOUT_S)
         # Known divergences match on the configuration, so a fuzzed case is judged like any other.
-        verdict = classify_result(case, info.name, info.versions, result, arrays, tolerances, divergences, DEFAULT_SEED)
+        verdict = classify_result(case, info.name, info.versions, result, arrays, tolerances, divergences, DEFAULT_SEED,
+                                  device_kind(info.device_class))
         result["verdict"] = verdict["verdict"]
         keras.backend.clear_session()
         if verdict["verdict"] in FAILING_STATUSES:
@@ -348,15 +372,7 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
         print(f"{summary}, no failure ({elapsed:.0f} s)")
         return 0
     print(f"{summary}, failure shrunk to: ({elapsed:.0f} s)")
-    if last_failure:
-        result = last_failure["result"]
-        print(to_toml(last_failure["entry"]), end="")
-        print(f"# verdict on {info.name}: {result['verdict']} (measured {result['status']})")
-        for message in failure_messages(result):
-            for line in message.splitlines() or [""]:
-                print(f"# {line}")
-    else:
-        print(f"# no failing case was recorded; hypothesis raised {type(failure_error).__name__}: {failure_error}")
+    _print_failure(info.name, last_failure, failure_error)
     return 1
 
 
@@ -527,11 +543,10 @@ def fuzz_gradients(backend: str, examples: int, seed: int | None, fault: str | N
     info = activate(backend)
     import keras
 
-    from harness.case.divergences import load_divergences
+    from harness.case.divergences import device_kind, load_divergences
     from harness.case.tolerances import load_tolerances
     from harness.case.weights import DEFAULT_SEED
     from harness.execute.gradients import GRADIENT_FAULTS, injected, run_gradient_case
-    from harness.case.divergences import device_kind
     from harness.studies.gradients import _judge
     from harness.verdicts.classify import classify_result
 
@@ -546,17 +561,7 @@ def fuzz_gradients(backend: str, examples: int, seed: int | None, fault: str | N
     last_failure: dict[str, Any] = {}
     in_force: dict[str, Any] = {}
 
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=seed is not None,
-        report_multiple_bugs=False,
-        phases=(Phase.explicit, Phase.generate) + ((Phase.shrink,) if shrink else ()),
-        suppress_health_check=(HealthCheck.too_slow, HealthCheck.filter_too_much),
-        verbosity=Verbosity.quiet,
-        print_blob=False,
-    )
+    @_hypothesis_settings(examples, seed, shrink, (HealthCheck.too_slow, HealthCheck.filter_too_much))
     @given(gradient_case_entries())
     def check(entry: dict[str, Any]) -> None:
         case = parse_case(entry, FUZZ_SOURCE)
@@ -625,16 +630,5 @@ def fuzz_gradients(backend: str, examples: int, seed: int | None, fault: str | N
         print(f"{summary}, no bug ({elapsed:.0f} s)")
         return 0
     print(f"{summary}, bug {'shrunk to' if shrink else 'found'}: ({elapsed:.0f} s)")
-    if last_failure:
-        result = last_failure["result"]
-        print(to_toml(last_failure["entry"]), end="")
-        print(f"# verdict on {info.name}: {result['verdict']} (measured {result['status']})"
-              + (f"; classified bug by the rule: {last_failure['judgement']['rule']}" if last_failure["judgement"] else ""))
-        for message in failure_messages(result):
-            for line in message.splitlines() or [""]:
-                print(f"# {line}")
-        for line in _judgement_lines(last_failure["judgement"]) if last_failure["judgement"] else []:
-            print(f"# {line}")
-    else:
-        print(f"# no failing case was recorded; hypothesis raised {type(failure_error).__name__}: {failure_error}")
+    _print_failure(info.name, last_failure, failure_error)
     return 1

@@ -42,9 +42,10 @@ from harness.case.tolerances import Tolerances, load_tolerances, tolerance_table
 from harness.case.weights import DEFAULT_SEED, CaseData, make_case_data, numpy_dtype
 from harness.execute.backends import BackendInfo
 from harness.execute.gradients import weight_keys
+from harness.execute.keras_api import convert_to_numpy  # never np.asarray on a backend value: a CUDA tensor refuses
 from harness.records import store
 from harness.records.header import SCHEMAS, make_header, now
-from harness.truth.compare import compare
+from harness.truth.compare import compared_item
 from harness.truth.expected import expected_outputs
 from harness.truth.expected_gradients import expected_gradients, gradient_keys, gradient_targets
 from reference import optimizers as numpy_optimizers
@@ -178,23 +179,13 @@ def loss_scale_state(model: Any) -> dict[str, Any]:
 
     optimizer = model.optimizer
     if not isinstance(optimizer, LossScaleOptimizer):
-        return {"active": False, "scale": None, "applied_steps": int(_host(optimizer.iterations.value))}
-    return {"active": True, "scale": float(_host(optimizer.dynamic_scale.value)),
-            "applied_steps": int(_host(optimizer.inner_optimizer.iterations.value))}
-
-
-def _host(value: Any) -> np.ndarray:
-    """A backend tensor or variable value as a NumPy array on the host (a CUDA tensor cannot go through
-    np.asarray: PyTorch refuses to convert device memory)."""
-    import keras
-
-    return np.asarray(keras.ops.convert_to_numpy(value))
+        return {"active": False, "scale": None, "applied_steps": int(convert_to_numpy(optimizer.iterations.value))}
+    return {"active": True, "scale": float(convert_to_numpy(optimizer.dynamic_scale.value)),
+            "applied_steps": int(convert_to_numpy(optimizer.inner_optimizer.iterations.value))}
 
 
 def _weights(model: Any, keys: list[str]) -> dict[str, np.ndarray]:
-    import keras
-
-    return {key: np.asarray(keras.ops.convert_to_numpy(variable.value)) for key, variable in zip(keys, model.trainable_weights)}
+    return {key: np.asarray(convert_to_numpy(variable.value)) for key, variable in zip(keys, model.trainable_weights)}
 
 
 def keras_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any], steps: int, entry_point: str,
@@ -212,7 +203,7 @@ def keras_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, An
             for step in range(steps):
                 x, _, target = batches[step % len(batches)]
                 result = model.train_on_batch(x, target.astype(case.compute_dtype))
-                reported.append(float(_host(result[0] if isinstance(result, (list, tuple)) else result)))
+                reported.append(float(convert_to_numpy(result[0] if isinstance(result, (list, tuple)) else result)))
                 scales.append(loss_scale_state(model)["scale"])
                 if on_step is not None:
                     on_step(step, _weights(model, keys))
@@ -222,11 +213,6 @@ def keras_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, An
             recorder = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: reported.append(float(logs["loss"])))
             model.fit(xs, targets, batch_size=case.batch, epochs=1, shuffle=False, verbose=0, callbacks=[recorder])
         return {"reported": reported, "weights": _weights(model, keys), "loss_scale": loss_scale_state(model) | {"per_step": scales}}
-
-
-def _item(actual: Any, expected: Any, tolerance: Any, dtype: str, label: str) -> dict[str, Any]:
-    comparison = compare(np.asarray(actual), np.asarray(expected, np.float64), tolerance, dtype)
-    return comparison.to_json() | {"message": comparison.message(label)}
 
 
 def run_one(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any], steps: int, entry_point: str,
@@ -246,9 +232,9 @@ def run_one(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any]
         run = keras_run(case, data, batches, optimizer, steps, entry_point)
         entry["keras_losses"] = run["reported"]
         final = reference["trajectory"][steps - 1]
-        items = {"losses": _item(run["reported"], expected_losses, tolerance, case.compute_dtype, f"{entry_point}/losses")}
+        items = {"losses": compared_item(run["reported"], expected_losses, tolerance, case.compute_dtype, f"{entry_point}/losses")}
         for key, value in run["weights"].items():
-            items[f"final/{key}"] = _item(value, final[key], tolerance, case.compute_dtype, f"{entry_point}/final/{key}")
+            items[f"final/{key}"] = compared_item(value, final[key], tolerance, case.compute_dtype, f"{entry_point}/final/{key}")
         entry["items"] = items
         entry["status"] = "pass" if all(item["passed"] for item in items.values()) else "fail"
         entry["problems"] = [item["message"] for item in items.values() if not item["passed"]]
@@ -436,7 +422,7 @@ def drift_fault(name: str) -> Iterator[Any]:
     import importlib
 
     from harness.execute.backends import patch_attributes, with_gate_opened
-    from harness.execute.gradients import InjectedFault
+    from harness.execute.gradients import InjectedFault, counting_calls
 
     fault = InjectedFault(name)
     if name == "optimizer_step_in_float16":
@@ -455,15 +441,8 @@ def drift_fault(name: str) -> Iterator[Any]:
         return
     if name == "loss_scale_not_undone":
         owner = importlib.import_module("keras.src.optimizers.loss_scale_optimizer").LossScaleOptimizer
-        replacements = []
-        for attribute in ("_stateless_handle_finite_grads", "_stateful_handle_finite_grads"):
-            wrong = with_gate_opened(getattr(owner, attribute), "else ops.divide(g, scale)", "else g")
-
-            def counted(*args, _wrong=wrong, **kwargs):
-                fault.calls += 1
-                return _wrong(*args, **kwargs)
-
-            replacements.append((owner, attribute, counted))
+        replacements = [(owner, attribute, counting_calls(fault, with_gate_opened(getattr(owner, attribute), "else ops.divide(g, scale)", "else g")))
+                        for attribute in ("_stateless_handle_finite_grads", "_stateful_handle_finite_grads")]
         with patch_attributes(replacements):
             yield fault
         return

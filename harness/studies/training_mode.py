@@ -50,7 +50,7 @@ from harness.case.weights import DEFAULT_SEED, CaseData, make_case_data
 from harness.execute.backends import BackendInfo
 from harness.records import store
 from harness.records.header import SCHEMAS, make_header, now
-from harness.truth.compare import compare
+from harness.truth.compare import compared_item
 from reference.lstm_dropout import GATES, inverted_dropout_mask, lstm_with_dropout
 
 CASE_FILE = Path(__file__).resolve().parents[1] / "case" / "training_mode_cases.toml"
@@ -312,11 +312,6 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(value))
 
 
-def _item(actual: Any, expected: Any, tolerance: Any, label: str) -> dict[str, Any]:
-    comparison = compare(np.asarray(actual), np.asarray(expected, np.float64), tolerance, "float32")
-    return comparison.to_json() | {"message": comparison.message(label)}
-
-
 def _check(passed: bool, detail: str, **values: Any) -> dict[str, Any]:
     return {"passed": bool(passed), "detail": detail, **values}
 
@@ -419,7 +414,7 @@ def run_case(case: Case, settings: dict[str, Any], seed: int, tolerances: Tolera
         """``expected_by(semantics)`` is the expectation under one semantics."""
         for name in semantics:
             items = entry["items"] if name == "documented" else entry["alternative_items"]
-            items[label] = _item(actual, expected_by(name), tolerance[quantity], label)
+            items[label] = compared_item(actual, expected_by(name), tolerance[quantity], "float32", label)
 
     def stage(name: str) -> dict[str, Any]:
         entry["stages"][name] = {"ran": False, "error": None}
@@ -491,7 +486,7 @@ def run_case(case: Case, settings: dict[str, Any], seed: int, tolerances: Tolera
                 initial = model.get_weights()
                 model.compile(optimizer=keras.optimizers.SGD(learning_rate=settings["learning_rate"]), loss="mse")
                 result = model.train_on_batch(data.x, target)
-                loss = float(np.asarray(keras.ops.convert_to_numpy(result[0] if isinstance(result, (list, tuple)) else result)))
+                loss = float(_numpy(result[0] if isinstance(result, (list, tuple)) else result))
                 judge("fixed/train_on_batch_loss", "training", [loss], loss_under)
                 moved = max(float(np.max(np.abs(a - b))) for a, b in zip(model.get_weights(), initial))
                 entry["checks"]["fixed/step_moved_weights"] = _check(np.isfinite(moved) and moved > 0,

@@ -168,6 +168,12 @@ def compare(actual: Any, expected: Any, tolerance: Tolerance, dtype: np.dtype | 
     )
 
 
+def compared_item(actual: Any, expected: Any, tolerance: Tolerance, dtype: np.dtype | str, label: str) -> dict[str, Any]:
+    """``compare`` as a record item: the comparison's fields and its one-line message under ``label``."""
+    comparison = compare(actual, expected, tolerance, dtype)
+    return comparison.to_json() | {"message": comparison.message(label)}
+
+
 def _nan_max(values: np.ndarray) -> float:
     """The largest value, NaN when any value is NaN (a NaN error is the worst there is); 0 when empty."""
     if values.size == 0:
