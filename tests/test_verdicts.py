@@ -153,7 +153,7 @@ def test_passing_case_where_the_alternative_changes_nothing_is_not_possibly_reso
 
 def test_bound_claim_rejects_errors_beyond_it_and_non_finite_values():
     case = _case(dtype="float64", entry_point="call")
-    result, arrays = _measured(case, Semantics(inputs_rounded_to_float32=True))
+    result, arrays = _measured(case, Semantics(tanh_in_float32=True))
     assert result["status"] == "fail"
     assert _verdict(case, "jax", result, arrays)["explained_by"] == ["jax_float64_tanh_in_float32"]
     result, arrays = _measured(case, wrong_gate=True)

@@ -27,6 +27,9 @@ class Semantics:
     sparsemax_cumulative_threshold: the "sparsemax" activation computes Keras 3.15.1's formula, whose
         threshold sums the cumulative sums over the support (reference.activations.sparsemax_cumulative_threshold).
     hard_sigmoid_keras2: "hard_sigmoid" is Keras 2's clip(0.2 x + 0.5, 0, 1), not Keras 3's relu6(x + 3) / 6.
+    tanh_in_float32: every "tanh" activation (LSTM cell, LSTM output, Dense) rounds its float64 input to
+        float32 and computes XLA's CPU float32 tanh (reference.activations.tanh_xla_float32); the float32
+        result joins the float64 computation around it exactly.
     go_backwards_sequence_in_input_order: an unmasked LSTM (not a Bidirectional's) with go_backwards
         and return_sequences returns its output sequence flipped back to input order, instead of the
         documented processing order (the last input step first).
@@ -41,6 +44,7 @@ class Semantics:
     go_backwards_sequence_in_input_order: bool = False
     sparsemax_cumulative_threshold: bool = False
     hard_sigmoid_keras2: bool = False
+    tanh_in_float32: bool = False
 
     def __post_init__(self) -> None:
         if self.initial_output not in ("zeros", "h0"):

@@ -32,6 +32,8 @@ def _activation(name: str, semantics: Semantics) -> str:
         return "sparsemax_cumulative_threshold"
     if name == "hard_sigmoid" and semantics.hard_sigmoid_keras2:
         return "hard_sigmoid_keras2"
+    if name == "tanh" and semantics.tanh_in_float32:
+        return "tanh_xla_float32"
     return name
 
 
