@@ -5,6 +5,7 @@ backend, the gradient study end to end with its faults caught."""
 from dataclasses import replace
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from harness.case.schema import builtin_cases, select_cases
 from harness.case.tolerances import load_tolerances, quantity_of
 from harness.case.weights import make_case_data
 from harness.truth.expected import expected_outputs
-from harness.truth.expected_gradients import expected_gradients, gradient_keys, input_keys, loss_of
+from harness.case.semantics import DOCUMENTED, Semantics
+from harness.truth.expected_gradients import GradientNotSupported, expected_gradients, gradient_keys, input_keys, loss_of
 
 # Layer types, merges, masks (argument and Masking layer), initial states, go_backwards, shared branches.
 CHECKED = ("seed_example3_shared_instance,seed_example2_separate_instances,bidi_mul_seqon_holes,bidi_state_random_unrolloff,"
@@ -50,9 +52,38 @@ def _with_array(data, location, delta):
 
 @pytest.mark.parametrize("case", select_cases(builtin_cases(), CHECKED), ids=lambda case: case.name)
 def test_reference_gradients_match_central_differences(case):
+    _check_central_differences(case, DOCUMENTED)
+
+
+# The alternatives a known forward divergence names whose backward pass the reference models, on cases they change.
+ALTERNATIVES = [
+    ("mask_holes_argument_backoff_unrolloff_initrandom", Semantics(initial_output="h0")),
+    ("mask_holes_argument_backon_unrolloff_initrandom", Semantics(initial_output="h0")),
+    ("bidi_state_random_unrolloff", Semantics(initial_output="h0")),
+    ("lstm_go_backwards", Semantics(go_backwards_sequence_in_input_order=True)),
+]
+
+
+@pytest.mark.parametrize("name,semantics", ALTERNATIVES, ids=[name for name, _ in ALTERNATIVES])
+def test_alternative_semantics_gradients_match_central_differences_of_that_alternative(name, semantics):
+    _check_central_differences(select_cases(builtin_cases(), name)[0], semantics)
+
+
+def test_the_h0_alternative_changes_the_initial_state_gradient_and_an_unmodelled_alternative_raises():
+    case = select_cases(builtin_cases(), "mask_holes_argument_backoff_unrolloff_initrandom")[0]
     data = _float64(make_case_data(case, 7))
-    loss, grads, outputs, targets = expected_gradients(case, data, seed=7)
-    assert loss == pytest.approx(loss_of(expected_outputs(case, data), targets), rel=1e-14)
+    _, documented, _, targets = expected_gradients(case, data, seed=7)
+    _, alternative, _, _ = expected_gradients(case, data, targets=targets, semantics=Semantics(initial_output="h0"))
+    assert np.abs(alternative["grad/input/state_0"] - documented["grad/input/state_0"]).max() > 1e-3
+    with pytest.raises(GradientNotSupported, match="no backward pass for semantics zero_output_for_mask_ignored"):
+        expected_gradients(case, data, targets=targets, semantics=Semantics(zero_output_for_mask_ignored=True))
+
+
+def _check_central_differences(case, semantics):
+    data = _float64(make_case_data(case, 7))
+    _, _, _, targets = expected_gradients(case, data, seed=7)
+    loss, grads, outputs, _ = expected_gradients(case, data, targets=targets, semantics=semantics)
+    assert loss == pytest.approx(loss_of(expected_outputs(case, data, semantics), targets), rel=1e-14)
     assert set(grads) == {key for layer in gradient_keys(case) for group in layer for key in group} | set(input_keys(case))
     rng = np.random.default_rng(0)
     locations = []
@@ -72,8 +103,8 @@ def test_reference_gradients_match_central_differences(case):
         locations.append((("state", k, index), f"grad/input/state_{k}", index))
     eps = 1e-6
     for location, key, index in locations:
-        plus = loss_of(expected_outputs(case, _with_array(data, location, eps)), targets)
-        minus = loss_of(expected_outputs(case, _with_array(data, location, -eps)), targets)
+        plus = loss_of(expected_outputs(case, _with_array(data, location, eps), semantics), targets)
+        minus = loss_of(expected_outputs(case, _with_array(data, location, -eps), semantics), targets)
         numeric = (plus - minus) / (2 * eps)
         assert abs(grads[key][index] - numeric) <= 1e-7 + 1e-5 * abs(numeric), (key, index, grads[key][index], numeric)
 
@@ -196,3 +227,77 @@ def test_report_section_reads_the_gradient_and_training_records(tmp_path):
 
     why = " ".join(_shared_gradient_sentences(SimpleNamespace(gradients=data)))
     assert "is the sum of the gradients of two separate instances" in why and "40% / 60%" in why
+
+
+# --- the verdict of a gradient result: a forward claim explains only what it says about the gradient -------------
+
+def _recorded_known_case():
+    """The committed JAX gradient result the h0 claim applies to, its raw gradients, and the run's backend."""
+    from harness.execute.backends import BackendInfo
+    from harness.records import store
+
+    folder = Path(__file__).resolve().parents[1] / "results"
+    record = json.loads((folder / "jax.gradients.json").read_text())
+    result = next(r for r in record["cases"] if r["case"] == "mask_holes_argument_backoff_unrolloff_initrandom")
+    raw = store.result_arrays(result, store.read_arrays(folder / "jax.gradients.npz"))
+    backend = BackendInfo(name="jax", device="cpu", versions=record["versions"], settings={}, device_class=record["device_class"])
+    case = select_cases(builtin_cases(), result["case"])[0]
+    fresh = {key: value for key, value in result.items() if key not in ("verdict", "forward_divergences")}
+    return case, fresh, raw, backend, record["seed"]
+
+
+def _claim(kind, **fields):
+    from harness.case.divergences import Divergence
+
+    return Divergence(id=f"made_up_{kind}", backends=("jax", "torch"), versions={"keras": ">=3.0"}, conditions=(), kind=kind,
+                      observed="", reference="", upstream="", reproducer="", **fields)
+
+
+def test_the_recorded_h0_gradient_is_known_only_as_the_gradient_of_the_claimed_alternative():
+    from harness.case.divergences import load_divergences
+    from harness.studies.gradients import _judge
+
+    case, result, raw, backend, seed = _recorded_known_case()
+    judged = _judge(dict(result), case, backend, load_divergences(), raw, seed, load_tolerances())
+    assert judged["verdict"] == "known" and judged["explained_by"] == ["jax_scan_masked_output_is_previous_state"], judged["unexplained"]
+
+
+def test_a_zeroed_kernel_gradient_is_a_failure_even_where_a_forward_claim_applies():
+    from harness.case.divergences import load_divergences
+    from harness.studies.gradients import EXIT_FOUND, _judge, exit_code
+
+    case, result, raw, backend, seed = _recorded_known_case()
+    wrong = {key: (np.zeros_like(value) if key[1] == "grad/lstm_0/kernel" else value) for key, value in raw.items()}
+    judged = _judge(dict(result), case, backend, load_divergences(), wrong, seed, load_tolerances())
+    assert judged["forward_divergences"] == ["jax_scan_masked_output_is_previous_state"]
+    assert judged["verdict"] == "fail" and judged["explained_by"] == []
+    assert "not the gradient of the claimed behaviour" in judged["unexplained"][0] and "grad/lstm_0/kernel" in judged["unexplained"][0]
+    assert exit_code({"fault": None, "cases": [judged], "shared_pairs": []}) == EXIT_FOUND
+
+
+def test_bound_claims_and_unmodelled_semantics_never_explain_a_gradient():
+    from harness.studies.gradients import _judge
+
+    case, result, raw, backend, seed = _recorded_known_case()
+    bound = _claim("bound", outputs=("*",), max_abs_error=1.0)
+    judged = _judge(dict(result), case, backend, [bound], raw, seed, load_tolerances())
+    assert judged["verdict"] == "fail" and "never explains a gradient" in judged["unexplained"][0]
+    unmodelled = _claim("semantics", semantics=Semantics(zero_output_for_mask_ignored=True))
+    judged = _judge(dict(result), case, backend, [unmodelled], raw, seed, load_tolerances())
+    assert judged["verdict"] == "fail" and "no backward pass for semantics zero_output_for_mask_ignored" in judged["unexplained"][0]
+
+
+def test_a_crash_claim_explains_only_its_own_exception_never_a_numeric_gradient_failure():
+    from harness.studies.gradients import _judge
+
+    case, result, raw, backend, seed = _recorded_known_case()
+    crash = _claim("crash", exception="AttributeError", message=r"'tuple' object has no attribute 'shape'")
+    judged = _judge(dict(result), case, backend, [crash], raw, seed, load_tolerances())
+    assert judged["verdict"] == "fail" and "did not raise" in judged["unexplained"][0]
+    raised = dict(result, status="error", apis={}, error={"type": "AttributeError", "message": "'tuple' object has no attribute 'shape'"})
+    assert _judge(dict(raised), case, backend, [crash], {}, seed, load_tolerances())["verdict"] == "known"
+    other = dict(raised, error={"type": "AttributeError", "message": "'NoneType' object has no attribute 'shape'"})
+    judged = _judge(dict(other), case, backend, [crash], {}, seed, load_tolerances())
+    assert judged["verdict"] == "error" and "matching" in judged["unexplained"][0]
+    other_type = dict(raised, error={"type": "TypeError", "message": "'tuple' object has no attribute 'shape'"})
+    assert _judge(dict(other_type), case, backend, [crash], {}, seed, load_tolerances())["verdict"] == "error"

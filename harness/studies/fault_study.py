@@ -283,7 +283,8 @@ def _clean_gradient_entry(case: Case, backend: BackendInfo, seed: int, tolerance
     from harness.execute.gradients import run_gradient_case
     from harness.studies.gradients import _judge
 
-    result = _judge(run_gradient_case(case, seed, tolerances, {}, CASE_TIMEOUT_S), case, backend, divergences)
+    raw: dict[tuple[str, str], Any] = {}
+    result = _judge(run_gradient_case(case, seed, tolerances, raw, CASE_TIMEOUT_S), case, backend, divergences, raw, seed, tolerances)
     return _clean_from(result, list(result["forward_divergences"]) if result["verdict"] == "known" else [])
 
 

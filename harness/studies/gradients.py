@@ -5,8 +5,14 @@ instances; and, from the records alone, the backends against each other.
 The cases are data (``harness/case/gradient_cases.toml``: built-in cases selected by name and dtype).
 Each is measured by ``harness.execute.gradients.run_gradient_case`` (the forward measure step's builds
 and judgement). A case that a known forward divergence (``harness/case/divergences.toml``) applies to on
-this backend is still measured; its gradient failure is recorded as ``known`` under that divergence,
-since the gradient of a different function cannot match.
+this backend is still measured, and its gradient result is ``known`` only when the claim describes it
+(``explain_gradient_result``): a crash claim when the gradient run raised exactly that exception (type,
+and a message matching the claim's pattern); a semantics claim when every gradient (and the loss) of every
+build agrees, within tolerance, with the reference backward pass under the claimed alternative
+(``harness.truth.expected_gradients.alternative_gradients``; an alternative without a modelled backward
+pass explains nothing: "no backward pass for semantics ..."). A bound claim bounds forward outputs and
+never explains a gradient. Anything else stays a failure; the result records ``explained_by`` and, per
+applicable claim that did not explain it, ``unexplained``.
 
 ``DIR/<backend>.gradients.json`` (header from ``harness.records.header``) and ``.gradients.npz`` (the raw
 gradients, keyed ``<case>/<api>/<key>``) are rewritten atomically after every case.
@@ -18,6 +24,7 @@ not the sum of the two instances'; 2 when nothing was measured; 0 otherwise.
 from __future__ import annotations
 
 import itertools
+import re
 import time as clock
 import tomllib
 from dataclasses import replace
@@ -28,13 +35,14 @@ import numpy as np
 
 from harness.case.divergences import device_kind, load_divergences
 from harness.case.schema import Case, CaseError, builtin_cases, select_cases
-from harness.case.tolerances import Tolerances, load_tolerances, tolerance_table_json
+from harness.case.tolerances import Tolerances, load_tolerances, quantity_of, tolerance_table_json
 from harness.case.weights import DEFAULT_SEED, make_case_data
 from harness.execute.backends import BACKENDS, BackendInfo
 from harness.execute.gradients import LOSS_KEY, model_gradients, rounded_targets, run_gradient_case
 from harness.records import store
 from harness.records.header import SCHEMAS, make_header, now
 from harness.truth.compare import compare
+from harness.truth.expected_gradients import GradientNotSupported, alternative_gradients
 
 GRADIENT_CASE_FILE = Path(__file__).resolve().parents[1] / "case" / "gradient_cases.toml"
 SCHEMA, SCHEMA_VERSION = SCHEMAS["gradients"]
@@ -70,11 +78,86 @@ def gradient_selection(pattern: str | None = None, path: Path = GRADIENT_CASE_FI
     return cases, pairs
 
 
-def _judge(result: dict[str, Any], case: Case, backend: BackendInfo, divergences: list) -> dict[str, Any]:
-    applied = [d.id for d in divergences if d.applies_to(case, backend.name, backend.versions, device_kind(backend.device_class))]
-    result["forward_divergences"] = applied
-    result["verdict"] = "known" if result["status"] == "fail" and applied else result["status"]
+def _judge(result: dict[str, Any], case: Case, backend: BackendInfo, divergences: list,
+           raw: dict[tuple[str, str], np.ndarray], seed: int, tolerances: Tolerances) -> dict[str, Any]:
+    """The verdict of one measured gradient case on ``backend``: its applicable forward claims
+    (``forward_divergences``), the ones that explain it (``explained_by``) and why the others do not."""
+    applicable = [d for d in divergences if d.applies_to(case, backend.name, backend.versions, device_kind(backend.device_class))]
+    result["forward_divergences"] = [d.id for d in applicable]
+    explained, unexplained = explain_gradient_result(case, result, raw, applicable, seed, tolerances)
+    result["explained_by"], result["unexplained"] = explained, unexplained
+    result["verdict"] = "known" if explained else result["status"]
     return result
+
+
+def explain_gradient_result(case: Case, result: dict[str, Any], raw: dict[tuple[str, str], np.ndarray], applicable: list,
+                            seed: int, tolerances: Tolerances) -> tuple[list[str], list[str]]:
+    """(the ids of the claims that explain a failed or crashed gradient result, one line per applicable claim that
+    does not say why). Only a fail or an error can be explained; ``raw`` holds the raw gradients by (api, key)."""
+    status = result["status"]
+    if status not in ("fail", "error") or not applicable:
+        return [], []
+    unexplained: list[str] = []
+    for divergence in applicable:
+        reason = _gradient_mismatch(divergence, case, result, raw, seed, tolerances)
+        if reason is None:
+            return [divergence.id], []
+        unexplained.append(f"{divergence.id}: {reason}")
+    semantic = [d for d in applicable if d.kind == "semantics"]
+    if len(semantic) > 1 and status == "fail":
+        combined = semantic[0].semantics
+        for divergence in semantic[1:]:
+            combined = combined.merged(divergence.semantics)
+        reason = _semantics_mismatch(combined, case, result, raw, seed, tolerances)
+        if reason is None:
+            return [d.id for d in semantic], []
+        unexplained.append(f"{' + '.join(d.id for d in semantic)} together: {reason}")
+    return [], unexplained
+
+
+def _gradient_mismatch(divergence: Any, case: Case, result: dict[str, Any], raw: dict[tuple[str, str], np.ndarray],
+                       seed: int, tolerances: Tolerances) -> str | None:
+    """Why the claim does not describe the gradient result; None when it does."""
+    status = result["status"]
+    if divergence.kind == "crash":
+        if status != "error":
+            return f"claims a {divergence.exception}, but the gradient run did not raise ({status})"
+        error = result.get("error") or {}
+        if error.get("type") != divergence.exception:
+            return f"claims {divergence.exception}, the gradient run raised {error.get('type')}: {str(error.get('message'))[:200]}"
+        if not re.search(divergence.message, str(error.get("message", ""))):
+            return f"claims a {divergence.exception} matching {divergence.message!r}, got: {str(error.get('message'))[:200]}"
+        return None
+    if divergence.kind == "bound":
+        return "a bound claim bounds forward outputs; it never explains a gradient"
+    if status != "fail":
+        return f"claims different numbers, but the gradient run raised {(result.get('error') or {}).get('type', status)}"
+    return _semantics_mismatch(divergence.semantics, case, result, raw, seed, tolerances)
+
+
+def _semantics_mismatch(semantics: Any, case: Case, result: dict[str, Any], raw: dict[tuple[str, str], np.ndarray],
+                        seed: int, tolerances: Tolerances) -> str | None:
+    """Why the gradients are not the reference backward pass under ``semantics``; None when every one is."""
+    disagreements = [row for row in result.get("api_agreement", []) if not row["within"]]
+    if disagreements:
+        row = disagreements[0]
+        return f"the builds disagree ({row['apis'][0]} vs {row['apis'][1]} on {row['output']}), which no semantics explains"
+    try:
+        alternative = alternative_gradients(case, make_case_data(case, seed), seed, semantics, LOSS_KEY)
+    except GradientNotSupported as error:
+        return str(error)
+    changes = ", ".join(f"{name}={value}" for name, value in semantics.changes().items())
+    for api, entry in result["apis"].items():
+        for key, item in entry["items"].items():
+            if (api, key) not in raw:
+                return f"the raw gradient {api}/{key} was not recorded, so the alternative cannot be checked"
+            if item["dtype"] != item["expected_dtype"]:
+                return f"{api}/{key} has dtype {item['dtype']}, not the promised {item['expected_dtype']}"
+            comparison = compare(raw[(api, key)], alternative[key], tolerances.for_case(case, quantity_of(key)),
+                                 case.compute_dtype, case.allow_nonfinite)
+            if not comparison.passed:
+                return "not the gradient of the claimed behaviour: " + comparison.message(f"{api}/{key} against the alternative ({changes})")
+    return None
 
 
 def shared_versus_separate(shared: Case, separate: Case, seed: int, tolerances: Tolerances) -> dict[str, Any]:
@@ -151,7 +234,7 @@ def _run(cases, pairs, backend, out_dir, seed, command, tolerances, on_case_done
         raw: dict[tuple[str, str], np.ndarray] = {}
         calls = fault.calls if fault is not None else 0
         result = _judge(run_gradient_case(case, seed, tolerances, raw, backend_gradients=fault and fault.backend_gradients),
-                        case, backend, divergences)
+                        case, backend, divergences, raw, seed, tolerances)
         if fault is not None:
             result["fault_calls"] = fault.calls - calls
         record["cases"].append(result)
