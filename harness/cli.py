@@ -23,7 +23,7 @@ from typing import NoReturn, Sequence
 from harness.execute import console
 from harness.execute.backends import BACKENDS, BackendUnavailable
 from harness.execute.faults import FaultNotApplicable
-from harness.case.divergences import DivergenceFileError
+from harness.case.divergences import DIVERGENCES_FILE, DivergenceFileError
 from harness.case.schema import CaseError, builtin_cases, load_case_file, select_cases
 from harness.records.header import command_line
 from harness.records.store import RecordError
@@ -392,6 +392,24 @@ def _command_probe(args: argparse.Namespace) -> int:
     return probes.exit_code(record)
 
 
+def _command_claims(args: argparse.Namespace) -> int:
+    from harness.studies.claim_study import ABSORBED_ERROR_FACTOR, CLAIMS_FILE, study_folder
+
+    record = study_folder(args.dir, args.divergences, cases=args.cases)
+    for claim in record["claims"]:
+        absorbed = claim["largest_absorbed_error"]
+        print(f"{claim['claim']}: {claim['cases']} cases, {claim['faults_tried']} faults, {claim['faults_absorbed']} absorbed"
+              + (f", absorbs no fault larger than {absorbed:.3g} ({claim['ratio']:.3g}x the largest error it explains)"
+                 if absorbed is not None and claim["ratio"] is not None else "")
+              + ("" if claim["passed"] else " -- TOO LOOSE"))
+        for reason in claim["reasons"]:
+            print(f"  {claim['claim']}: {reason}", file=sys.stderr)
+    loose = [claim["claim"] for claim in record["claims"] if not claim["passed"]]
+    print(f"{len(record['claims'])} claims studied, {len(loose)} absorb a fault more than {ABSORBED_ERROR_FACTOR:g}x the error "
+          f"they explain; wrote {args.dir / CLAIMS_FILE}")
+    return EXIT_FAILED if loose else EXIT_OK
+
+
 def _command_list(args: argparse.Namespace) -> int:
     cases = _load_cases(args.case_file, args.cases)
     width = max(len(case.name) for case in cases)
@@ -520,6 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
     mode_study.add_argument("--inject-fault", metavar="NAME", help="patch a wrong dropout mask into Keras (dropout_unscaled); "
                             "exit 0 when the study catches it")
 
+    claim_study = commands.add_parser("claims", help="replay each case a known divergence explains with faults injected (in NumPy, "
+                                      "no Keras) and check the claim absorbs none; write DIR/claims.json")
+    claim_study.add_argument("dir", type=Path, metavar="DIR")
+    claim_study.add_argument("--cases", metavar="GLOB", help="only the cases whose name matches this glob")
+    claim_study.add_argument("--divergences", type=Path, default=DIVERGENCES_FILE, metavar="FILE.toml",
+                             help="the known-divergence claims to study (default: harness/case/divergences.toml)")
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -558,7 +583,7 @@ def _dispatch_command(args: argparse.Namespace, argv: list[str]) -> int:
         "faults": _command_faults, "fuzz": _command_fuzz, "compare": _command_compare, "growth": _command_growth,
         "list": _command_list, "classify": _command_classify, "merge": _command_merge,
         "between-versions": _command_between, "gradients": _command_gradients, "training": _command_training,
-        "training-mode": _command_training_mode,
+        "training-mode": _command_training_mode, "claims": _command_claims,
     }
     return commands[args.command](args)
 

@@ -27,6 +27,7 @@ SCHEMAS = {
     "gradients": ("keras-parity/gradients", 1),
     "training": ("keras-parity/training", 2),  # 2: drift checks (long_runs[].drift_check), precision_runs; 1 still read
     "training_mode": ("keras-parity/training-mode", 1),
+    "claims": ("keras-parity/claims", 1),  # harness/studies/claim_study.py: each claim shown not to absorb a fault
 }
 
 
