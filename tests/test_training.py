@@ -164,3 +164,67 @@ def test_a_tf32_device_judges_float32_drift_by_tf32_epsilons():
     assert not on_cpu["drift_check"]["passed"] and on_tf32["drift_check"]["passed"]
     assert on_tf32["drift_check"]["eps"] == 2.0 ** -10 and on_cpu["drift_check"]["eps"] == float(np.finfo(np.float32).eps)
     assert on_tf32["drift_check"]["bound"][0] == pytest.approx(on_cpu["drift_check"]["bound"][0] * 2 ** 13)
+
+
+# --- a [[training.known_drift]] claim explains the named drift only -------------------------------------------------
+
+def _recorded_known_drift():
+    """The committed TensorFlow Adam mixed_bfloat16 long run (known under the claim), made a fresh failed run again."""
+    from pathlib import Path
+
+    from harness.studies.training import training_setup
+
+    folder = Path(__file__).resolve().parents[1] / "results"
+    record = json.loads((folder / "tensorflow.training.json").read_text())
+    known = next(entry for entry in record["precision_runs"] if entry["status"] == "known")
+    drift_problem = known["known_problems"][0]
+    fresh = {key: value for key, value in known.items() if key not in ("known", "known_problems")}
+    fresh |= {"status": "fail", "problems": [drift_problem], "drift_problem": drift_problem}
+    return fresh, training_setup()["known_drift"]
+
+
+def test_the_recorded_drift_is_known_under_its_claim():
+    from harness.studies.training import apply_known_drift
+
+    entry, claims = _recorded_known_drift()
+    apply_known_drift(entry, claims, "tensorflow")
+    assert entry["status"] == "known" and entry["problems"] == [] and entry["known"]["worst_step"] == 1
+
+
+@pytest.mark.parametrize("problem", ["loss scaling active under mixed_bfloat16; expected not active",
+                                     "the optimizer applied 49 of 50 steps (non-finite scaled gradients skip a step and halve the scale)",
+                                     "fit: final weights 0.5 from NumPy after 5 steps, beyond the bound 0.007"])
+def test_a_known_drift_does_not_absorb_a_loss_scale_an_applied_step_or_a_fit_problem(problem):
+    from harness.studies.training import apply_known_drift, drift_failed, exit_code
+
+    entry, claims = _recorded_known_drift()
+    entry["problems"].append(problem)
+    apply_known_drift(entry, claims, "tensorflow")
+    assert entry["status"] == "fail" and problem in entry["problems"] and "known" not in entry
+    assert entry["drift_claim_explains_only"]["unexplained"] == [problem]
+    assert drift_failed(entry)
+    assert exit_code({"fault": None, "runs": [{"status": "pass"}], "long_runs": [], "precision_runs": [entry]}) == 1
+
+
+def test_a_known_drift_explains_only_the_named_step_and_backend():
+    from harness.studies.training import apply_known_drift
+
+    entry, claims = _recorded_known_drift()
+    moved = dict(entry, drift_check=dict(entry["drift_check"], worst_step=2))  # the worst drift at another step
+    apply_known_drift(moved, claims, "tensorflow")
+    assert moved["status"] == "fail"
+    # A claim naming step 2 does not explain a drift already beyond the bound at step 1, and does when it is not.
+    later = [dict(claims[0], worst_step=2)]
+    earlier = dict(entry, drift_check=dict(entry["drift_check"], worst_step=2, ratio=[1.5, 2.9] + entry["drift_check"]["ratio"][2:]))
+    apply_known_drift(earlier, later, "tensorflow")
+    assert earlier["status"] == "fail"
+    starting = dict(entry, drift_check=dict(entry["drift_check"], worst_step=2, ratio=[0.5, 2.9] + entry["drift_check"]["ratio"][2:]))
+    apply_known_drift(starting, later, "tensorflow")
+    assert starting["status"] == "known"
+    other_backend, _ = _recorded_known_drift()
+    apply_known_drift(other_backend, claims, "jax")
+    assert other_backend["status"] == "fail"
+    beyond, _ = _recorded_known_drift()
+    beyond["max_abs_weight_difference"] = beyond["max_abs_weight_difference"][:-1] + [claims[0]["max_drift"] * 1.01]
+    apply_known_drift(beyond, claims, "tensorflow")
+    assert beyond["status"] == "fail"

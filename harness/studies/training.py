@@ -17,7 +17,10 @@ reason in ``[training.drift]``)? The same long run (and ``steps`` of fit) under 
 ``[[training.precision]]`` (the global policy set for the run and restored after it, even on error) is judged
 against (eps_compute / eps32) times the float32 drift measured (PRECISION_RULE), with Keras's loss scaling
 recorded (a LossScaleOptimizer, its scale per step, the steps it applied) and checked against what the policy
-expects. A failed drift check that a ``[[training.known_drift]]`` claim describes exactly is ``known``.
+expects. A failed drift check that a ``[[training.known_drift]]`` claim describes exactly is known
+(``apply_known_drift``): a claim explains only the quantity it names, the train_on_batch weight drift, with its
+worst step at the named step, no step before it beyond the bound and no step beyond max_drift. Loss-scaling
+problems, applied-step problems and fit problems stay failures beside it.
 
 ``DIR/<backend>.training.json`` (schema 2; schema 1 records, without drift checks, are still read by the
 report) is rewritten atomically after every run. Exit codes (``exit_code``): 1 when a loss or final weight is
@@ -326,16 +329,36 @@ def long_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any
 
 def known_drift(claims: list[dict[str, Any]], backend: str, entry: dict[str, Any]) -> dict[str, Any] | None:
     """The claim of ``[[training.known_drift]]`` that describes this failed drift check exactly: the same backend, optimizer
-    and policy, the worst step it names, and no step's drift beyond its max_drift."""
+    and policy, the worst step it names, no step before that one beyond the bound (the drift the claim explains starts
+    there), and no step's drift beyond its max_drift."""
     check = entry.get("drift_check")
     if check is None or check["passed"]:
         return None
     for claim in claims:
+        named_step = claim["worst_step"]
         if (claim["backend"], claim["optimizer"], claim["policy"]) == (backend, entry["optimizer"]["name"], entry["policy"]) \
-                and check["worst_step"] == claim["worst_step"] \
+                and check["worst_step"] == named_step \
+                and all(ratio <= 1.0 for ratio in check["ratio"][:named_step - 1]) \
                 and all(np.isfinite(value) and value <= claim["max_drift"] for value in entry["max_abs_weight_difference"]):
             return claim
     return None
+
+
+def apply_known_drift(entry: dict[str, Any], claims: list[dict[str, Any]], backend: str) -> None:
+    """A failed mixed-precision run whose only problem is its drift (``drift_problem``), described exactly by a claim
+    (``known_drift``), becomes ``known`` (the problem moves to ``known_problems``). A loss-scaling problem, an
+    applied-step problem or a fit problem is no part of what the claim says: the run stays a failure with every
+    problem, and ``drift_claim_explains_only`` records that the claim covered the drift alone."""
+    if entry.get("status") != "fail" or not entry.get("drift_problem"):
+        return
+    claim = known_drift(claims, backend, entry)
+    if claim is None:
+        return
+    others = [problem for problem in entry["problems"] if problem != entry["drift_problem"]]
+    if others:
+        entry["drift_claim_explains_only"] = {"claim": claim, "drift_problem": entry["drift_problem"], "unexplained": others}
+        return
+    entry["status"], entry["known"], entry["known_problems"], entry["problems"] = "known", claim, [entry["drift_problem"]], []
 
 
 def precision_run(case: Case, data: CaseData, batches: list, optimizer: dict[str, Any], steps: int, fit_steps: int,
@@ -369,8 +392,9 @@ def precision_run(case: Case, data: CaseData, batches: list, optimizer: dict[str
     entry["drift_check"] = drift_check(entry["max_abs_weight_difference"], bound, PRECISION_RULE)
     if not entry["drift_check"]["passed"]:
         check = entry["drift_check"]
-        entry["problems"].append(f"drift {entry['max_abs_weight_difference'][check['worst_step'] - 1]:.3g} after step {check['worst_step']} "
-                                 f"is {check['worst_ratio']:.3g}x the {compute} bound {bound[check['worst_step'] - 1]:.3g}")
+        entry["drift_problem"] = (f"drift {entry['max_abs_weight_difference'][check['worst_step'] - 1]:.3g} after step {check['worst_step']} "
+                                  f"is {check['worst_ratio']:.3g}x the {compute} bound {bound[check['worst_step'] - 1]:.3g}")
+        entry["problems"].append(entry["drift_problem"])
     if fit_steps:
         fit: dict[str, Any] = {"steps": fit_steps}
         try:
@@ -504,10 +528,8 @@ def _run(backend, out_dir, seed, command, steps, long_steps, fault, tolerances, 
             for precision in setup["precisions"]:
                 calls = fault.calls if fault is not None else 0
                 mixed = precision_run(case, data, batches, optimizer, long_steps, min(steps, long_steps), precision, reference, entry)
-                claim = known_drift(setup["known_drift"], backend.name, mixed) if fault is None else None
-                if claim is not None and mixed["status"] == "fail" and not mixed.get("fit", {}).get("error"):
-                    mixed["status"], mixed["known"] = "known", claim
-                    mixed["known_problems"], mixed["problems"] = mixed["problems"], []
+                if fault is None:
+                    apply_known_drift(mixed, setup["known_drift"], backend.name)
                 if fault is not None:
                     mixed["fault_calls"] = fault.calls - calls
                 record["precision_runs"].append(mixed)
