@@ -19,6 +19,9 @@ from harness.cli import main
 from harness.execute.measure import api_agreement, judge_outputs, measured_status
 from harness.records import store
 from harness.records.header import SCHEMAS
+from harness.reports.html import render_html
+from harness.reports.markdown import render_markdown
+from harness.reports.model import build_report
 from harness.studies import claim_study
 from harness.truth.expected import expected_outputs
 
@@ -196,6 +199,10 @@ def test_the_committed_float64_bound_claims_absorb_faults_the_command_fails(tmp_
     [claim] = record["claims"]
     assert claim["largest_explained_error"] == pytest.approx(8.47e-8, rel=0.01)
     assert claim["ratio"] > 10 and not claim["passed"]
+    report = render_markdown(build_report(folder))
+    section = report.split("## Known divergences under injected faults")[1].split("\n## ")[0]
+    assert "| jax_float64_tanh_in_float32_as_a_bound | bound | jax | 1 |" in section and "**TOO LOOSE**" in section
+    assert "Known divergences under injected faults" in render_html(build_report(folder), {})
     assert main(["claims", str(folder), "--cases", "lstm_float64_call", "--divergences", str(tmp_path / "claims.toml")]) == 1
     tight = loose.replace("max_abs_error = 1e-06", "max_abs_error = 1e-07")
     assert main(["claims", str(folder), "--cases", "lstm_float64_call", "--divergences", str(_claims_file(tmp_path, tight))]) == 0

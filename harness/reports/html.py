@@ -37,6 +37,7 @@ SECTIONS = (
     ("serialization", "Train on one backend, serve on another"),
     ("growth", "Error as the sequence grows"),
     ("gradients", "Gradients and training"),
+    ("claims", "Known divergences under injected faults"),
     ("faults", "Fault injection"),
     ("tolerances", "Tolerances"),
     ("environment", "Environment and how to reproduce"),
@@ -638,6 +639,24 @@ def _environment(report: Report) -> list[str]:
     return body
 
 
+def _claim_study(report: Report) -> list[str]:
+    """Per known-divergence claim, the largest injected fault it absorbs against the largest error it explains."""
+    data = report.claim_study
+    if data is None:
+        return ["<p>Not run (python -m harness claims DIR, part of the report session).</p>"]
+    body = [f"<p>Every case a claim explains, replayed with faults injected into its recorded outputs (a forget-gate bias offset "
+            f"stepped down until undetected, a gate swap, an error in an output the claim does not name, another exception or "
+            f"message) and judged again. A claim fails when it absorbs a fault more than {data.factor:g}x the largest error it "
+            f"explains. " + ("Every claim holds." if data.passed else "<strong>Some claims absorb faults.</strong>") + "</p>"]
+    rows = [[_e(row.claim), _e(row.kind), _e(", ".join(row.backends)), str(row.cases), str(row.faults_tried), str(row.faults_absorbed),
+             _e(format_number(row.largest_explained_error)), _e(format_number(row.largest_absorbed_error)), _e(format_number(row.ratio)),
+             "ok" if row.passed else "<strong>too loose</strong>: " + _e("; ".join(row.reasons))]
+            for row in data.rows]
+    body.append(_table(["claim", "kind", "backends", "cases", "faults tried", "absorbed", "largest error explained",
+                        "absorbs no fault larger than", "ratio", "verdict"], rows, numeric={3, 4, 5, 6, 7, 8}))
+    return body
+
+
 def _navigation() -> list[str]:
     items = "".join(f'<li><a href="#{anchor}">{_e(title)}</a></li>' for anchor, title in SECTIONS)
     return [f'<nav id="contents"><ul>{items}</ul></nav>']
@@ -648,7 +667,7 @@ def render_html(report: Report, figures: dict[str, bytes]) -> str:
     bodies = {
         "attention": _attention(report), "known": _known(report), "between-versions": _between_versions(report), "closest": _closest(report), "summary": _summary(report),
         "figures": _figures(figures), "reference": _reference(report), "apis": _apis(report), "pairwise": _pairwise(report),
-        "serialization": _serialization(report), "growth": _growth(report), "gradients": _gradients(report), "faults": _faults(report),
+        "serialization": _serialization(report), "growth": _growth(report), "gradients": _gradients(report), "claims": _claim_study(report), "faults": _faults(report),
         "tolerances": _tolerances(report), "environment": _environment(report),
     }
     lines = [

@@ -596,6 +596,26 @@ def _training_mode_lines(report: Report) -> list[str]:
     return lines
 
 
+def _claim_study_lines(report: Report) -> list[str]:
+    """The "Known divergences under injected faults" section: per claim, the largest fault it absorbs."""
+    data = report.claim_study
+    lines = ["## Known divergences under injected faults", ""]
+    if data is None:
+        return lines + ["Not run (python -m harness claims DIR, part of the report session)."]
+    lines += [f"Every case a claim explains, replayed with faults injected into its recorded outputs (a forget-gate bias offset "
+              f"stepped down until undetected, a gate swap, an error in an output the claim does not name, another exception or "
+              f"message) and judged again. A claim fails when it absorbs a fault more than {data.factor:g}x the largest error it "
+              f"explains. " + ("Every claim holds." if data.passed else "**Some claims absorb faults.**"), "",
+              "| claim | kind | backends | cases | faults tried | absorbed | largest error explained | absorbs no fault larger than | ratio | |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in data.rows:
+        lines.append(f"| {row.claim} | {row.kind} | {', '.join(row.backends)} | {row.cases} | {row.faults_tried} | {row.faults_absorbed} | "
+                     f"{format_number(row.largest_explained_error)} | {format_number(row.largest_absorbed_error)} | "
+                     f"{format_number(row.ratio)} | {'ok' if row.passed else '**TOO LOOSE**'} |")
+    reasons = [f"- {row.claim}: {reason}" for row in data.rows for reason in row.reasons]
+    return lines + ([""] + reasons if reasons else [])
+
+
 def render_markdown(report: Report) -> str:
     """REPORT.md for a built report model."""
     attention = report.attention_count
@@ -609,7 +629,7 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    for section in (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross, _serialization, _growth, _gradient_lines, _training_mode_lines, _faults,
+    for section in (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross, _serialization, _growth, _gradient_lines, _training_mode_lines, _claim_study_lines, _faults,
                     _tolerances, _environment):
         lines += section(report) + [""]
     return "\n".join(lines)

@@ -751,6 +751,7 @@ class Report:
     other_between_versions: tuple[BetweenVersions, ...] = ()
     gradients: "GradientsAndTraining | None" = None  # <backend>.gradients.json / .training.json, when run
     training_mode: "TrainingMode | None" = None  # <backend>.training_mode.json, when run
+    claim_study: "ClaimStudy | None" = None  # claims.json: each known-divergence claim under injected faults, when run
 
     @property
     def attention_count(self) -> int:
@@ -1280,6 +1281,7 @@ def build_report(folder: Path) -> Report:
         other_between_versions=other_between_versions,
         gradients=gradients_and_training(folder, notes),
         training_mode=training_mode_summary(folder, notes),
+        claim_study=claim_study_summary(folder, notes),
     )
 
 
@@ -1626,3 +1628,46 @@ def training_mode_summary(folder: Path, notes: list[str]) -> TrainingMode | None
                 detail = (errors + list(entry.get("problems", [])) + [""])[0][:200]
             rows.append(TrainingModeRow(backend, entry["case"], entry["verdict"], max(ratios, default=float("nan")), detail))
     return TrainingMode(backends=tuple(sorted(records)), rows=tuple(rows), faults=faults)
+
+
+@dataclass(frozen=True)
+class ClaimStudyRow:
+    """One known-divergence claim under injected faults (harness/studies/claim_study.py)."""
+
+    claim: str
+    kind: str
+    backends: tuple[str, ...]
+    cases: int  # (case, backend) results the claim explains
+    faults_tried: int
+    faults_absorbed: int  # faulted results the claim still explained
+    largest_explained_error: float | None  # the largest error of a recorded result it explains (None: crashes only)
+    largest_absorbed_error: float | None  # it absorbs no fault larger than this (output error the fault added)
+    ratio: float | None  # largest_absorbed_error / largest_explained_error
+    passed: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClaimStudy:
+    factor: float  # a claim fails when it absorbs a fault more than this many times the error it explains
+    passed: bool
+    rows: tuple[ClaimStudyRow, ...]
+
+
+def claim_study_summary(folder: Path, notes: list[str]) -> ClaimStudy | None:
+    """``folder/claims.json`` (None when the claim study did not run)."""
+    path = folder / "claims.json"
+    if not path.exists():
+        return None
+    data = _load_optional(path, SCHEMAS["claims"][0], notes)
+    if data is None:
+        return None
+    rows = tuple(
+        ClaimStudyRow(claim=str(entry["claim"]), kind=str(entry["kind"]), backends=tuple(entry["backends"]), cases=int(entry["cases"]),
+                      faults_tried=int(entry["faults_tried"]), faults_absorbed=int(entry["faults_absorbed"]),
+                      largest_explained_error=_number(entry.get("largest_explained_error")),
+                      largest_absorbed_error=_number(entry.get("largest_absorbed_error")), ratio=_number(entry.get("ratio")),
+                      passed=bool(entry["passed"]), reasons=tuple(entry.get("reasons", ())))
+        for entry in data.get("claims", [])
+    )
+    return ClaimStudy(factor=float(data["factor"]), passed=bool(data["passed"]), rows=rows)
