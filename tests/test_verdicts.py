@@ -108,8 +108,11 @@ TORCH_CRASH = dict(mask="right_padded", mask_source="argument",
 
 
 def _crashed(case, error_type, message):
+    """Raised by the first build, in the file the torch crash claim names (tests/test_refusals_and_crash_claims.py
+    checks the other raising places)."""
     return {"case": case.name, "status": "error", "apis": {}, "api_agreement": [], "problems": [],
-            "error": {"type": error_type, "message": message, "summary": f"{error_type}: {message}"}}
+            "error": {"type": error_type, "message": message, "summary": f"{error_type}: {message}",
+                      "raised_in": "keras/src/backend/torch/rnn.py", "api": case.apis[0]}}
 
 
 def test_crash_divergence_is_known_only_for_its_exception_and_message():

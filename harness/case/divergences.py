@@ -7,8 +7,10 @@ to check:
 - ``kind = "semantics"``: the backend computes a named alternative (``semantics``, a table of
   ``harness.truth.expected.Semantics`` fields); the case is known only when every output of every
   API agrees with that alternative, computed by the reference, within tolerance;
-- ``kind = "crash"``: the innermost exception has type ``exception`` and a message matching the
-  regular expression ``message``;
+- ``kind = "crash"``: the innermost exception has type ``exception`` and its whole message matches the
+  regular expression ``message`` (a full match, as if between ^ and $); with ``raised_in`` (optional) the
+  innermost traceback frame is in that source file, as records give it (e.g.
+  "keras/src/backend/torch/rnn.py"); the builds that ran before the one that raised must pass;
 - ``kind = "bound"``: only the outputs named in ``outputs`` mismatch, each by at most ``max_abs_error``.
 
 This module only reads the file and decides whether an entry applies to a case; checking the claim
@@ -32,7 +34,7 @@ from harness.case.toml_file import read_toml
 DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
 KINDS = ("semantics", "crash", "bound")
 BACKENDS = ("tensorflow", "jax", "torch")
-_FIELDS = {"id", "backends", "versions", "when", "kind", "semantics", "exception", "message", "outputs",
+_FIELDS = {"id", "backends", "versions", "when", "kind", "semantics", "exception", "message", "raised_in", "outputs",
            "max_abs_error", "api_max_abs_diff", "change", "observed", "reference", "upstream", "reproducer"}
 # What a claim's difference is: a bug (the default), or a definition the Keras version chose (Keras 2's
 # hard_sigmoid): a version that moves to the documented behaviour then reads as changed, not fixed.
@@ -41,7 +43,10 @@ _REQUIRED = {"id", "backends", "versions", "when", "kind", "observed", "referenc
 _KIND_FIELDS = {"semantics": {"semantics"}, "crash": {"exception", "message"}, "bound": {"outputs", "max_abs_error"}}
 # A bound may also let the builds of one case differ from each other by at most api_max_abs_diff
 # (e.g. when two APIs take different kernels); without it, builds that disagree stay unexplained.
-_KIND_OPTIONAL = {"bound": {"api_max_abs_diff"}}
+# A crash may name the source file its exception is raised in (raised_in), so that a generic message (an
+# AttributeError any code could raise) is explained only where the claim says it comes from.
+_KIND_OPTIONAL = {"bound": {"api_max_abs_diff"}, "crash": {"raised_in"}}
+_RAISED_IN = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*\.py")
 
 # Case-level facts a condition can name; the options of recurrent layers are facts too.
 _CASE_FACTS = ("dtype", "compute_dtype", "mask", "mask_source", "initial_state", "entry_point", "jit_compile",
@@ -136,7 +141,8 @@ class Divergence:
     reproducer: str
     semantics: Semantics = Semantics()
     exception: str = ""
-    message: str = ""
+    message: str = ""  # matched against the whole message (re.fullmatch)
+    raised_in: str = ""  # the source file of the innermost traceback frame; "" when the claim does not say
     outputs: tuple[str, ...] = ()
     max_abs_error: float = 0.0
     api_max_abs_diff: float | None = None
@@ -218,7 +224,7 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
     needed = _KIND_FIELDS[kind]
     if needed - set(entry):
         raise DivergenceFileError(f"{where}: a {kind} claim needs {', '.join(sorted(needed))}")
-    stray = (set().union(*_KIND_FIELDS.values(), {"api_max_abs_diff"}) - needed - _KIND_OPTIONAL.get(kind, set())) & set(entry)
+    stray = (set().union(*_KIND_FIELDS.values(), *_KIND_OPTIONAL.values()) - needed - _KIND_OPTIONAL.get(kind, set())) & set(entry)
     if stray:
         raise DivergenceFileError(f"{where}: {', '.join(sorted(stray))} does not belong to a {kind} claim")
     backends = tuple(entry["backends"])
@@ -240,10 +246,16 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
     if entry.get("change", "bug") not in CHANGES:
         raise DivergenceFileError(f"{where}: change is {entry['change']!r}; accepted: {', '.join(CHANGES)}")
     if kind == "crash":
+        if not isinstance(entry["message"], str) or not entry["message"]:
+            raise DivergenceFileError(f"{where}: message must be a non-empty regular expression that matches the whole message")
         try:
             re.compile(entry["message"])
         except re.error as error:
             raise DivergenceFileError(f"{where}: message is not a valid regular expression ({error})") from None
+        raised_in = entry.get("raised_in", "")
+        if "raised_in" in entry and (not isinstance(raised_in, str) or not _RAISED_IN.fullmatch(raised_in) or raised_in.startswith("/")):
+            raise DivergenceFileError(f"{where}: raised_in is {raised_in!r}; expected a relative source file as records give it, "
+                                      "e.g. 'keras/src/backend/torch/rnn.py'")
     when = entry["when"]
     if isinstance(when, list) and when:
         alternatives = tuple(parse_conditions(table, f"{where}, when[{index}]") for index, table in enumerate(when))
@@ -254,7 +266,7 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
         conditions=alternatives[0], alternatives=alternatives,
         kind=kind, observed=entry["observed"].strip(), reference=entry["reference"].strip(),
         upstream=entry["upstream"].strip(), reproducer=entry["reproducer"].strip(), semantics=semantics,
-        exception=entry.get("exception", ""), message=entry.get("message", ""),
+        exception=entry.get("exception", ""), message=entry.get("message", ""), raised_in=entry.get("raised_in", ""),
         outputs=tuple(entry.get("outputs", ())), max_abs_error=float(entry.get("max_abs_error", 0.0)),
         api_max_abs_diff=float(entry["api_max_abs_diff"]) if "api_max_abs_diff" in entry else None,
         change=entry.get("change", "bug"),

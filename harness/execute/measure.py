@@ -9,6 +9,7 @@ import itertools
 import re
 import signal
 import time
+import traceback
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -44,14 +45,37 @@ def innermost_exception(error: BaseException) -> BaseException:
         error = inner
 
 
+def raising_frame(error: BaseException) -> tuple[str, str] | None:
+    """Where ``error`` was raised: the innermost frame of its traceback, as (source file relative to the
+    package root it was imported from, e.g. "keras/src/backend/torch/rnn.py"; "file:line in function"), or
+    None when it carries no traceback. The path comes from the frame's module name, so it reads the same
+    wherever the package is installed; a frame without one keeps its file name."""
+    frames = list(traceback.walk_tb(error.__traceback__))
+    if not frames:
+        return None
+    frame, line = frames[-1]
+    filename = frame.f_code.co_filename.replace("\\", "/")
+    module = frame.f_globals.get("__name__", "")
+    parts = filename.split("/")
+    if module and module != "__main__" and not module.startswith("<"):
+        depth = len(module.split(".")) + (1 if parts[-1] == "__init__.py" else 0)
+        if parts[-1].endswith(".py") and len(parts) >= depth:
+            filename = "/".join(parts[-depth:])
+    return filename, f"{filename}:{line} in {frame.f_code.co_name}"
+
+
 def error_record(error: BaseException) -> dict[str, str]:
-    """The innermost exception's type and message (one line, terminal colours removed)."""
+    """The innermost exception's type and message (one line, terminal colours removed), and where it was
+    raised (``raised_in``: the source file of the innermost traceback frame, see raising_frame; ``raised_at``
+    adds the line and function), so a crash claim can name the file that raises, not only the message."""
     inner = innermost_exception(error)
     lines = [line.strip() for line in _ANSI.sub("", str(inner)).splitlines() if line.strip()]
     message = " / ".join(lines)
     if len(message) > 900:  # keep the head (what failed) and the tail (TensorFlow puts the reason after its traceback)
         message = message[:280] + " ... " + message[-600:]
-    return {"type": type(inner).__name__, "message": message, "summary": f"{type(inner).__name__}: {message}" if message else type(inner).__name__}
+    where = raising_frame(inner)
+    return {"type": type(inner).__name__, "message": message, "summary": f"{type(inner).__name__}: {message}" if message else type(inner).__name__,
+            "raised_in": where[0] if where else None, "raised_at": where[1] if where else None}
 
 
 @contextlib.contextmanager
@@ -73,15 +97,32 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+# Keras 3's one by-design refusal of use_cudnn=True: LSTM.inner_loop (keras/src/layers/rnn/lstm.py) raises
+# exactly this ValueError, on every backend, when the backend's fused (cuDNN) lstm declines the configuration
+# (raises NotImplementedError) and use_cudnn is True rather than "auto".
+CUDNN_REFUSAL_TYPE = ValueError
+CUDNN_REFUSAL_MESSAGE = ("use_cudnn=True was specified, but cuDNN is not supported for this layer configuration "
+                         "with this backend. Pass use_cudnn='auto' to fallback to a non-cuDNN implementation.")
+CUDNN_REFUSAL_RAISED_IN = "keras/src/layers/rnn/lstm.py"
+
+
 def refused_by_design(case: Case, error: BaseException) -> bool:
-    """use_cudnn=True where cuDNN cannot run is refused by Keras by design, and a kernel mode that cannot run
-    on this device by the harness (fused_on_cpu on a GPU): recorded, not a failure."""
+    """Whether ``error`` is a refusal by design, recorded as refused rather than as an error: the harness's
+    own (a KernelModeRefused: a kernel mode that cannot run on this device, such as fused_on_cpu on a GPU, or
+    a NotExpressible case on Keras 2), or Keras's refusal of use_cudnn=True where its fused path declines the
+    configuration, recognized by its exact type, message and raising file on a case that asks use_cudnn=True.
+    Anything else, a cuDNN kernel that ran and failed included (CUDNN_STATUS_EXECUTION_FAILED, TensorFlow's
+    mask Assert 'while using cuDNN'), is an error."""
     from harness.execute.backends import KernelModeRefused
 
     if isinstance(error, KernelModeRefused):
         return True
-    asks_cudnn = any(layer.options.get("use_cudnn") is True for layer in case.layers)
-    return asks_cudnn and "cudnn" in str(error).lower()
+    if not any(layer.options.get("use_cudnn") is True for layer in case.layers):
+        return False
+    inner = innermost_exception(error)
+    where = raising_frame(inner)
+    return (type(inner) is CUDNN_REFUSAL_TYPE and str(inner) == CUDNN_REFUSAL_MESSAGE
+            and where is not None and where[0] == CUDNN_REFUSAL_RAISED_IN)
 
 
 def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tuple[str, str], np.ndarray], timeout_s: int = 0) -> dict[str, Any]:
@@ -124,14 +165,17 @@ def measure_builds(case: Case, seed: int, tolerances: Tolerances, raw_outputs: d
         "case": case.name, "dtype": case.dtype, "entry_point": entry_point, "description": case.description,
         "definition": case.definition, "config": case_config(case), "apis": {}, "api_agreement": [], "problems": [],
     }
+    actual_by_api: dict[str, dict[str, np.ndarray]] = {}
+    building: str | None = None  # the API whose build is running; None while the data and the reference are made
     try:
         with time_limit(timeout_s):
             isolate_case()
             data = make_case_data(case, seed)
             expected = expected_of(data)
-            actual_by_api: dict[str, dict[str, np.ndarray]] = {}
             for api in case.apis:
+                building = api
                 actual, recorded = run_build(api, data, result)
+                building = None  # what follows is the harness judging the build
                 actual_by_api[api] = actual
                 raw_outputs.update({(api, name): value for name, value in actual.items()})
                 result["apis"][api] = {**recorded, "items": judge_outputs(case, actual, expected, tolerances, api)}
@@ -142,8 +186,14 @@ def measure_builds(case: Case, seed: int, tolerances: Tolerances, raw_outputs: d
     except CaseTimeout as error:
         result["status"], result["error"] = "timeout", {"type": "CaseTimeout", "message": str(error), "summary": str(error)}
     except Exception as error:  # one broken case must not stop the run
-        result["status"] = "refused" if refused_by_design(case, error) else "error"
-        result["error"] = error_record(error)
+        # A refusal by design refuses the configuration, so it comes from the first build; after a build that
+        # ran it is an error. The builds that ran before the one that raised are judged all the same (their
+        # items, their agreement, their problems), and the error says which build raised ("api": None when it
+        # was raised while the data or the reference was made), so a crash claim explains only that build.
+        result["status"] = "refused" if refused_by_design(case, error) and not result["apis"] else "error"
+        result["error"] = error_record(error) | {"api": building}
+        result["api_agreement"] = api_agreement(actual_by_api, tolerances.api_max_abs_diff)
+        result["problems"] = measured_status(result)[1]
     result["duration_s"] = round(time.perf_counter() - started, 3)
     return result
 

@@ -10,7 +10,10 @@ only when what it says is exactly what was observed:
 - semantics: every output of every build agrees, within the case's tolerance and with the promised
   dtype, with the alternative the reference computes for the claim (or, when several semantic
   claims apply, with all their alternatives at once); the builds must still agree with each other;
-- crash: the innermost exception has the claimed type and its message matches the claimed pattern;
+- crash: the innermost exception has the claimed type, its whole message matches the claimed pattern
+  (re.fullmatch), it was raised in the claimed source file when the claim names one (raised_in), inside
+  a build; the builds that ran before the one that raised match the reference and agree (a crash
+  explains only the build that raised);
 - bound: every mismatching output is one the claim names, finite, and within the claimed bound.
 Anything else stays a fail or an error, even on a case the claim covers. A claim that applies to a
 case that passes is reported as possibly resolved when the claim was checkable there: the
@@ -33,6 +36,7 @@ from harness.case.tolerances import Tolerances, load_tolerances, quantity_of
 from harness.case.weights import make_case_data
 from harness.records import store
 from harness.records.header import SCHEMAS, file_sha256, now
+from harness.records.integrity import record_integrity
 from harness.truth.compare import compare
 from harness.truth.expected import DOCUMENTED, expected_outputs
 
@@ -92,19 +96,48 @@ def _mismatch(divergence: Divergence, case: Case, result: dict[str, Any], arrays
     """Why the claim does not describe the measured result; None when it does."""
     status = result["status"]
     if divergence.kind == "crash":
-        if status != "error":
-            return f"claims a {divergence.exception} but the case ran ({status})"
-        error = result["error"]
-        if error["type"] != divergence.exception:
-            return f"claims {divergence.exception}, got {error['type']}: {error['message'][:200]}"
-        if not re.search(divergence.message, error["message"]):
-            return f"claims a {divergence.exception} matching {divergence.message!r}, got: {error['message'][:200]}"
-        return None
+        return _crash_mismatch(divergence, case, result)
     if status != "fail":
         return f"claims different numbers, but the case raised {result['error']['type'] if result.get('error') else status}"
     if divergence.kind == "semantics":
         return _semantics_mismatch(divergence.semantics, case, result, arrays, tolerances, seed)
     return _bound_mismatch(divergence, result)
+
+
+def _crash_mismatch(divergence: Divergence, case: Case, result: dict[str, Any]) -> str | None:
+    """A crash claim explains the build that raised, and only it: the innermost exception has the claimed type,
+    its whole message matches the claimed pattern, it was raised in the claimed file (when the claim names
+    one), inside a build (not while the harness made the data or the reference), and every build that ran
+    before it matches the reference and agrees with the others."""
+    status = result["status"]
+    if status != "error":
+        return f"claims a {divergence.exception} but the case ran ({status})"
+    error = result["error"]
+    if error["type"] != divergence.exception:
+        return f"claims {divergence.exception}, got {error['type']}: {error['message'][:200]}"
+    if not re.fullmatch(divergence.message, error["message"]):
+        return f"claims a {divergence.exception} whose whole message matches {divergence.message!r}, got: {error['message'][:200]}"
+    if divergence.raised_in:
+        raised_in = error.get("raised_in")
+        if raised_in is None:
+            return f"claims a {divergence.exception} raised in {divergence.raised_in}, but the record does not say where it was raised"
+        if raised_in != divergence.raised_in:
+            return f"claims a {divergence.exception} raised in {divergence.raised_in}, but it was raised in {error.get('raised_at') or raised_in}"
+    # Records from before the raising build was recorded: the builds run in the case's order, so it is the first
+    # one without a result.
+    ran = [api for api in case.apis if api in result.get("apis", {})]
+    raising_api = error["api"] if "api" in error else (case.apis[len(ran)] if len(ran) < len(case.apis) else None)
+    if raising_api is None:
+        return f"the {error['type']} was raised outside any build (while the data or the reference was made), which no crash claim explains"
+    for api, entry in result.get("apis", {}).items():
+        failing = [item["message"] for item in entry["items"].values() if not item["passed"]]
+        if failing:
+            return f"the {api} build ran before {raising_api} raised and does not match the reference, which a crash does not explain: {failing[0]}"
+    for row in result.get("api_agreement", []):
+        if not row["within"]:
+            return (f"the builds that ran before {raising_api} raised disagree ({row['apis'][0]} vs {row['apis'][1]} on {row['output']}), "
+                    "which a crash does not explain")
+    return None
 
 
 def _semantics_mismatch(semantics: Semantics, case: Case, result: dict[str, Any], arrays: dict[tuple[str, str], np.ndarray],
@@ -175,7 +208,7 @@ def divergence_summary(divergences: list[Divergence]) -> list[dict[str, Any]]:
     return [
         {"id": d.id, "kind": d.kind, "when": d.when(), "backends": list(d.backends), "versions": dict(d.versions),
          "observed": d.observed, "reference": d.reference, "upstream": d.upstream, "reproducer": d.reproducer,
-         "semantics": d.semantics.changes(), "exception": d.exception, "message": d.message,
+         "semantics": d.semantics.changes(), "exception": d.exception, "message": d.message, "raised_in": d.raised_in,
          "outputs": list(d.outputs), "max_abs_error": d.max_abs_error, "api_max_abs_diff": d.api_max_abs_diff,
          "change": d.change}
         for d in divergences
@@ -210,7 +243,8 @@ def verdicts_path(folder: Path, backend: str) -> Path:
 
 def classify_record(folder: Path, backend: str, divergences_path: Path = DIVERGENCES_FILE) -> dict[str, Any]:
     """Re-judge ``folder/<backend>.json`` against the divergence file, from the record and its raw
-    outputs alone, and write ``folder/<backend>.verdicts.json``."""
+    outputs alone, and write ``folder/<backend>.verdicts.json``. Its ``integrity`` holds the record's flags
+    (``harness.records.integrity``: unfinished, mixed commits, statuses its raw outputs contradict)."""
     run = store.read_record(folder / f"{backend}.json")
     if run.get("fault"):
         raise store.RecordError(f"{folder / (backend + '.json')} was measured with the fault {run['fault']!r} injected; "
@@ -224,5 +258,6 @@ def classify_record(folder: Path, backend: str, divergences_path: Path = DIVERGE
         arrays = store.result_arrays(result, raw)
         add_verdict(record, case.name, classify_result(case, backend, run["versions"], result, arrays, tolerances, divergences, run["seed"],
                                                          device_kind(run.get("device_class", "cpu"))))
+    record["integrity"] = record_integrity(folder, backend, run, raw, tolerances)
     store.write_json(verdicts_path(folder, backend), record)
     return record
