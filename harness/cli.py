@@ -290,11 +290,16 @@ def _command_between(args: argparse.Namespace) -> int:
     counts = record["counts"]
     print(f"{args.release} -> {args.nightly}: {counts['fixed']} fixed, {counts['regression']} regressions, "
           f"{counts['changed']} changed behaviour, {counts['drift']} drift, {counts['still_present']} known divergences "
-          f"still present, {counts['unchanged']} unchanged; wrote {args.release / FILE_NAME}")
+          f"still present, {counts['unchanged']} unchanged, {counts['removed']} removed (cases or backends of the first "
+          f"folder the second lacks); wrote {args.release / FILE_NAME}")
     for entry in record["changes"]:
         print(f"  {entry['kind']}: {entry['case']} on {entry['backend']}: {entry['old_verdict']} -> {entry['new_verdict']}, "
               f"{entry['magnitude']} ({entry['detail']})", file=sys.stderr)
-    return EXIT_FAILED if counts["regression"] else EXIT_OK
+    for entry in record["only_old"]:
+        print(f"  removed: {entry['case']} on {entry['backend']}: only in {args.release}", file=sys.stderr)
+    for backend in record["removed_backends"]:
+        print(f"  removed: every case on {backend}: only {args.release} has a {backend} record", file=sys.stderr)
+    return EXIT_FAILED if counts["regression"] or counts["removed"] else EXIT_OK
 
 
 def _command_growth(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.case.divergences import DIVERGENCES_FILE
 from harness.case.schema import parse_case
 from harness.case.semantics import Semantics
 from harness.records import store
@@ -44,19 +45,20 @@ def _result(name: str, semantics: Semantics = Semantics(), dtype: str = "float64
     return result, {store.array_key(name, api, output): value for (api, output), value in arrays.items()}
 
 
-def _write(folder: Path, keras: str, results: list[tuple[dict[str, Any], dict[str, np.ndarray]]]) -> None:
+def _write(folder: Path, keras: str, results: list[tuple[dict[str, Any], dict[str, np.ndarray]]],
+           divergences_path: Path = DIVERGENCES_FILE, backend: str = BACKEND) -> None:
     """<backend>.json and .npz measured with ``keras``, then classified (<backend>.verdicts.json)."""
     folder.mkdir(parents=True, exist_ok=True)
     schema, version = SCHEMAS["run"]
     record = {
-        "schema": schema, "schema_version": version, "backend": BACKEND, "device": "cpu", "device_class": "cpu",
-        "versions": {"keras": keras, BACKEND: "2.21.0", "numpy": "2.4.6", "python": "3.11.7"}, "settings": {},
+        "schema": schema, "schema_version": version, "backend": backend, "device": "cpu", "device_class": "cpu",
+        "versions": {"keras": keras, backend: "2.21.0", "numpy": "2.4.6", "python": "3.11.7"}, "settings": {},
         "command": "python -m harness run", "seed": 20261124, "fault": None, "started": "2026-11-24T20:30:00+00:00",
         "finished": "2026-11-24T20:35:00+00:00", "cases": [result for result, _ in results],
     }
-    store.write_json(folder / f"{BACKEND}.json", record)
-    store.write_arrays(folder / f"{BACKEND}.npz", {key: value for _, arrays in results for key, value in arrays.items()})
-    classify_record(folder, BACKEND)
+    store.write_json(folder / f"{backend}.json", record)
+    store.write_arrays(folder / f"{backend}.npz", {key: value for _, arrays in results for key, value in arrays.items()})
+    classify_record(folder, backend, divergences_path)
 
 
 def _changes(record: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -103,7 +105,7 @@ def test_a_known_divergence_that_passes_on_nightly_is_fixed(folders):
     assert "no upstream change identified" in fixed["detail"]  # the claim names no upstream fix
     assert fixed["upstream_change"] is None
     assert fixed["old_max_abs_error"] > 1e-10 and fixed["new_max_abs_error"] < 1e-12
-    assert record["counts"] == {"fixed": 1, "regression": 0, "changed": 0, "drift": 0, "still_present": 0, "unchanged": 1}
+    assert record["counts"] == {"fixed": 1, "regression": 0, "changed": 0, "drift": 0, "still_present": 0, "unchanged": 1, "removed": 0}
     assert store.read_json_file(release / FILE_NAME)["counts"]["fixed"] == 1
 
 
@@ -117,24 +119,174 @@ def test_a_known_divergence_still_there_on_nightly_is_still_present_not_a_regres
     assert (entry["case"], entry["divergences"], entry["new_verdict"]) == ("rounded", [CLAIM], "fail")
 
 
-def test_a_known_divergence_that_fails_differently_on_nightly_is_changed_behaviour(folders):
+def test_a_known_divergence_that_fails_differently_on_nightly_is_a_regression(folders):
+    """known -> fail in a way the claim does not describe: worse, not merely changed."""
     release, nightly = folders
     _write(release, RELEASE, [_result("rounded", ROUNDED)])
     _write(nightly, NIGHTLY, [_result("rounded", ROUNDED, wrong_gate=True)])
-    changed = _changes(compare_versions(release, nightly), "changed")["rounded"]
-    assert "does not describe" in changed["detail"] and CLAIM in changed["detail"]
+    record = compare_versions(release, nightly)
+    regression = _changes(record, "regression")["rounded"]
+    assert (regression["old_verdict"], regression["new_verdict"]) == ("known", "fail")
+    assert "does not describe" in regression["detail"] and CLAIM in regression["detail"]
+    assert record["counts"]["changed"] == 0
 
 
-def test_another_output_dtype_is_changed_behaviour(folders):
+def _with_output_dtype(result: dict[str, Any], dtype: str) -> dict[str, Any]:
+    """The result as recorded with another output dtype in every build (the check reads the records only)."""
+    for entry in result["apis"].values():
+        entry["items"]["output"]["dtype"] = dtype
+    return result
+
+
+def test_a_wider_or_same_width_output_dtype_is_changed_behaviour(folders):
     release, nightly = folders
     old, old_arrays = _result("plain", dtype="float32")
     new, new_arrays = _result("plain", dtype="float32")
-    for entry in new["apis"].values():
-        entry["items"]["output"]["dtype"] = "float16"  # as recorded: the check reads the records only
+    half, half_arrays = _result("half", dtype="float32")
+    _write(release, RELEASE, [(_with_output_dtype(half, "float16"), half_arrays), (old, old_arrays)])
+    _write(nightly, NIGHTLY, [(_with_output_dtype(_result("half", dtype="float32")[0], "bfloat16"), half_arrays),
+                              (_with_output_dtype(new, "float64"), new_arrays)])
+    record = compare_versions(release, nightly)
+    changed = _changes(record, "changed")
+    assert "output dtype changed" in changed["plain"]["detail"] and "float32 -> float64" in changed["plain"]["detail"]
+    assert "float16 -> bfloat16" in changed["half"]["detail"]
+    assert record["counts"]["regression"] == 0
+
+
+def test_a_narrower_output_dtype_is_a_regression(folders):
+    """float64 -> float32 output on nightly, both records passing: the output lost precision."""
+    release, nightly = folders
+    old, old_arrays = _result("wide")
+    new, new_arrays = _result("wide")
     _write(release, RELEASE, [(old, old_arrays)])
-    _write(nightly, NIGHTLY, [(new, new_arrays)])
-    changed = _changes(compare_versions(release, nightly), "changed")["plain"]
-    assert "output dtype changed" in changed["detail"] and "float32 -> float16" in changed["detail"]
+    _write(nightly, NIGHTLY, [(_with_output_dtype(new, "float32"), new_arrays)])
+    regression = _changes(compare_versions(release, nightly), "regression")["wide"]
+    assert (regression["old_verdict"], regression["new_verdict"]) == ("pass", "pass")
+    assert "functional/output dtype narrowed float64 -> float32" in regression["detail"]
+
+
+def test_a_lost_output_is_a_regression(folders):
+    release, nightly = folders
+    old, old_arrays = _result("plain", dtype="float32")
+    new, new_arrays = _result("plain", dtype="float32")
+    del new["apis"]["subclassed"]
+    _write(release, RELEASE, [(old, old_arrays)])
+    _write(nightly, NIGHTLY, [(new, {key: value for key, value in new_arrays.items() if "subclassed" not in key})])
+    regression = _changes(compare_versions(release, nightly), "regression")["plain"]
+    assert "output lost: subclassed/output" in regression["detail"]
+
+
+def test_pass_then_refused_is_a_regression(folders):
+    release, nightly = folders
+    refused = {"case": "plain", "status": "refused", "apis": {}, "api_agreement": [], "problems": ["refused"],
+               "error": {"type": "ValueError", "message": "use_cudnn=True needs cuDNN", "summary": "ValueError: needs cuDNN"},
+               "definition": _definition("plain", "float32"), "dtype": "float32", "entry_point": "predict",
+               "description": "a test case"}
+    _write(release, RELEASE, [_result("plain", dtype="float32")])
+    _write(nightly, NIGHTLY, [(refused, {})])
+    regression = _changes(compare_versions(release, nightly), "regression")["plain"]
+    assert (regression["old_verdict"], regression["new_verdict"]) == ("pass", "refused")
+
+
+def test_pass_on_the_first_version_and_known_on_the_second_is_a_regression(folders, capsys):
+    """Keras 2's pass -> Keras 3's known divergence (the 20 Masking cases): Keras 3 got worse. Here the
+    first version is 3.14.0, where the claim is not observed: it computes the documented numbers."""
+    from harness.cli import main
+    from harness.reports.markdown import render_markdown
+    from harness.reports.model import build_report
+
+    release, nightly = folders
+    _write(release, "3.14.0", [_result("rounded")])
+    _write(nightly, RELEASE, [_result("rounded", ROUNDED)])
+    assert store.read_json_file(nightly / f"{BACKEND}.verdicts.json")["cases"]["rounded"]["verdict"] == "known"
+    assert main(["between-versions", str(release), str(nightly)]) == 1
+    assert "regression: rounded on tensorflow: pass -> known" in capsys.readouterr().err
+    record = store.read_json_file(release / FILE_NAME)
+    assert record["counts"]["regression"] == 1 and record["counts"]["changed"] == 0
+    section = render_markdown(build_report(release)).split("## Between Keras versions")[1].split("\n## ")[0]
+    assert "0 fixed, 1 regressions" in section and "| rounded | tensorflow | pass -> known |" in section
+
+
+def _claims_file(tmp_path: Path, *claims: tuple[str, str]) -> Path:
+    """A divergence file of bound claims (id, keras version) on float64 predict cases of TensorFlow."""
+    text = ""
+    for claim_id, keras in claims:
+        text += f'''
+[[divergence]]
+id = "{claim_id}"
+backends = ["tensorflow"]
+versions = {{ keras = "=={keras}" }}
+when = {{ dtype = "float64", entry_point = "predict" }}
+kind = "bound"
+outputs = ["*"]
+max_abs_error = 1e-3
+observed = "float32-sized errors on a float64 case"
+reference = "the float64 reference"
+upstream = "https://example.org/issue"
+reproducer = "results/repro/predict_rounds_float64_inputs.py"
+'''
+    path = tmp_path / "divergences.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_known_under_another_claim_is_a_regression(folders, tmp_path):
+    release, nightly = folders
+    claims = _claims_file(tmp_path, ("bound_on_release", RELEASE), ("bound_on_nightly", NIGHTLY))
+    _write(release, RELEASE, [_result("rounded", ROUNDED)], claims)
+    _write(nightly, NIGHTLY, [_result("rounded", ROUNDED)], claims)
+    regression = _changes(compare_versions(release, nightly, claims), "regression")["rounded"]
+    assert (regression["old_explained_by"], regression["new_explained_by"]) == (["bound_on_release"], ["bound_on_nightly"])
+    assert "known as bound_on_release -> known as bound_on_nightly" in regression["detail"]
+
+
+def _scaled_result(name: str, semantics: Semantics, factor: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``_result`` with the error of every output (against the documented reference) scaled by ``factor``."""
+    from harness.case.weights import DEFAULT_SEED, make_case_data
+    from harness.execute.measure import api_agreement, judge_outputs, measured_status
+    from harness.truth.expected import expected_outputs
+
+    definition = _definition(name)
+    case = parse_case(definition, "test")
+    documented = expected_outputs(case, make_case_data(case, DEFAULT_SEED))
+    produced = expected_outputs(case, make_case_data(case, DEFAULT_SEED), semantics)
+    actual = {output: documented[output] + factor * (produced[output] - documented[output]) for output in produced}
+    result: dict[str, Any] = {"case": name, "apis": {}, "error": None}
+    for api in ("functional", "subclassed"):
+        items = judge_outputs(case, actual, documented, TOLERANCES, api)
+        result["apis"][api] = {"items": items, "passed": all(item["passed"] for item in items.values())}
+    result["api_agreement"] = api_agreement({"functional": actual, "subclassed": actual}, TOLERANCES.api_max_abs_diff)
+    result["status"], result["problems"] = measured_status(result)
+    result.update(definition=definition, dtype="float64", entry_point="predict", description="a test case")
+    arrays = {store.array_key(name, api, output): value for api in ("functional", "subclassed") for output, value in actual.items()}
+    return result, arrays
+
+
+def test_a_known_divergence_with_a_larger_error_on_nightly_is_a_regression_not_drift(folders, tmp_path):
+    """The claim (a bound of 1e-3), its range ignored, still describes nightly's 8x larger error: the old
+    code called it drift. The error grew by far more than the float64 tolerance: a regression."""
+    release, nightly = folders
+    claims = _claims_file(tmp_path, ("bound_on_release", RELEASE))
+    _write(release, RELEASE, [_result("rounded", ROUNDED), _result("same", ROUNDED)], claims)
+    _write(nightly, NIGHTLY, [_scaled_result("rounded", ROUNDED, 8.0), _result("same", ROUNDED)], claims)
+    record = compare_versions(release, nightly, claims)
+    regression = _changes(record, "regression")["rounded"]
+    assert regression["new_max_abs_error"] == pytest.approx(8 * regression["old_max_abs_error"], rel=1e-6)
+    assert "more than the tolerance" in regression["detail"] and "still present" in regression["detail"]
+    assert [entry["case"] for entry in record["still_present"]] == ["same"]  # control: the same error stays still present
+    assert record["counts"]["drift"] == 0 and record["counts"]["regression"] == 1
+
+
+def test_worse_by_a_definition_claim_is_changed_not_a_regression(tmp_path):
+    """Keras 3 (documented hard_sigmoid, pass) -> Keras 2 (its own hard_sigmoid, known by a change = "definition"
+    claim): the version defines it so; changed behaviour, not a regression."""
+    keras3, keras2 = tmp_path / "results", tmp_path / "tf-keras"
+    _write(keras3, RELEASE, [_hard_sigmoid_result(Semantics())])
+    _write(keras2, "2.21.0", [_hard_sigmoid_result(Semantics(hard_sigmoid_keras2=True))])
+    record = compare_versions(keras3, keras2)
+    changed = _changes(record, "changed")["hard"]
+    assert (changed["old_verdict"], changed["new_verdict"]) == ("pass", "known")
+    assert 'change = "definition"' in changed["detail"] and record["counts"]["regression"] == 0
 
 
 def test_numbers_beyond_the_sum_of_the_tolerances_are_drift(folders):
@@ -172,6 +324,24 @@ def test_cases_on_one_side_only_are_listed_not_classified(folders):
     assert record["only_old"] == [{"backend": BACKEND, "case": "gone"}]
     assert record["only_new"] == [{"backend": BACKEND, "case": "added"}]
     assert record["changes"] == []
+    assert record["counts"]["removed"] == 1
+
+
+def test_a_case_or_backend_that_disappears_fails_between_versions(folders, capsys):
+    from harness.cli import main
+
+    release, nightly = folders
+    _write(release, RELEASE, [_result("plain", dtype="float32"), _result("gone", dtype="float32")])
+    _write(nightly, NIGHTLY, [_result("plain", dtype="float32")])
+    assert main(["between-versions", str(release), str(nightly)]) == 1
+    assert "removed: gone on tensorflow" in capsys.readouterr().err
+    _write(release, RELEASE, [_result("plain", dtype="float32")])
+    _write(release, RELEASE, [_result("plain", dtype="float32")], backend="jax")
+    assert main(["between-versions", str(release), str(nightly)]) == 1
+    assert "removed: every case on jax" in capsys.readouterr().err
+    assert store.read_json_file(release / FILE_NAME)["removed_backends"] == ["jax"]
+    (release / "jax.json").unlink()
+    assert main(["between-versions", str(release), str(nightly)]) == 0  # control: nothing gone, nothing worse
 
 
 def test_unclassified_records_are_refused_with_one_line(folders):

@@ -97,10 +97,11 @@ def test_new_and_removed_cases_and_version_changes(runs: tuple[Path, Path]) -> N
     write_run(old, "tensorflow", [make_case("kept", "pass")])
     write_run(new, "torch", [make_case("kept", "pass"), make_case("added", "fail")], keras="3.16.0.dev2026112403", backend_version="2.14.0")
     text, code = compare_runs(old, new)
-    assert code == 0  # a new failing case is listed as new, not as a regression
+    assert code == 1  # the removed case and the removed backend fail the comparison
     assert "- added on torch" in text.split("## New cases")[1].split("##")[0]
     removed = text.split("## Removed cases")[1].split("##")[0]
     assert "- dropped on torch" in removed and "- kept on tensorflow" in removed
+    assert "backends gone: tensorflow" in text
     versions = text.split("## Version changes")[1]
     assert "- torch: keras 3.15.1 -> 3.16.0.dev2026112403" in versions
     assert "- torch: torch 2.13.0 -> 2.14.0" in versions
@@ -156,3 +157,93 @@ def test_runs_classified_against_different_divergence_files_are_flagged(runs: tu
     write_run(old, "jax", [make_case("a", "pass")])
     text, _ = compare_runs(old, new)
     assert "classified against different divergence files" in text
+
+
+def test_a_new_failing_case_alone_is_listed_as_new_not_a_regression(runs: tuple[Path, Path]) -> None:
+    old, new = runs
+    write_run(old, "torch", [make_case("kept", "pass")])
+    write_run(new, "torch", [make_case("kept", "pass"), make_case("added", "fail", 1e-2)])
+    text, code = compare_runs(old, new)
+    assert code == 0
+    assert "- added on torch" in text.split("## New cases")[1].split("##")[0]
+
+
+@pytest.mark.parametrize("gone", ["case", "backend"])
+def test_a_case_or_backend_the_new_run_lacks_fails_the_comparison(runs: tuple[Path, Path], gone: str) -> None:
+    old, new = runs
+    write_run(old, "torch", [make_case("kept", "pass"), make_case("dropped", "pass")])
+    write_run(old, "jax", [make_case("kept", "pass")])
+    write_run(new, "torch", [make_case("kept", "pass")] + ([make_case("dropped", "pass")] if gone == "backend" else []))
+    if gone == "case":
+        write_run(new, "jax", [make_case("kept", "pass")])
+    text, code = compare_runs(old, new)
+    assert code == 1
+    removed = text.split("## Removed cases")[1].split("##")[0]
+    assert ("- dropped on torch" in removed) if gone == "case" else ("- kept on jax" in removed and "backends gone: jax" in text)
+
+
+def test_pass_to_known_and_pass_to_refused_are_regressions(runs: tuple[Path, Path]) -> None:
+    old, new = runs
+    write_run(old, "tensorflow", [make_case("masked", "pass"), make_case("cudnn", "pass")])
+    write_run(new, "tensorflow", [make_case("masked", "known", 0.3, known=("masking_layer_ignored_with_initial_state",)),
+                                  make_case("cudnn", "refused", error="NotImplementedError: no cuDNN")])
+    text, code = compare_runs(old, new)
+    regressions = text.split("## Regressions")[1].split("##")[0]
+    assert code == 1
+    assert "**masked** on tensorflow: pass -> known" in regressions and "verdict pass -> known" in regressions
+    assert "**cudnn** on tensorflow: pass -> refused" in regressions
+    assert "None." in text.split("## Other verdict changes")[1].split("##")[0]
+
+
+def test_known_under_another_claim_is_a_regression(runs: tuple[Path, Path]) -> None:
+    old, new = runs
+    write_run(old, "jax", [make_case("masked", "known", 0.3, known=("jax_scan_masked",))])
+    write_run(new, "jax", [make_case("masked", "known", 0.3, known=("jax_unroll_zero_output",))])
+    text, code = compare_runs(old, new)
+    assert code == 1
+    assert "known as jax_scan_masked -> known as jax_unroll_zero_output" in text.split("## Regressions")[1].split("##")[0]
+
+
+def test_known_with_an_error_larger_by_more_than_the_tolerance_is_a_regression(runs: tuple[Path, Path]) -> None:
+    """make_item's tolerance: atol 1e-6 + rtol 1e-5 * |0.25| = 3.5e-6 at the worst element."""
+    old, new = runs
+    write_run(old, "jax", [make_case("grew", "known", 8.47e-8, known=("jax_float64_tanh",)),
+                           make_case("noise", "known", 8.47e-8, known=("jax_float64_tanh",))])
+    write_run(new, "jax", [make_case("grew", "known", 8 * 8.47e-8 + 3.6e-6, known=("jax_float64_tanh",)),
+                           make_case("noise", "known", 8.47e-8 + 3.4e-6, known=("jax_float64_tanh",))])
+    text, code = compare_runs(old, new)
+    regressions = text.split("## Regressions")[1].split("##")[0]
+    assert code == 1
+    assert "**grew** on jax: known -> known" in regressions and "more than the tolerance" in regressions
+    assert "noise" not in text
+
+
+def test_a_narrower_output_dtype_or_a_lost_output_is_a_regression(runs: tuple[Path, Path]) -> None:
+    old, new = runs
+    two_builds = [make_item("functional", dtype="float64"), make_item("sequential", dtype="float64")]
+    write_run(old, "torch", [(record_case(name, "pass", items=two_builds), make_verdict("pass")) for name in ("narrowed", "lost")])
+    narrowed = [make_item("functional", dtype="float64"), make_item("sequential", dtype="float32")]
+    write_run(new, "torch", [(record_case("narrowed", "pass", items=narrowed), make_verdict("pass")),
+                             (record_case("lost", "pass", items=two_builds[:1]), make_verdict("pass"))])
+    text, code = compare_runs(old, new)
+    regressions = text.split("## Regressions")[1].split("##")[0]
+    assert code == 1
+    assert "sequential/output dtype narrowed float64 -> float32" in regressions
+    assert "output lost: sequential/output" in regressions
+
+
+def test_worse_by_a_definition_claim_is_another_change_not_a_regression(runs: tuple[Path, Path]) -> None:
+    from test_report_model import make_claim
+
+    old, new = runs
+    write_run(old, "tensorflow", [make_case("hard", "pass")])
+    run = make_run("tensorflow", [make_case("hard", "known", 0.1, known=("hard_sigmoid_definition",))[0]], keras="2.21.0")
+    write_json(new / "tensorflow.json", run)
+    claim = make_claim("hard_sigmoid_definition") | {"change": "definition"}
+    verdicts = {"hard": make_verdict("fail", "known", explained_by=("hard_sigmoid_definition",))}
+    write_json(new / "tensorflow.verdicts.json", make_verdicts("tensorflow", run, verdicts, claims=[claim]))
+    text, code = compare_runs(old, new)
+    assert code == 0
+    assert "**hard** on tensorflow: pass -> known" in text.split("## Other verdict changes")[1].split("##")[0]
+    write_json(new / "tensorflow.verdicts.json", make_verdicts("tensorflow", run, verdicts, claims=[make_claim("hard_sigmoid_definition")]))
+    assert compare_runs(old, new)[1] == 1  # the same claim as a bug is a regression

@@ -2,11 +2,15 @@
 
 Both folders are read into the report model (harness.reports.model), so a case's status is its
 verdict (pass, known, refused, fail, error, timeout, invalid) and its error is judged by its ratio to
-the tolerance. Cases are matched by (backend, case name). A regression is a case that passed (or was an
-explained known divergence) and now fails, errors, times out or is invalid, or a case that still passes
-but whose largest absolute error against the float64 reference grew by more than ``DRIFT_FACTOR``
+the tolerance. Cases are matched by (backend, case name). A regression is what ``harness between-versions``
+calls one (``harness.verdicts.between_versions.regression_reasons``, the one rule for both): a verdict
+further down pass < known < refused < fail = error = timeout = invalid, known under another claim, an
+error larger by more than the case's tolerance, a lost output or a narrower output dtype, unless the new
+verdict is known by ``change = "definition"`` claims only. A case that still passes but whose largest
+absolute error against the float64 reference grew by more than ``DRIFT_FACTOR`` is a regression too
 ("drift"). An improvement is a case that failed, errored, timed out, was invalid or a known divergence
-and now passes. Reads records only; never runs anything.
+and now passes. A case (or a whole backend) of the old run that the new one lacks is listed and fails the
+comparison like a regression. Reads records only; never runs anything.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.records import store
 from harness.reports.model import CaseResult, Environment, Judged, Report, build_report, format_number, format_ratio
+from harness.verdicts.between_versions import MeasuredOutput, by_definition, regression_reasons
+from harness.verdicts.classify import verdicts_path
 
 DRIFT_FACTOR = 10.0
-REGRESSION_FROM = ("pass", "known")
-REGRESSION_TO = ("fail", "error", "timeout", "invalid")
 IMPROVEMENT_FROM = ("fail", "error", "timeout", "invalid", "known")
 VERSION_KEYS = ("keras", "numpy")
 
@@ -67,10 +72,24 @@ def _drift(old: CaseResult, new: CaseResult) -> bool:
     return new_error > 0 and new_error > DRIFT_FACTOR * old_error
 
 
-def classify(old: CaseResult, new: CaseResult) -> str | None:
+def measured_outputs(result: CaseResult) -> dict[tuple[str, str], MeasuredOutput]:
+    """Every (build, output) of a case result, as the shared regression rule reads them."""
+    return {(item.api, item.output): MeasuredOutput(item.dtype, item.judged.abs_error, item.atol, item.rtol, item.worst_expected)
+            for item in result.items}
+
+
+def worse(old: CaseResult, new: CaseResult, definition_claims: set[str] = frozenset()) -> list[str]:
+    """Why the case got worse (the rule of harness.verdicts.between_versions); empty when it did not or when
+    the new verdict is known by ``change = "definition"`` claims only."""
+    reasons = regression_reasons(old.verdict, new.verdict, old.explained_by, new.explained_by, measured_outputs(old),
+                                 measured_outputs(new))
+    return [] if by_definition(new.verdict, new.explained_by, definition_claims) else reasons
+
+
+def classify(old: CaseResult, new: CaseResult, definition_claims: set[str] = frozenset()) -> str | None:
     """'regression', 'drift', 'improvement', 'other' (any other verdict change) or None (nothing to report)."""
     before, after = old.verdict, new.verdict
-    if before in REGRESSION_FROM and after in REGRESSION_TO:
+    if worse(old, new, definition_claims):
         return "regression"
     if _drift(old, new):
         return "drift"
@@ -81,12 +100,16 @@ def classify(old: CaseResult, new: CaseResult) -> str | None:
     return None
 
 
-def _detail(kind: str, old: CaseResult, new: CaseResult) -> str:
-    """Why a change is listed: the new error or first problem, the growth factor, or the divergence that went away."""
+def _detail(kind: str, old: CaseResult, new: CaseResult, definition_claims: set[str] = frozenset()) -> str:
+    """Why a change is listed: what got worse and the new error or first problem, the growth factor, or the
+    divergence that went away."""
     if kind == "regression":
+        parts = worse(old, new, definition_claims)
         if new.error is not None:
-            return new.error.summary
-        return new.problems[0] if new.problems else ""
+            parts.append(new.error.summary)
+        elif new.problems:
+            parts.append(new.problems[0])
+        return "; ".join(parts)
     if kind == "drift":
         old_error, new_error = old.max_abs_error, new.max_abs_error
         return f"grew {new_error / old_error:.0f}x" if old_error else "was exactly 0"
@@ -96,19 +119,31 @@ def _detail(kind: str, old: CaseResult, new: CaseResult) -> str:
     return ""
 
 
-def find_changes(old_cases: dict[Key, CaseResult], new_cases: dict[Key, CaseResult]) -> dict[str, list[Change]]:
+def find_changes(old_cases: dict[Key, CaseResult], new_cases: dict[Key, CaseResult],
+                 definition_claims: set[str] = frozenset()) -> dict[str, list[Change]]:
     """Changes of the cases present in both runs, grouped by kind (see ``classify``)."""
     changes: dict[str, list[Change]] = {"regression": [], "drift": [], "improvement": [], "other": []}
     for key in sorted(old_cases.keys() & new_cases.keys()):
         old, new = old_cases[key], new_cases[key]
-        kind = classify(old, new)
+        kind = classify(old, new, definition_claims)
         if kind is None:
             continue
         changes[kind].append(Change(
             key[0], key[1], old.verdict, new.verdict, old.judged, new.judged, old.max_abs_error, new.max_abs_error,
-            _detail(kind, old, new),
+            _detail(kind, old, new, definition_claims),
         ))
     return changes
+
+
+def definition_claims(folder: Path, report: Report) -> set[str]:
+    """The ids of the ``change = "definition"`` claims the folder's verdict files recorded."""
+    found: set[str] = set()
+    for backend in report.backends:
+        path = verdicts_path(Path(folder), backend)
+        if path.is_file():
+            found |= {claim["id"] for claim in store.read_json_file(path).get("divergences") or []
+                      if isinstance(claim, dict) and claim.get("change") == "definition"}
+    return found
 
 
 def _runs(report: Report) -> dict[str, Environment]:
@@ -168,22 +203,26 @@ def _section(title: str, items: list[str]) -> list[str]:
 
 
 def compare_runs(old: Path, new: Path) -> tuple[str, int]:
-    """Markdown comparing the records of two results folders, and an exit code: 1 on any regression, else 0.
+    """Markdown comparing the records of two results folders, and an exit code: 1 on any regression or on a case or
+    backend of the old run the new one lacks, else 0.
 
     Raises harness.records.store.RecordError (one-line message) for a missing folder, a folder without
     records, or a corrupt record."""
     old_report, new_report = load_run(old), load_run(new)
     old_cases, new_cases = index_cases(old_report), index_cases(new_report)
-    changes = find_changes(old_cases, new_cases)
+    changes = find_changes(old_cases, new_cases, definition_claims(old, old_report) | definition_claims(new, new_report))
     regressions = changes["regression"] + changes["drift"]
     added = sorted(new_cases.keys() - old_cases.keys())
     removed = sorted(old_cases.keys() - new_cases.keys())
+    removed_backends = sorted(set(old_report.backends) - set(new_report.backends))
 
     lines = ["# keras-parity: run against run", ""]
     lines += [f"Old: `{old}` ({', '.join(old_report.backends)}). New: `{new}` ({', '.join(new_report.backends)}).", ""]
     lines += [
         f"{len(regressions)} regressions ({len(changes['drift'])} of them drift), {len(changes['improvement'])} improvements, "
-        f"{len(added)} new cases, {len(removed)} removed cases, {len(old_cases.keys() & new_cases.keys())} cases in both runs.",
+        f"{len(added)} new cases, {len(removed)} removed cases (a removed case fails the comparison"
+        f"{'; backends gone: ' + ', '.join(removed_backends) if removed_backends else ''}), "
+        f"{len(old_cases.keys() & new_cases.keys())} cases in both runs.",
         "",
     ]
     warnings = _warnings("old", old_report) + _warnings("new", new_report) + _divergence_files(old_report, new_report)
@@ -197,4 +236,4 @@ def compare_runs(old: Path, new: Path) -> tuple[str, int]:
     lines += _section("New cases", _case_list(added))
     lines += _section("Removed cases", _case_list(removed))
     lines += _section("Version changes", version_changes(old_report, new_report))
-    return "\n".join(lines), (1 if regressions else 0)
+    return "\n".join(lines), (1 if regressions or removed or removed_backends else 0)

@@ -8,22 +8,30 @@ Each case measured on the same backend in both folders, under the same definitio
   second; the upstream change is named when the claim's ``upstream`` text names a fix. A claim of
   ``change = "definition"`` (the first version defines the op differently, e.g. Keras 2's hard_sigmoid)
   makes the case changed instead: nothing was fixed, the definition moved;
-- regression: passes on the first version, fails, errors, times out or is invalid on the second.
-  The second record is judged with its own versions, so a claim observed on 3.15.1 never absorbs a
-  failure measured on 3.16.0.dev...;
+- regression: the case got worse (``regression_reasons``, the one rule ``harness compare`` follows too).
+  Verdicts are ordered pass < known < refused < fail = error = timeout = invalid; worse is a verdict
+  further down that order (pass -> known, pass -> refused, known -> fail, ...), known under another
+  claim, an error larger than on the first version by more than the case's tolerance (``error_grew``),
+  an output of the first version missing on the second, or a narrower output dtype (float64 ->
+  float32). A worse case is changed instead only when its second verdict is known and every claim that
+  explains it is ``change = "definition"`` (the version chose that definition). The second record is
+  judged with its own versions, so a claim observed on 3.15.1 never absorbs a failure measured on
+  3.16.0.dev...;
 - still present: a known divergence on the first version that fails on the second only because its
   claim's version range stops at the first version: the same claim, range ignored, describes the
-  second measurement exactly (widen the range once confirmed);
-- changed: both self-consistent but the semantics moved: a known divergence that now fails in a way
-  its claim does not describe, known under a different claim, a verdict that becomes or stops being
-  refused or known, another output dtype, another set of outputs or builds;
+  second measurement exactly (widen the range once confirmed), and no error grew beyond the tolerance;
+- changed: a verdict or output that moved without getting worse: refused -> known, fail -> known,
+  fail -> error, an output dtype of the same or a wider width, outputs added; or a worse case that a
+  ``change = "definition"`` claim explains;
 - drift: the same verdict (both pass), but an output moved by more than the two records' tolerances
   added (``|a - b| > (atol_a + atol_b) + (rtol_a + rtol_b) * max(|a|, |b|)``, the rule of
   ``cross_backend``), with the largest absolute difference. Checked for every build and output of a case
   whose verdict holds on both sides: both pass, both known under the same claims, or still present (two
   passing sides can only drift when their tolerances differ: each is within its own of the reference).
 
-Anything else (the same verdict, numbers within the bound) is unchanged and only counted.
+Anything else (the same verdict, numbers within the bound) is unchanged and only counted. A case or a
+backend of the first folder that the second lacks is listed (``only_old``, ``removed_backends``) and
+counted as ``removed``; ``harness between-versions`` exits 1 on any regression or removal.
 
 The same classification compares Keras 2 with Keras 3 (``between-versions results/tf-keras results``: the first
 folder measured with ``harness run --keras-api tf_keras``, whose records say ``versions["keras_api"] = "tf_keras"``):
@@ -34,6 +42,7 @@ in it and, from its subfolders, those that name it as a side (``comparisons_for`
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shlex
 from pathlib import Path
@@ -53,6 +62,98 @@ SCHEMA = ("keras-parity/between-versions", 1)
 FILE_NAME = "between_versions.json"
 KINDS = ("fixed", "regression", "changed", "drift")
 _FIX = re.compile(r"\bfix", re.IGNORECASE)
+
+# One order of verdicts for every comparison between two results (between-versions and compare): a case
+# whose verdict moves to a larger rank got worse. Every failing verdict ranks the same: fail -> error is
+# another failure, not a worse one.
+VERDICT_RANK = {"pass": 0, "known": 1, "refused": 2, **{verdict: 3 for verdict in FAILING}}
+# Width of the floating output dtypes: a smaller width on the second side is a narrower (worse) output.
+DTYPE_BITS = {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasuredOutput:
+    """One output of one build of a case as a record holds it: enough to tell whether it got worse."""
+
+    dtype: str | None
+    max_abs_error: float | None
+    atol: float | None
+    rtol: float | None
+    worst_expected: float | None  # the reference value where the error is largest
+
+
+def measured_outputs(result: dict[str, Any]) -> dict[tuple[str, str], MeasuredOutput]:
+    """Every (build, output) of a run record's case result."""
+    return {
+        (api, name): MeasuredOutput(item.get("dtype"), item.get("max_abs_error"), item.get("atol"), item.get("rtol"),
+                                    item.get("worst_expected"))
+        for api, entry in result.get("apis", {}).items() for name, item in entry.get("items", {}).items()
+    }
+
+
+def verdict_rank(verdict: str) -> int:
+    """The verdict's place in VERDICT_RANK (0 is best); ValueError (one line) for a verdict that is not one."""
+    if verdict not in VERDICT_RANK:
+        raise ValueError(f"unknown verdict {verdict!r}; expected one of {', '.join(VERDICT_RANK)}")
+    return VERDICT_RANK[verdict]
+
+
+def error_grew(before: MeasuredOutput, after: MeasuredOutput) -> bool:
+    """Whether the output's largest error against the reference grew by more than the case's tolerance.
+
+    The second side's largest error e2 sits at an element whose reference value is ``worst_expected`` (r);
+    the first side's error there was at most its own largest e1, so that element moved away from the
+    reference by at least e2 - e1. When that exceeds the tolerance at that element (atol + rtol * |r|, the
+    amount the case counts as agreement) the second version is measurably further from the truth. A
+    non-finite error where the first was finite grew; a non-finite first error cannot grow."""
+    old_error, new_error = before.max_abs_error, after.max_abs_error
+    if old_error is None or new_error is None:
+        return False
+    if not math.isfinite(old_error):
+        return False
+    if not math.isfinite(new_error):
+        return True
+    atol = after.atol if after.atol is not None else 0.0
+    rtol = after.rtol if after.rtol is not None else 0.0
+    scale = abs(after.worst_expected) if after.worst_expected is not None and math.isfinite(after.worst_expected) else 0.0
+    return new_error - old_error > atol + rtol * scale
+
+
+def _named(api_output: tuple[str, str]) -> str:
+    return f"{api_output[0]}/{api_output[1]}"
+
+
+def regression_reasons(before: str, after: str, before_claims: list[str] | tuple[str, ...],
+                       after_claims: list[str] | tuple[str, ...], before_outputs: dict[tuple[str, str], MeasuredOutput],
+                       after_outputs: dict[tuple[str, str], MeasuredOutput], still_described: bool = False) -> list[str]:
+    """Why a case got worse from the first result to the second (empty: it did not). ``still_described``: a
+    known divergence whose claim, its version range ignored, describes the second measurement exactly (its
+    verdict moved only because the range stops at the first version); its errors must still not grow."""
+    reasons = []
+    if verdict_rank(after) > verdict_rank(before) and not still_described:
+        reasons.append(f"verdict {before} -> {after}")
+    if before == after == "known" and sorted(before_claims) != sorted(after_claims):
+        reasons.append(f"known as {', '.join(before_claims)} -> known as {', '.join(after_claims)}")
+    if verdict_rank(after) == verdict_rank(before) or still_described:
+        for key in sorted(before_outputs.keys() & after_outputs.keys()):
+            old, new = before_outputs[key], after_outputs[key]
+            if error_grew(old, new):
+                reasons.append(f"{_named(key)} max abs error {_error_text(old.max_abs_error)} -> "
+                               f"{_error_text(new.max_abs_error)}, more than the tolerance (atol {new.atol}, rtol {new.rtol}) larger")
+    lost = sorted(before_outputs.keys() - after_outputs.keys())
+    if lost:
+        reasons.append(f"output{'s' if len(lost) > 1 else ''} lost: {', '.join(_named(key) for key in lost)}")
+    for key in sorted(before_outputs.keys() & after_outputs.keys()):
+        old_dtype, new_dtype = before_outputs[key].dtype, after_outputs[key].dtype
+        if old_dtype in DTYPE_BITS and new_dtype in DTYPE_BITS and DTYPE_BITS[new_dtype] < DTYPE_BITS[old_dtype]:
+            reasons.append(f"{_named(key)} dtype narrowed {old_dtype} -> {new_dtype}")
+    return reasons
+
+
+def by_definition(after: str, after_claims: list[str] | tuple[str, ...], definition_claims: set[str]) -> bool:
+    """Whether the second verdict is known and every claim explaining it is a ``change = "definition"`` claim:
+    the version chose that behaviour, so a worse verdict there is changed behaviour, not a regression."""
+    return after == "known" and bool(after_claims) and all(claim in definition_claims for claim in after_claims)
 
 
 def _load(folder: Path) -> dict[str, tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]]:
@@ -209,22 +310,48 @@ def _error_text(value: float | None) -> str:
 def compare_case(backend: str, case_name: str, old: dict[str, Any], new: dict[str, Any], old_result: dict[str, Any],
                  new_result: dict[str, Any], old_verdict: dict[str, Any], new_verdict: dict[str, Any],
                  old_arrays: dict[str, np.ndarray], new_arrays: dict[str, np.ndarray], claims: dict[str, dict[str, Any]],
-                 divergences: dict[str, Divergence]) -> dict[str, Any] | None:
+                 divergences: dict[str, Divergence], definition_claims: set[str] | None = None) -> dict[str, Any] | None:
     """The change of one case on one backend from the first record to the second (an entry of
     ``between_versions.json``), or None when it is unchanged. ``claims`` are the first verdict file's
-    recorded claims by id; ``divergences`` the current divergence file's entries by id."""
+    recorded claims by id; ``divergences`` the current divergence file's entries by id; ``definition_claims``
+    the ids of ``change = "definition"`` claims (by default those of ``claims`` and ``divergences``)."""
+    if definition_claims is None:
+        definition_claims = ({claim_id for claim_id, claim in claims.items() if claim.get("change") == "definition"}
+                             | {claim_id for claim_id, claim in divergences.items() if claim.change == "definition"})
     before, after = old_verdict["verdict"], new_verdict["verdict"]
+    old_claims, new_claims = list(old_verdict.get("explained_by", [])), list(new_verdict.get("explained_by", []))
     args = (backend, case_name, old, new, old_result, new_result, old_verdict, new_verdict)
     errors = f"max abs error {_error_text(_max_error(old_result))} -> {_error_text(_max_error(new_result))}"
+    still_described, why_not = False, ""
+    if before == "known" and after in FAILING:
+        case = parse_case(new_result["definition"], f"{backend}.json")
+        still_described, why_not = _still_described(divergences, old_claims, case, backend, new, new_result,
+                                                    store.result_arrays(new_result, new_arrays))
+    reasons = regression_reasons(before, after, old_claims, new_claims, measured_outputs(old_result),
+                                 measured_outputs(new_result), still_described)
+    if reasons:
+        if before == "known" and after in FAILING and not still_described:
+            reasons.append(f"known as {', '.join(old_claims)} on {_label(old)}; on {_label(new)} {after} in a way the claim "
+                           f"does not describe: {why_not}")
+        elif still_described:
+            reasons.append(f"known divergence {', '.join(old_claims)} still present (its claim's version range stops "
+                           f"before {_label(new)})")
+        problem = _first_problem(new_result) or "; ".join(new_verdict.get("unexplained", []))
+        if after in FAILING and problem and not (before == "known" and not still_described):
+            reasons.append(problem)
+        if by_definition(after, new_claims, definition_claims):
+            return _entry("changed", *args, detail=f"{'; '.join(reasons)}; {_label(new)} defines it so "
+                          f"({', '.join(new_claims)}, change = \"definition\"): not a regression", magnitude=errors)
+        return _entry("regression", *args, detail="; ".join(reasons), magnitude=errors)
     if before in ("known", *FAILING) and after == "pass":
-        explained = [claims[claim] for claim in old_verdict.get("explained_by", []) if claim in claims]
+        explained = [claims[claim] for claim in old_claims if claim in claims]
         change = upstream_change(explained)
         if before == "known" and explained and all(claim.get("change") == "definition" for claim in explained):
-            detail = (f"{_label(old)} computes its own definition ({', '.join(old_verdict['explained_by'])}: "
+            detail = (f"{_label(old)} computes its own definition ({', '.join(old_claims)}: "
                       f"{' '.join(explained[0].get('observed', '').split())[:300]}); {_label(new)} computes the documented one")
             return _entry("changed", *args, detail=detail, magnitude=errors)
         if before == "known":
-            detail = f"known divergence {', '.join(old_verdict['explained_by'])} no longer shows; "
+            detail = f"known divergence {', '.join(old_claims)} no longer shows; "
             detail += f"upstream change: {change}" if change else "no upstream change identified"
             reproducers = sorted({claim["reproducer"] for claim in explained if claim.get("reproducer")})
             if reproducers:
@@ -232,30 +359,21 @@ def compare_case(backend: str, case_name: str, old: dict[str, Any], new: dict[st
         else:
             detail = f"{before} on {_label(old)} without a claim ({_first_problem(old_result)}); passes on {_label(new)}"
         return _entry("fixed", *args, detail=detail, magnitude=errors, upstream_change=change)
-    if before == "pass" and after in FAILING:
-        return _entry("regression", *args, detail=_first_problem(new_result) or "; ".join(new_verdict.get("unexplained", [])),
-                      magnitude=errors)
-    if before == "known" and after in FAILING:
-        case = parse_case(new_result["definition"], f"{backend}.json")
-        same, why = _still_described(divergences, old_verdict["explained_by"], case, backend, new, new_result,
-                                     store.result_arrays(new_result, new_arrays))
-        if not same:
-            return _entry("changed", *args, detail=f"known as {', '.join(old_verdict['explained_by'])} on {_label(old)}; on "
-                          f"{_label(new)} {after} in a way the claim does not describe: {why}", magnitude=errors)
+    if still_described:
         row = output_drift(case_name, old_result, new_result, old_arrays, new_arrays)
         if row is None:
-            return {"kind": "still_present", "backend": backend, "case": case_name, "divergences": list(old_verdict["explained_by"]),
+            return {"kind": "still_present", "backend": backend, "case": case_name, "divergences": old_claims,
                     "old_verdict": before, "new_verdict": after, "old_max_abs_error": _max_error(old_result),
                     "new_max_abs_error": _max_error(new_result)}
-        return _drift_entry(args, row, f"known divergence {', '.join(old_verdict['explained_by'])} still present (its claim's "
+        return _drift_entry(args, row, f"known divergence {', '.join(old_claims)} still present (its claim's "
                             f"version range stops before {_label(new)}), but ")
-    if before != after or (before == "known" and old_verdict.get("explained_by") != new_verdict.get("explained_by")):
+    if before != after:  # a move up the order or within the failing verdicts: neither better nor worse
         if before == "known" or after == "known":
-            detail = (f"{before}{' as ' + ', '.join(old_verdict['explained_by']) if before == 'known' else ''} -> "
-                      f"{after}{' as ' + ', '.join(new_verdict['explained_by']) if after == 'known' else ''}")
+            detail = (f"{before}{' as ' + ', '.join(old_claims) if before == 'known' else ''} -> "
+                      f"{after}{' as ' + ', '.join(new_claims) if after == 'known' else ''}")
             if before in FAILING and after == "known":  # e.g. Keras 2 -> Keras 3: was it the same behaviour already?
                 case = parse_case(old_result["definition"], f"{backend}.json")
-                same, _ = _still_described(divergences, new_verdict["explained_by"], case, backend, old, old_result,
+                same, _ = _still_described(divergences, new_claims, case, backend, old, old_result,
                                            store.result_arrays(old_result, old_arrays))
                 if same:
                     detail += (f"; the claim, its version range ignored, describes {_label(old)}'s measurement exactly: "
@@ -303,12 +421,18 @@ def compare_versions(old_folder: Path, new_folder: Path, divergences_path: Path 
         "schema": SCHEMA[0], "schema_version": SCHEMA[1], "compared": now(),
         "old": _side(old_folder, old_loaded), "new": _side(new_folder, new_loaded),
         "divergences_sha256": file_sha256(divergences_path),
-        "changes": [], "still_present": [], "unchanged": {}, "only_old": [], "only_new": [], "not_compared": [],
+        "changes": [], "still_present": [], "unchanged": {}, "only_old": [], "only_new": [], "removed_backends": [],
+        "not_compared": [],
     }
+    definition_claims = {claim_id for claim_id, claim in divergences.items() if claim.change == "definition"}
+    for _, _, verdicts in (*old_loaded.values(), *new_loaded.values()):
+        definition_claims |= {claim["id"] for claim in verdicts.get("divergences", []) if claim.get("change") == "definition"}
     for backend in BACKENDS:
         if backend not in old_loaded or backend not in new_loaded:
             if (backend in old_loaded or backend in new_loaded) and not _keras_2_only(old_loaded if backend in new_loaded else new_loaded):
                 record["not_compared"].append({"backend": backend, "case": "*", "reason": f"only {'the first' if backend in old_loaded else 'the second'} folder has a {backend} record"})
+                if backend in old_loaded:  # a backend measured on the first version and gone on the second
+                    record["removed_backends"].append(backend)
             continue
         (old, old_raw, old_verdicts), (new, new_raw, new_verdicts) = old_loaded[backend], new_loaded[backend]
         claims = {claim["id"]: claim for claim in old_verdicts.get("divergences", [])}
@@ -332,7 +456,7 @@ def compare_versions(old_folder: Path, new_folder: Path, divergences_path: Path 
                 record["not_compared"].append({"backend": backend, "case": name, "reason": "no verdict in one of the verdict files: classify again"})
                 continue
             entry = compare_case(backend, name, old, new, old_result, new_result, old_verdict, new_verdict, old_raw, new_raw,
-                                 claims, divergences)
+                                 claims, divergences, definition_claims)
             if entry is None:
                 unchanged += 1
             elif entry["kind"] == "still_present":
@@ -345,6 +469,7 @@ def compare_versions(old_folder: Path, new_folder: Path, divergences_path: Path 
     record["counts"] = {kind: sum(entry["kind"] == kind for entry in record["changes"]) for kind in KINDS}
     record["counts"]["still_present"] = len(record["still_present"])
     record["counts"]["unchanged"] = sum(record["unchanged"].values())
+    record["counts"]["removed"] = len(record["only_old"]) + len(record["removed_backends"])
     return record
 
 
