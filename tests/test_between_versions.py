@@ -434,3 +434,52 @@ def test_a_claim_may_list_several_version_ranges():
     assert claim.versions_match({"keras": "3.15.1"}) and claim.versions_match({"keras": "2.21.0"})
     assert not claim.versions_match({"keras": "3.16.0.dev2026102704"}) and not claim.versions_match({"keras": "3.14.0"})
     assert "keras ==3.15.1 or ==2.21.0" in claim.when()
+
+
+def _one_committed_case(source: Path, folder: Path, backend: str, name: str, factor: float = 1.0) -> None:
+    """``source``'s record of one case on ``backend`` copied into ``folder`` and classified, its error against the
+    documented reference scaled by ``factor`` (outputs re-judged as a run judges them)."""
+    from harness.case.tolerances import load_tolerances
+    from harness.case.weights import make_case_data
+    from harness.execute.measure import api_agreement, judge_outputs, measured_status
+    from harness.truth.expected import expected_outputs
+
+    record = store.read_record(source / f"{backend}.json")
+    raw = store.read_arrays(source / f"{backend}.npz")
+    result = next(result for result in record["cases"] if result["case"] == name)
+    case = parse_case(result["definition"], "committed")
+    documented = expected_outputs(case, make_case_data(case, record["seed"]))
+    tolerances = load_tolerances(record.get("device_class", "cpu"))
+    arrays, actual_by_api = {}, {}
+    for api in result["apis"]:
+        actual = {}
+        for output in result["apis"][api]["items"]:
+            measured = raw[store.array_key(name, api, output)]
+            actual[output] = (documented[output] + factor * (measured - documented[output])).astype(measured.dtype)
+            arrays[store.array_key(name, api, output)] = actual[output]
+        items = judge_outputs(case, actual, documented, tolerances, api)
+        result["apis"][api] = {**result["apis"][api], "items": items, "passed": all(item["passed"] for item in items.values())}
+        actual_by_api[api] = actual
+    result["api_agreement"] = api_agreement(actual_by_api, tolerances.api_max_abs_diff)
+    result["status"], result["problems"] = measured_status(result)
+    folder.mkdir(parents=True, exist_ok=True)
+    store.write_json(folder / f"{backend}.json", {**record, "cases": [result]})
+    store.write_arrays(folder / f"{backend}.npz", arrays)
+    classify_record(folder, backend)
+
+
+def test_the_committed_jax_float64_error_scaled_by_8_on_nightly_is_a_regression(tmp_path):
+    """The issue's example on the committed records: JAX lstm_float64_call, known on 3.15.1 (results/), its nightly
+    error (results/keras-nightly/) scaled by 8. The old code called it drift (under the former bound claim) or changed."""
+    root = Path(__file__).resolve().parent.parent / "results"
+    release, nightly = tmp_path / "release", tmp_path / "nightly"
+    _one_committed_case(root, release, "jax", "lstm_float64_call")
+    _one_committed_case(root / "keras-nightly", nightly, "jax", "lstm_float64_call", factor=8.0)
+    assert store.read_json_file(release / "jax.verdicts.json")["cases"]["lstm_float64_call"]["verdict"] == "known"
+    record = compare_versions(release, nightly)
+    regression = _changes(record, "regression")["lstm_float64_call"]
+    assert regression["new_max_abs_error"] == pytest.approx(8 * regression["old_max_abs_error"], rel=1e-3)
+    assert record["counts"]["drift"] == 0 and record["counts"]["changed"] == 0
+    _one_committed_case(root / "keras-nightly", nightly, "jax", "lstm_float64_call")  # control: nightly as measured
+    control = compare_versions(release, nightly)
+    assert control["counts"]["regression"] == 0 and [entry["case"] for entry in control["still_present"]] == ["lstm_float64_call"]
