@@ -114,7 +114,7 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def _command_classify(args: argparse.Namespace) -> int:
     from harness.verdicts.classify import classify_record
-    from harness.verdicts.cross_backend import compare_backends
+    from harness.verdicts.cross_backend import compare_backends, summary_line
 
     backends = sorted(path.name[: -len(".json")] for path in args.dir.glob("*.json") if path.name.count(".") == 1
                       and path.name[: -len(".json")] in BACKENDS)
@@ -130,19 +130,17 @@ def _command_classify(args: argparse.Namespace) -> int:
         for entry in verdicts["possibly_resolved"]:
             print(f"  possibly resolved: {entry['divergence']} no longer shows on {entry['case']}", file=sys.stderr)
     cross = compare_backends(args.dir)
-    disagreeing = [pair for pair in cross["pairs"] if not pair["within"]]
-    print(f"across backends: {len(cross['pairs'])} outputs compared, {len(disagreeing)} beyond the sum of the two tolerances, "
-          f"{len(cross['skipped'])} skipped")
-    for pair in disagreeing:
-        print(f"  {pair['case']} {pair['backends'][0]} vs {pair['backends'][1]} {pair['output']}: {pair['max_abs_diff']:.3g} "
-              f"({pair['ratio']:.3g}x the bound)", file=sys.stderr)
-    return EXIT_FAILED if failing or disagreeing else EXIT_OK
+    print(summary_line(cross))
+    for entry in cross["missing"]:
+        print(f"  {entry['case']} ({' vs '.join(entry['backends'])}): raw output {entry['raw_output']} named by the record "
+              "is missing from its arrays", file=sys.stderr)
+    return EXIT_FAILED if failing or cross["missing"] else EXIT_OK
 
 
 def _command_merge(args: argparse.Namespace) -> int:
     from harness.records.merge import merge_folders
     from harness.verdicts.classify import classify_record
-    from harness.verdicts.cross_backend import compare_backends
+    from harness.verdicts.cross_backend import compare_backends, summary_line
 
     merged = merge_folders(args.out, args.dirs, command=args.invocation)
     for backend, result in merged.items():
@@ -168,9 +166,7 @@ def _command_merge(args: argparse.Namespace) -> int:
         print(f"{backend}: " + "; ".join(parts))
     if any(result.record is not None for result in merged.values()):
         cross = compare_backends(args.out)
-        disagreeing = sum(not pair["within"] for pair in cross["pairs"])
-        print(f"across backends: {len(cross['pairs'])} outputs compared, {disagreeing} beyond the sum of the two tolerances; "
-              f"wrote {args.out / 'cross_backend.json'}")
+        print(f"{summary_line(cross)}; wrote {args.out / 'cross_backend.json'}")
     return EXIT_OK
 
 

@@ -127,10 +127,13 @@ def make_verdicts(backend: str, run: dict[str, Any], verdicts: dict[str, dict[st
     }
 
 
-def make_pair(case: str, first: str, second: str, difference: float, bound: float = 2e-6, output: str = "output") -> dict[str, Any]:
-    ratio = difference / bound
-    return {"case": case, "backends": [first, second], "api": "functional", "output": output, "max_abs_diff": difference,
-            "bound": bound, "ratio": ratio, "within": ratio <= 1}
+def make_pair(case: str, first: str, second: str, difference: float, bound: float = 2e-6, output: str = "output",
+              verdicts: tuple[str | None, str | None] = (None, None)) -> dict[str, Any]:
+    """One cross_backend.json measurement; ``bound`` is the summed tolerance at the worst element."""
+    return {"case": case, "backends": [first, second], "api": "functional", "output": output, "statuses": ["pass", "pass"],
+            "verdicts": list(verdicts), "shape": [3, 4], "max_abs_diff": difference, "max_rel_diff": difference / 0.5,
+            "worst_index": [1, 2], "values": [0.5, 0.5 + difference], "summed_tolerance_ratio": difference / bound,
+            "nonfinite_disagreements": 0}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -140,7 +143,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def write_folder(folder: Path, runs: dict[str, dict[str, Any]], verdicts: dict[str, dict[str, Any]] | None = None,
                  pairs: list[dict[str, Any]] | None = None, skipped: list[dict[str, Any]] | None = None,
-                 side: dict[str, dict[str, Any]] | None = None) -> Path:
+                 side: dict[str, dict[str, Any]] | None = None, missing: list[dict[str, Any]] | None = None) -> Path:
     """A results folder: run records, verdict files (default: every case its measured status), cross_backend.json
     (when ``pairs`` or ``skipped`` is given) and side records keyed by file name."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,8 +152,9 @@ def write_folder(folder: Path, runs: dict[str, dict[str, Any]], verdicts: dict[s
         if verdicts is None or backend in verdicts:
             write_json(folder / f"{backend}.verdicts.json", (verdicts or {}).get(backend) or make_verdicts(backend, run))
     if pairs is not None or skipped is not None:
-        write_json(folder / "cross_backend.json", {"schema": "keras-parity/cross-backend", "schema_version": 1,
-                                                   "pairs": pairs or [], "skipped": skipped or []})
+        write_json(folder / "cross_backend.json", {"schema": "keras-parity/cross-backend", "schema_version": 1, "measurements_only": True,
+                                                   "pairs": pairs or [], "not_compared": skipped or [], "missing": missing or [],
+                                                   "never_compared": []})
     for name, data in (side or {}).items():
         write_json(folder / name, data)
     return folder
@@ -205,10 +209,12 @@ def mixed(tmp_path: Path) -> Path:
         }, claims),
         "torch": make_verdicts("torch", runs["torch"], claims=claims),
     }
-    pairs = [make_pair("lstm_pass", "jax", "torch", 1e-7), make_pair("lstm_resolved", "jax", "torch", 8e-6)]
-    skipped = [{"case": "lstm_fail", "backends": ["jax", "torch"], "reason": "measured fail on jax and pass on torch"}]
+    pairs = [make_pair("lstm_pass", "jax", "torch", 1e-7), make_pair("lstm_resolved", "jax", "torch", 8e-6),
+             make_pair("lstm_fail", "jax", "torch", 2e-3, verdicts=("fail", "pass"))]
+    skipped = [{"case": "lstm_error", "backends": ["jax", "torch"], "reason": "no numbers on jax (measured error)"}]
+    missing = [{"case": "lstm_tiny", "backends": ["jax", "torch"], "raw_output": "torch: lstm_tiny/functional/output"}]
     side = {"jax.probes.json": make_probes("jax"), "torch.probes.json": make_probes("torch")}
-    return write_folder(tmp_path / "results", runs, verdicts, pairs, skipped, side)
+    return write_folder(tmp_path / "results", runs, verdicts, pairs, skipped, side, missing)
 
 
 # ------------------------------------------------------------------------------------------ the model
@@ -268,12 +274,21 @@ def test_known_divergences_and_possibly_resolved(mixed: Path) -> None:
     assert claims["mask_dropped"].checks == "every output matches the reference computed with mask_ignored=True"
 
 
-def test_cross_backend_disagreement_beyond_the_bound_needs_attention(mixed: Path) -> None:
+def test_cross_backend_distances_are_measurements_and_only_a_missing_raw_output_needs_attention(mixed: Path) -> None:
     report = build_report(mixed)
-    assert [(r.case, r.backends) for r in report.unexplained_cross] == [("lstm_resolved", ("jax", "torch"))]
-    assert report.cross.rows[0].worst.judged.ratio == pytest.approx(4.0)
-    assert report.cross.skipped == (("lstm_fail", ("jax", "torch"), "measured fail on jax and pass on torch"),)
-    assert report.attention_count == 4
+    # lstm_resolved is 4x the summed tolerances apart: a measurement (both sides pass against the reference), not a finding
+    # and lstm_fail, failing on jax, is measured against torch too: 2e-3 apart, the largest
+    assert [(r.case, r.backends, r.verdicts) for r in report.cross.rows] == [
+        ("lstm_fail", ("jax", "torch"), ("fail", "pass")), ("lstm_resolved", ("jax", "torch"), ("pass", "pass")),
+        ("lstm_pass", ("jax", "torch"), ("pass", "pass"))]
+    assert report.cross.rows[1].worst.judged.ratio == pytest.approx(4.0)
+    assert report.cross.rows[1].worst.max_abs_diff == pytest.approx(8e-6)
+    summary = report.cross.pairs[0]
+    assert (summary.compared, summary.both_pass, summary.largest.case, summary.largest_both_pass.case) == (3, 2, "lstm_fail", "lstm_resolved")
+    assert [f.cross_distances for f in report.failures if f.result.case == "lstm_fail"] == [(report.cross.rows[0],)]
+    assert report.cross.skipped == (("lstm_error", ("jax", "torch"), "no numbers on jax (measured error)"),)
+    assert report.cross.missing == (("lstm_tiny", ("jax", "torch"), "torch: lstm_tiny/functional/output"),)
+    assert report.attention_count == 3 + 1  # jax lstm_fail, lstm_error, torch lstm_tiny; the missing raw output
 
 
 def test_formatting_keeps_nan_apart_from_missing() -> None:
@@ -335,12 +350,13 @@ def test_report_leads_with_failures_before_known_divergences(mixed: Path) -> Non
     closest = text.index("## Closest calls")
     assert attention < text.index("**lstm_fail**") < known < closest < text.index("## Summary")
     assert text.index("**lstm_error**") < known
-    assert "**4 items need attention**" in text
+    assert "**4 items need attention**" in text and "1 raw output missing from the records" in text
     head = text[attention:known]
     assert "3 / 12 elements mismatch (25.0%)" in head and "(ratio **180**)" in head
     assert "raised AttributeError: 'tuple' object has no attribute 'shape'" in head
     assert "applicable divergence did not match: jax_crash: claims ValueError" in head
-    assert "lstm_resolved | jax vs torch | output | 8.00e-06 | 2.00e-06 | **4**" in head
+    assert "- jax vs torch (measured): output: 2.00e-03 abs, 4.00e-03 rel, 1000 of the summed tolerances" in head
+    assert "- lstm_tiny (jax vs torch): torch: lstm_tiny/functional/output" in head
 
 
 def test_nan_errors_are_shown_as_non_finite_never_as_n_a(mixed: Path) -> None:

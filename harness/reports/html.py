@@ -19,7 +19,7 @@ from typing import Any
 from harness.records import store
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.model import (
-    ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_names, format_number, format_ratio,
+    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_names, format_number, format_ratio,
     format_seconds, format_tolerance,
 )
 
@@ -33,7 +33,7 @@ SECTIONS = (
     ("figures", "Figures"),
     ("reference", "Against the float64 reference"),
     ("apis", "Sequential, Functional and subclassed"),
-    ("pairwise", "Backend against backend"),
+    ("pairwise", "Backend against backend (measurements)"),
     ("serialization", "Train on one backend, serve on another"),
     ("growth", "Error as the sequence grows"),
     ("gradients", "Gradients and training"),
@@ -151,11 +151,7 @@ def _failure(failure: Failure) -> str:
         f"(bound {_e(format_number(row.bound))}, ratio {_ratio(row.judged)})"
         for row in failure.api_disagreements
     ]
-    details += [
-        f"backends disagree: {_e(row.backends[0])} vs {_e(row.backends[1])} on {_e(row.worst.output)}: "
-        f"{_e(format_number(row.worst.max_abs_diff))} (bound {_e(format_number(row.worst.bound))}, ratio {_ratio(row.worst.judged)})"
-        for row in failure.cross_disagreements
-    ]
+    details += [f"{_e(row.backends[0])} vs {_e(row.backends[1])} (measured): {_cross_distance(row)}" for row in failure.cross_distances]
     details += [f"applicable divergence did not match: {_e(reason)}" for reason in result.unexplained]
     if not result.classified:
         details.append("not classified (no verdict file): known divergences were not checked")
@@ -168,7 +164,7 @@ def _attention(report: Report) -> list[str]:
     if report.attention_count:
         body.append(
             f'<p class="banner bad"><strong>{report.attention_count} need attention</strong>: {len(report.failures)} failing case '
-            f"results, {len(report.unexplained_cross)} unexplained cross-backend disagreements.</p>"
+            f"results, {len(report.cross.missing)} raw outputs missing from the records.</p>"
         )
     else:
         body.append('<p class="banner good"><strong>Nothing needs attention</strong>: every case passed, is a documented known '
@@ -184,21 +180,24 @@ def _attention(report: Report) -> list[str]:
             counts = ", ".join(f"{sum(f.result.verdict == v for f in mine)} {v}" for v in ATTENTION_VERDICTS if any(f.result.verdict == v for f in mine))
             body.append(f"<h4>{_e(backend)} ({_e(counts)})</h4>")
             body.append("<ul>" + "".join(_failure(f) for f in mine) + "</ul>")
-    body.append(f"<h3>Backends that disagree beyond their bound, unexplained ({len(report.unexplained_cross)})</h3>")
+    body.append(f"<h3>Raw outputs missing from the records ({len(report.cross.missing)})</h3>")
     if not report.cross.ran:
-        body.append("<p>Not compared (no cross_backend.json).</p>")
-    elif not report.unexplained_cross:
-        explained = len(report.cross.outside)
-        body.append("<p>None." + (f" {explained} disagreements involve a case explained by a known divergence "
-                                  '(see <a href="#pairwise">Backend against backend</a>).' if explained else "") + "</p>")
+        body.append("<p>Not checked (no cross_backend.json).</p>")
+    elif not report.cross.missing:
+        body.append("<p>None: every output a run record names is in its arrays.</p>")
     else:
-        body += _folded(
-            ["case", "backends", "output", "difference", "bound", "ratio (abs)"],
-            [[_e(r.case), _e(f"{r.backends[0]} vs {r.backends[1]}"), _e(r.worst.output), _e(format_number(r.worst.max_abs_diff)),
-              _e(format_number(r.worst.bound)), _ratio(r.worst.judged)] for r in report.unexplained_cross],
-            "disagreements", numeric={3, 4},
-        )
+        body.append("<ul>" + "".join(f"<li>{_e(case)} ({_e(' vs '.join(backends))}): <code>{_e(name)}</code></li>"
+                                     for case, backends, name in report.cross.missing) + "</ul>")
     return body
+
+
+def _cross_distance(row: CrossRow) -> str:
+    """One measured distance: the largest absolute and relative difference, on which output, in units of the summed tolerances."""
+    pair = row.worst
+    if pair.shapes_differ:
+        return f"{_e(pair.output)}: shapes differ"
+    return (f"{_e(pair.output)}: {_e(format_number(pair.max_abs_diff))} abs, {_e(format_number(pair.max_rel_diff))} rel, "
+            f"{_e(format_ratio(pair.judged))} of the summed tolerances")
 
 
 def _case_list(cases: tuple[CaseResult, ...]) -> str:
@@ -458,23 +457,35 @@ def _pairwise(report: Report) -> list[str]:
     cross = report.cross
     if not cross.ran:
         return ["<p>Not run (no cross_backend.json in this folder).</p>"]
-    body = ["<p>The same case (same inputs, same weights) on two backends, worst output per case, against the bound the "
-            "backends must agree within.</p>"]
+    body = ["<p>How far apart the same case (same inputs, same weights) is on two backends: every case both backends produced "
+            "numbers for, whatever their verdicts, the output with the largest difference per case. <strong>These are "
+            "measurements, not a check</strong>: a case that passes on both backends is within the sum of their tolerances by "
+            "construction (each side is within its own tolerance of the same float64 reference), and a known or failing side "
+            "is already reported against the reference. 'x tol' is the difference in units of the two sides' tolerances summed.</p>"]
     body.append(_table(
-        ["backends", "cases compared", "within bound", "worst ratio (abs)", "worst case"],
-        [[_e(f"{p.backends[0]} vs {p.backends[1]}"), str(p.compared), str(p.within), _ratio(p.worst.worst.judged) if p.worst else "n/a",
-          _e(p.worst.case) if p.worst else "n/a"] for p in cross.pairs],
+        ["backends", "cases measured", "pass on both", "largest difference", "its case (verdicts)", "largest, both pass", "its case"],
+        [[_e(f"{p.backends[0]} vs {p.backends[1]}"), str(p.compared), str(p.both_pass),
+          _cross_distance(p.largest) if p.largest else "n/a",
+          _e(f"{p.largest.case} ({'/'.join(p.largest.verdicts)})") if p.largest else "n/a",
+          _cross_distance(p.largest_both_pass) if p.largest_both_pass else "n/a",
+          _e(p.largest_both_pass.case) if p.largest_both_pass else "n/a"] for p in cross.pairs],
         numeric={1, 2},
     ))
+    if cross.never_compared:
+        body.append(f"<p>{len(cross.never_compared)} cases were measured on no pair of backends (numbers on at most one): "
+                    + ", ".join(_e(case) for case in cross.never_compared) + ".</p>")
     if cross.rows:
-        rows = [[_e(r.case), _e(f"{r.backends[0]} vs {r.backends[1]}"), _e(r.worst.output), _e(format_number(r.worst.bound)),
-                 _ratio(r.worst.judged), _e(", ".join(r.explained_by) or "-")] for r in cross.rows]
-        body.append(f"<details><summary>Every comparison ({len(rows)}), largest ratio first</summary>")
-        body.append(_table(["case", "backends", "output", "bound", "ratio (abs)", "known divergence"], rows, numeric={3}))
+        rows = [[_e(r.case), _e(f"{r.backends[0]} vs {r.backends[1]}"), _e("/".join(r.verdicts)), _e(r.worst.output),
+                 "shapes differ" if r.worst.shapes_differ else _e(format_number(r.worst.max_abs_diff)),
+                 _e(format_number(r.worst.max_rel_diff)), _e(format_ratio(r.worst.judged)), _e(", ".join(r.explained_by) or "-")]
+                for r in cross.rows]
+        body.append(f"<details><summary>Every measurement ({len(rows)}), largest difference first</summary>")
+        body.append(_table(["case", "backends", "verdicts", "output", "abs difference", "rel difference", "x tol", "known divergence"],
+                           rows, numeric={4, 5, 6}))
         body.append("</details>")
     if cross.skipped:
         items = "".join(f"<li>{_e(case)} ({_e(' vs '.join(b))}): {_e(reason)}</li>" for case, b, reason in cross.skipped)
-        body.append(f"<details><summary>{len(cross.skipped)} comparisons skipped</summary><ul>{items}</ul></details>")
+        body.append(f"<details><summary>{len(cross.skipped)} case pairs not measured</summary><ul>{items}</ul></details>")
     return body
 
 
@@ -534,8 +545,15 @@ def _gradients(report: Report) -> list[str]:
     if pairs:
         body.append("<ul>" + "".join(f"<li>{pair}</li>" for pair in pairs) + "</ul>")
     if data.cross_compared is not None:
-        body.append(f"<p>Backend against backend: {data.cross_compared} gradients compared, {len(data.cross_outside)} beyond the sum "
-                    "of the two tolerances.</p>")
+        largest = "; ".join(f"{_e(name)}: " + (f"shapes differ at {_e(row.get('case'))} {_e(row.get('output'))}"
+                                                  if row.get("max_abs_diff") is None else
+                                                  f"{_e(format_number(row['max_abs_diff']))} at {_e(row.get('case'))} {_e(row.get('output'))}")
+                            for name, row in data.cross_largest)
+        body.append(f"<p>Backend against backend (measurements, not a check): {data.cross_compared} gradients measured on two "
+                    f"backends, whatever their verdicts; the largest difference per pair: {largest or 'n/a'}.</p>")
+        if data.cross_missing:
+            body.append("<ul>" + "".join(f"<li><strong>{_e(entry.get('case'))}: gradient {_e(entry.get('raw_output'))} named by the "
+                                         "record is missing from its arrays</strong></li>" for entry in data.cross_missing) + "</ul>")
     if data.training:
         body.append(_table(["backend", "optimizer", "entry point", "status", "largest ratio", "losses reported"], [
             [_e(run.backend), _e(run.optimizer), _e(run.entry_point), _verdict(run.status) + (f": {_e(run.error)}" if run.error else ""),

@@ -8,10 +8,11 @@ ratio first, with all but their first rows folded. ``harness.reports.publish.wri
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.model import (
-    ATTENTION_VERDICTS, CaseResult, Claim, Failure, Judged, Report, build_report, format_agreement, format_case,
+    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_agreement, format_case,
     format_judged, format_names, format_number, format_ratio, format_seconds, format_tolerance,
 )
 
@@ -73,11 +74,8 @@ def _failure(failure: Failure) -> list[str]:
             f"  - APIs disagree: {row.apis[0]} vs {row.apis[1]} on {row.output}: {format_number(row.max_abs_diff)} "
             f"(bound {format_number(row.bound)}, ratio {_ratio(row.judged)})"
         )
-    for row in failure.cross_disagreements:
-        lines.append(
-            f"  - backends disagree: {row.backends[0]} vs {row.backends[1]} on {row.worst.output}: "
-            f"{format_number(row.worst.max_abs_diff)} (bound {format_number(row.worst.bound)}, ratio {_ratio(row.worst.judged)})"
-        )
+    for row in failure.cross_distances:
+        lines.append(f"  - {row.backends[0]} vs {row.backends[1]} (measured): {_cross_distance(row)}")
     lines += [f"  - applicable divergence did not match: {_cell(reason)}" for reason in result.unexplained]
     if not result.classified:
         lines.append("  - not classified (no verdict file): known divergences were not checked")
@@ -99,20 +97,23 @@ def _attention(report: Report) -> list[str]:
             for failure in mine:
                 lines += _failure(failure)
             lines.append("")
-    lines += ["", f"### Backends that disagree beyond their bound, unexplained ({len(report.unexplained_cross)})", ""]
+    lines += ["", f"### Raw outputs missing from the records ({len(report.cross.missing)})", ""]
     if not report.cross.ran:
-        lines.append("Not compared (no cross_backend.json).")
-    elif not report.unexplained_cross:
-        explained = len(report.cross.outside)
-        lines.append("None." + (f" {explained} disagreements involve a case explained by a known divergence (see Backend against backend)." if explained else ""))
+        lines.append("Not checked (no cross_backend.json).")
+    elif not report.cross.missing:
+        lines.append("None: every output a run record names is in its arrays.")
     else:
-        lines += _folded_table(
-            ["case", "backends", "output", "difference", "bound", "ratio"],
-            [[_cell(r.case), f"{r.backends[0]} vs {r.backends[1]}", _cell(r.worst.output), format_number(r.worst.max_abs_diff),
-              format_number(r.worst.bound), _ratio(r.worst.judged)] for r in report.unexplained_cross],
-            "disagreements",
-        )
+        lines += [f"- {_cell(case)} ({' vs '.join(backends)}): {_cell(name)}" for case, backends, name in report.cross.missing]
     return lines
+
+
+def _cross_distance(row: CrossRow) -> str:
+    """One measured distance: the largest absolute and relative difference, on which output, in units of the summed tolerances."""
+    pair = row.worst
+    if pair.shapes_differ:
+        return f"{_cell(pair.output)}: shapes differ"
+    return (f"{_cell(pair.output)}: {format_number(pair.max_abs_diff)} abs, {format_number(pair.max_rel_diff)} rel, "
+            f"{format_ratio(pair.judged)} of the summed tolerances")
 
 
 def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
@@ -356,31 +357,42 @@ def _apis(report: Report) -> list[str]:
 
 
 def _cross(report: Report) -> list[str]:
-    lines = ["## Backend against backend", ""]
+    lines = ["## Backend against backend (measurements)", ""]
     cross = report.cross
     if not cross.ran:
         return lines + ["Not run (no cross_backend.json in this folder)."]
-    lines += ["The same case (same inputs, same weights) on two backends, worst output per case, against the bound the "
-              "backends must agree within.", ""]
+    lines += ["How far apart the same case (same inputs, same weights) is on two backends: every case both backends "
+              "produced numbers for, whatever their verdicts, the output with the largest difference per case. These are "
+              "measurements, not a check: a case that passes on both backends is within the sum of their tolerances by "
+              "construction (each side is within its own tolerance of the same float64 reference), and a known or failing "
+              "side is already reported against the reference. 'x tol' is the difference in units of the two sides' "
+              "tolerances summed.", ""]
     lines += _table(
-        ["backends", "cases compared", "within bound", "worst ratio", "worst case"],
-        [[f"{p.backends[0]} vs {p.backends[1]}", str(p.compared), str(p.within),
-          _ratio(p.worst.worst.judged) if p.worst else "n/a", _cell(p.worst.case) if p.worst else "n/a"] for p in cross.pairs],
+        ["backends", "cases measured", "pass on both", "largest difference", "its case (verdicts)", "largest, both pass", "its case"],
+        [[f"{p.backends[0]} vs {p.backends[1]}", str(p.compared), str(p.both_pass),
+          _cross_distance(p.largest) if p.largest else "n/a",
+          f"{_cell(p.largest.case)} ({'/'.join(p.largest.verdicts)})" if p.largest else "n/a",
+          _cross_distance(p.largest_both_pass) if p.largest_both_pass else "n/a",
+          _cell(p.largest_both_pass.case) if p.largest_both_pass else "n/a"] for p in cross.pairs],
     )
+    if cross.never_compared:
+        lines += ["", f"{len(cross.never_compared)} cases were measured on no pair of backends (numbers on at most one): "
+                      + ", ".join(_cell(case) for case in cross.never_compared) + "."]
     if cross.rows:
         shown = cross.rows[:SHOWN_ROWS]
-        lines += ["", f"The {len(shown)} comparisons with the largest ratios:", ""]
+        lines += ["", f"The {len(shown)} cases with the largest differences:", ""]
         lines += _table(
-            ["case", "backends", "output", "difference", "bound", "ratio"],
-            [[_cell(r.case), f"{r.backends[0]} vs {r.backends[1]}", _cell(r.worst.output), format_number(r.worst.max_abs_diff),
-              format_number(r.worst.bound), _ratio(r.worst.judged)] for r in shown],
+            ["case", "backends", "verdicts", "output", "abs difference", "rel difference", "x tol", "known divergence"],
+            [[_cell(r.case), f"{r.backends[0]} vs {r.backends[1]}", "/".join(r.verdicts), _cell(r.worst.output),
+              "shapes differ" if r.worst.shapes_differ else format_number(r.worst.max_abs_diff), format_number(r.worst.max_rel_diff),
+              format_ratio(r.worst.judged), _cell(", ".join(r.explained_by) or "-")] for r in shown],
         )
         rest = cross.rows[SHOWN_ROWS:]
         if rest:
-            lines += ["", f"{len(rest)} more comparisons, each with a ratio of at most {format_ratio(rest[0].worst.judged)} "
-                      "(every comparison is in report.html and cross_backend.json)."]
+            lines += ["", f"{len(rest)} more cases, each with a difference of at most {format_number(rest[0].worst.max_abs_diff)} "
+                      "(every measurement is in report.html and cross_backend.json)."]
     if cross.skipped:
-        lines += ["", f"<details><summary>{len(cross.skipped)} comparisons skipped</summary>", ""]
+        lines += ["", f"<details><summary>{len(cross.skipped)} case pairs not measured</summary>", ""]
         lines += [f"- {_cell(case)} ({' vs '.join(backends)}): {_cell(reason)}" for case, backends, reason in cross.skipped]
         lines += ["", "</details>"]
     return lines
@@ -448,13 +460,11 @@ def _gradient_lines(report: Report) -> list[str]:
                       f"({separate}): its gradient {'is' if passed else 'is NOT'} the sum of the two instances' gradients "
                       f"(largest ratio {ratio if ratio is None else f'{ratio:.2g}'})."]
     if data.cross_compared is not None:
-        worst = data.cross_worst
-        lines += ["", f"Backend against backend: {data.cross_compared} gradients compared, {len(data.cross_outside)} beyond the sum of "
-                      f"the two tolerances" + (f"; closest: {worst['case']} {worst['output']} {' vs '.join(worst['backends'])}, "
-                                               f"ratio {worst['ratio']:.2g}" if worst else "") + "."]
-        for row in data.cross_outside:
-            lines.append(f"- **{row['case']} {row['output']}: {' vs '.join(row['backends'])} differ by {row['max_abs_diff']:.3g} "
-                         f"({row['ratio']:.3g}x the bound)**")
+        lines += ["", f"Backend against backend (measurements, not a check): {data.cross_compared} gradients measured on two "
+                      "backends, whatever their verdicts; the largest difference per pair:"]
+        lines += [f"- {name}: {_gradient_distance(row)}" for name, row in data.cross_largest]
+        lines += [f"- **{entry.get('case')} ({' vs '.join(entry.get('backends') or ())}): gradient {entry.get('raw_output')} named by "
+                  "the record is missing from its arrays**" for entry in data.cross_missing]
     if data.training:
         lines += ["", "Training (identical weights and batches, no shuffling) against the NumPy loop: the losses Keras reported "
                       "(train_on_batch: each batch's; fit: the running mean) and the final weights.", ""]
@@ -616,6 +626,34 @@ def _claim_study_lines(report: Report) -> list[str]:
     return lines + ([""] + reasons if reasons else [])
 
 
+def _gradient_distance(row: dict[str, Any]) -> str:
+    if row.get("max_abs_diff") is None:
+        return f"{row.get('case')} {row.get('output')}: shapes differ"
+    verdicts = row.get("verdicts")
+    return (f"{format_number(row['max_abs_diff'])} at {row.get('case')} {row.get('output')}"
+            + (f" ({'/'.join(str(v) for v in verdicts)})" if verdicts else ""))
+
+
+def _claim_study_lines(report: Report) -> list[str]:
+    """The "Known divergences under injected faults" section: per claim, the largest fault it absorbs."""
+    data = report.claim_study
+    lines = ["## Known divergences under injected faults", ""]
+    if data is None:
+        return lines + ["Not run (python -m harness claims DIR, part of the report session)."]
+    lines += [f"Every case a claim explains, replayed with faults injected into its recorded outputs (a forget-gate bias offset "
+              f"stepped down until undetected, a gate swap, an error in an output the claim does not name, another exception or "
+              f"message) and judged again. A claim fails when it absorbs a fault more than {data.factor:g}x the largest error it "
+              f"explains. " + ("Every claim holds." if data.passed else "**Some claims absorb faults.**"), "",
+              "| claim | kind | backends | cases | faults tried | absorbed | largest error explained | absorbs no fault larger than | ratio | |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in data.rows:
+        lines.append(f"| {row.claim} | {row.kind} | {', '.join(row.backends)} | {row.cases} | {row.faults_tried} | {row.faults_absorbed} | "
+                     f"{format_number(row.largest_explained_error)} | {format_number(row.largest_absorbed_error)} | "
+                     f"{format_number(row.ratio)} | {'ok' if row.passed else '**TOO LOOSE**'} |")
+    reasons = [f"- {row.claim}: {reason}" for row in data.rows for reason in row.reasons]
+    return lines + ([""] + reasons if reasons else [])
+
+
 def render_markdown(report: Report) -> str:
     """REPORT.md for a built report model."""
     attention = report.attention_count
@@ -625,7 +663,7 @@ def render_markdown(report: Report) -> str:
         "tolerance that judged it (at most 1 passes), with the absolute error beside it.", "",
         (f"**{attention} item{'s' if attention != 1 else ''} need{'s' if attention == 1 else ''} attention**: "
          f"{len(report.failures)} failing case result{'s' if len(report.failures) != 1 else ''}, "
-         f"{len(report.unexplained_cross)} unexplained cross-backend disagreement{'s' if len(report.unexplained_cross) != 1 else ''}."
+         f"{len(report.cross.missing)} raw output{'s' if len(report.cross.missing) != 1 else ''} missing from the records."
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]

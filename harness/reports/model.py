@@ -403,20 +403,29 @@ class Coverage:
 
 @dataclass(frozen=True)
 class CrossPair:
-    """Two backends' outputs of one case compared (cross_backend.json); ratio = difference / bound."""
+    """One output of one case measured on two backends (cross_backend.json): a measurement, not a verdict.
+    judged.ratio is the difference in units of the sum of the two sides' tolerances, judged.abs_error the largest
+    absolute difference; both None when the shapes differ."""
 
     case: str
     backends: tuple[str, str]
     output: str
     max_abs_diff: float | None
-    bound: float | None
-    within: bool
+    max_rel_diff: float | None
+    verdicts: tuple[str, str]  # each side's verdict on this case (pass, known, fail, ...)
     judged: Judged
+    shapes_differ: bool = False
+
+    @property
+    def key(self) -> float:
+        """Largest difference first: differing shapes or a non-finite disagreement above every number."""
+        return math.inf if self.shapes_differ else sort_key(self.max_abs_diff)
 
 
 @dataclass(frozen=True)
 class CrossRow:
-    """The worst output of one case for one pair of backends, and whether a known divergence explains it."""
+    """The output of one case with the largest difference between one pair of backends, and the known divergences
+    of this case on either backend."""
 
     case: str
     backends: tuple[str, str]
@@ -425,28 +434,31 @@ class CrossRow:
     explained_by: tuple[str, ...]  # known divergences of this case on either backend
 
     @property
-    def within(self) -> bool:
-        return self.worst.within
+    def verdicts(self) -> tuple[str, str]:
+        return self.worst.verdicts
+
+    @property
+    def both_pass(self) -> bool:
+        return self.worst.verdicts == ("pass", "pass")
 
 
 @dataclass(frozen=True)
 class PairSummary:
     backends: tuple[str, str]
-    compared: int  # cases compared
-    within: int
-    worst: CrossRow | None
+    compared: int  # cases measured on both
+    both_pass: int  # of those, cases that pass on both (their distance is within the summed tolerances by construction)
+    largest: CrossRow | None  # the largest difference of any compared case
+    largest_both_pass: CrossRow | None  # the largest difference of a case that passes on both
 
 
 @dataclass(frozen=True)
 class CrossBackend:
     ran: bool
-    rows: tuple[CrossRow, ...]  # every (case, pair), largest ratio first
+    rows: tuple[CrossRow, ...]  # every (case, pair) measured, largest absolute difference first
     pairs: tuple[PairSummary, ...]
-    skipped: tuple[tuple[str, tuple[str, ...], str], ...]  # (case, backends, reason)
-
-    @property
-    def outside(self) -> tuple[CrossRow, ...]:
-        return tuple(row for row in self.rows if not row.within)
+    skipped: tuple[tuple[str, tuple[str, ...], str], ...]  # (case, backends, reason): no numbers on a side
+    missing: tuple[tuple[str, tuple[str, ...], str], ...] = ()  # (case, backends, raw output): named by a record, absent
+    never_compared: tuple[str, ...] = ()  # cases measured on no pair of backends
 
 
 @dataclass(frozen=True)
@@ -457,7 +469,7 @@ class Failure:
     failing_items: tuple[Item, ...]
     other_problems: tuple[str, ...]  # problem lines that are not a failing item's message
     api_disagreements: tuple[ApiAgreement, ...]
-    cross_disagreements: tuple[CrossRow, ...]
+    cross_distances: tuple[CrossRow, ...]  # this case's distance to the other backends (measurements)
 
 
 @dataclass(frozen=True)
@@ -726,7 +738,6 @@ class Report:
     coverage: Coverage
     results: dict[str, dict[str, CaseResult]]  # backend -> case -> result
     failures: tuple[Failure, ...]  # verdict fail/error/timeout/invalid, by backend then ratio
-    unexplained_cross: tuple[CrossRow, ...]  # backends disagree beyond the bound, no known divergence involved
     claims: tuple[Claim, ...]  # seen first, then by id
     possibly_resolved: tuple[ResolvedCandidate, ...]
     closest_calls: tuple[CaseResult, ...]
@@ -755,7 +766,7 @@ class Report:
 
     @property
     def attention_count(self) -> int:
-        return len(self.failures) + len(self.unexplained_cross)
+        return len(self.failures) + len(self.cross.missing)
 
 
 # ------------------------------------------------------------------------------------------ builders
@@ -824,38 +835,48 @@ def _cross_backend(folder: Path, results: dict[str, dict[str, CaseResult]], note
     data = _load_optional(folder / CROSS_FILE, CROSS_SCHEMA, notes) if (folder / CROSS_FILE).exists() else None
     if data is None:
         return CrossBackend(False, (), (), ())
+
+    def verdict_of(backend: str, case: str, recorded: Any) -> str:
+        if recorded:
+            return str(recorded)
+        result = results.get(backend, {}).get(case)
+        return result.verdict if result is not None else "?"
+
     grouped: dict[tuple[str, tuple[str, str]], list[CrossPair]] = {}
     for raw in data.get("pairs") or []:
-        backends = tuple(raw.get("backends") or ("?", "?"))
-        difference, bound = _number(raw.get("max_abs_diff")), _number(raw.get("bound"))
-        ratio = _number(raw.get("ratio"))
-        if ratio is None and "ratio" not in raw:
-            ratio = _agreement_ratio(difference, bound, difference == 0)
-        within = raw.get("within")
-        if within is None:
-            within = ratio is not None and ratio <= 1
-        nonfinite = any(v is not None and not math.isfinite(v) for v in (ratio, difference))
-        pair = CrossPair(str(raw.get("case")), (str(backends[0]), str(backends[-1])), str(raw.get("output", "?")),
-                         difference, bound, bool(within), Judged(ratio, difference, nonfinite))
+        backends = tuple(str(b) for b in raw.get("backends") or ("?", "?"))
+        backends = (backends[0], backends[-1])
+        case = str(raw.get("case"))
+        difference, relative = _number(raw.get("max_abs_diff")), _number(raw.get("max_rel_diff"))
+        ratio = _number(raw.get("summed_tolerance_ratio", raw.get("ratio")))  # "ratio": records before the measurements
+        shapes_differ = raw.get("shapes") is not None
+        nonfinite = bool(raw.get("nonfinite_disagreements")) or any(v is not None and not math.isfinite(v) for v in (ratio, difference))
+        recorded = list(raw.get("verdicts") or (None, None))
+        pair = CrossPair(case, backends, str(raw.get("output", "?")), difference, relative,
+                         (verdict_of(backends[0], case, recorded[0]), verdict_of(backends[1], case, recorded[-1])),
+                         Judged(ratio, difference, nonfinite), shapes_differ)
         grouped.setdefault((pair.case, pair.backends), []).append(pair)
     rows = []
     for (case, backends), pairs in grouped.items():
-        worst = max(pairs, key=lambda p: (not p.within, p.judged.key))
+        worst = max(pairs, key=lambda p: (p.key, p.judged.key))
         explained = tuple(sorted({
             claim for backend in backends
             for claim in (results.get(backend, {}).get(case).explained_by if results.get(backend, {}).get(case) else ())
         }))
         rows.append(CrossRow(case, backends, worst, len(pairs), explained))
-    rows.sort(key=lambda r: (-r.worst.judged.key, r.case, r.backends))
+    rows.sort(key=lambda r: (-r.worst.key, -r.worst.judged.key, r.case, r.backends))
     summaries = []
     for backends in sorted({row.backends for row in rows}):
         mine = [row for row in rows if row.backends == backends]
-        summaries.append(PairSummary(backends, len(mine), sum(row.within for row in mine), mine[0] if mine else None))
+        passing = [row for row in mine if row.both_pass]
+        summaries.append(PairSummary(backends, len(mine), len(passing), mine[0] if mine else None, passing[0] if passing else None))
     skipped = tuple(
         (str(s.get("case")), tuple(str(b) for b in s.get("backends") or ()), str(s.get("reason") or ""))
-        for s in data.get("skipped") or []
+        for s in (data.get("not_compared") if "not_compared" in data else data.get("skipped")) or []
     )
-    return CrossBackend(True, tuple(rows), tuple(summaries), skipped)
+    missing = tuple((str(m.get("case")), tuple(str(b) for b in m.get("backends") or ()), str(m.get("raw_output") or ""))
+                    for m in data.get("missing") or [])
+    return CrossBackend(True, tuple(rows), tuple(summaries), skipped, missing, tuple(str(c) for c in data.get("never_compared") or ()))
 
 
 def _failures(results: dict[str, dict[str, CaseResult]], cross: CrossBackend) -> tuple[Failure, ...]:
@@ -870,7 +891,7 @@ def _failures(results: dict[str, dict[str, CaseResult]], cross: CrossBackend) ->
                 result=result, failing_items=items,
                 other_problems=tuple(p for p in result.problems if p not in messages),
                 api_disagreements=tuple(row for row in result.api_agreement if not row.within),
-                cross_disagreements=tuple(row for row in cross.outside if row.case == result.case and backend in row.backends),
+                cross_distances=tuple(row for row in cross.rows if row.case == result.case and backend in row.backends),
             ))
     return tuple(failures)
 
@@ -1257,7 +1278,6 @@ def build_report(folder: Path) -> Report:
         coverage=_coverage(results),
         results=results,
         failures=_failures(results, cross),
-        unexplained_cross=tuple(row for row in cross.outside if not row.explained_by),
         claims=claims,
         possibly_resolved=resolved,
         closest_calls=tuple(passing[:CLOSEST_CALLS]),
@@ -1508,9 +1528,9 @@ class GradientsAndTraining:
     rows: tuple[GradientRow, ...]  # by case, then backend
     # (backend, shared, separate, passed, largest ratio, the smaller share of the gradient norm one instance carries)
     shared_pairs: tuple[tuple[str, str, str, bool, float | None, float | None], ...]
-    cross_compared: int | None  # outputs compared between backends (gradients_cross_backend.json); None: not written
-    cross_outside: tuple[dict[str, Any], ...]
-    cross_worst: dict[str, Any] | None
+    cross_compared: int | None  # outputs measured between backends (gradients_cross_backend.json); None: not written
+    cross_largest: tuple[tuple[str, dict[str, Any]], ...]  # ("a vs b", the measurement with the largest difference) per pair
+    cross_missing: tuple[dict[str, Any], ...]  # gradients a record names but its arrays lack
     training: tuple[TrainingRun, ...]
     long_runs: tuple[tuple[str, str, tuple[float, ...]], ...]  # (backend, optimizer, max abs weight difference per step)
     faults: tuple[tuple[str, str], ...]  # (backend, fault) of records made with a fault injected: not measurements
@@ -1538,6 +1558,17 @@ def _gradient_row(backend: str, raw: dict[str, Any]) -> GradientRow:
                 worst, where = judged, f"{api}/{key}"
     return GradientRow(backend, str(raw["case"]), str(raw.get("verdict", raw.get("status"))), worst, where,
                        tuple(raw.get("forward_divergences", ())))
+
+
+def _gradient_cross_largest(cross: dict[str, Any] | None) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """Per pair of backends, the gradient measurement with the largest difference (a record before the measurements
+    holds only the worst ratio of all pairs)."""
+    if cross is None:
+        return ()
+    if "largest_by_pair" in cross:
+        return tuple(sorted((str(name), row) for name, row in (cross.get("largest_by_pair") or {}).items()))
+    worst = cross.get("worst")
+    return ((" vs ".join(worst.get("backends") or ()), worst),) if worst else ()
 
 
 def gradients_and_training(folder: Path, notes: list[str]) -> GradientsAndTraining | None:
@@ -1581,7 +1612,7 @@ def gradients_and_training(folder: Path, notes: list[str]) -> GradientsAndTraini
     return GradientsAndTraining(
         backends=tuple(sorted(set(gradients) | set(training))), rows=tuple(rows), shared_pairs=tuple(pairs),
         cross_compared=None if cross is None else int(cross.get("compared_outputs", 0)),
-        cross_outside=tuple(cross.get("outside", ())) if cross else (), cross_worst=cross.get("worst") if cross else None,
+        cross_largest=_gradient_cross_largest(cross), cross_missing=tuple(cross.get("missing", ())) if cross else (),
         training=tuple(runs), long_runs=tuple(long_runs), faults=faults, drift=tuple(drift),
     )
 

@@ -23,7 +23,6 @@ not the sum of the two instances'; 2 when nothing was measured; 0 otherwise.
 
 from __future__ import annotations
 
-import itertools
 import re
 import time as clock
 import tomllib
@@ -43,6 +42,7 @@ from harness.records import store
 from harness.records.header import SCHEMAS, make_header, now
 from harness.truth.compare import compare
 from harness.truth.expected_gradients import GradientNotSupported, alternative_gradients
+from harness.verdicts.cross_backend import largest_by_pair, measure_records
 
 GRADIENT_CASE_FILE = Path(__file__).resolve().parents[1] / "case" / "gradient_cases.toml"
 SCHEMA, SCHEMA_VERSION = SCHEMAS["gradients"]
@@ -259,13 +259,15 @@ CROSS_FILE = "gradients_cross_backend.json"
 
 
 def write_cross_backend(folder: Path) -> dict[str, Any]:
-    """``folder/gradients_cross_backend.json``: the backends' gradient records in ``folder`` against each other
-    (rewritten by every gradient study, so the last backend's run compares all of them)."""
-    rows = compare_backends(Path(folder))
-    backends = sorted({backend for row in rows for backend in row["backends"]})
-    record = {"schema": "keras-parity/gradients-cross-backend", "schema_version": 1, "compared": now(), "backends": backends,
-              "compared_outputs": len(rows), "outside": [row for row in rows if not row["within"]],
-              "worst": max(rows, key=lambda row: np.nan_to_num(row["ratio"], nan=np.inf)) if rows else None}
+    """``folder/gradients_cross_backend.json``: the backends' gradient records in ``folder`` measured against each
+    other (rewritten by every gradient study, so the last backend's run compares all of them). Measurements, not a
+    verdict (harness.verdicts.cross_backend says why): every case both sides produced gradients for, pass, known or
+    fail alike, and the largest difference per pair of backends."""
+    measured = compare_backends(Path(folder))
+    backends = sorted({backend for row in measured["pairs"] for backend in row["backends"]})
+    record = {"schema": "keras-parity/gradients-cross-backend", "schema_version": 2, "compared": now(), "backends": backends,
+              "measurements_only": True, "compared_outputs": len(measured["pairs"]),
+              "largest_by_pair": largest_by_pair(measured["pairs"]), **measured}
     store.write_json(Path(folder) / CROSS_FILE, record)
     return record
 
@@ -277,25 +279,17 @@ def read_gradients(path: Path) -> dict[str, Any]:
     return data
 
 
-def compare_backends(folder: Path) -> list[dict[str, Any]]:
-    """Every pair of backends with gradient records in ``folder``, every case both measured as a pass: each
-    gradient within the sum of the two tolerances (harness.verdicts.cross_backend's rule)."""
-    from harness.verdicts.cross_backend import compare_pair
-
+def compare_backends(folder: Path) -> dict[str, Any]:
+    """Every pair of backends with gradient records in ``folder``, every case both sides produced gradients for:
+    harness.verdicts.cross_backend's measurements (pairs, not_compared, missing, never_compared)."""
     loaded = {}
     for backend in BACKENDS:
         path = gradients_path(folder, backend)
         if path.exists():
-            loaded[backend] = (read_gradients(path), store.read_arrays(arrays_path(folder, backend)))
-    rows: list[dict[str, Any]] = []
-    for first, second in itertools.combinations(sorted(loaded), 2):
-        first_cases = {result["case"]: result for result in loaded[first][0]["cases"]}
-        second_cases = {result["case"]: result for result in loaded[second][0]["cases"]}
-        for name in first_cases.keys() & second_cases.keys():
-            pair_rows, _ = compare_pair(name, (first, second), first_cases[name], second_cases[name],
-                                        loaded[first][1], loaded[second][1])
-            rows += pair_rows
-    return rows
+            record = read_gradients(path)
+            if not record.get("fault"):
+                loaded[backend] = (record, store.read_arrays(arrays_path(folder, backend)), {})
+    return measure_records(loaded)
 
 
 def worst_ratio(result: dict[str, Any]) -> tuple[float, str] | None:
