@@ -4,8 +4,11 @@
 - load: no model saved by another backend -> 2, one line naming the folder and what it expected;
 - growth: a point's error over the tolerance -> 1; a point that raised (or no point) -> 2;
 - probe: a probe that raised -> 2, naming it;
-- faults: only a numeric mismatch detects a fault; a patch that raises, that cannot be applied or
-  that is never called is an error of the study (-> 2); an undetected fault or a false alarm -> 1.
+- faults: a fault is detected only by a failing verdict after claims, against a clean run of the same case
+  that does not fail and whose outputs differ, on the kernel path the fault patches; a patch that raises,
+  that cannot be applied, that is never called or that did not compute the outputs, and a case whose clean
+  run fails, are errors of the study (-> 2); an undetected fault, a sweep that detects nothing or a false
+  alarm -> 1.
 
 The rules are checked on synthetic records (no Keras, fast), and end to end on the session's
 backend in a subprocess (one backend per process) with small subsets.
@@ -98,47 +101,93 @@ def test_growth_exit_code(points, code):
 # ---------------------------------------------------------------- faults (pure)
 
 
-class _Injection:
-    def __init__(self, calls=1, errors=()):
-        self.calls = {"LSTM.call": calls}
-        self.errors = list(errors)
-        self.applied = calls > 0
+def _injection(calls=1, errors=(), label="LSTMCell.call", computes=("generic",)):
+    from harness.execute import faults
+
+    injection = faults.Injection("demo", [label], {label: computes})
+    injection.calls[label] = calls
+    injection.errors = list(errors)
+    return injection
 
 
-def _case_result(status, mismatched=0, error=None, problems=()):
+def _case_result(status, mismatched=0, error=None, problems=(), path="fused_declined->generic"):
     items = {} if status in ("error", "timeout") else {
         "output": {"passed": mismatched == 0, "mismatched": mismatched, "max_abs_error": 1e-3 if mismatched else 1e-8},
     }
-    apis = {"functional": {"passed": mismatched == 0, "items": items}} if items else {}
+    apis = {"functional": {"passed": mismatched == 0, "items": items, "kernel_path": path}} if items else {}
     return {"status": status, "error": error, "apis": apis, "problems": list(problems)}
 
 
+def _clean(verdict="pass", output=(0.25, -0.5, 0.75)):
+    import numpy as np
+
+    from harness.studies.fault_study import CleanRun
+
+    return CleanRun(verdict, ("some_claim",) if verdict == "known" else (), {"functional/output": np.asarray(output, dtype=np.float32)})
+
+
+FAULTED_OUTPUT = (0.25, -0.5, 0.7503)
+CLEAN_OUTPUT = (0.25, -0.5, 0.75)
+
+
 @pytest.mark.parametrize(
-    "result, injection, verdict, reason",
+    "result, injection, after_claims, clean, faulted, verdict, reason",
     [
-        (_case_result("fail", mismatched=3), _Injection(), "detected", None),
-        (_case_result("pass"), _Injection(), "undetected", None),
+        (_case_result("fail", mismatched=3), _injection(), "fail", "pass", FAULTED_OUTPUT, "detected", None),
+        # A clean run a claim explains does not stop a detection: the faulted run fails after claims.
+        (_case_result("fail", mismatched=3), _injection(), "fail", "known", FAULTED_OUTPUT, "detected", None),
+        (_case_result("pass"), _injection(), "pass", "pass", FAULTED_OUTPUT, "undetected", None),
+        # Detection is judged after claims: a fault a real run would call known is missed.
+        (_case_result("fail", mismatched=3), _injection(), "known", "known", FAULTED_OUTPUT, "undetected", "a known divergence explains"),
+        # ... against the clean run of the same case: a case that fails unmodified cannot judge the fault.
+        (_case_result("fail", mismatched=3), _injection(), "fail", "fail", FAULTED_OUTPUT, "error", "the unmodified case fails too"),
+        # A failure with the clean run's very outputs is not the fault's.
+        (_case_result("fail", mismatched=3), _injection(), "fail", "pass", CLEAN_OUTPUT, "error", "equal the unmodified run's"),
+        (_case_result("pass"), _injection(), "pass", "pass", CLEAN_OUTPUT, "undetected", "changes nothing"),
+        # Applied means the faulted code computed the outputs: PyTorch's _fallback_lstm called once (shape inference)
+        # while cuDNN computed them ("fused") is not, whatever the status.
+        (_case_result("pass", path="fused"), _injection(label="torch rnn._fallback_lstm", computes=("fallback_loop",)),
+         "pass", "pass", FAULTED_OUTPUT, "error", "functional: fused"),
+        (_case_result("fail", mismatched=3, path="fused"), _injection(label="torch rnn._fallback_lstm", computes=("fallback_loop",)),
+         "fail", "pass", FAULTED_OUTPUT, "error", "did not compute the outputs"),
+        (_case_result("fail", mismatched=3, path="fallback_loop"), _injection(label="torch rnn._fallback_lstm", computes=("fallback_loop",)),
+         "fail", "pass", FAULTED_OUTPUT, "detected", None),
+        # A patch of the layer's own call wraps whichever kernel runs.
+        (_case_result("fail", mismatched=3, path="fused"), _injection(label="LSTM.call", computes=None), "fail", "pass", FAULTED_OUTPUT, "detected", None),
         # An exception is not a detection: a patch that raises is an error of the study.
-        (_case_result("error", error={"summary": "RuntimeError: boom"}), _Injection(errors=["LSTM.call raised RuntimeError: boom"]),
-         "error", "the patch raised: LSTM.call raised RuntimeError: boom"),
-        (_case_result("error", error={"summary": "ValueError: bad"}), _Injection(), "error", "could not run under the fault: error (ValueError: bad)"),
-        (_case_result("timeout", error={"summary": "case ran past its 300 s limit"}), _Injection(), "error", "timeout"),
+        (_case_result("error", error={"summary": "RuntimeError: boom"}), _injection(errors=["LSTM.call raised RuntimeError: boom"]),
+         "error", "pass", FAULTED_OUTPUT, "error", "the patch raised: LSTM.call raised RuntimeError: boom"),
+        (_case_result("error", error={"summary": "ValueError: bad"}), _injection(), "error", "pass", FAULTED_OUTPUT, "error",
+         "could not run under the fault: error (ValueError: bad)"),
+        (_case_result("timeout", error={"summary": "case ran past its 300 s limit"}), _injection(), "timeout", "pass", FAULTED_OUTPUT, "error", "timeout"),
         # A patch that is never called proves nothing, even when the case passes.
-        (_case_result("pass"), _Injection(calls=0), "error", "was never called"),
-        (_case_result("fail", mismatched=3), _Injection(calls=0), "error", "was never called"),
+        (_case_result("pass"), _injection(calls=0), "pass", "pass", FAULTED_OUTPUT, "error", "was never called"),
+        (_case_result("fail", mismatched=3), _injection(calls=0), "fail", "pass", FAULTED_OUTPUT, "error", "was never called"),
         # A fail without an output beyond tolerance (builds disagreeing, a dtype) is not the mismatch sought.
-        (_case_result("fail", mismatched=0, problems=["APIs disagree"]), _Injection(), "error", "without a compared output beyond tolerance"),
+        (_case_result("fail", mismatched=0, problems=["APIs disagree"]), _injection(), "fail", "pass", FAULTED_OUTPUT, "error",
+         "without a compared output beyond tolerance"),
     ],
 )
-def test_fault_run_verdict(result, injection, verdict, reason):
+def test_fault_run_verdict(result, injection, after_claims, clean, faulted, verdict, reason):
+    import numpy as np
+
     from harness.studies.fault_study import judge_fault_run
 
-    got, why = judge_fault_run(result, injection)
-    assert got == verdict
+    claims = {"verdict": after_claims, "explained_by": ["some_claim"] if after_claims == "known" else []}
+    got, why = judge_fault_run(result, injection, after_claims=claims, clean=_clean(clean, CLEAN_OUTPUT),
+                               faulted_outputs={"functional/output": np.asarray(faulted, dtype=np.float32)})
+    assert got == verdict, why
     if reason is None:
         assert why is None
     else:
         assert reason in why
+
+
+def test_fault_run_without_its_clean_run_cannot_be_judged():
+    from harness.studies.fault_study import judge_fault_run
+
+    with pytest.raises(ValueError, match="needs after_claims, clean and faulted_outputs"):
+        judge_fault_run(_case_result("fail", mismatched=3), _injection())
 
 
 def test_fault_that_cannot_be_applied_is_an_error():
@@ -148,33 +197,83 @@ def test_fault_that_cannot_be_applied_is_an_error():
     assert verdict == "error" and "cannot be applied" in reason and "LSTMCell.gone" in reason
 
 
-def _fault_record(statuses, false_alarm=False, sweep_error=None):
+@pytest.mark.parametrize(
+    "label, computes, calls, paths, unreached",
+    [
+        ("LSTMCell.call", ("generic",), 5, {"functional": "fused_declined->generic", "sequential": "generic"}, []),
+        # Every layer call of a build must end in the faulted step (a bidirectional build: two layer calls).
+        ("LSTMCell.call", ("generic",), 5, {"functional": "bidirectional_fused_declined->fused_declined->generic, fused_declined->generic"}, []),
+        ("LSTMCell.call", ("generic",), 5, {"functional": "fused, fused_declined->generic"}, ["functional: fused, fused_declined->generic"]),
+        ("LSTMCell.call", ("generic",), 5, {"functional": "none observed"}, ["functional: none observed"]),
+        ("torch rnn._fallback_lstm", ("fallback_loop",), 1, {"functional": "fused", "sequential": "fallback_loop"}, ["functional: fused"]),
+        ("LSTM.call", None, 3, {"functional": "bidirectional_fused"}, []),
+    ],
+)
+def test_unreached_builds_follow_the_observed_kernel_path(label, computes, calls, paths, unreached):
+    injection = _injection(calls, label=label, computes=computes)
+    result = {"apis": {api: {"kernel_path": path} for api, path in paths.items()}}
+    assert injection.unreached_builds(result) == unreached
+
+
+def test_outputs_differ_sees_one_element():
+    import numpy as np
+
+    from harness.studies.fault_study import outputs_differ
+
+    clean = {"functional/output": np.asarray([[0.1, 0.2], [0.3, np.nan]])}
+    assert not outputs_differ(clean, {"functional/output": clean["functional/output"].copy()})
+    assert outputs_differ(clean, {"functional/output": np.asarray([[0.1, 0.2], [np.nextafter(0.3, 1.0), np.nan]])})
+    assert outputs_differ(clean, {"functional/output": clean["functional/output"].astype(np.float32)})
+    assert outputs_differ(clean, {})
+
+
+def _fault_record(statuses, false_alarm=False, sweep_error=None, sweep_smallest=1e-5):
     return {
         "backend": "jax",
         "faults": {f"f{i}": {"status": status, "reason": None if status == "detected" else "why", "description": "d"}
                    for i, status in enumerate(statuses)},
         "clean": {"lstm_sequences": {"status": "fail" if false_alarm else "pass", "false_alarm": false_alarm, "error": None}},
-        "sweep": {"float32": {"error": sweep_error}},
+        "sweep": {"float32": {"case": "lstm_sequences", "clean_status": "pass", "error": sweep_error,
+                              "smallest_detected": None if sweep_error else sweep_smallest,
+                              "no_detection": None if sweep_error or sweep_smallest else "no perturbation detected: the largest, 1, was missed"}},
     }
 
 
 @pytest.mark.parametrize(
-    "statuses, false_alarm, sweep_error, code",
+    "statuses, false_alarm, sweep_error, sweep_smallest, code",
     [
-        (["detected", "detected"], False, None, 0),
-        (["detected", "undetected"], False, None, 1),
-        (["detected", "detected"], True, None, 1),
-        (["detected", "error"], False, None, 2),
-        (["undetected", "error"], True, None, 2),
-        (["detected"], False, "1e-05: the patch raised: ...", 2),
+        (["detected", "detected"], False, None, 1e-5, 0),
+        (["detected", "undetected"], False, None, 1e-5, 1),
+        (["detected", "detected"], True, None, 1e-5, 1),
+        (["detected", "error"], False, None, 1e-5, 2),
+        (["undetected", "error"], True, None, 1e-5, 2),
+        (["detected"], False, "1e-05: the patch raised: ...", None, 2),
+        # A sweep that detects no perturbation at all is a finding, not silence.
+        (["detected", "detected"], False, None, None, 1),
     ],
 )
-def test_fault_study_exit_code(statuses, false_alarm, sweep_error, code):
+def test_fault_study_exit_code(statuses, false_alarm, sweep_error, sweep_smallest, code):
     from harness.studies import fault_study
 
-    record = _fault_record(statuses, false_alarm, sweep_error)
+    record = _fault_record(statuses, false_alarm, sweep_error, sweep_smallest)
     assert fault_study.exit_code(record) == code
-    assert "\n" not in fault_study.summary(record)
+    line = fault_study.summary(record)
+    assert "\n" not in line
+    assert ("sweeps that detected no perturbation: float32" in line) == (sweep_error is None and sweep_smallest is None)
+
+
+def test_fault_study_subset_names_what_it_runs():
+    from harness.execute import faults
+    from harness.studies import fault_study
+
+    subset = fault_study.study_subset("forget_gate_bias_offset,recurrent_term_dropped", "float64")
+    assert list(subset["catalogue"]) == ["forget_gate_bias_offset"] and list(subset["gradient_faults"]) == ["recurrent_term_dropped"]
+    assert subset["optimizer_faults"] == {} and subset["sweep_cases"] == {"float64": "lstm_float64_call"}
+    assert fault_study.study_subset(None, "none") == {"sweep_cases": {}}
+    with pytest.raises(faults.FaultNotApplicable, match="unknown fault no_such_fault"):
+        fault_study.study_subset("no_such_fault", None)
+    with pytest.raises(faults.FaultNotApplicable, match="unknown dtype float8"):
+        fault_study.study_subset(None, "float8")
 
 
 def test_injection_counts_calls_and_restores():

@@ -8,7 +8,11 @@ Each fault names the built-in cases that exercise it. A record made with a fault
 
 ``injected`` patches only what a fault changes and wraps every patch in a call counter, so a study
 can tell a fault that was caught (a numeric mismatch) from one that never ran (the patched function
-was not called, or no longer exists: ``FaultNotApplicable``) or that broke the run (it raised).
+was not called, or no longer exists: ``FaultNotApplicable``) or that broke the run (it raised). A call
+is not proof that the fault computed the numbers (PyTorch calls ``_fallback_lstm`` once while it infers
+shapes, then cuDNN computes the outputs): every patch names the kernel steps it computes, and
+``Injection.unreached_builds`` names the builds whose observed kernel path (``harness.execute.kernels``)
+no called patch computes.
 
 Gate-level faults are described twice, once per code path: as a change to the four gate
 pre-activations ``(i, f, g, o)`` for LSTMCell, and as the equivalent change to the weights for the
@@ -199,12 +203,21 @@ class FaultNotApplicable(RuntimeError):
     """A fault's patch cannot be applied to this Keras: what it patches does not exist."""
 
 
+# The observed kernel steps (harness.execute.kernels: the last step of a build's kernel path) whose numbers each kind of
+# patched function computes: LSTMCell runs only inside Keras's generic loop, PyTorch's _fallback_lstm only as its
+# fused entry point's own loop. A fused (cuDNN) path computes its outputs without either.
+GENERIC_LOOP = ("generic",)
+FALLBACK_LOOP = ("fallback_loop",)
+EVERY_PATH = None  # the layer's own call: it wraps whichever kernel runs
+
+
 @dataclass(frozen=True)
 class _Patch:
     owner: Any
     attribute: str
     label: str  # what is patched, as a user would name it: "LSTMCell.call"
     replacement: Callable
+    computes: tuple[str, ...] | None = EVERY_PATH  # the kernel steps whose outputs it computes (None: every path)
 
 
 class Injection:
@@ -214,9 +227,11 @@ class Injection:
     not reach the code the case ran (a renamed or bypassed Keras function), so a case that passes
     proves nothing. ``errors`` holds, one line each, the exceptions that went through a patch."""
 
-    def __init__(self, name: str | None, labels: list[str]) -> None:
+    def __init__(self, name: str | None, labels: list[str], computes: dict[str, tuple[str, ...] | None] | None = None) -> None:
         self.name = name
         self.calls: dict[str, int] = {label: 0 for label in labels}
+        # label -> the kernel steps its patch computes (None: every path); a label not named computes every path.
+        self.computes: dict[str, tuple[str, ...] | None] = {label: (computes or {}).get(label, EVERY_PATH) for label in labels}
         self.errors: list[str] = []
         self._seen: set[int] = set()
 
@@ -226,8 +241,28 @@ class Injection:
 
     @property
     def applied(self) -> bool:
-        """Whether any patch of the fault ran (always True for no fault)."""
+        """Whether any patch of the fault ran (always True for no fault). A call is not enough to say the fault
+        computed a case's outputs: ``unreached_builds`` checks the kernel path each build ran."""
         return self.name is None or self.total_calls > 0
+
+    def unreached_builds(self, result: dict[str, Any]) -> list[str]:
+        """"api: kernel path" for every build of a case result whose outputs no called patch computed: a build whose
+        observed kernel path (``result["apis"][api]["kernel_path"]``) ends, for one of its layer calls, in a step no
+        patch of this fault that ran computes. A called patch of the layer itself reaches every path. Empty: every
+        build ran the faulted code."""
+        if self.name is None:
+            return []
+        called = [label for label, count in self.calls.items() if count > 0]
+        if any(self.computes.get(label, EVERY_PATH) is EVERY_PATH for label in called):
+            return []
+        reached = {step for label in called for step in (self.computes.get(label) or ())}
+        unreached = []
+        for api, build in (result.get("apis") or {}).items():
+            path = str(build.get("kernel_path") or "none observed") if isinstance(build, dict) else "none observed"
+            last_steps = [layer_call.split("->")[-1].strip() for layer_call in path.split(",")]
+            if path == "none observed" or any(step not in reached for step in last_steps):
+                unreached.append(f"{api}: {path}")
+        return unreached
 
     def _counted(self, patch: _Patch) -> Callable:
         # functools.wraps keeps the replacement's signature visible (inspect follows __wrapped__):
@@ -274,7 +309,7 @@ def _cell_patches(fault: Fault, magnitude: float, keras: Any) -> list[_Patch]:
         def faulty_fused(self, z, c_tm1):
             return original_fused(self, fault.gates(tuple(z), magnitude), c_tm1)
 
-        patches.append(_Patch(cell, "_compute_carry_and_output_fused", "LSTMCell._compute_carry_and_output_fused", faulty_fused))
+        patches.append(_Patch(cell, "_compute_carry_and_output_fused", "LSTMCell._compute_carry_and_output_fused", faulty_fused, GENERIC_LOOP))
 
     if fault.activation is None and fault.recurrent_activation is None and not fault.doubles_cell_bias:
         return patches
@@ -296,7 +331,7 @@ def _cell_patches(fault: Fault, magnitude: float, keras: Any) -> list[_Patch]:
             if fault.doubles_cell_bias and saved_bias is not None:
                 object.__setattr__(self, "bias", saved_bias)
 
-    patches.append(_Patch(cell, "call", "LSTMCell.call", faulty_call))
+    patches.append(_Patch(cell, "call", "LSTMCell.call", faulty_call, GENERIC_LOOP))
     return patches
 
 
@@ -320,7 +355,7 @@ def _torch_fallback_patch(fault: Fault, magnitude: float, keras: Any) -> list[_P
             recurrent_activation = fault.recurrent_activation(recurrent_activation, keras)
         return original(inputs, h, c, kernel, recurrent_kernel, bias, activation, recurrent_activation, *args, **kwargs)
 
-    return [_Patch(torch_rnn, "_fallback_lstm", "torch rnn._fallback_lstm", faulty)]
+    return [_Patch(torch_rnn, "_fallback_lstm", "torch rnn._fallback_lstm", faulty, FALLBACK_LOOP)]
 
 
 def _layer_patch(fault: Fault) -> list[_Patch]:
@@ -351,16 +386,17 @@ def patches_of(name: str, magnitude: float = DEFAULT_MAGNITUDE) -> list[_Patch]:
     return patches
 
 
-def patch(owner: Any, attribute: str, label: str, replacement: Callable) -> _Patch:
-    """A patch of ``owner.attribute``; FaultNotApplicable when the attribute does not exist."""
+def patch(owner: Any, attribute: str, label: str, replacement: Callable, computes: tuple[str, ...] | None = EVERY_PATH) -> _Patch:
+    """A patch of ``owner.attribute`` (``computes``: the kernel steps whose outputs it computes, None: every path);
+    FaultNotApplicable when the attribute does not exist."""
     _lookup(owner, attribute, label)
-    return _Patch(owner, attribute, label, replacement)
+    return _Patch(owner, attribute, label, replacement, computes)
 
 
 @contextlib.contextmanager
 def inject(patches: list[_Patch], name: str | None = None) -> Iterator[Injection]:
     """Apply ``patches``, each wrapped in a call counter, inside the block; restore the originals after."""
-    injection = Injection(name, [item.label for item in patches])
+    injection = Injection(name, [item.label for item in patches], {item.label: item.computes for item in patches})
     originals = [(item.owner, item.attribute, item.owner.__dict__.get(item.attribute, _MISSING)) for item in patches]
     for item in patches:
         setattr(item.owner, item.attribute, injection._counted(item))
