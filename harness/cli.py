@@ -26,7 +26,7 @@ from harness.execute.faults import FaultNotApplicable
 from harness.case.divergences import DIVERGENCES_FILE, DivergenceFileError
 from harness.case.schema import CaseError, builtin_cases, load_case_file, select_cases
 from harness.records.header import command_line
-from harness.records.store import RecordError
+from harness.records.store import RecordError, RecordLocked
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_THRESHOLD = 3
@@ -85,6 +85,8 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     show_progress = len(cases) > PROGRESS_THRESHOLD and not args.quiet
     try:
         record, verdicts = run_cases(cases, backend, options, on_case_done=print_progress if show_progress else None)
+    except RecordLocked as error:  # another run is writing this backend into --out
+        return _fail(str(error))
     except (RecordError, ResumeRefused) as error:
         return _fail(f"cannot resume: {error}")
     if not record["cases"]:
@@ -129,6 +131,9 @@ def _command_classify(args: argparse.Namespace) -> int:
               + f"; {len(verdicts['possibly_resolved'])} possibly resolved (divergences {verdicts['divergences_sha256'][:12]})")
         for entry in verdicts["possibly_resolved"]:
             print(f"  possibly resolved: {entry['divergence']} no longer shows on {entry['case']}", file=sys.stderr)
+        for flag in verdicts["integrity"]["flags"]:  # the record itself: unfinished, mixed commits, contradicted statuses
+            print(f"  record {flag['kind'].replace('_', ' ')}: {flag['message']}", file=sys.stderr)
+        failing += verdicts["integrity"]["failing"]
     cross = compare_backends(args.dir)
     print(summary_line(cross))
     for entry in cross["missing"]:

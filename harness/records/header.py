@@ -7,8 +7,10 @@ precision settings, seed and command produced it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shlex
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,6 +47,22 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def harness_commit() -> str | None:
+    """The git commit of the harness code that is running ("<sha>+dirty" when tracked files differ from it);
+    None outside a git checkout (an installed copy) or without git."""
+    checkout = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        changed = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no", "--", "harness", "reference"],
+                                 capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha.stdout.strip() + ("+dirty" if changed.returncode == 0 and changed.stdout.strip() else "")
+
+
 def make_header(kind: str, backend: BackendInfo, *, seed: int | None, command: str, fault: str | None = None) -> dict[str, Any]:
     """The header of a ``kind`` record measured on ``backend``."""
     schema, version = SCHEMAS[kind]
@@ -58,6 +76,7 @@ def make_header(kind: str, backend: BackendInfo, *, seed: int | None, command: s
         "versions": dict(backend.versions),
         "settings": dict(backend.settings),
         "command": command,
+        "commit": harness_commit(),
         "seed": seed,
         "fault": fault,
         "started": now(),

@@ -16,8 +16,8 @@ with one line (``MergeError``), before anything is written:
 
 The merged header is the first input's with ``command`` the merge command, ``shard`` null, ``started``
 the earliest start, ``finished`` the latest finish (null while an input is unfinished), ``wall_time_s``
-the sum, and ``merged_from`` one entry per run merged (folder, command, shard, started, finished and
-device; the entries of an input that was itself a merge are carried over). Cases are ordered by name, so the result
+the sum, and ``merged_from`` one entry per run merged (folder, command, shard, started, finished, device
+and harness commit; the entries of an input that was itself a merge are carried over). Cases are ordered by name, so the result
 does not depend on how the cases were spread over the inputs or on the order of the inputs. Backend
 logs are concatenated in input order (each command's part already starts with its own header line).
 Verdicts and ``cross_backend.json`` are not merged: they are recomputed from the merged records (the
@@ -134,7 +134,8 @@ def _runs(folder: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
     if record.get("merged_from"):
         return [dict(entry) for entry in record["merged_from"]]
     entry = {"folder": str(folder), "command": record.get("command"), "shard": record.get("shard"),
-             "started": record.get("started"), "finished": record.get("finished"), "device": record.get("device")}
+             "started": record.get("started"), "finished": record.get("finished"), "device": record.get("device"),
+             "commit": record.get("commit")}
     if record.get("resumed"):
         entry["resumed"] = record["resumed"]
     return [entry]

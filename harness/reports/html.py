@@ -164,7 +164,9 @@ def _attention(report: Report) -> list[str]:
     if report.attention_count:
         body.append(
             f'<p class="banner bad"><strong>{report.attention_count} need attention</strong>: {len(report.failures)} failing case '
-            f"results, {len(report.cross.missing)} raw outputs missing from the records.</p>"
+            f"results, {len(report.cross.missing)} raw outputs missing from the records"
+            + (f", {report.record_failures} recorded statuses contradicted by the raw outputs" if report.record_failures else "")
+            + ".</p>"
         )
     else:
         body.append('<p class="banner good"><strong>Nothing needs attention</strong>: every case passed, is a documented known '
@@ -699,6 +701,9 @@ def render_html(report: Report, figures: dict[str, bytes]) -> str:
         "</head>",
         "<body>",
         "<h1>keras-parity report</h1>",
+        *([f'<div class="banner bad" id="record-flags"><strong>Warning: records flagged by <code>classify</code></strong>; their '
+           "numbers may not be what they seem:<ul>" + "".join(f"<li>{_e(flag)}</li>" for flag in report.record_flags) + "</ul></div>"]
+          if report.record_flags else []),
         f"<p>Generated from the records in <code>{_e(report.folder)}</code> ({_e(', '.join(report.backends))}). Every error is "
         f"shown as its ratio to the tolerance that judged it (at most 1 passes; "
         f'<span class="r-ok">below 0.1</span>, <span class="r-close">0.1 to 1</span>, <span class="r-over">above 1</span>), '

@@ -763,10 +763,14 @@ class Report:
     gradients: "GradientsAndTraining | None" = None  # <backend>.gradients.json / .training.json, when run
     training_mode: "TrainingMode | None" = None  # <backend>.training_mode.json, when run
     claim_study: "ClaimStudy | None" = None  # claims.json: each known-divergence claim under injected faults, when run
+    # records that do not say what they are (unfinished, mixed commits, statuses their raw outputs contradict):
+    # shown as a banner at the top; record_failures counts the contradicted statuses
+    record_flags: tuple[str, ...] = ()
+    record_failures: int = 0
 
     @property
     def attention_count(self) -> int:
-        return len(self.failures) + len(self.cross.missing)
+        return len(self.failures) + len(self.cross.missing) + self.record_failures
 
 
 # ------------------------------------------------------------------------------------------ builders
@@ -1157,6 +1161,28 @@ def _details(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     return pairs
 
 
+def _record_flags(records: dict[str, dict[str, Any]], verdict_files: dict[str, dict[str, Any] | None]) -> tuple[tuple[str, ...], int]:
+    """The integrity flags ``classify`` put in each verdict file (an unfinished record is flagged from the record
+    itself when its verdicts predate them), each once; and how many are failures of a record."""
+    from harness.records.integrity import FAILING_FLAGS
+
+    flags: list[str] = []
+    failures = 0
+    for backend, record in records.items():
+        integrity = (verdict_files.get(backend) or {}).get("integrity")
+        if integrity is None:
+            if not record.get("finished"):
+                flags.append(f"unfinished: {backend}.json is unfinished: the run never finished (no 'finished' time), "
+                             f"it holds {len(record.get('cases', []))} cases")
+            continue
+        for flag in integrity.get("flags", []):
+            line = f"{flag['kind'].replace('_', ' ')}: {flag['message']}"
+            if line not in flags:
+                flags.append(line)
+                failures += flag["kind"] in FAILING_FLAGS
+    return tuple(flags), failures
+
+
 def _warnings(records: dict[str, dict[str, Any]], verdict_files: dict[str, dict[str, Any] | None],
               environments: list[Environment], faults: Faults | None) -> tuple[str, ...]:
     warnings = []
@@ -1271,6 +1297,7 @@ def build_report(folder: Path) -> Report:
     )
     between_versions = load_between_versions(folder, notes)
     other_between_versions = load_other_comparisons(folder, notes)
+    record_flags, record_failures = _record_flags(records, verdict_files)
     return Report(
         folder=str(folder.name or folder),
         backends=backends,
@@ -1292,6 +1319,8 @@ def build_report(folder: Path) -> Report:
         tolerance_differences=tolerance_differences,
         environments=tuple(environments),
         warnings=_warnings(records, verdict_files, environments, faults),
+        record_flags=record_flags,
+        record_failures=record_failures,
         notes=tuple(notes),
         why=_why(backends, records, side["probes"], api_summaries, results, float32_atol),
         kernels=_kernel_summaries(records, results),

@@ -16,12 +16,13 @@ import numpy as np
 
 from harness.case.divergences import DIVERGENCES_FILE, Divergence, load_divergences
 from harness.case.schema import Case, parse_case
-from harness.case.tolerances import Tolerances, load_tolerances, tolerance_extras_json, tolerance_table_json
+from harness.case.tolerances import Tolerances, load_tolerances
 from harness.case.weights import DEFAULT_SEED
 from harness.execute.backends import BackendInfo
 from harness.execute.measure import DEFAULT_CASE_TIMEOUT_S, run_case
 from harness.records import store as records
-from harness.records.header import make_header, now
+from harness.records.header import harness_commit, make_header, now
+from harness.records.integrity import TOLERANCE_KEYS, tolerance_fields, tolerance_sha256
 from harness.verdicts.classify import add_verdict, classify_result, new_verdict_record, verdicts_path
 
 
@@ -42,13 +43,18 @@ class ResumeRefused(ValueError):
 
 def _previous_run(json_path: Path, npz_path: Path, header: dict[str, Any], cases: list[Case]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The earlier record and its raw outputs, after checking that this run measures the same thing:
-    the same backend, seed, fault, versions, settings (precision mode included) and shard, and the same
-    definition for every case both hold."""
+    the same backend, seed, fault, versions, settings (precision mode included) and shard, the same
+    tolerance table (rows, overrides and API bound), and the same definition for every case both hold."""
     previous = records.read_record(json_path)
     for key in ("backend", "seed", "fault", "versions", "settings", "device_class", "shard"):
         if previous.get(key) != header.get(key):
             raise ResumeRefused(f"{json_path} was measured with {key} {previous.get(key)!r}, this run has {header.get(key)!r}; "
                                 "run without --resume or into another --out folder")
+    earlier_table, this_table = tolerance_sha256(previous), tolerance_sha256(header)
+    if earlier_table != this_table:
+        changed = [key for key in TOLERANCE_KEYS if previous.get(key) != header.get(key)]
+        raise ResumeRefused(f"{json_path} was judged with another tolerance table (sha256 {earlier_table[:12]}, this run "
+                            f"{this_table[:12]}; {', '.join(changed)} differ); run without --resume or into another --out folder")
     definitions = {case.name: case.definition for case in cases}
     for result in previous["cases"]:
         name = result["case"]
@@ -65,21 +71,30 @@ def run_cases(
     on_case_done: Callable[[int, int, dict[str, Any], dict[str, Any] | None], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Run every case, writing ``<out>/<backend>.json`` and ``.npz`` (and, without a fault,
-    ``<backend>.verdicts.json``) after each; returns the run record and the verdict record."""
-    from harness.execute import faults
-
+    ``<backend>.verdicts.json``) after each; returns the run record and the verdict record. Another process
+    writing the same backend into the same folder makes it raise ``records.RecordLocked`` before anything is written."""
     tolerances = load_tolerances(backend.device_class)
     divergences = load_divergences()
+    with records.folder_lock(options.out_dir, backend.name, options.command):  # one writer per folder and backend
+        return _run_locked(cases, backend, options, tolerances, divergences, on_case_done)
+
+
+def _run_locked(cases: list[Case], backend: BackendInfo, options: RunOptions, tolerances: Tolerances, divergences: list[Divergence],
+                on_case_done: Callable[[int, int, dict[str, Any], dict[str, Any] | None], None] | None,
+                ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    from harness.execute import faults
+
     json_path = options.out_dir / f"{backend.name}.json"
     npz_path = options.out_dir / f"{backend.name}.npz"
     header = make_header("run", backend, seed=options.seed, command=options.command, fault=options.fault) | {"shard": options.shard}
+    header |= tolerance_fields(tolerances)
     raw_outputs: dict[str, np.ndarray] = {}
     if options.resume and json_path.exists():
         record, raw_outputs = _previous_run(json_path, npz_path, header, cases)
-        record.setdefault("resumed", []).append({"at": header["started"], "command": options.command})
+        record.setdefault("resumed", []).append({"at": header["started"], "command": options.command, "commit": harness_commit()})
         record["finished"] = None
     else:
-        record = header | {"tolerances": tolerance_table_json(tolerances), **tolerance_extras_json(tolerances), "cases": []}
+        record = header | {"cases": []}
     verdicts = None if options.fault else new_verdict_record(record, divergences, DIVERGENCES_FILE)
     by_name = {case.name: case for case in cases}
     if verdicts is not None:

@@ -36,6 +36,7 @@ from harness.case.tolerances import Tolerances, load_tolerances, quantity_of
 from harness.case.weights import make_case_data
 from harness.records import store
 from harness.records.header import SCHEMAS, file_sha256, now
+from harness.records.integrity import record_integrity
 from harness.truth.compare import compare
 from harness.truth.expected import DOCUMENTED, expected_outputs
 
@@ -242,7 +243,8 @@ def verdicts_path(folder: Path, backend: str) -> Path:
 
 def classify_record(folder: Path, backend: str, divergences_path: Path = DIVERGENCES_FILE) -> dict[str, Any]:
     """Re-judge ``folder/<backend>.json`` against the divergence file, from the record and its raw
-    outputs alone, and write ``folder/<backend>.verdicts.json``."""
+    outputs alone, and write ``folder/<backend>.verdicts.json``. Its ``integrity`` holds the record's flags
+    (``harness.records.integrity``: unfinished, mixed commits, statuses its raw outputs contradict)."""
     run = store.read_record(folder / f"{backend}.json")
     if run.get("fault"):
         raise store.RecordError(f"{folder / (backend + '.json')} was measured with the fault {run['fault']!r} injected; "
@@ -256,5 +258,6 @@ def classify_record(folder: Path, backend: str, divergences_path: Path = DIVERGE
         arrays = store.result_arrays(result, raw)
         add_verdict(record, case.name, classify_result(case, backend, run["versions"], result, arrays, tolerances, divergences, run["seed"],
                                                          device_kind(run.get("device_class", "cpu"))))
+    record["integrity"] = record_integrity(folder, backend, run, raw, tolerances)
     store.write_json(verdicts_path(folder, backend), record)
     return record
