@@ -167,3 +167,63 @@ def test_a_gpu_class_fault_study_runs_the_generic_twins_and_still_detects(sessio
     assert completed.returncode == 0, completed.stderr[-3000:]
     found = json.loads(completed.stdout.strip().splitlines()[-1])
     assert found["code"] == 0 and found["status"] == "detected" and "use_cudnn=False" in found["flag"], found
+
+
+def test_report_shows_the_per_case_detection_table_and_a_sweep_that_detected_nothing():
+    """The report's fault section: one row per (fault, case) with the verdict after claims against the clean run and the
+    kernel path; a sweep that detected no perturbation is a warning and its own line, not a quiet 'none detected'."""
+    from harness.reports import html, markdown, model
+
+    run = {"status": "fail", "error": None, "max_abs_error": 2e-4, "mismatched": ["functional/output"], "patch_calls": {"LSTMCell.call": 6},
+           "after_claims": "known", "explained_by": ["some_claim"], "clean_verdict": "known",
+           "kernel_paths": {"functional": "fused_declined->generic", "sequential": "fused_declined->generic"},
+           "verdict": "undetected", "reason": "a known divergence explains the faulted outputs (some_claim): a real run would call it known"}
+    study = {"backend": "jax", "faults": {"bias": {"description": "a bias error", "kind": "forward", "cases": ["lstm_sequences"],
+                                                   "runs": {"lstm_sequences": run}, "status": "undetected", "reason": "r",
+                                                   "detected": False, "flagged_cases": []}},
+             "clean": {"lstm_sequences": {"status": "fail", "verdict": "known", "false_alarm": False}},
+             "sweep": {"float64": {"case": "lstm_float64_call", "clean_status": "fail", "clean_verdict": "known", "known_divergence": ["some_claim"],
+                                   "detected": {"1": {"flagged": False, "max_abs_error": 0.2, "after_claims": "known", "reason": "r"}},
+                                   "smallest_detected": None, "error": None,
+                                   "no_detection": "no perturbation detected: the largest, 1, was missed on lstm_float64_call (r)"},
+                       "float32": {"case": "lstm_sequences", "clean_status": "pass", "clean_verdict": "pass", "known_divergence": [],
+                                   "detected": {}, "smallest_detected": 1e-5, "error": None, "no_detection": None}}}
+    faults = model._faults({"jax": study})
+    assert [(row.fault, row.case) for row in faults.cases] == [("bias", "lstm_sequences")]
+    cell = faults.cases[0].cells["jax"]
+    assert cell.startswith("MISSED (known vs clean known; fused_declined->generic)") and "a real run would call it known" in cell
+    assert faults.detection[0].blind_sweeps == ("float64: no perturbation detected: the largest, 1, was missed on lstm_float64_call (r)",)
+    assert {row.dtype: row.cells["jax"] for row in faults.sweep} == {"float64": "NONE DETECTED", "float32": "1e-05"}
+    report = type("R", (), {"faults": faults})()
+    text = "\n".join(markdown._faults(report))
+    assert "**jax: the sweep detected no perturbation (float64: no perturbation detected" in text
+    assert "| bias | lstm_sequences | MISSED (known vs clean known; fused_declined->generic)" in text
+    page = "\n".join(html._faults(report))
+    assert "jax: the sweep detected no perturbation" in page and "MISSED (known vs clean known" in page
+
+
+def test_what_tf32_cannot_see_is_stated_per_precision_in_the_record_line_and_report():
+    """The committed GPU PyTorch fault records (TF32 allowed, then highest precision): the report names, per precision,
+    the faults it missed and the sweeps that detected nothing; the study's summary line says the same."""
+    from harness.reports import markdown, model
+    from harness.studies import fault_study
+
+    default = json.loads((ROOT / "results" / "gpu" / "default" / "torch.faults.json").read_text())
+    highest = json.loads((ROOT / "results" / "gpu" / "highest" / "torch.faults.json").read_text())
+    missed_default = [name for name, entry in default["faults"].items() if entry["status"] == "undetected"]
+    assert missed_default, "the TF32 record misses no fault"
+    for record in (default, highest):
+        detection = model._faults({"torch": record}).detection[0]
+        expected = [name for name, entry in record["faults"].items() if entry["status"] == "undetected"]
+        expected += [f"sweep:{dtype}" for dtype in fault_study.undetected_sweeps(record)]
+        assert list(detection.missed) == expected
+        assert detection.precision == f"{record['device_class']}, precision {record['settings']['precision_mode']}"
+        line = fault_study.summary(record)
+        if expected:
+            assert line.endswith(f"missed at {detection.precision}: {', '.join(expected)}"), line
+    detection = model._faults({"torch": default}).detection[0]
+    assert detection.precision == "gpu_tf32, precision default" and set(missed_default) <= set(detection.missed)
+    text = "\n".join(markdown._faults(type("R", (), {"faults": model._faults({"torch": default})})()))
+    assert f"**Missed at this precision (torch, gpu_tf32, precision default): {', '.join(detection.missed)}.**" in text
+    summary = fault_study.missed_at_this_precision(default)
+    assert summary["precision"] == "gpu_tf32, precision default" and summary["faults"] == missed_default

@@ -478,9 +478,24 @@ def run_fault_study(
         else:
             record["sweep"][dtype] = _sweep_entry(case, clean_runs)
         records.write_json(path, record)
+    record["missed_at_this_precision"] = missed_at_this_precision(record)
     record["finished"] = now()
     records.write_json(path, record)
     return record
+
+
+def precision_label(record: dict[str, Any]) -> str:
+    """Where and at which precision a record was measured: its device class and precision mode ("gpu_tf32, precision
+    default"); a fault missed there may be caught at another precision, and the other way round."""
+    settings = record.get("settings") or {}
+    return f"{record.get('device_class') or '?'}, precision {settings.get('precision_mode') or 'not recorded'}"
+
+
+def missed_at_this_precision(record: dict[str, Any]) -> dict[str, Any]:
+    """What this device and precision cannot see: the faults it missed, the sweeps that detected nothing, and the
+    smallest perturbation it detected per dtype, under its precision label."""
+    return {"precision": precision_label(record), "faults": undetected_faults(record), "sweeps": sorted(undetected_sweeps(record)),
+            "smallest_detected": {dtype: entry.get("smallest_detected") for dtype, entry in (record.get("sweep") or {}).items()}}
 
 
 def study_subset(only: str | None, sweep: str | None) -> dict[str, Any]:
@@ -547,8 +562,10 @@ def summary(record: dict[str, Any]) -> str:
     total = len(record["faults"])
     detected = sum(entry["status"] == "detected" for entry in record["faults"].values())
     blind = undetected_sweeps(record)
+    missed = undetected_faults(record)
     return (
-        f"{record['backend']}: {detected} of {total} faults detected, {len(undetected_faults(record))} undetected, "
+        f"{record['backend']}: {detected} of {total} faults detected, {len(missed)} undetected, "
         f"{len(errored_faults(record))} errors of the study, {len(false_alarms(record))} false alarms on the unmodified backend"
         + (f"; sweeps that detected no perturbation: {', '.join(blind)}" if blind else "")
+        + (f"; missed at {precision_label(record)}: {', '.join(missed + [f'sweep:{dtype}' for dtype in blind])}" if missed or blind else "")
     )
