@@ -53,6 +53,7 @@ from typing import Sequence
 import numpy as np
 
 from reference.activations import get_activation
+from reference.dense import matmul_float32_operands
 
 
 def _as_array(name: str, value: object, dtype: np.dtype) -> np.ndarray:
@@ -84,12 +85,17 @@ def lstm(
     dtype: type | np.dtype = np.float64,
     initial_output: str = "zeros",
     zero_output_mask_order: str = "processing",
+    matmuls_in_float32: bool = False,
 ) -> np.ndarray | list[np.ndarray]:
     """Run an LSTM over ``x`` (batch, time, features) the way ``keras.layers.LSTM`` does.
 
     Returns the output ((batch, time, units) with ``return_sequences``, else (batch, units)); with
     ``return_state`` a list ``[output, h, c]``. Everything is computed in ``dtype`` (float64 unless
-    told otherwise). Raises ValueError naming the argument when a shape, dtype or activation is wrong.
+    told otherwise). With ``matmuls_in_float32`` each step's x_t @ kernel and h @ recurrent_kernel are
+    reference.dense.matmul_float32_operands (float32 operands, one float32 rounding each), their sum is
+    rounded to float32 and the bias is added in ``dtype``: Keras's generic LSTMCell (implementation 2) on
+    PyTorch for float64, where keras.ops.matmul computes in float32 and ops.add of the two float32 results
+    stays float32. Raises ValueError naming the argument when a shape, dtype or activation is wrong.
     """
     if initial_output not in ("zeros", "h0"):
         raise ValueError(f"initial_output is {initial_output!r}; accepted: zeros, h0")
@@ -134,15 +140,22 @@ def lstm(
         _check_shape("initial_state[0] (h0)", h, (batch, units), "batch, units")
         _check_shape("initial_state[1] (c0)", c, (batch, units), "batch, units")
 
-    projected = (x.reshape(batch * time, features) @ kernel).reshape(batch, time, 4 * units)
-    if bias is not None:
-        projected = projected + bias
+    if matmuls_in_float32:
+        projected = matmul_float32_operands(x.reshape(batch * time, features), kernel).reshape(batch, time, 4 * units)
+    else:
+        projected = (x.reshape(batch * time, features) @ kernel).reshape(batch, time, 4 * units)
+        if bias is not None:
+            projected = projected + bias
 
     step_order = range(time - 1, -1, -1) if go_backwards else range(time)
     outputs = np.zeros((batch, time, units), dtype)
     previous_output = h.copy() if initial_output == "h0" else np.zeros((batch, units), dtype)
     for position, t in enumerate(step_order):
-        z = projected[:, t, :] + h @ recurrent_kernel
+        if matmuls_in_float32:
+            z = (projected[:, t, :] + matmul_float32_operands(h, recurrent_kernel)).astype(np.float32).astype(dtype)
+            z = z + bias if bias is not None else z
+        else:
+            z = projected[:, t, :] + h @ recurrent_kernel
         i = recurrent_act(z[:, 0 * units : 1 * units])
         f = recurrent_act(z[:, 1 * units : 2 * units])
         g = act(z[:, 2 * units : 3 * units])

@@ -38,9 +38,18 @@ def test_float64_bound_names_the_known_divergence_that_keeps_a_backend_from_floa
     jax = SimpleNamespace(name="jax", device_class="cpu", versions={"keras": "3.15.1", "jax": "0.10.2"})
     torch = SimpleNamespace(name="torch", device_class="cpu", versions={"keras": "3.15.1", "torch": "2.13.0"})
     tensorflow = SimpleNamespace(name="tensorflow", device_class="cpu", versions={"keras": "3.15.1", "tensorflow": "2.21.0"})
-    assert float64_bound(lstm, jax, divergences) == ("jax_float64_tanh_in_float32", 1e-6)
-    assert float64_bound(lstm, torch, divergences) is None  # PyTorch's float64 LSTM is float64
-    assert float64_bound(dense, torch, divergences) == ("torch_float64_dense_matmul_in_float32", 1e-6)
+    # Semantics claims whose alternative runs an op in float32 say so as much as a bound does (issue 15: the JAX
+    # tanh claim became a semantics claim and float64_bound, reading bounds only, lost it).
+    assert float64_bound(lstm, jax, divergences) == ("jax_float64_tanh_in_float32", "semantics tanh_in_float32")
+    assert float64_bound(lstm, torch, divergences) is None  # PyTorch's unmasked float64 LSTM is float64
+    # heads_dense_leftpadded is masked: the generic loop's matmuls run in float32 as well as the Dense's
+    assert float64_bound(dense, torch, divergences) == ("torch_float64_masked_lstm_matmuls_in_float32",
+                                                        "semantics dense_matmul_in_float32, lstm_matmuls_in_float32")
+    unmasked_dense = select_cases(builtin_cases(), "stacked_lstm_float64_call")[0]
+    assert float64_bound(unmasked_dense, torch, divergences) == ("torch_float64_dense_matmul_in_float32", "semantics dense_matmul_in_float32")
+    # A semantics claim about something else than precision (a mask ignored) is not one.
+    masking = select_cases(builtin_cases(), "mask_rightpadded_maskinglayer_backoff_unrolloff_initrandom")[0]
+    assert float64_bound(masking, tensorflow, divergences) is None
     assert float64_bound(lstm, tensorflow, divergences) is None
     # Another Keras than the one the claim was observed on: no bound, the recomputation is held to float64.
     assert float64_bound(lstm, SimpleNamespace(name="jax", device_class="cpu", versions={"keras": "3.16.0", "jax": "0.10.2"}), divergences) is None

@@ -6,7 +6,10 @@ to check:
 
 - ``kind = "semantics"``: the backend computes a named alternative (``semantics``, a table of
   ``harness.truth.expected.Semantics`` fields); the case is known only when every output of every
-  API agrees with that alternative, computed by the reference, within tolerance;
+  API agrees with that alternative, computed by the reference, within tolerance; with ``ulps`` (optional,
+  for an alternative that models a float32 matmul: dense_matmul_in_float32) each element may also differ from
+  it by that many float32 ulps of the matmul's scale (harness.truth.expected.float32_matmul_scales), the
+  summation order the backend's float32 kernel adds in, which the alternative (rounded once) does not pin down;
 - ``kind = "crash"``: the innermost exception has type ``exception`` and its whole message matches the
   regular expression ``message`` (a full match, as if between ^ and $); with ``raised_in`` (optional) the
   innermost traceback frame is in that source file, as records give it (e.g.
@@ -35,7 +38,7 @@ DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
 KINDS = ("semantics", "crash", "bound")
 BACKENDS = ("tensorflow", "jax", "torch")
 _FIELDS = {"id", "backends", "versions", "when", "kind", "semantics", "exception", "message", "raised_in", "outputs",
-           "max_abs_error", "api_max_abs_diff", "change", "observed", "reference", "upstream", "reproducer"}
+           "max_abs_error", "api_max_abs_diff", "ulps", "change", "observed", "reference", "upstream", "reproducer"}
 # What a claim's difference is: a bug (the default), or a definition the Keras version chose (Keras 2's
 # hard_sigmoid): a version that moves to the documented behaviour then reads as changed, not fixed.
 CHANGES = ("bug", "definition")
@@ -45,7 +48,7 @@ _KIND_FIELDS = {"semantics": {"semantics"}, "crash": {"exception", "message"}, "
 # (e.g. when two APIs take different kernels); without it, builds that disagree stay unexplained.
 # A crash may name the source file its exception is raised in (raised_in), so that a generic message (an
 # AttributeError any code could raise) is explained only where the claim says it comes from.
-_KIND_OPTIONAL = {"bound": {"api_max_abs_diff"}, "crash": {"raised_in"}}
+_KIND_OPTIONAL = {"bound": {"api_max_abs_diff"}, "crash": {"raised_in"}, "semantics": {"ulps"}}
 _RAISED_IN = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*\.py")
 
 # Case-level facts a condition can name; the options of recurrent layers are facts too.
@@ -146,6 +149,7 @@ class Divergence:
     outputs: tuple[str, ...] = ()
     max_abs_error: float = 0.0
     api_max_abs_diff: float | None = None
+    ulps: float = 0.0  # semantics: float32 ulps of the matmul scale each element may differ from the alternative by
     change: str = "bug"
     # ... or, when ``when`` is a list of tables, all of any one of these (conditions is the first)
     alternatives: tuple[tuple[Condition, ...], ...] = ()
@@ -256,6 +260,11 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
         if "raised_in" in entry and (not isinstance(raised_in, str) or not _RAISED_IN.fullmatch(raised_in) or raised_in.startswith("/")):
             raise DivergenceFileError(f"{where}: raised_in is {raised_in!r}; expected a relative source file as records give it, "
                                       "e.g. 'keras/src/backend/torch/rnn.py'")
+    ulps = entry.get("ulps", 0.0)
+    if "ulps" in entry and (isinstance(ulps, bool) or not isinstance(ulps, (int, float)) or not 0 < ulps <= 16):
+        raise DivergenceFileError(f"{where}: ulps is {ulps!r}; expected a number of float32 ulps above 0 and at most 16")
+    if "ulps" in entry and not semantics.dense_matmul_in_float32:
+        raise DivergenceFileError(f"{where}: ulps is a tolerance on a modelled float32 matmul; it needs semantics dense_matmul_in_float32")
     when = entry["when"]
     if isinstance(when, list) and when:
         alternatives = tuple(parse_conditions(table, f"{where}, when[{index}]") for index, table in enumerate(when))
@@ -269,7 +278,7 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
         exception=entry.get("exception", ""), message=entry.get("message", ""), raised_in=entry.get("raised_in", ""),
         outputs=tuple(entry.get("outputs", ())), max_abs_error=float(entry.get("max_abs_error", 0.0)),
         api_max_abs_diff=float(entry["api_max_abs_diff"]) if "api_max_abs_diff" in entry else None,
-        change=entry.get("change", "bug"),
+        ulps=float(ulps), change=entry.get("change", "bug"),
     )
 
 

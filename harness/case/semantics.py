@@ -30,6 +30,11 @@ class Semantics:
     tanh_in_float32: every "tanh" activation (LSTM cell, LSTM output, Dense) rounds its float64 input to
         float32 and computes XLA's CPU float32 tanh (reference.activations.tanh_xla_float32); the float32
         result joins the float64 computation around it exactly.
+    dense_matmul_in_float32: every Dense (and TimeDistributed(Dense)) computes x @ kernel with float32
+        operands and a float32 result (reference.dense.matmul_float32_operands); the bias and the
+        activation stay in float64.
+    lstm_matmuls_in_float32: every LSTM computes its two matmuls per step (x_t @ kernel, h @ recurrent_kernel)
+        that way and adds them in float32, then adds the bias in float64 (reference.lstm's matmuls_in_float32).
     go_backwards_sequence_in_input_order: an unmasked LSTM (not a Bidirectional's) with go_backwards
         and return_sequences returns its output sequence flipped back to input order, instead of the
         documented processing order (the last input step first).
@@ -45,6 +50,8 @@ class Semantics:
     sparsemax_cumulative_threshold: bool = False
     hard_sigmoid_keras2: bool = False
     tanh_in_float32: bool = False
+    dense_matmul_in_float32: bool = False
+    lstm_matmuls_in_float32: bool = False
 
     def __post_init__(self) -> None:
         if self.initial_output not in ("zeros", "h0"):
@@ -74,3 +81,7 @@ class Semantics:
 
 
 DOCUMENTED = Semantics()
+
+# The alternatives that say an op of a float64 computation runs in float32: a claim naming one says the backend
+# does not compute the case in float64 end to end.
+FLOAT32_OP_FIELDS = ("tanh_in_float32", "dense_matmul_in_float32", "lstm_matmuls_in_float32")

@@ -494,18 +494,27 @@ def float64_loss(case: Any, targets: dict[str, Any], backend_gradients: Any = No
     return gradients
 
 
-def float64_bound(case: Any, info: Any, divergences: list) -> tuple[str, float] | None:
-    """The known divergence of kind bound (the loosest) that applies to the float64 version of ``case`` on this
-    backend: it says the backend does not compute that case in float64 end to end; None when none applies."""
+def float64_bound(case: Any, info: Any, divergences: list) -> tuple[str, str] | None:
+    """The known divergence that says this backend does not compute the float64 version of ``case`` in float64
+    end to end, as (id, what it claims): a bound claim (the loosest, "bound <max_abs_error>") or else a semantics
+    claim whose alternative runs an op in float32 (harness.case.semantics.FLOAT32_OP_FIELDS, "semantics <fields>");
+    None when none applies."""
     from dataclasses import replace as replace_case
 
     from harness.case.divergences import device_kind
+    from harness.case.semantics import FLOAT32_OP_FIELDS
 
     case64 = replace_case(case, dtype="float64")
     device = device_kind(info.device_class)
-    bounds = [(d.id, float(d.max_abs_error)) for d in divergences
-              if d.kind == "bound" and d.applies_to(case64, info.name, info.versions, device)]
-    return max(bounds, key=lambda bound: bound[1]) if bounds else None
+    applicable = [d for d in divergences if d.applies_to(case64, info.name, info.versions, device)]
+    bounds = sorted((d for d in applicable if d.kind == "bound"), key=lambda d: float(d.max_abs_error), reverse=True)
+    if bounds:
+        return bounds[0].id, f"bound {float(bounds[0].max_abs_error):g}"
+    for divergence in applicable:
+        in_float32 = [name for name in FLOAT32_OP_FIELDS if divergence.kind == "semantics" and getattr(divergence.semantics, name)]
+        if in_float32:
+            return divergence.id, "semantics " + ", ".join(in_float32)
+    return None
 
 
 def _judgement_lines(judgement: dict[str, Any]) -> list[str]:

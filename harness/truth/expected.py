@@ -47,6 +47,7 @@ def _lstm(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_
         return_sequences=options["return_sequences"], return_state=True,
         zero_output_for_mask=options["zero_output_for_mask"] and not semantics.zero_output_for_mask_ignored,
         initial_output=semantics.initial_output, zero_output_mask_order=semantics.zero_output_mask_order,
+        matmuls_in_float32=semantics.lstm_matmuls_in_float32,
     )
     return result
 
@@ -84,7 +85,8 @@ def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_
         return [np.concatenate([first, second], axis=-1)]
     if layer.type in ("dense", "time_distributed_dense"):
         kernel, *bias = weights[0]
-        return [reference.dense(x, kernel, bias[0] if bias else None, activation=_activation(options["activation"], semantics))]
+        return [reference.dense(x, kernel, bias[0] if bias else None, activation=_activation(options["activation"], semantics),
+                                matmul_in_float32=semantics.dense_matmul_in_float32)]
     raise ValueError(f"no reference for layer type {layer.type!r}")
 
 
@@ -166,3 +168,33 @@ def _stateful_expected(case: Case, x: np.ndarray, layer_weights) -> dict[str, np
     # After reset_states the first batch must give the first batch's output again.
     result["after_reset@0"] = result["output@0"]
     return result
+
+
+def float32_matmul_scales(case: Case, data, semantics: Semantics) -> dict[str, np.ndarray]:
+    """Per output, the float32 spacing (one float32 ulp) of sum_i |x_i| |w_i| for each element of the last
+    float32 matmul that produced it under ``semantics``: a Dense head under dense_matmul_in_float32 (its input
+    computed under ``semantics``, its operands rounded to float32). A float32 matmul summed in another order
+    than reference.dense.matmul_float32_operands (which rounds once) differs from it by a few of these; the
+    known divergences that model such an op state how many (a semantics claim's ulps). Zeros for an output
+    no float32 matmul produced last, and for stateful cases."""
+    outputs = expected_outputs(case, data, semantics)
+    scales = {name: np.zeros_like(value) for name, value in outputs.items()}
+    last = case.layers[-1]
+    if case.stateful or not semantics.dense_matmul_in_float32 or last.type not in ("dense", "time_distributed_dense"):
+        return scales
+    x = data.x.astype(np.float64)
+    if semantics.inputs_rounded_to_float32:
+        x = x.astype(np.float32).astype(np.float64)
+    initial_state = None if data.initial_state is None else [s.astype(np.float64) for s in data.initial_state]
+    mask = None if semantics.mask_ignored else data.mask
+    dense_input = x
+    for layer, weights in zip(case.layers[:-1], data.layer_weights[:-1]):
+        weights64 = tuple(tuple(w.astype(np.float64) for w in group) for group in weights)
+        dense_input = _apply_layer(layer, dense_input, weights64, mask, initial_state, semantics)[0]
+        initial_state = None
+        if not layer.returns_sequences:
+            mask = None
+    kernel = data.layer_weights[-1][0][0]
+    absolute = np.abs(dense_input.astype(np.float32).astype(np.float64)) @ np.abs(kernel.astype(np.float32).astype(np.float64))
+    scales[case.output_names[0]] = np.spacing(absolute.astype(np.float32)).astype(np.float64)
+    return scales
