@@ -241,15 +241,18 @@ def _command_faults(args: argparse.Namespace) -> int:
     backend = activate(args.backend, precision=args.precision)
     from harness.studies import fault_study
 
-    record = fault_study.run_fault_study(cases, backend, args.out, args.seed, command=args.invocation)
+    subset = fault_study.study_subset(args.only, args.sweep)
+    record = fault_study.run_fault_study(cases, backend, args.out, args.seed, command=args.invocation, **subset)
     print(f"{fault_study.summary(record)}; wrote {args.out / (backend.name + '.faults.json')}")
     for name, reason in fault_study.errored_faults(record).items():
         print(f"  error: {name}: {reason}", file=sys.stderr)
     for name in fault_study.undetected_faults(record):
-        print(f"  not detected: {name}: {record['faults'][name]['description']}", file=sys.stderr)
+        print(f"  not detected at {fault_study.precision_label(record)}: {name}: {record['faults'][name]['description']}", file=sys.stderr)
     for name in fault_study.false_alarms(record):
         entry = record["clean"][name]
         print(f"  false alarm: {name}: {entry['status']} {entry['error'] or ''}".rstrip(), file=sys.stderr)
+    for dtype, reason in fault_study.undetected_sweeps(record).items():
+        print(f"  sweep detected nothing: {dtype}: {reason}", file=sys.stderr)
     return fault_study.exit_code(record)
 
 
@@ -482,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_precision(fault_study)
     fault_study.add_argument("--out", type=Path, default=Path("results"), metavar="DIR")
     fault_study.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    fault_study.add_argument("--only", default=None, metavar="FAULTS",
+                             help="comma-separated fault names (forward, gradient or optimizer) to run; default: every fault")
+    fault_study.add_argument("--sweep", default=None, metavar="DTYPES",
+                             help="comma-separated dtypes of the perturbation sweep to run, or 'none'; default: every dtype")
 
     fuzzing = commands.add_parser("fuzz", help="random configurations (hypothesis) against the reference; a failure is shrunk and printed as a case")
     fuzzing.add_argument("--backend", required=True, choices=BACKENDS)

@@ -48,8 +48,8 @@ def test_bad_case_file_is_a_case_error(tmp_path):
     with pytest.raises(CaseError, match="batch, time, features and units must differ"):
         training_mode.load_setup(same_sizes)
     no_calls = tmp_path / "no_calls.toml"
-    no_calls.write_text(text.replace("calls = 20", "calls = 1"))
-    with pytest.raises(CaseError, match="at least 2"):
+    no_calls.write_text(text.replace("calls = 20", "calls = 2"))
+    with pytest.raises(CaseError, match="at least 3"):
         training_mode.load_setup(no_calls)
 
 
@@ -58,18 +58,25 @@ def _masks(rng, shape, rate, per_gate=False):
     return np.where(keep, np.float32(1) / np.float32(1 - rate), 0).astype(np.float32)
 
 
-def _calls(case, rng, count=20, transform=lambda mask: [mask]):
-    """What the capture records per call: one new mask per call and kind with a rate."""
+def _calls(case, rng, count=20, transform=lambda mask: [mask], batches=None, drawn_rate=None):
+    """What the capture records per call: one new mask per call and kind with a rate (drawn at ``drawn_rate``
+    instead of the case's rate when given, but scaled by the case's 1 / (1 - rate) as Keras would)."""
     calls = []
-    for _ in range(count):
+    for call_index in range(count):
         call = {}
+        batch = batches[call_index] if batches else case.batch
         for direction in training_mode.directions(case):
             for kind, width in (("input", case.features), ("recurrent", case.layers[0].units)):
                 rate = training_mode.rates(case)[kind]
                 if rate:
-                    call[(direction, kind)] = transform(_masks(rng, (case.batch, width), rate, training_mode.per_gate(case)))
+                    mask = _masks(rng, (batch, width), rate, training_mode.per_gate(case))
+                    if drawn_rate is not None:
+                        keep = rng.random(mask.shape) >= drawn_rate
+                        mask = np.where(keep, np.float32(1) / np.float32(1 - rate), 0).astype(np.float32)
+                    call[(direction, kind)] = transform(mask)
         calls.append(call)
     return calls
+
 
 
 def test_mask_checks_pass_keras_like_masks_and_catch_each_wrong_one():
@@ -108,6 +115,37 @@ def test_rate_bound_is_the_stated_binomial_bound():
     n = 20 * case.batch * case.features
     assert checks["forward/input/rate"]["elements"] == n
     assert checks["forward/input/rate"]["bound"] == pytest.approx(5 * math.sqrt(0.3 * 0.7 / n))
+
+
+def test_rate_check_tells_0_3_from_0_25_and_0_35_with_the_study_settings():
+    """The study's calls (the case's batch, then settings.statistics_batch rows) pool enough mask elements that a
+    mask drawn at 0.25 or 0.35 fails the rate check for 0.3, on every seed tried; a mask at 0.3 passes. With the
+    case's batch alone (n = 400, the earlier design) the same wrong masks pass."""
+    case = CASES["tm_lstm_i2_dropout"]
+    settings = SETUP["settings"]
+    batches = [case.batch] + [settings["statistics_batch"]] * (settings["calls"] - 1)
+
+    def rate_passes(drawn_rate, seed, study_batches=batches):
+        calls = _calls(case, np.random.default_rng(seed), count=len(study_batches), batches=study_batches, drawn_rate=drawn_rate)
+        return training_mode.mask_checks(case, calls, settings["z"], study_batches)["forward/input/rate"]["passed"]
+
+    for seed in range(20):
+        assert rate_passes(0.3, seed)
+        assert not rate_passes(0.25, seed) and not rate_passes(0.35, seed), seed
+    small = [case.batch] * settings["calls"]
+    assert rate_passes(0.25, 0, small) and rate_passes(0.35, 0, small)
+
+
+def test_structure_check_uses_each_calls_own_batch():
+    case = CASES["tm_lstm_i2_dropout"]
+    settings = SETUP["settings"]
+    batches = [case.batch] + [settings["statistics_batch"]] * (settings["calls"] - 1)
+    calls = _calls(case, np.random.default_rng(3), count=len(batches), batches=batches)
+    checks = training_mode.mask_checks(case, calls, settings["z"], batches)
+    assert all(check["passed"] for check in checks.values()), {k: c["detail"] for k, c in checks.items() if not c["passed"]}
+    # A statistics call that returned a mask of the case's batch instead of its own input's batch is wrong.
+    calls[5] = _calls(case, np.random.default_rng(4), count=1)[0]
+    assert not training_mode.mask_checks(case, calls, settings["z"], batches)["forward/input/structure"]["passed"]
 
 
 def test_expected_output_without_masks_is_the_plain_reference_and_masks_change_it():

@@ -583,12 +583,20 @@ def _faults(report: Report) -> list[str]:
         return ["<p>Not run (nox -s faults).</p>"]
     body = [
         "<p>Each fault is patched into Keras at run time (never into the reference) and run through the harness on the cases "
-        "it names; it is detected when a case fails. The same cases run unmodified must pass.</p>",
+        "it names; a case detects it when its verdict after the known-divergence claims fails while the same case run unmodified "
+        "does not fail, its outputs differ from the unmodified ones, and its builds ran the kernel path the fault patches. The "
+        "same cases run unmodified must pass (or be explained by a claim).</p>",
         "<p>Detection: " + _e("; ".join(
-            f"{d.backend} {d.detected} of {d.total}" + (f" ({d.errors} raised)" if d.errors else "") + f", {len(d.false_alarms)} false alarms"
+            f"{d.backend} {d.detected} of {d.total}" + (f" ({d.errors} errors of the study)" if d.errors else "") + f", {len(d.false_alarms)} false alarms"
             for d in faults.detection
         )) + ".</p>",
     ]
+    for detection in faults.detection:
+        for blind in detection.blind_sweeps:
+            body.append(f'<p><span class="r-over">{_e(f"{detection.backend}: the sweep detected no perturbation ({blind}).")}</span></p>')
+        if detection.missed:
+            missed = f"Missed at this precision ({detection.backend}, {detection.precision}): {', '.join(detection.missed)}."
+            body.append(f'<p><span class="r-over">{_e(missed)}</span></p>')
     rows = []
     for row in faults.rows:
         cells = []
@@ -602,6 +610,10 @@ def _faults(report: Report) -> list[str]:
     if faults.sweep:
         body.append("<p>Smallest constant added to the forget gate's pre-activation that the tolerances flag, per dtype:</p>")
         body.append(_table(["dtype", "case", *faults.backends], [[_e(s.dtype), _e(s.case), *(_e(s.cells[b]) for b in faults.backends)] for s in faults.sweep]))
+    if faults.cases:
+        body.append("<p>Per case: the verdict, the faulted run's verdict after claims against the unmodified run's, and the kernel path "
+                    "its builds ran:</p>")
+        body.append(_table(["fault", "case", *faults.backends], [[_e(c.fault), _e(c.case), *(_e(c.cells[b]) for b in faults.backends)] for c in faults.cases]))
     return body
 
 

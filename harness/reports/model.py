@@ -607,6 +607,17 @@ class FaultDetection:
     total: int
     errors: int
     false_alarms: tuple[str, ...]
+    blind_sweeps: tuple[str, ...] = ()  # "dtype: why" for every sweep that detected no perturbation at all
+    precision: str = ""  # where and at which precision the study ran: "gpu_tf32, precision default"
+    missed: tuple[str, ...] = ()  # what this precision cannot see: undetected faults, then "sweep:<dtype>" that detected nothing
+
+
+@dataclass(frozen=True)
+class FaultCaseRow:
+    """One case of one fault: per backend, how it was judged (verdict after claims, against the clean run)."""
+    fault: str
+    case: str
+    cells: dict[str, str]  # backend -> "detected (fail vs clean pass; generic)", "missed (known vs clean known; ...)", ...
 
 
 @dataclass(frozen=True)
@@ -615,6 +626,7 @@ class Faults:
     detection: tuple[FaultDetection, ...]
     rows: tuple[FaultRow, ...]
     sweep: tuple[SweepRow, ...]
+    cases: tuple[FaultCaseRow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1063,7 +1075,12 @@ def _faults(studies: dict[str, dict[str, Any]]) -> Faults | None:
             name for name, entry in clean.items()
             if (entry["false_alarm"] if "false_alarm" in entry else str(entry.get("verdict") or entry.get("status")) not in ("pass", "known"))
         )
-        detection.append(FaultDetection(backend, statuses.count("detected"), len(statuses), statuses.count("error"), alarms))
+        blind = _blind_sweeps(studies[backend].get("sweep") or {})
+        settings = studies[backend].get("settings") or {}
+        precision = f"{studies[backend].get('device_class') or '?'}, precision {settings.get('precision_mode') or 'not recorded'}"
+        missed = tuple(name for name, entry in entries.items() if _fault_status(entry) == "undetected")
+        missed += tuple(f"sweep:{line.split(':', 1)[0]}" for line in blind)
+        detection.append(FaultDetection(backend, statuses.count("detected"), len(statuses), statuses.count("error"), alarms, blind, precision, missed))
     for name in names:
         cells = {}
         description = ""
@@ -1090,16 +1107,49 @@ def _faults(studies: dict[str, dict[str, Any]]) -> Faults | None:
             entry = (studies[backend].get("sweep") or {}).get(dtype) or {}
             case = case or str(entry.get("case") or "")
             clean = entry.get("clean_status")
-            if clean is None:
+            known = ", ".join(entry.get("known_divergence") or [])
+            if entry.get("error"):
+                cells[backend] = f"ERROR: {entry['error']}"
+            elif clean is None:
                 cells[backend] = "not run"
-            elif clean != "pass":
+            elif entry.get("skipped"):  # a record from before the sweep ran on claimed cases
                 cells[backend] = f"n/a (unmodified case: {clean})"
             elif entry.get("smallest_detected") is None:
-                cells[backend] = "none detected"
+                cells[backend] = "NONE DETECTED"
             else:
-                cells[backend] = f"{entry['smallest_detected']:g}"
+                cells[backend] = f"{entry['smallest_detected']:g}" + (f" (unmodified case known: {known})" if known else "")
         sweep.append(SweepRow(dtype, case, cells))
-    return Faults(backends, tuple(detection), tuple(rows), tuple(sweep))
+    return Faults(backends, tuple(detection), tuple(rows), tuple(sweep), _fault_cases(studies, backends, names))
+
+
+def _blind_sweeps(sweep: dict[str, Any]) -> tuple[str, ...]:
+    """"dtype: why" for every sweep that ran and detected no perturbation (the fault study's undetected_sweeps)."""
+    return tuple(
+        f"{dtype}: {entry.get('no_detection') or 'no perturbation detected on ' + str(entry.get('case'))}" for dtype, entry in sweep.items()
+        if not entry.get("error") and not entry.get("skipped") and entry.get("clean_status") is not None and entry.get("smallest_detected") is None
+    )
+
+
+def _fault_cases(studies: dict[str, dict[str, Any]], backends: tuple[str, ...], names: list[str]) -> tuple[FaultCaseRow, ...]:
+    """The per-case detection table: every (fault, case) run, per backend its verdict, the faulted run's verdict after
+    claims against the clean verdict, and the kernel paths its builds ran."""
+    rows = []
+    for name in names:
+        case_names = list(dict.fromkeys(case for data in studies.values() for case in ((data.get("faults") or {}).get(name) or {}).get("runs") or {}))
+        for case in case_names:
+            cells = {}
+            for backend in backends:
+                run = (((studies[backend].get("faults") or {}).get(name) or {}).get("runs") or {}).get(case)
+                if run is None:
+                    cells[backend] = "not run"
+                    continue
+                verdict = {"undetected": "MISSED", "error": "ERROR"}.get(str(run.get("verdict")), str(run.get("verdict")))
+                judged = f"{run['after_claims']} vs clean {run.get('clean_verdict')}" if "after_claims" in run else f"status {run.get('status')}"
+                paths = ", ".join(dict.fromkeys(str(path) for path in (run.get("kernel_paths") or {}).values()))
+                reason = str(run.get("reason") or "")
+                cells[backend] = f"{verdict} ({judged}" + (f"; {paths}" if paths else "") + ")" + (f": {reason}" if reason else "")
+            rows.append(FaultCaseRow(name, case, cells))
+    return tuple(rows)
 
 
 def _fault_status(entry: dict[str, Any]) -> str:
@@ -1204,9 +1254,11 @@ def _warnings(records: dict[str, dict[str, Any]], verdict_files: dict[str, dict[
         for entry in faults.detection:
             missed = [row.name for row in faults.rows if row.cells.get(entry.backend, FaultCell("not run", 0, 0, None)).status == "undetected"]
             if missed:
-                warnings.append(f"{entry.backend}: fault{'s' if len(missed) > 1 else ''} not detected by the tolerances: {', '.join(missed)}.")
+                warnings.append(f"{entry.backend}: fault{'s' if len(missed) > 1 else ''} not detected by the tolerances at {entry.precision}: {', '.join(missed)}.")
             if entry.false_alarms:
                 warnings.append(f"{entry.backend}: unmodified runs of the fault study did not pass: {', '.join(entry.false_alarms)}.")
+            if entry.blind_sweeps:
+                warnings.append(f"{entry.backend}: the fault study's sweep detected no perturbation: {'; '.join(entry.blind_sweeps)}.")
     return tuple(warnings)
 
 

@@ -7,7 +7,8 @@ is judged three ways:
 
 1. **inference**: ``model(x, training=False)`` runs and equals the reference without masks (dropout does nothing
    at inference);
-2. **captured**: ``settings.calls`` eager ``model(x, training=True)`` calls while ``DropoutRNNCell.get_dropout_mask``
+2. **captured**: ``settings.calls`` eager ``model(x, training=True)`` calls (the first on the case's input, the rest on
+   its rows repeated to ``settings.statistics_batch`` rows, so the rate is measured on enough elements) while ``DropoutRNNCell.get_dropout_mask``
    and ``get_recurrent_dropout_mask`` record what they return. The masks Keras drew must be one per sequence (one
    mask object per call and cell, reused at every timestep; a new one on the next call), hold only 0 and
    1 / (1 - rate) (within 2 float32 ulp), drop a fraction of elements within ``z`` binomial standard deviations of
@@ -77,12 +78,13 @@ def load_setup(path: Path = CASE_FILE) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise CaseError(f"{path}: cannot read the training-mode cases: {error}") from error
     settings = dict(raw.get("settings", {}))
-    for key, kind in (("calls", int), ("z", float), ("learning_rate", float)):
+    for key, kind in (("calls", int), ("statistics_batch", int), ("z", float), ("learning_rate", float)):
         if not isinstance(settings.get(key), (int, float)) or isinstance(settings.get(key), bool) or settings[key] <= 0:
             raise CaseError(f"{path}: settings.{key} is {settings.get(key)!r}; expected a positive number")
         settings[key] = kind(settings[key])
-    if settings["calls"] < 2:
-        raise CaseError(f"{path}: settings.calls is {settings['calls']}; expected at least 2 (a new mask per call is checked)")
+    if settings["calls"] < 3:
+        raise CaseError(f"{path}: settings.calls is {settings['calls']}; expected at least 3 (a new mask per call is checked "
+                        "between two calls of the statistics batch)")
     cases = [parse_case(dict(entry), str(path)) for entry in raw.get("case", [])]
     if not cases:
         raise CaseError(f"{path}: no [[case]] entries")
@@ -316,11 +318,13 @@ def _check(passed: bool, detail: str, **values: Any) -> dict[str, Any]:
     return {"passed": bool(passed), "detail": detail, **values}
 
 
-def mask_checks(case: Case, calls: list[dict[tuple[str, str], list[np.ndarray]]], z: float) -> dict[str, dict[str, Any]]:
+def mask_checks(case: Case, calls: list[dict[tuple[str, str], list[np.ndarray]]], z: float,
+                batches: list[int] | None = None) -> dict[str, dict[str, Any]]:
     """The statistics of the masks Keras drew: ``calls[k][(direction, kind)]`` is the list of distinct mask arrays
-    call k returned for that cell and kind (one expected)."""
+    call k returned for that cell and kind (one expected); ``batches[k]`` is the batch size of call k's input (the
+    case's batch for every call when not given)."""
     checks: dict[str, dict[str, Any]] = {}
-    expected_shape = (case.batch,)
+    batches = batches if batches is not None else [case.batch] * len(calls)
     for direction in directions(case):
         for kind in KINDS:
             rate = rates(case)[kind]
@@ -332,13 +336,19 @@ def mask_checks(case: Case, calls: list[dict[tuple[str, str], list[np.ndarray]]]
                 continue
             checks[f"{label}/one_per_sequence"] = _check(all(count == 1 for count in counts),
                                                          f"distinct masks per call: {sorted(set(counts))} (1 expected)", counts=counts)
-            drawn = [concrete[0] for call in calls for concrete in [[mask for mask in call.get(key, []) if mask is not None]] if concrete]
+            drawn_with_batch = [(concrete[0], batch) for call, batch in zip(calls, batches)
+                                for concrete in [[mask for mask in call.get(key, []) if mask is not None]] if concrete]
+            drawn = [mask for mask, _ in drawn_with_batch]
             if not drawn:
                 continue
             width = case.features if kind == "input" else case.layers[0].units
-            shape = ((GATES,) if per_gate(case) else ()) + expected_shape + (width,)
-            checks[f"{label}/structure"] = _check(all(mask.shape == shape for mask in drawn),
-                                                  f"shape {drawn[0].shape}, expected {shape} ({'four per-gate masks' if per_gate(case) else 'one mask for the four gates'})",
+            gates = (GATES,) if per_gate(case) else ()
+            shape = gates + (case.batch, width)
+            wrong_shapes = [(mask.shape, gates + (batch, width)) for mask, batch in drawn_with_batch if mask.shape != gates + (batch, width)]
+            checks[f"{label}/structure"] = _check(not wrong_shapes,
+                                                  f"shape {wrong_shapes[0][0] if wrong_shapes else drawn[0].shape}, expected "
+                                                  f"{wrong_shapes[0][1] if wrong_shapes else shape} "
+                                                  f"({'four per-gate masks' if per_gate(case) else 'one mask for the four gates'})",
                                                   shape=list(drawn[0].shape))
             pooled = np.concatenate([mask.ravel() for mask in drawn]).astype(np.float64)
             scale = float(np.float32(1.0) / np.float32(1.0 - rate))
@@ -355,8 +365,9 @@ def mask_checks(case: Case, calls: list[dict[tuple[str, str], list[np.ndarray]]]
                                              f"zero fraction {zero_fraction:.4f} over {pooled.size} elements, rate {rate}, "
                                              f"bound +-{bound:.4f} ({z:g} sd)", zero_fraction=zero_fraction, elements=int(pooled.size),
                                              bound=bound)
-            if len(drawn) >= 2 and drawn[0].shape == drawn[1].shape:
-                checks[f"{label}/new_per_call"] = _check(not np.array_equal(drawn[0], drawn[1]), "calls 1 and 2 drew different masks")
+            if len(drawn) >= 2 and drawn[-2].shape == drawn[-1].shape:
+                checks[f"{label}/new_per_call"] = _check(not np.array_equal(drawn[-2], drawn[-1]),
+                                                         "the last two calls drew different masks")
             if per_gate(case) and drawn[0].shape == shape:
                 gates_equal = all(np.array_equal(drawn[0][0], drawn[0][gate]) for gate in range(1, GATES))
                 checks[f"{label}/independent_gates"] = _check(not gates_equal, "the four gates' masks are not all the same")
@@ -451,16 +462,20 @@ def run_case(case: Case, settings: dict[str, Any], seed: int, tolerances: Tolera
         record = stage("captured")
         try:
             calls, first = [], None
+            # Call 0 is the case's input (its output is judged); the others draw masks for the statistics on the
+            # case's rows repeated to settings.statistics_batch rows (a mask's size is the batch's, not the data's).
+            statistics_x = np.resize(data.x, (settings["statistics_batch"],) + data.x.shape[1:])
+            batches = [case.batch] + [settings["statistics_batch"]] * (settings["calls"] - 1)
             with faulted() as fault_state:
                 for call in range(settings["calls"]):
                     log: list[tuple[int, str, Any]] = []
                     with capturing(log):
-                        output = _numpy(model(data.x, training=True))
+                        output = _numpy(model(data.x if call == 0 else statistics_x, training=True))
                     calls.append(_by_call(log, cells))
                     if call == 0:
                         first = output
             entry["fault_calls"] += fault_state["calls"]
-            entry["checks"].update(mask_checks(case, calls, settings["z"]))
+            entry["checks"].update(mask_checks(case, calls, settings["z"], batches))
             masks = {direction: {kind: _as_reference_masks(calls[0].get((direction, kind))) for kind in KINDS}
                      for direction in directions(case)}
             judge("captured/outputs", "outputs", first, lambda name: expected_output(case, data, masks, name))

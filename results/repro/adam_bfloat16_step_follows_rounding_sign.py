@@ -19,7 +19,18 @@ Exits 1 when a bias moved the opposite way to the float64 step under mixed_bfloa
 1 on TensorFlow, 0 on JAX and PyTorch with Keras 3.15.1.
 """
 
+import importlib.util
+import os
 import sys
+
+# Where this reproducer can run; elsewhere it exits 2 with one line (keras-parity's tests read REQUIRES).
+REQUIRES = {"backends": ["tensorflow", "jax", "torch"], "modules": ["keras"], "gpu": False, "x64": False}
+backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+missing = [name for name in REQUIRES["modules"] + [backend] if importlib.util.find_spec(name) is None]
+if backend not in REQUIRES["backends"] or missing:
+    print(f"cannot run here: needs KERAS_BACKEND in {REQUIRES['backends']} with {REQUIRES['modules']} installed"
+          f"; found KERAS_BACKEND={backend}, missing {missing or 'nothing'}")
+    sys.exit(2)
 
 import keras
 import numpy as np

@@ -17,14 +17,25 @@ Run on a machine with an NVIDIA GPU:  KERAS_BACKEND=jax python jax_gpu_fused_hal
 (exits 1 while the bug is present, 0 when fixed, 2 without a GPU)
 """
 
+import importlib.util
+import os
 import sys
+
+# Where this reproducer can run; elsewhere it exits 2 with one line (keras-parity's tests read REQUIRES).
+REQUIRES = {"backends": ["jax"], "modules": ["keras"], "gpu": True, "x64": False}
+backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+missing = [name for name in REQUIRES["modules"] + [backend] if importlib.util.find_spec(name) is None]
+if backend not in REQUIRES["backends"] or missing:
+    print(f"cannot run here: needs KERAS_BACKEND in {REQUIRES['backends']} with {REQUIRES['modules']} installed"
+          f"; found KERAS_BACKEND={backend}, missing {missing or 'nothing'}")
+    sys.exit(2)
 
 import jax
 import keras
 import numpy as np
 
 if jax.default_backend() != "gpu":
-    print("no GPU: this reproducer needs JAX's CUDA build on an NVIDIA GPU")
+    print("cannot run here: no GPU: this reproducer needs JAX's CUDA build on an NVIDIA GPU")
     sys.exit(2)
 
 rng = np.random.default_rng(0)

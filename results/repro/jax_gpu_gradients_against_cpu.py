@@ -19,7 +19,18 @@ was spent and has not itself been run on a GPU yet.
 Run:  KERAS_BACKEND=jax python jax_gpu_gradients_against_cpu.py   (exits 1 while GPU and CPU disagree, 2 without a GPU)
 """
 
+import importlib.util
+import os
 import sys
+
+# Where this reproducer can run; elsewhere it exits 2 with one line (keras-parity's tests read REQUIRES).
+REQUIRES = {"backends": ["jax"], "modules": ["keras"], "gpu": True, "x64": False}
+backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+missing = [name for name in REQUIRES["modules"] + [backend] if importlib.util.find_spec(name) is None]
+if backend not in REQUIRES["backends"] or missing:
+    print(f"cannot run here: needs KERAS_BACKEND in {REQUIRES['backends']} with {REQUIRES['modules']} installed"
+          f"; found KERAS_BACKEND={backend}, missing {missing or 'nothing'}")
+    sys.exit(2)
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +38,7 @@ import keras
 import numpy as np
 
 if jax.default_backend() != "gpu":
-    print("no GPU: this reproducer compares JAX's GPU with its CPU")
+    print("cannot run here: no GPU: this reproducer compares JAX's GPU with its CPU")
     sys.exit(2)
 
 rng = np.random.default_rng(0)

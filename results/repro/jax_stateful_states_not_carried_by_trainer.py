@@ -4,7 +4,19 @@ model(x) carries the state from one batch to the next on every backend; on JAX t
 jitted steps (predict, predict_on_batch, evaluate, train_on_batch, fit) leave the state untouched.
 Run:  KERAS_BACKEND=jax python jax_stateful_states_not_carried_by_trainer.py   (exits 1 while the bug is present)
 """
+import importlib.util
+import os
 import sys
+
+# Where this reproducer can run; elsewhere it exits 2 with one line (keras-parity's tests read REQUIRES).
+REQUIRES = {"backends": ["tensorflow", "jax", "torch"], "modules": ["keras"], "gpu": False, "x64": False}
+backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+missing = [name for name in REQUIRES["modules"] + [backend] if importlib.util.find_spec(name) is None]
+if backend not in REQUIRES["backends"] or missing:
+    print(f"cannot run here: needs KERAS_BACKEND in {REQUIRES['backends']} with {REQUIRES['modules']} installed"
+          f"; found KERAS_BACKEND={backend}, missing {missing or 'nothing'}")
+    sys.exit(2)
+
 import keras
 import numpy as np
 

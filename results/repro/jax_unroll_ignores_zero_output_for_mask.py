@@ -5,7 +5,18 @@ unroll=True)) with a mask gives non-zero outputs at masked steps on JAX, zeros e
 Run:  KERAS_BACKEND=jax python jax_unroll_ignores_zero_output_for_mask.py   (exits 1 while the bug is present)
 """
 
+import importlib.util
+import os
 import sys
+
+# Where this reproducer can run; elsewhere it exits 2 with one line (keras-parity's tests read REQUIRES).
+REQUIRES = {"backends": ["tensorflow", "jax", "torch"], "modules": ["keras"], "gpu": False, "x64": False}
+backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+missing = [name for name in REQUIRES["modules"] + [backend] if importlib.util.find_spec(name) is None]
+if backend not in REQUIRES["backends"] or missing:
+    print(f"cannot run here: needs KERAS_BACKEND in {REQUIRES['backends']} with {REQUIRES['modules']} installed"
+          f"; found KERAS_BACKEND={backend}, missing {missing or 'nothing'}")
+    sys.exit(2)
 
 import keras
 import numpy as np

@@ -4,7 +4,19 @@ Run with only keras and one backend installed:  KERAS_BACKEND=torch python predi
 (on JAX, also set JAX_ENABLE_X64=1 so that float64 exists at all). Exits 1 while the bug is present.
 """
 
+import importlib.util
+import os
 import sys
+
+# Where this reproducer can run; elsewhere it exits 2 with one line (keras-parity's tests read REQUIRES).
+REQUIRES = {"backends": ["tensorflow", "jax", "torch"], "modules": ["keras"], "gpu": False, "x64": True}
+backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("JAX_ENABLE_X64", "1")  # float64 on JAX
+missing = [name for name in REQUIRES["modules"] + [backend] if importlib.util.find_spec(name) is None]
+if backend not in REQUIRES["backends"] or missing or (backend == "jax" and os.environ["JAX_ENABLE_X64"].lower() not in ("1", "true")):
+    print(f"cannot run here: needs KERAS_BACKEND in {REQUIRES['backends']} with {REQUIRES['modules']} installed"
+          f" (and JAX_ENABLE_X64=1 on JAX); found KERAS_BACKEND={backend}, missing {missing or 'nothing'}")
+    sys.exit(2)
 
 import keras
 import numpy as np

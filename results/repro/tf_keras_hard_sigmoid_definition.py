@@ -5,7 +5,18 @@ Run with tf_keras installed (pip install tf-keras==2.21.0 beside tensorflow-cpu=
     python tf_keras_hard_sigmoid_definition.py   (exits 1 while tf_keras's definition differs from Keras 3's)
 """
 
+import importlib.util
+import os
 import sys
+
+# Where this reproducer can run; elsewhere it exits 2 with one line (keras-parity's tests read REQUIRES).
+REQUIRES = {"backends": ["tensorflow"], "modules": ["tf_keras"], "gpu": False, "x64": False}
+backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+missing = [name for name in REQUIRES["modules"] + [backend] if importlib.util.find_spec(name) is None]
+if backend not in REQUIRES["backends"] or missing:
+    print(f"cannot run here: needs KERAS_BACKEND in {REQUIRES['backends']} with {REQUIRES['modules']} installed"
+          f"; found KERAS_BACKEND={backend}, missing {missing or 'nothing'}")
+    sys.exit(2)
 
 import numpy as np
 import tensorflow as tf
