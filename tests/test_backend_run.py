@@ -65,7 +65,7 @@ def test_raw_outputs_saved_beside_record(clean_run):
                 assert f"{case['case']}/{api}/{output}" in keys
 
 
-@pytest.mark.parametrize("fault", ["swap_input_forget_gates", "forget_gate_bias_offset", "no_cell_activation"])
+@pytest.mark.parametrize("fault", ["swap_input_forget_gates", "forget_gate_bias_offset", "no_cell_activation", "output_reads_previous_cell_state"])
 def test_injected_fault_makes_harness_run_fail(session_backend, tmp_path, fault):
     completed = run_harness(
         "run", "--backend", session_backend, "--cases", "lstm_sequences", "--inject-fault", fault, "--out", str(tmp_path)

@@ -40,6 +40,8 @@ class Fault:
     recurrent_activation: Callable[[Callable, Any], Callable] | None = None
     layer_call: Callable[..., Any] | None = None  # wraps LSTM.call(original, self, sequences, initial_state, mask, training)
     doubles_cell_bias: bool = False  # LSTMCell reads its bias twice (the fused PyTorch loop: see ``weights``)
+    # (activation, keras, the cell state the step starts from) -> replacement: an activation that needs the carried state
+    stateful_activation: Callable[[Callable, Any, Any], Callable] | None = None
 
 
 def _blocks(array: Any, units: int) -> list:
@@ -92,6 +94,23 @@ def _candidate_only(activation: Callable, keras: Any) -> Callable:
     def patched(x):
         calls["count"] += 1
         return activation(x) if calls["count"] % 2 == 1 else x
+
+    return patched
+
+
+def _stale_cell_in_output(activation: Callable, keras: Any, c_tm1: Any) -> Callable:
+    """h_t = o_t * tanh(c_{t-1}): the output reads the cell state the step started from, as a hand-written loop that
+    computes h before it updates c does. Within one step the cell calls its activation on the candidate, then on the
+    new cell state: the second call gets the previous cell state instead and keeps the new one for the next step (the
+    fused PyTorch loop calls one replacement for every step; LSTMCell gets a new one per step)."""
+    state = {"count": 0, "previous": c_tm1}
+
+    def patched(x):
+        state["count"] += 1
+        if state["count"] % 2 == 1:
+            return activation(x)
+        previous, state["previous"] = state["previous"], x
+        return activation(previous)
 
     return patched
 
@@ -170,6 +189,10 @@ FAULTS: dict[str, Fault] = {
     ),
     "no_cell_activation": Fault(
         "the cell state goes to the output gate without its activation", GATE_CASES, activation=_candidate_only,
+    ),
+    "output_reads_previous_cell_state": Fault(
+        "the hidden state is computed from the previous step's cell state (h_t = o_t * tanh(c_{t-1}))", GATE_CASES,
+        stateful_activation=_stale_cell_in_output,
     ),
     "keras2_hard_sigmoid_gates": Fault(
         "the gates use Keras 2's hard sigmoid (0.2 x + 0.5) instead of the sigmoid", GATE_CASES,
@@ -311,7 +334,7 @@ def _cell_patches(fault: Fault, magnitude: float, keras: Any) -> list[_Patch]:
 
         patches.append(_Patch(cell, "_compute_carry_and_output_fused", "LSTMCell._compute_carry_and_output_fused", faulty_fused, GENERIC_LOOP))
 
-    if fault.activation is None and fault.recurrent_activation is None and not fault.doubles_cell_bias:
+    if fault.activation is None and fault.recurrent_activation is None and fault.stateful_activation is None and not fault.doubles_cell_bias:
         return patches
     original_call = _lookup(cell, "call", "LSTMCell.call")
 
@@ -320,6 +343,8 @@ def _cell_patches(fault: Fault, magnitude: float, keras: Any) -> list[_Patch]:
         saved_bias = getattr(self, "bias", None)
         if fault.activation is not None:
             self.activation = fault.activation(saved[0], keras)
+        if fault.stateful_activation is not None:
+            self.activation = fault.stateful_activation(saved[0], keras, states[1])
         if fault.recurrent_activation is not None:
             self.recurrent_activation = fault.recurrent_activation(saved[1], keras)
         if fault.doubles_cell_bias and saved_bias is not None:
@@ -339,7 +364,7 @@ def _torch_fallback_patch(fault: Fault, magnitude: float, keras: Any) -> list[_P
     """PyTorch runs an unmasked LSTM in its own fused loop; patch it through the weights and activations it receives."""
     if keras.backend.backend() != "torch":
         return []
-    if fault.weights is None and fault.activation is None and fault.recurrent_activation is None:
+    if fault.weights is None and fault.activation is None and fault.recurrent_activation is None and fault.stateful_activation is None:
         return []
     # importlib, not "from ... import rnn": the package re-exports a function of that name.
     torch_rnn = _import("keras.src.backend.torch.rnn")
@@ -351,6 +376,8 @@ def _torch_fallback_patch(fault: Fault, magnitude: float, keras: Any) -> list[_P
             kernel, recurrent_kernel, bias = fault.weights(kernel, recurrent_kernel, bias, units, magnitude)
         if fault.activation is not None:
             activation = fault.activation(activation, keras)
+        if fault.stateful_activation is not None:
+            activation = fault.stateful_activation(activation, keras, c)
         if fault.recurrent_activation is not None:
             recurrent_activation = fault.recurrent_activation(recurrent_activation, keras)
         return original(inputs, h, c, kernel, recurrent_kernel, bias, activation, recurrent_activation, *args, **kwargs)
