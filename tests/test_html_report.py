@@ -206,3 +206,13 @@ def test_render_check_catches_broken_images_and_links(tmp_path: Path) -> None:
     )
     check = render_check(browser, page, tmp_path)
     assert check == {"images": 1, "broken_images": 1, "internal_links": 2, "missing_targets": ["nowhere"], "folded": 0}
+
+
+def test_crashes_show_where_and_claims_their_bound_in_html(tmp_path: Path, figures: dict[str, bytes]) -> None:
+    from test_report_model import WHERE, _crash_folder
+
+    html = render_html(build_report(_crash_folder(tmp_path, WHERE)), figures)
+    assert "raised <code>RuntimeError</code> (in the functional build, at keras/src/backend/jax/rnn.py:120 in rnn): boom" in html
+    assert "lstm_crash_known (AttributeError in the functional build, at keras/src/backend/jax/rnn.py:120 in rnn)" in html
+    assert "<strong>Under injected faults:</strong> absorbs no injected fault on its 1 case.</p>" in html
+    assert "<code>mask_dropped</code>: absorbs no kernel gradient scaled by more than 1 + 2.70e-06" in html

@@ -598,3 +598,61 @@ def test_figures_draw_when_nothing_was_measured(tmp_path: Path, plots) -> None:
     for png in (plots.ratio_heatmap(report), plots.ratio_histogram(report),
                 plots.growth_plot(model.Growth(("jax",), (), (), None, model.NOT_MEASURED))):
         assert png[:8] == plots.PNG_SIGNATURE and len(png) > 5000
+
+
+def _crash_folder(tmp_path: Path, where: dict[str, str] | None) -> Path:
+    """jax: one crash a crash claim explains and one unexplained crash, both with ``where`` (api, raised_in,
+    raised_at) in their error records (None: records from before errors said where), and claims.json with the
+    claim's bound."""
+    error = make_error() | (where or {})
+    cases = [make_case("lstm_crash_known", "error", error=error), make_case("lstm_crash_other", "error", error=make_error("RuntimeError", "boom") | (where or {})),
+             make_case("lstm_pass", "pass")]
+    runs = {"jax": make_run("jax", cases, version="0.10.2")}
+    claims = [make_claim("jax_crash", "crash", ("jax",)), make_claim("mask_dropped")]
+    verdicts = {"jax": make_verdicts("jax", runs["jax"], {"lstm_crash_known": make_verdict("error", "known", explained_by=("jax_crash",))}, claims)}
+    row = {"claim": "jax_crash", "kind": "crash", "backends": ["jax"], "cases": 1, "faults_tried": 2, "faults_absorbed": 0,
+           "largest_explained_error": None, "largest_absorbed_error": None, "ratio": None, "passed": True, "reasons": [],
+           "not_explained_now": []}
+    gradient_row = {"claim": "mask_dropped", "kind": "semantics", "backends": ["jax"], "cases": 0, "faults_tried": 17,
+                    "faults_absorbed": 1, "largest_explained_error": None, "largest_absorbed_error": None, "ratio": None,
+                    "passed": True, "reasons": [], "gradient_cases": 1, "largest_absorbed_gradient_scale": 2.7e-6,
+                    "largest_absorbed_gradient_error": 1.9e-7, "largest_explained_gradient_error": 6.0e-2,
+                    "not_explained_now": [{"claim": "mask_dropped", "backend": "jax", "case": "lstm_old", "study": "outputs",
+                                           "verdict": "fail", "reason": "does not apply"}]}
+    side = {"claims.json": {"schema": "keras-parity/claims", "schema_version": 1, "factor": 3.0, "passed": True,
+                            "claims": [row, gradient_row]}}
+    return write_folder(tmp_path / "results", runs, verdicts, side=side)
+
+
+WHERE = {"api": "functional", "raised_in": "keras/src/backend/jax/rnn.py", "raised_at": "keras/src/backend/jax/rnn.py:120 in rnn"}
+
+
+def test_crashes_show_the_build_and_file_that_raised_and_claims_their_bound(tmp_path: Path) -> None:
+    text = markdown.render_report(_crash_folder(tmp_path, WHERE))
+    failures = text[:text.index("## Known divergences")]
+    assert ("  - raised RuntimeError (in the functional build, at keras/src/backend/jax/rnn.py:120 in rnn): boom") in failures
+    known = text[text.index("## Known divergences"):text.index("## Closest calls")]
+    assert "  - raised AttributeError in the functional build, at keras/src/backend/jax/rnn.py:120 in rnn: 1 case" in known
+    assert "- Under injected faults: absorbs no injected fault on its 1 case." in known
+    study = text[text.index("## Known divergences under injected faults"):]
+    assert ("- mask_dropped: absorbs no kernel gradient scaled by more than 1 + 2.70e-06 (adding 1.90e-07; the largest gradient "
+            "error it explains is 6.00e-02) and no zeroed kernel gradient") in study
+    assert "- mask_dropped: 1 recorded case it no longer explains, not studied (first: lstm_old@jax (outputs, now fail): does not apply)" in study
+
+
+def test_crashes_of_records_that_do_not_say_where_say_so(tmp_path: Path) -> None:
+    text = markdown.render_report(_crash_folder(tmp_path, None))
+    failures = text[:text.index("## Known divergences")]
+    assert "  - raised RuntimeError: boom" in failures
+    known = text[text.index("## Known divergences"):text.index("## Closest calls")]
+    assert "  - raised AttributeError (the record does not say where): 1 case" in known
+
+
+def test_a_too_loose_claim_says_so_beside_its_description(tmp_path: Path) -> None:
+    folder = _crash_folder(tmp_path, WHERE)
+    claims = json.loads((folder / "claims.json").read_text())
+    claims["claims"][0] |= {"passed": False, "reasons": ["absorbs other_message on lstm_crash_known@jax"]}
+    claims["passed"] = False
+    write_json(folder / "claims.json", claims)
+    known = markdown.render_report(folder).split("## Known divergences")[1]
+    assert "- Under injected faults: absorbs no injected fault on its 1 case: TOO LOOSE (absorbs other_message on lstm_crash_known@jax)." in known

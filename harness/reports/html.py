@@ -143,7 +143,8 @@ def _failure(failure: Failure) -> str:
         head += f", worst ratio {_ratio(result.judged)}{where}"
     details = []
     if result.error is not None:
-        details.append(f"raised <code>{_e(result.error.type)}</code>: {_e(result.error.message)}")
+        where = f" ({_e(result.error.where)})" if result.error.where else ""
+        details.append(f"raised <code>{_e(result.error.type)}</code>{where}: {_e(result.error.message)}")
     details += [f"<code>{_e(item.message)}</code> (ratio {_ratio(item.judged)})" for item in failure.failing_items]
     details += [_e(problem) for problem in failure.other_problems]
     details += [
@@ -202,8 +203,15 @@ def _cross_distance(row: CrossRow) -> str:
             f"{_e(format_ratio(pair.judged))} of the summed tolerances")
 
 
+def _raised(case: CaseResult) -> str:
+    """A case that raised: its exception and, where recorded, the build and the file that raised it."""
+    if case.error is None:
+        return _e(case.measured_status)
+    return _e(case.error.type) + (f" {_e(case.error.where)}" if case.error.where else "")
+
+
 def _case_list(cases: tuple[CaseResult, ...]) -> str:
-    items = ", ".join(f"{_e(c.case)} ({_ratio(c.judged) if c.items else _e(c.error.type if c.error else c.measured_status)})" for c in cases)
+    items = ", ".join(f"{_e(c.case)} ({_ratio(c.judged) if c.items else _raised(c)})" for c in cases)
     if len(cases) <= 8:
         return items
     return f"<details><summary>{len(cases)} cases</summary>{items}</details>"
@@ -222,6 +230,11 @@ def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
             f"<p><strong>Reference.</strong> {_e(claim.reference)}</p>",
             f"<p><strong>Upstream:</strong> {upstream}. <strong>Reproducer:</strong> <code>{_e(claim.reproducer)}</code></p>",
         ]
+    if claim.study is not None:
+        body.append(f"<p><strong>Under injected faults:</strong> {_e(claim.study.bound_line())}.</p>")
+        if claim.study.not_explained_now:
+            body.append(f"<details><summary>{len(claim.study.not_explained_now)} recorded cases it no longer explains</summary><ul>"
+                        + "".join(f"<li>{_e(line)}</li>" for line in claim.study.not_explained_now) + "</ul></details>")
     rows = []
     for backend in backends:
         cases = claim.explained.get(backend, ())
@@ -686,6 +699,14 @@ def _claim_study(report: Report) -> list[str]:
             for row in data.rows]
     body.append(_table(["claim", "kind", "backends", "cases", "faults tried", "absorbed", "largest error explained",
                         "absorbs no fault larger than", "ratio", "verdict"], rows, numeric={3, 4, 5, 6, 7, 8}))
+    bounds = [f"<li><code>{_e(row.claim)}</code>: {_e(row.bound_line())}</li>" for row in data.rows if row.gradient_cases]
+    if bounds:
+        body.append("<p>Gradient faults (a zeroed kernel gradient, the kernel gradient scaled by 1 + k stepped down until "
+                    "absorbed), judged by the gradient study:</p><ul>" + "".join(bounds) + "</ul>")
+    lost = [f"<li><code>{_e(row.claim)}</code>: {len(row.not_explained_now)} recorded cases it no longer explains, not studied "
+            f"(first: {_e(row.not_explained_now[0])})</li>" for row in data.rows if row.not_explained_now]
+    if lost:
+        body.append("<p>Claims that no longer explain what their records say they explained (re-judged):</p><ul>" + "".join(lost) + "</ul>")
     return body
 
 

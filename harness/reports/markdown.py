@@ -65,7 +65,8 @@ def _failure(failure: Failure) -> list[str]:
     result = failure.result
     lines = [_case_line(result)]
     if result.error is not None:
-        lines.append(f"  - raised {result.error.type}: {_cell(result.error.message)}")
+        where = f" ({_cell(result.error.where)})" if result.error.where else ""
+        lines.append(f"  - raised {result.error.type}{where}: {_cell(result.error.message)}")
     for item in failure.failing_items:
         lines.append(f"  - {_cell(item.message)} (ratio {_ratio(item.judged)})")
     lines += [f"  - {_cell(problem)}" for problem in failure.other_problems]
@@ -128,6 +129,11 @@ def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
             f"- Reference: {_cell(claim.reference)}",
             f"- Upstream: {claim.upstream or 'no upstream issue found'}. Reproducer: `{claim.reproducer}`.",
         ]
+    if claim.study is not None:
+        lines.append(f"- Under injected faults: {_cell(claim.study.bound_line())}.")
+        lines += [f"  - no longer explained: {_cell(line)}" for line in claim.study.not_explained_now[:5]]
+        if len(claim.study.not_explained_now) > 5:
+            lines.append(f"  - ... and {len(claim.study.not_explained_now) - 5} more")
     for backend in backends:
         cases = claim.explained.get(backend, ())
         if cases:
@@ -140,7 +146,18 @@ def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
                 f"- Explained on {backend}: {len(cases)} case{'s' if len(cases) != 1 else ''}{raised}, worst ratio "
                 f"{format_judged(impact.worst)}: " + names
             )
+            lines += [f"  - raised {where}" for where in _raised_where(cases)]
     return lines + [""]
+
+
+def _raised_where(cases: tuple[CaseResult, ...]) -> list[str]:
+    """Where the explained cases that raised were raised (the build and the file, as recorded), with how many each."""
+    counts: dict[str, int] = {}
+    for case in cases:
+        if case.error is not None:
+            where = f"{case.error.type} {case.error.where}" if case.error.where else f"{case.error.type} (the record does not say where)"
+            counts[where] = counts.get(where, 0) + 1
+    return [f"{_cell(where)}: {count} case{'s' if count != 1 else ''}" for where, count in sorted(counts.items())]
 
 
 def _known(report: Report) -> list[str]:
@@ -642,7 +659,12 @@ def _claim_study_lines(report: Report) -> list[str]:
                      f"{format_number(row.largest_explained_error)} | {format_number(row.largest_absorbed_error)} | "
                      f"{format_number(row.ratio)} | {'ok' if row.passed else '**TOO LOOSE**'} |")
     reasons = [f"- {row.claim}: {reason}" for row in data.rows for reason in row.reasons]
-    return lines + ([""] + reasons if reasons else [])
+    bounds = [f"- {row.claim}: {_cell(row.bound_line())}" for row in data.rows if row.gradient_cases]
+    lost = [f"- {row.claim}: {len(row.not_explained_now)} recorded case{'s' if len(row.not_explained_now) != 1 else ''} it no longer "
+            f"explains, not studied (first: {_cell(row.not_explained_now[0])})" for row in data.rows if row.not_explained_now]
+    return (lines + ([""] + reasons if reasons else []) + (["", "Gradient faults (a zeroed kernel gradient, the kernel gradient scaled by "
+            "1 + k stepped down until absorbed), judged by the gradient study:", ""] + bounds if bounds else [])
+            + (["", "Claims that no longer explain what their records say they explained (re-judged):", ""] + lost if lost else []))
 
 
 def render_markdown(report: Report) -> str:

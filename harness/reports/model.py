@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -146,6 +146,17 @@ class ErrorInfo:
     type: str
     message: str
     summary: str
+    api: str | None = None  # the build that raised (None: outside a build, or not recorded)
+    raised_in: str | None = None  # the innermost frame's source file, e.g. keras/src/backend/torch/rnn.py
+    raised_at: str | None = None  # that file with the line and the function
+
+    @property
+    def where(self) -> str:
+        """Where it was raised, in words ("in the functional build, at keras/...:12 in f"); "" when not recorded."""
+        parts = [f"in the {self.api} build"] if self.api else []
+        if self.raised_at or self.raised_in:
+            parts.append(f"at {self.raised_at or self.raised_in}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -256,7 +267,8 @@ def _error(raw: Any) -> ErrorInfo | None:
         return None
     if isinstance(raw, dict):
         kind, message = str(raw.get("type") or "Error"), str(raw.get("message") or "")
-        return ErrorInfo(kind, message, str(raw.get("summary") or f"{kind}: {message}"))
+        optional = {field: str(raw[field]) if raw.get(field) else None for field in ("api", "raised_in", "raised_at")}
+        return ErrorInfo(kind, message, str(raw.get("summary") or f"{kind}: {message}"), **optional)
     return ErrorInfo("Error", str(raw), str(raw))
 
 
@@ -489,6 +501,7 @@ class Claim:
     described: bool  # False: a verdict names it but no verdict file describes it
     explained: dict[str, tuple[CaseResult, ...]]  # backend -> cases it explained
     possibly_resolved: dict[str, tuple[str, ...]]  # backend -> passing cases it applies to
+    study: "ClaimStudyRow | None" = None  # the claim under injected faults (claims.json), when the claim study ran
 
     @property
     def seen(self) -> bool:
@@ -1341,6 +1354,10 @@ def build_report(folder: Path) -> Report:
     float32_atol = next((row.atol for row in tolerances if row.dtype == "float32" and row.quantity == "outputs"), None)
     api_summaries = _api_summaries(results)
     claims = _claims({b: v for b, v in verdict_files.items() if v is not None}, results)
+    claim_study = claim_study_summary(folder, notes)
+    if claim_study is not None:
+        studied = {row.claim: row for row in claim_study.rows}
+        claims = tuple(replace(claim, study=studied.get(claim.id)) for claim in claims)
     passing = [r for per_case in results.values() for r in per_case.values() if r.verdict == "pass" and r.judged.ratio is not None]
     passing.sort(key=lambda r: (-r.judged.key, r.case, r.backend))
     resolved = tuple(
@@ -1382,7 +1399,7 @@ def build_report(folder: Path) -> Report:
         other_between_versions=other_between_versions,
         gradients=gradients_and_training(folder, notes),
         training_mode=training_mode_summary(folder, notes),
-        claim_study=claim_study_summary(folder, notes),
+        claim_study=claim_study,
     )
 
 
@@ -1757,6 +1774,31 @@ class ClaimStudyRow:
     ratio: float | None  # largest_absorbed_error / largest_explained_error
     passed: bool
     reasons: tuple[str, ...]
+    gradient_cases: int = 0  # gradient results it explains (DIR/<backend>.gradients.json)
+    largest_absorbed_gradient_scale: float | None = None  # it absorbs no kernel gradient scaled by more than 1 + this
+    largest_absorbed_gradient_error: float | None = None  # the gradient error that scaling adds
+    largest_explained_gradient_error: float | None = None
+    not_explained_now: tuple[str, ...] = ()  # "case@backend: reason" for records it explained that it no longer explains
+
+    def bound_line(self) -> str:
+        """What the claim absorbs, in words: the largest fault (and kernel-gradient scaling) it absorbs, or why none."""
+        parts = []
+        if self.cases:
+            if self.largest_absorbed_error is not None:
+                parts.append(f"absorbs no fault larger than {format_number(self.largest_absorbed_error)} in its outputs "
+                             f"({format_number(self.ratio)}x the largest error it explains, {format_number(self.largest_explained_error)})")
+            else:
+                parts.append(f"absorbs no injected fault on its {self.cases} case{'s' if self.cases != 1 else ''}")
+        if self.gradient_cases:
+            if self.largest_absorbed_gradient_scale is not None:
+                parts.append(f"absorbs no kernel gradient scaled by more than 1 + {format_number(self.largest_absorbed_gradient_scale)} "
+                             f"(adding {format_number(self.largest_absorbed_gradient_error)}; the largest gradient error it explains is "
+                             f"{format_number(self.largest_explained_gradient_error)}) and no zeroed kernel gradient")
+            else:
+                parts.append("absorbs no injected gradient fault")
+        if not parts:
+            parts.append("explains none of its recorded cases now, so nothing was injected")
+        return "; ".join(parts) + ("" if self.passed else ": TOO LOOSE (" + "; ".join(self.reasons) + ")")
 
 
 @dataclass(frozen=True)
@@ -1779,7 +1821,14 @@ def claim_study_summary(folder: Path, notes: list[str]) -> ClaimStudy | None:
                       faults_tried=int(entry["faults_tried"]), faults_absorbed=int(entry["faults_absorbed"]),
                       largest_explained_error=_number(entry.get("largest_explained_error")),
                       largest_absorbed_error=_number(entry.get("largest_absorbed_error")), ratio=_number(entry.get("ratio")),
-                      passed=bool(entry["passed"]), reasons=tuple(entry.get("reasons", ())))
+                      passed=bool(entry["passed"]), reasons=tuple(entry.get("reasons", ())),
+                      gradient_cases=int(entry.get("gradient_cases") or 0),
+                      largest_absorbed_gradient_scale=_number(entry.get("largest_absorbed_gradient_scale")),
+                      largest_absorbed_gradient_error=_number(entry.get("largest_absorbed_gradient_error")),
+                      largest_explained_gradient_error=_number(entry.get("largest_explained_gradient_error")),
+                      not_explained_now=tuple(f"{line.get('case')}@{line.get('backend')} ({line.get('study')}, now "
+                                              f"{line.get('verdict')}): {line.get('reason')}"
+                                              for line in entry.get("not_explained_now") or ()))
         for entry in data.get("claims", [])
     )
     return ClaimStudy(factor=float(data["factor"]), passed=bool(data["passed"]), rows=rows)

@@ -20,6 +20,19 @@ The faults:
 - ``other_exception`` / ``other_message``: for a crash claim, the recorded exception replaced by another
   type with the same message, and by the same type with another message.
 
+Gradient faults, over ``DIR/<backend>.gradients.json`` and ``.gradients.npz`` (every gradient case a claim explains,
+re-judged with the gradient study's own judging, ``harness.studies.gradients._judge``):
+- ``zeroed_kernel_gradient``: the first recurrent layer's kernel gradient set to zero in every build. A claim
+  that absorbs it fails the study (a gradient that is not computed at all must never be known).
+- ``kernel_gradient_scaled``: that gradient scaled by ``1 + k`` in every build, ``k`` from 1 down by sqrt(10)
+  until the claim absorbs it, then bisected: the largest absorbed ``k`` is the claim's gradient bound, and the
+  error it adds is held to the same ABSORBED_ERROR_FACTOR against the largest gradient error the claim explains.
+- a gradient run that raised: ``other_exception`` / ``other_message`` as above.
+
+A case whose record was known by a claim (its verdict file, or the gradient record) that the claim no longer
+explains when re-judged is listed in ``not_explained_now`` with the reason (for instance a crash claim that names
+the file that raised, over records measured before errors recorded ``raised_in``): not studied, stated.
+
 Every faulted result's items (passed, max_abs_error, ...), API agreement and status are recomputed from the
 faulted arrays with the measure stage's own comparison (``harness.truth.compare.compare``,
 ``harness.execute.measure.api_agreement`` and ``measured_status``).
@@ -51,6 +64,14 @@ from harness.truth.compare import compare
 from harness.truth.expected import expected_outputs
 from harness.verdicts.classify import FAILING, classify_result
 
+# The gradient study's judging, record-only (these modules import Keras only inside their functions).
+from harness.execute.backends import BackendInfo
+from harness.execute.gradients import LOSS_KEY, rounded_targets
+from harness.studies.gradients import _judge as judge_gradient_result
+from harness.studies.gradients import arrays_path as gradient_arrays_path
+from harness.studies.gradients import gradients_path, read_gradients
+from harness.truth.expected_gradients import GradientNotSupported, gradient_keys
+
 SCHEMA, SCHEMA_VERSION = SCHEMAS["claims"]
 CLAIMS_FILE = "claims.json"
 # A claim may absorb a fault only when the fault's output error is within this factor of the largest error
@@ -66,7 +87,11 @@ SWEEP_STEP = math.sqrt(10.0)
 SWEEP_BISECTIONS = 3
 MAX_OFFSET = 10.0
 MAX_SWEEP_STEPS = 40
-STRUCTURAL_FAULTS = ("gate_swap", "other_output", "other_exception", "other_message")
+STRUCTURAL_FAULTS = ("gate_swap", "other_output", "other_exception", "other_message", "zeroed_kernel_gradient")
+# The kernel-gradient scaling sweep: 1 + k with k from GRADIENT_SCALE_START down by SWEEP_STEP until absorbed (never
+# below MIN_GRADIENT_SCALE, far under float32's resolution), then SWEEP_BISECTIONS bisections.
+GRADIENT_SCALE_START = 1.0
+MIN_GRADIENT_SCALE = 1e-12
 
 
 class ClaimStudyError(store.RecordError):
@@ -276,8 +301,9 @@ def _other_output_fault(judge: _CaseJudge, claim: Divergence, explained_error: f
     return _point("other_output", verdict, error, claim.id, size) | {"output": name}
 
 
-def _crash_faults(judge: _CaseJudge, claim: Divergence) -> list[dict[str, Any]]:
-    """The recorded exception replaced by another type, and by the same type with another message."""
+def _crash_faults(judge: "_CaseJudge | _GradientJudge", claim: Divergence) -> list[dict[str, Any]]:
+    """The recorded exception replaced by another type, and by the same type with another message (where the
+    build that raised and the file are recorded, they are kept: only the exception changes)."""
     error = judge.result["error"]
     other_type = "ValueError" if error["type"] == "RuntimeError" else "RuntimeError"
     other_message = "an unrelated failure injected by the claim study"
@@ -285,7 +311,7 @@ def _crash_faults(judge: _CaseJudge, claim: Divergence) -> list[dict[str, Any]]:
     for name, replacement in (("other_exception", {"type": other_type, "message": error["message"]}),
                               ("other_message", {"type": error["type"], "message": other_message})):
         faulted = copy.deepcopy(judge.result)
-        faulted["error"] = replacement | {"summary": f"{replacement['type']}: {replacement['message']}"}
+        faulted["error"] = error | replacement | {"summary": f"{replacement['type']}: {replacement['message']}"}
         points.append(_point(name, judge.verdict(faulted, {}), None, claim.id))
     return points
 
@@ -357,6 +383,185 @@ def summarize_claim(claim: Divergence, entries: list[dict[str, Any]]) -> dict[st
     }
 
 
+class _GradientJudge:
+    """One gradient case a claim explains on one backend, judged by the gradient study's own ``_judge``."""
+
+    def __init__(self, case: Case, record: dict[str, Any], result: dict[str, Any], arrays: dict[tuple[str, str], np.ndarray],
+                 tolerances: Tolerances, divergences: list[Divergence]) -> None:
+        self.case, self.record, self.result, self.arrays = case, record, result, arrays
+        self.tolerances, self.divergences = tolerances, divergences
+        self.backend = record["backend"]
+        self.info = BackendInfo(name=record["backend"], device=str(record.get("device", "cpu")), versions=record["versions"],
+                                settings={}, device_class=record.get("device_class", "cpu"))
+        self._documented: dict[str, np.ndarray] | None = None
+
+    def verdict(self, faulted: dict[str, Any], faulted_arrays: dict[tuple[str, str], np.ndarray]) -> dict[str, Any]:
+        return judge_gradient_result(copy.deepcopy(faulted), self.case, self.info, self.divergences, faulted_arrays,
+                                     self.record["seed"], self.tolerances)
+
+    def documented_reference(self) -> dict[str, np.ndarray]:
+        """The reference gradients (and the loss) the gradient study judged against: seeded targets rounded to the
+        compute dtype, float64 backward pass."""
+        if self._documented is None:
+            loss, expected, _ = rounded_targets(self.case, make_case_data(self.case, self.record["seed"]), self.record["seed"])
+            self._documented = dict(expected, **{LOSS_KEY: np.asarray(loss)})
+        return self._documented
+
+    def judge_arrays(self, faulted_arrays: dict[tuple[str, str], np.ndarray]) -> tuple[dict[str, Any], float]:
+        merged = {**self.arrays, **faulted_arrays}
+        faulted = faulted_result(self.case, self.result, self.arrays, merged, self.documented_reference(), self.tolerances)
+        return self.verdict(faulted, merged), _added_error(self.arrays, faulted_arrays)
+
+
+def kernel_gradient_key(case: Case) -> str | None:
+    """The gradient key of the first recurrent layer's first kernel (``grad/lstm_0/kernel``, the forward kernel of
+    a Bidirectional, branch a's kernel); None when the case has no recurrent layer or no reference gradient."""
+    try:
+        keys = gradient_keys(case)
+    except GradientNotSupported:
+        return None
+    for index, layer in enumerate(case.layers):
+        if layer.type in RECURRENT_TYPES:
+            return keys[index][0][0]
+    return None
+
+
+def _scaled(arrays: dict[tuple[str, str], np.ndarray], key: str, factor: float) -> dict[tuple[str, str], np.ndarray]:
+    """Every build's gradient ``key`` multiplied by ``factor`` (in float64, kept in the recorded dtype)."""
+    return {(api, name): (np.asarray(value, np.float64) * factor).astype(value.dtype)
+            for (api, name), value in arrays.items() if name == key}
+
+
+def _gradient_scale_sweep(judge: _GradientJudge, claim_id: str, key: str) -> dict[str, Any]:
+    """The kernel gradient scaled by 1 + k, k stepped down from GRADIENT_SCALE_START until the claim absorbs it and
+    bisected against the smallest k still detected: the largest absorbed k is the claim's gradient bound."""
+    points: list[dict[str, Any]] = []
+
+    def judged(scale: float) -> dict[str, Any]:
+        verdict, error = judge.judge_arrays(_scaled(judge.arrays, key, 1.0 + scale))
+        point = _point("kernel_gradient_scaled", verdict, error, claim_id, scale)
+        points.append(point)
+        return point
+
+    scale = GRADIENT_SCALE_START
+    point = judged(scale)
+    detected = point if point["detected"] else None
+    while not point["absorbed"] and scale > MIN_GRADIENT_SCALE and len(points) < MAX_SWEEP_STEPS:
+        scale /= SWEEP_STEP
+        point = judged(scale)
+        if point["detected"]:
+            detected = point
+    absorbed = point if point["absorbed"] else None
+    if absorbed is not None and detected is not None:
+        for _ in range(SWEEP_BISECTIONS):
+            point = judged(math.sqrt(detected["size"] * absorbed["size"]))
+            if point["absorbed"]:
+                absorbed = point
+            elif point["detected"]:
+                detected = point
+            else:  # neither (a pass, or known by another claim): the boundary is not this claim's
+                break
+    return {"fault": "kernel_gradient_scaled", "key": key, "largest_absorbed": absorbed, "smallest_detected": detected,
+            "steps": len(points), "absorbed": any(p["absorbed"] for p in points)}
+
+
+def study_gradient_case(judge: _GradientJudge, claim: Divergence) -> dict[str, Any]:
+    """Every gradient fault that applies to one gradient case a claim explains, judged by the gradient study."""
+    error = explained_error(judge.result)
+    entry: dict[str, Any] = {"claim": claim.id, "backend": judge.backend, "case": judge.case.name, "study": "gradients",
+                             "explained_error": error, "faults": [], "not_applicable": []}
+    if judge.result["status"] == "error":
+        entry["faults"] += _crash_faults(judge, claim)
+        return entry
+    key = kernel_gradient_key(judge.case)
+    recorded = {name: value for name, value in judge.arrays.items() if name[1] == key}
+    if key is None or not recorded:
+        entry["not_applicable"].append(f"gradient faults: no recorded kernel gradient ({key or 'no recurrent layer'})")
+        return entry
+    zeroed = {name: np.zeros_like(value) for name, value in recorded.items()}
+    verdict, added = judge.judge_arrays(zeroed)
+    entry["faults"].append(_point("zeroed_kernel_gradient", verdict, added, claim.id) | {"key": key})
+    entry["scale_sweep"] = _gradient_scale_sweep(judge, claim.id, key)
+    return entry
+
+
+def summarize_gradients(claim: Divergence, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per claim, over the gradient cases it explains: faults tried and absorbed, the largest absorbed kernel-gradient
+    scaling (its bound) and the error it adds against the largest gradient error the claim explains."""
+    explained = [entry["explained_error"] for entry in entries if entry["explained_error"] is not None]
+    largest_explained = max(explained) if explained else None
+    absorbed = [point | {"backend": entry["backend"], "case": entry["case"]} for entry in entries
+                for point in entry["faults"] if point["absorbed"]]
+    scaled = [sweep["largest_absorbed"] | {"backend": entry["backend"], "case": entry["case"]} for entry in entries
+              for sweep in [entry.get("scale_sweep")] if sweep is not None and sweep["largest_absorbed"] is not None]
+    never_absorbed = [f"{entry['case']}@{entry['backend']}" for entry in entries
+                      if entry.get("scale_sweep") is not None and entry["scale_sweep"]["largest_absorbed"] is None]
+    worst = max(scaled, key=lambda point: point["output_error"], default=None)
+    largest_scale = max((point["size"] for point in scaled), default=None)
+    ratio = None
+    if worst is not None and largest_explained:
+        ratio = worst["output_error"] / largest_explained
+    reasons = [f"absorbs {point['fault']} in the gradients of {point['case']}@{point['backend']}" for point in absorbed]
+    if ratio is not None and ratio > ABSORBED_ERROR_FACTOR:
+        reasons.append(f"absorbs a kernel gradient scaled by 1 + {worst['size']:.3g} (adding {worst['output_error']:.3g} on "
+                       f"{worst['case']}@{worst['backend']}), {ratio:.3g}x the largest gradient error it explains "
+                       f"({largest_explained:.3g}); allowed {ABSORBED_ERROR_FACTOR:g}x")
+    tried = sum(len(entry["faults"]) + (entry["scale_sweep"]["steps"] if entry.get("scale_sweep") else 0) for entry in entries)
+    return {
+        "gradient_cases": len(entries), "gradient_faults_tried": tried, "gradient_faults_absorbed": len(absorbed) + len(scaled),
+        "largest_explained_gradient_error": largest_explained,
+        "largest_absorbed_gradient_scale": largest_scale,
+        "largest_absorbed_gradient_error": None if worst is None else worst["output_error"],
+        "gradient_ratio": ratio, "gradient_scale_never_absorbed": never_absorbed, "gradient_reasons": reasons,
+    }
+
+
+def _not_explained(claim_ids: list[str], backend: str, case: str, study: str, verdict: dict[str, Any]) -> list[dict[str, Any]]:
+    """One line per claim a record said explained the case that does not explain it when re-judged, with the reason."""
+    lines = []
+    for claim_id in claim_ids:
+        if claim_id in verdict["explained_by"]:
+            continue
+        reasons = [line.split(": ", 1)[1] for line in verdict.get("unexplained", []) if line.startswith(f"{claim_id}: ")]
+        if claim_id not in verdict.get("applicable", verdict.get("forward_divergences", [])):
+            reasons = reasons or ["does not apply to this case, backend and versions now"]
+        lines.append({"claim": claim_id, "backend": backend, "case": case, "study": study, "verdict": verdict["verdict"],
+                      "reason": (reasons or ["not explained"])[0]})
+    return lines
+
+
+def _study_gradients(folder: Path, backend: str, claims: list[Divergence], by_id: dict[str, Divergence], cases: str | None,
+                     skipped: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(gradient entries, records no longer explained) for ``folder/<backend>.gradients.json``, when there is one."""
+    import fnmatch
+
+    path = gradients_path(folder, backend)
+    if not path.is_file():
+        return [], []
+    record = read_gradients(path)
+    if record.get("fault"):
+        skipped.append(f"{backend} gradients: measured with the fault {record['fault']!r} injected")
+        return [], []
+    raw = store.read_arrays(gradient_arrays_path(folder, backend)) if gradient_arrays_path(folder, backend).is_file() else {}
+    tolerances = load_tolerances(record.get("device_class", "cpu"))
+    entries: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
+    for result in record["cases"]:
+        if cases is not None and not fnmatch.fnmatch(result["case"], cases):
+            continue
+        if result["status"] not in ("fail", "error"):
+            continue
+        case = parse_case(result["definition"], path.name)
+        arrays = store.result_arrays(result, raw)
+        judge = _GradientJudge(case, record, result, arrays, tolerances, claims)
+        clean = judge.verdict(result, arrays)
+        stale += _not_explained(list(result.get("explained_by") or []), backend, case.name, "gradients", clean)
+        if clean["verdict"] != "known":
+            continue
+        entries += [study_gradient_case(judge, by_id[claim_id]) for claim_id in clean["explained_by"]]
+    return entries, stale
+
+
 def _backends_in(folder: Path) -> list[str]:
     return [backend for backend in BACKENDS
             if (folder / f"{backend}.json").is_file() and (folder / f"{backend}.verdicts.json").is_file()]
@@ -379,12 +584,18 @@ def study_folder(folder: Path, divergences_path: Path = DIVERGENCES_FILE, diverg
     claims = divergences if divergences is not None else load_divergences(divergences_path)
     by_id = {claim.id: claim for claim in claims}
     entries: list[dict[str, Any]] = []
+    gradient_entries: list[dict[str, Any]] = []
+    stale: list[dict[str, Any]] = []
     skipped: list[str] = []
     for backend in backends:
+        found, no_longer = _study_gradients(folder, backend, claims, by_id, cases, skipped)
+        gradient_entries += found
+        stale += no_longer
         run = store.read_record(folder / f"{backend}.json")
         if run.get("fault"):
             skipped.append(f"{backend}: measured with the fault {run['fault']!r} injected")
             continue
+        recorded = store.read_json_file(folder / f"{backend}.verdicts.json").get("cases") or {}
         raw = store.read_arrays(folder / f"{backend}.npz")
         tolerances = load_tolerances(run.get("device_class", "cpu"))
         for result in run["cases"]:
@@ -396,19 +607,37 @@ def study_folder(folder: Path, divergences_path: Path = DIVERGENCES_FILE, diverg
             arrays = store.result_arrays(result, raw)
             clean = classify_result(case, backend, run["versions"], result, arrays, tolerances, claims, run["seed"],
                                     device_kind(run.get("device_class", "cpu")))
+            was = (recorded.get(result["case"]) or {}).get("explained_by") or []
+            stale += _not_explained(list(was), backend, case.name, "outputs", clean)
             if clean["verdict"] != "known":
                 continue
             explaining = [by_id[claim_id] for claim_id in clean["explained_by"]]
             judge = _CaseJudge(case, backend, run, result, arrays, tolerances, claims, explaining)
             entries += [study_case(judge, claim) for claim in explaining]
-    summaries = [summarize_claim(claim, [entry for entry in entries if entry["claim"] == claim.id])
-                 for claim in claims if any(entry["claim"] == claim.id for entry in entries)]
+    summaries = []
+    for claim in claims:
+        mine = [entry for entry in entries if entry["claim"] == claim.id]
+        gradients = [entry for entry in gradient_entries if entry["claim"] == claim.id]
+        lost = [line for line in stale if line["claim"] == claim.id]
+        if not (mine or gradients or lost):
+            continue
+        summary = summarize_claim(claim, mine)
+        if gradients:
+            summary |= summarize_gradients(claim, gradients)
+            summary["faults_tried"] += summary["gradient_faults_tried"]
+            summary["faults_absorbed"] += summary["gradient_faults_absorbed"]
+            summary["reasons"] += summary["gradient_reasons"]
+            summary["passed"] = not summary["reasons"]
+            summary["backends"] = sorted(set(summary["backends"]) | {entry["backend"] for entry in gradients})
+        summary["not_explained_now"] = lost
+        summaries.append(summary)
     record = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": now(), "folder": str(folder),
         "divergences_file": divergences_path.name if divergences is None else "(given claims)",
         "divergences_sha256": file_sha256(divergences_path) if divergences is None else None,
         "factor": ABSORBED_ERROR_FACTOR, "backends": backends, "skipped": skipped,
         "passed": all(summary["passed"] for summary in summaries), "claims": summaries, "entries": entries,
+        "gradient_entries": gradient_entries, "not_explained_now": stale,
     }
     store.write_json(folder / CLAIMS_FILE, record)
     return record
