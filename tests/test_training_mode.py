@@ -217,7 +217,8 @@ def test_unscaled_dropout_mask_is_caught(tmp_path, session_backend):
 
 def test_a_known_claim_that_does_not_describe_the_measurement_exactly_is_not_applied():
     claim = next(claim for claim in SETUP["known"] if claim["id"] == "lstm_implementation1_dropout_fused_path_raises")
-    error = {"type": "ValueError", "message": "Cannot broadcast to shape with fewer dimensions: arr_shape=(4, 1, 5, 4) shape=(5, 7, 4)"}
+    error = {"type": "ValueError", "message": "Cannot broadcast to shape with fewer dimensions: arr_shape=(4, 1, 5, 4) shape=(5, 7, 4)",
+             "raised_in": "jax/_src/lax/lax.py"}
 
     def entry(stages):
         measured = {"status": "error", "verdict": "error", "problems": [], "checks": {}, "items": {}, "alternative_items": {},
