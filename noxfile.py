@@ -297,6 +297,8 @@ def report(session: nox.Session) -> None:
         (keras_2 / "between_versions.json").unlink()  # derived from Keras 2 records that are gone
         session.log(f"no Keras 2 records in {keras_2}: removed the stale {keras_2 / 'between_versions.json'}")
     session.run("python", "-m", "harness", "report", str(release), *session.posargs)
+    # README.md's measured numbers (between <!-- measured:begin/end -->) regenerated from these records
+    session.run("python", "-m", "harness", "readme", "README.md", "--results", str(release))
     findings = _unexplained_findings(release)
     if findings:
         session.error(f"{len(findings)} unexplained findings, first: {findings[0]} (see {RESULTS}/REPORT.md)")

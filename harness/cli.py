@@ -419,6 +419,24 @@ def _command_claims(args: argparse.Namespace) -> int:
     return EXIT_FAILED if loose else EXIT_OK
 
 
+def _command_readme(args: argparse.Namespace) -> int:
+    from harness.reports.readme import measured_block, replace_block, write_readme
+
+    if args.check:
+        if not args.readme.is_file():
+            return _fail(f"{args.readme} is not a file")
+        text = args.readme.read_text(encoding="utf-8")
+        if replace_block(text, measured_block(args.results)) != text:
+            print(f"{args.readme}: the measured block differs from the records in {args.results}; "
+                  f"run 'python -m harness readme {args.readme} --results {args.results}'", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"{args.readme}: the measured block matches the records in {args.results}")
+        return EXIT_OK
+    changed = write_readme(args.readme, args.results)
+    print(f"{'wrote' if changed else 'unchanged:'} the measured block of {args.readme} from {args.results}")
+    return EXIT_OK
+
+
 def _command_list(args: argparse.Namespace) -> int:
     cases = _load_cases(args.case_file, args.cases)
     width = max(len(case.name) for case in cases)
@@ -558,6 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
     claim_study.add_argument("--divergences", type=Path, default=DIVERGENCES_FILE, metavar="FILE.toml",
                              help="the known-divergence claims to study (default: harness/case/divergences.toml)")
 
+    readme = commands.add_parser("readme", help="rewrite the measured numbers between <!-- measured:begin --> and "
+                                 "<!-- measured:end --> in README from the records of the results folder")
+    readme.add_argument("readme", type=Path, metavar="README.md")
+    readme.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
+                        help="the results folder (and its keras-nightly, tf-keras, gpu/<precision> subfolders)")
+    readme.add_argument("--check", action="store_true", help="write nothing; exit 1 when the block differs from the records")
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -596,7 +621,7 @@ def _dispatch_command(args: argparse.Namespace, argv: list[str]) -> int:
         "faults": _command_faults, "fuzz": _command_fuzz, "compare": _command_compare, "growth": _command_growth,
         "list": _command_list, "classify": _command_classify, "merge": _command_merge,
         "between-versions": _command_between, "gradients": _command_gradients, "training": _command_training,
-        "training-mode": _command_training_mode, "claims": _command_claims,
+        "training-mode": _command_training_mode, "claims": _command_claims, "readme": _command_readme,
     }
     return commands[args.command](args)
 
