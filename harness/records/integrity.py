@@ -29,7 +29,8 @@ import numpy as np
 from harness.case.schema import CaseError, parse_case
 from harness.case.tolerances import Tolerances, quantity_of, tolerance_extras_json, tolerance_table_json
 from harness.case.weights import make_case_data
-from harness.execute.measure import api_agreement, measured_status
+from harness.execute.measure import (CUDNN_REFUSAL_MESSAGE, CUDNN_REFUSAL_RAISED_IN, CUDNN_REFUSAL_TYPE, api_agreement,
+                                     measured_status)
 from harness.truth.compare import compare
 from harness.truth.expected import expected_outputs
 
@@ -69,6 +70,34 @@ def recorded_output_names(case: Any, expected: dict[str, Any]) -> set[str]:
     return set(expected)
 
 
+# The harness's own refusals by design (harness.execute.backends.KernelModeRefused and its Keras 2 subclass).
+HARNESS_REFUSALS = ("KernelModeRefused", "NotExpressible")
+
+
+def refusal_status(result: dict[str, Any]) -> tuple[str | None, str]:
+    """A recorded refusal checked against the one rule that makes a case refused (``measure.refused_by_design``):
+    the harness's own refusal, or Keras's use_cudnn=True refusal with its exact type and message, raised in
+    Keras's LSTM before any build ran, on a case that asks use_cudnn=True. A crash recorded as refused is an
+    error; an older record that does not say where it raised cannot be checked."""
+    error = result["error"]
+    if error.get("type") in HARNESS_REFUSALS:
+        return "refused", ""
+    try:
+        case = parse_case(result["definition"], "the record")
+    except (CaseError, KeyError) as problem:
+        return None, f"its definition cannot be read ({problem})"
+    if not any(layer.options.get("use_cudnn") is True for layer in case.layers):
+        return "error", f"recorded refused, but the case does not ask use_cudnn=True ({error.get('type')}: {str(error.get('message'))[:120]})"
+    if error.get("type") != CUDNN_REFUSAL_TYPE.__name__ or error.get("message") != CUDNN_REFUSAL_MESSAGE:
+        return "error", f"recorded refused, but {error.get('type')}: {str(error.get('message'))[:160]} is not Keras's use_cudnn=True refusal"
+    if "raised_in" not in error:
+        return None, "recorded refused; the record does not say where the exception was raised (measured before raised_in was recorded)"
+    if error["raised_in"] != CUDNN_REFUSAL_RAISED_IN or error.get("api") not in (None, case.apis[0]):
+        return "error", (f"recorded refused, but the refusal was raised in {error['raised_in']} by build {error.get('api')}, "
+                         f"not in {CUDNN_REFUSAL_RAISED_IN} before any build ran")
+    return "refused", ""
+
+
 def recomputed_status(result: dict[str, Any], raw: dict[tuple[str, str], np.ndarray], tolerances: Tolerances,
                       seed: int) -> tuple[str | None, str]:
     """The status a case result's raw outputs give, judged again against the reference (None when it cannot
@@ -77,6 +106,8 @@ def recomputed_status(result: dict[str, Any], raw: dict[tuple[str, str], np.ndar
     if recorded in RAISED:
         if not result.get("error"):
             return None, f"recorded {recorded} without the exception that makes it one"
+        if recorded == "refused":
+            return refusal_status(result)
         return recorded, ""
     if recorded not in RECOMPUTABLE:
         return None, f"unknown status {recorded!r}"
