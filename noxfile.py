@@ -10,6 +10,9 @@
     nox -s parity_gpu        (not run by default) the CUDA builds on a GPU, at both precision modes (the cases,
                              then gradients, training, training-mode and faults),
                              into results/gpu/<precision>; '-- --skip-without-gpu' skips without a GPU
+    nox --no-venv -s "parity_gpu(backend='jax')" -- --preinstalled   on a GPU machine whose CUDA stack is
+                             preinstalled and offline: installs nothing, checks that the interpreter on PATH has
+                             every pinned package (one line naming what is missing), then measures the same way
     nox -s report_gpu        classify and report results/gpu/<precision>
 
 Versions come from pyproject.toml's extras, so the pins live in one place; the GPU sessions derive
@@ -49,6 +52,8 @@ PRECISIONS = ["default", "highest"]  # harness run --precision: the backend's de
 # The studies parity_gpu runs at each precision after 'harness run', into the same folder (as results/gpu was measured).
 GPU_STUDIES = ["gradients", "training", "training-mode", "faults"]
 SKIP_WITHOUT_GPU = "--skip-without-gpu"
+# parity_gpu with the packages already installed (an offline self-hosted GPU runner): nothing is installed.
+PREINSTALLED = "--preinstalled"
 PYPROJECT = Path(__file__).resolve().with_name("pyproject.toml")
 
 nox.options.sessions = ["parity", "serialization", "faults", "report"]
@@ -382,6 +387,64 @@ def gpu_requirements(backend: str, extras: dict[str, list[str]] | None = None) -
     return [cuda_requirement(requirement) for requirement in extras[backend]]
 
 
+# Run as ``python -c INSTALLED_CHECK NAME...``: prints {"python": sys.executable, "versions": {name: version or None}}
+# for the distributions named, from the interpreter's installed metadata (nothing is imported).
+INSTALLED_CHECK = r'''
+import importlib.metadata
+import json
+import sys
+
+versions = {}
+for name in sys.argv[1:]:
+    try:
+        versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        versions[name] = None
+print(json.dumps({"python": sys.executable, "versions": versions}))
+'''
+
+
+def preinstalled_requirements(backend: str, path: Path = PYPROJECT) -> list[Requirement]:
+    """What parity_gpu --preinstalled needs in the interpreter: the project's own dependencies and the backend's
+    CUDA requirements (``gpu_requirements``), as pinned in pyproject.toml."""
+    with path.open("rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    return [Requirement(text) for text in dependencies + gpu_requirements(backend, pinned_extras(path))]
+
+
+def preinstalled_problems(requirements: list[Requirement], versions: dict[str, str | None]) -> tuple[list[str], list[str]]:
+    """(missing, differing) for ``requirements`` against the installed ``versions`` (distribution name -> version,
+    None when not installed). A version outside the pin is not an error (the records name the versions measured);
+    a missing distribution is."""
+    missing, differing = [], []
+    for requirement in requirements:
+        version = versions.get(requirement.name)
+        if version is None:
+            missing.append(str(requirement))
+            continue
+        plain = version.split("+")[0]
+        if requirement.specifier and not (requirement.specifier.contains(version, prereleases=True)
+                                          or requirement.specifier.contains(plain, prereleases=True)):
+            differing.append(f"{requirement.name} {version} (pyproject.toml: {requirement})")
+    return missing, differing
+
+
+def _check_preinstalled(session: nox.Session, backend: str) -> None:
+    """parity_gpu --preinstalled: the interpreter the session runs ('python' on PATH; nox --no-venv) must have every
+    requirement; else one line naming what is missing, and the session fails."""
+    requirements = preinstalled_requirements(backend)
+    shown = session.run("python", "-c", INSTALLED_CHECK, *[req.name for req in requirements], silent=True)
+    if not isinstance(shown, str):  # None with --install-only: nothing to check
+        return
+    found = json.loads(shown.strip().splitlines()[-1])
+    missing, differing = preinstalled_problems(requirements, found["versions"])
+    if missing:
+        session.error(f"parity_gpu: error: --preinstalled, but {found['python']} lacks {', '.join(missing)}: install them "
+                      "there, or run nox with --no-venv so the session uses the interpreter that has them")
+    for line in differing:
+        session.log(f"parity_gpu: warning: {line}; the records name the version measured")
+
+
 # Run in the session's venv as ``python -c GPU_CHECK MODE BACKEND [--skip-without-gpu]`` (parity_gpu
 # writes it to a file in the venv's tmp folder and runs that, for readable logs):
 #   build    exit 0 when the installed backend is a CUDA build, else 1 with why and how to fix it
@@ -499,10 +562,15 @@ GPU_CHECK = f"SKIPPED_MARKER = {SKIPPED_MARKER!r}\nSKIP_FLAG = {SKIP_WITHOUT_GPU
 def parity_gpu(session: nox.Session, backend: str) -> None:
     """The CUDA builds on a GPU at both precision modes, into results/gpu/<precision> (not run by default): the case
     matrix, then GPU_STUDIES. Fails without a GPU; '-- --skip-without-gpu' skips instead (other arguments go to
-    'harness run')."""
+    'harness run'). With '-- --preinstalled' (and nox --no-venv) it installs nothing and checks the interpreter
+    on PATH instead (``_check_preinstalled``): an offline GPU machine with its CUDA stack preinstalled."""
     skip_without_gpu = SKIP_WITHOUT_GPU in session.posargs
-    run_args = [arg for arg in session.posargs if arg != SKIP_WITHOUT_GPU]
-    session.install("-e", ".", *gpu_requirements(backend))
+    preinstalled = PREINSTALLED in session.posargs
+    run_args = [arg for arg in session.posargs if arg not in (SKIP_WITHOUT_GPU, PREINSTALLED)]
+    if preinstalled:
+        _check_preinstalled(session, backend)
+    else:
+        session.install("-e", ".", *gpu_requirements(backend))
     env = {"KERAS_BACKEND": backend}  # and CUDA_VISIBLE_DEVICES as the caller set it (or not)
     check = Path(session.create_tmp()) / "gpu_check.py"  # GPU_CHECK as a file: short command lines in the log
     check.write_text(GPU_CHECK)

@@ -18,7 +18,7 @@ import shlex
 import sys
 import traceback
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from harness.execute import console
 from harness.execute.backends import BACKENDS, BackendUnavailable
@@ -68,11 +68,12 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not cases:
             return _fail(f"shard {shard} holds no case: the selection has {selected} case(s), so use at most {selected} shards")
     backend = activate(args.backend, precision=args.precision, keras_api=args.keras_api)
+    print(precision_line(backend, args.precision), file=sys.stderr)
 
     from harness.case.tolerances import load_tolerances
     from harness.studies.parity import ResumeRefused, RunOptions, print_progress, run_cases
 
-    unmeasured = load_tolerances(backend.device_class).unmeasured_rows()
+    unmeasured = load_tolerances(backend.device_class, backend.name).unmeasured_rows()
     if unmeasured:
         print(f"{args.backend}: warning: device class {backend.device_class} uses tolerance rows never measured on such a device: "
               f"{', '.join(unmeasured)}", file=sys.stderr)
@@ -447,8 +448,16 @@ def _command_list(args: argparse.Namespace) -> int:
 
 def _add_precision(command: argparse.ArgumentParser) -> None:
     """--precision for a command that measures at a chosen precision mode (harness.execute.backends.PRECISIONS)."""
-    command.add_argument("--precision", choices=("default", "highest"), default="default",
-                         help="default: each backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
+    command.add_argument("--precision", choices=("auto", "default", "highest"), default="auto",
+                         help="auto (the default): highest where the backend sees a GPU, default elsewhere; default: each "
+                              "backend as users get it; highest: TF32 off everywhere (matters on a GPU only)")
+
+
+def precision_line(backend: Any, asked: str) -> str:
+    """The one line a measuring command prints on the precision it used, and why."""
+    used = backend.settings.get("precision_mode")
+    why = "asked for" if asked != "auto" else ("the default on a GPU: TF32 off" if used == "highest" else "the default without a GPU")
+    return f"{backend.name}: precision {used} ({why}; device class {backend.device_class})"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -449,7 +449,7 @@ def _one_committed_case(source: Path, folder: Path, backend: str, name: str, fac
     result = next(result for result in record["cases"] if result["case"] == name)
     case = parse_case(result["definition"], "committed")
     documented = expected_outputs(case, make_case_data(case, record["seed"]))
-    tolerances = load_tolerances(record.get("device_class", "cpu"))
+    tolerances = load_tolerances(record.get("device_class", "cpu"), backend)
     arrays, actual_by_api = {}, {}
     for api in result["apis"]:
         actual = {}

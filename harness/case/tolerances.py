@@ -3,10 +3,13 @@
 The top-level ``[<dtype>.<quantity>]`` rows are the CPU tolerances, each derived from the measured
 worst error of the clean matrix with a stated headroom. A device class other than CPU
 (``gpu_highest``: full float32 matmuls; ``gpu_tf32``: float32 matmuls on TF32 tensor cores) may
-override rows under ``[device.<class>.<dtype>.<quantity>]``; ``load_tolerances(device_class)`` merges
-them over the CPU table, as jax's public_test_util merges tolerance overrides. A row carries
-``measured = false`` until it has been measured on its device: the run says so whenever it selects
-one, never silently.
+override rows. Device rows are per backend, ``[device.<class>.<backend>.<dtype>.<quantity>]``, each derived
+from that backend's own measured worst error on the device (``worst``, ``worst_expected``, ``headroom`` and
+``source`` beside it); ``[device.<class>.<dtype>.<quantity>]`` is the shared row, used only for a backend
+never measured on that class, and then as ``measured = false``. ``load_tolerances(device_class, backend)``
+merges the backend's rows (or the shared ones) over the CPU table, as jax's public_test_util merges
+tolerance overrides; a device class other than CPU needs the backend. A row carries ``measured = false``
+until it has been measured on its device: the run says so whenever it selects one, never silently.
 
 ``[[override]]`` entries give cases that are ill-conditioned by construction their own bound: they
 apply when their ``when`` conditions (the same case facts as the known-divergence claims) hold and
@@ -28,6 +31,10 @@ TOLERANCE_FILE = Path(__file__).with_name("tolerances.toml")
 QUANTITIES = ("outputs", "states", "gradients", "training")
 DEVICE_CLASSES = ("cpu", "gpu_highest", "gpu_tf32")
 _ROW_FIELDS = {"rtol", "atol", "rel_floor", "reason", "measured"}
+# A backend's own device row also says what it was derived from: its worst element's absolute error and
+# |expected|, the headroom the row leaves it (1 / its tolerance ratio) and the record and case it came from.
+_MEASUREMENT_FIELDS = {"worst", "worst_expected", "headroom", "source"}
+DEVICE_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 @dataclass(frozen=True)
@@ -81,11 +88,17 @@ class Tolerances(dict):
         return sorted(t.row for rows in self.values() for t in rows.values() if not t.measured)
 
 
-def load_tolerances(device_class: str = "cpu", path: Path = TOLERANCE_FILE) -> Tolerances:
-    """Read the table for ``device_class``: the CPU rows with that class's rows merged over them.
-    Every row must give rtol, atol, rel_floor, reason and whether it was measured."""
+def load_tolerances(device_class: str = "cpu", backend: str | None = None, path: Path = TOLERANCE_FILE) -> Tolerances:
+    """Read the table for ``device_class`` on ``backend``: the CPU rows with that class's rows for that backend
+    merged over them. Where the backend has no row of its own for a (dtype, quantity) the class's shared row
+    gives, the shared row applies as ``measured = false`` (never measured on this backend). Every row must
+    give rtol, atol, rel_floor, reason and whether it was measured; a backend's own device row also what it
+    was derived from."""
     if device_class not in DEVICE_CLASSES:
         raise ValueError(f"unknown device class {device_class!r}; accepted: {', '.join(DEVICE_CLASSES)}")
+    if device_class != "cpu" and backend not in DEVICE_BACKENDS:
+        raise ValueError(f"the tolerances of device class {device_class} are per backend: name one of "
+                         f"{', '.join(DEVICE_BACKENDS)} (got {backend!r})")
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
     device_rows = raw.pop("device", {})
     raw_overrides = raw.pop("override", [])
@@ -96,13 +109,25 @@ def load_tolerances(device_class: str = "cpu", path: Path = TOLERANCE_FILE) -> T
     if unknown:
         raise ValueError(f"{path}: [device.{sorted(unknown)[0]}] is not a device class; accepted: {', '.join(DEVICE_CLASSES[1:])}")
     table = _parse_rows(raw, path, "")
-    for dtype, rows in _parse_rows(device_rows.get(device_class, {}), path, f"device.{device_class}.").items():
+    by_backend = {name: device_rows.get(device_class, {}).pop(name) for name in DEVICE_BACKENDS
+                  if name in device_rows.get(device_class, {})}
+    for name, rows in by_backend.items():  # every backend's rows are read, so a malformed one fails on any backend
+        _parse_rows(rows, path, f"device.{device_class}.{name}.", measurement=True)
+    shared = _parse_rows(device_rows.get(device_class, {}), path, f"device.{device_class}.")
+    own = _parse_rows(by_backend.get(backend or "", {}), path, f"device.{device_class}.{backend}.", measurement=True)
+    for dtype, rows in shared.items():
+        for quantity, tolerance in rows.items():
+            if quantity not in own.get(dtype, {}):
+                own.setdefault(dtype, {})[quantity] = replace(
+                    tolerance, measured=False,
+                    reason=f"never measured on {backend} at {device_class}: the shared row. {tolerance.reason}")
+    for dtype, rows in own.items():
         table.setdefault(dtype, {}).update(rows)
     overrides = tuple(_parse_override(entry, index, path) for index, entry in enumerate(raw_overrides))
     return Tolerances(table, overrides, float(agreement["max_abs_diff"]), str(agreement["reason"]).strip(), device_class)
 
 
-def _parse_rows(raw: dict[str, Any], path: Path, prefix: str) -> dict[str, dict[str, Tolerance]]:
+def _parse_rows(raw: dict[str, Any], path: Path, prefix: str, measurement: bool = False) -> dict[str, dict[str, Tolerance]]:
     table: dict[str, dict[str, Tolerance]] = {}
     for dtype, by_quantity in raw.items():
         table[dtype] = {}
@@ -110,7 +135,7 @@ def _parse_rows(raw: dict[str, Any], path: Path, prefix: str) -> dict[str, dict[
             name = f"{prefix}{dtype}.{quantity}"
             if quantity not in QUANTITIES:
                 raise ValueError(f"{path}: [{name}] is not a quantity; accepted: {', '.join(QUANTITIES)}")
-            missing = _ROW_FIELDS - set(entry)
+            missing = (_ROW_FIELDS | (_MEASUREMENT_FIELDS if measurement and entry.get("measured") else set())) - set(entry)
             if missing:
                 raise ValueError(f"{path}: [{name}] lacks {', '.join(sorted(missing))}")
             table[dtype][quantity] = Tolerance(

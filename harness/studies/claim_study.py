@@ -543,7 +543,7 @@ def _study_gradients(folder: Path, backend: str, claims: list[Divergence], by_id
         skipped.append(f"{backend} gradients: measured with the fault {record['fault']!r} injected")
         return [], []
     raw = store.read_arrays(gradient_arrays_path(folder, backend)) if gradient_arrays_path(folder, backend).is_file() else {}
-    tolerances = load_tolerances(record.get("device_class", "cpu"))
+    tolerances = load_tolerances(record.get("device_class", "cpu"), record.get("backend"))
     entries: list[dict[str, Any]] = []
     stale: list[dict[str, Any]] = []
     for result in record["cases"]:
@@ -597,7 +597,7 @@ def study_folder(folder: Path, divergences_path: Path = DIVERGENCES_FILE, diverg
             continue
         recorded = store.read_json_file(folder / f"{backend}.verdicts.json").get("cases") or {}
         raw = store.read_arrays(folder / f"{backend}.npz")
-        tolerances = load_tolerances(run.get("device_class", "cpu"))
+        tolerances = load_tolerances(run.get("device_class", "cpu"), run.get("backend"))
         for result in run["cases"]:
             if cases is not None and not fnmatch.fnmatch(result["case"], cases):
                 continue

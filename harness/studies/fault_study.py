@@ -448,7 +448,7 @@ def run_fault_study(
     sweep_cases = SWEEP_CASES if sweep_cases is None else sweep_cases
     gradient_faults = GRADIENT_FAULT_CASES if gradient_faults is None else gradient_faults
     optimizer_faults = OPTIMIZER_FAULT_RUNS if optimizer_faults is None else optimizer_faults
-    tolerances = load_tolerances(backend.device_class)
+    tolerances = load_tolerances(backend.device_class, backend.name)
     divergences = load_divergences()
     record: dict[str, Any] = make_header("faults", backend, seed=seed, command=command) | {"faults": {}, "clean": {}, "sweep": {}}
     if device_kind(backend.device_class) == "gpu":

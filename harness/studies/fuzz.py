@@ -330,7 +330,7 @@ def fuzz(backend: str, examples: int, seed: int | None) -> int:
     from harness.execute.measure import run_case
     from harness.verdicts.classify import classify_result
 
-    tolerances = load_tolerances(info.device_class)
+    tolerances = load_tolerances(info.device_class, info.name)
     divergences = load_divergences()
     exercised: set[str] = set()
     counts = {"examples": 0}
@@ -560,7 +560,7 @@ def fuzz_gradients(backend: str, examples: int, seed: int | None, fault: str | N
 
     if fault is not None and fault not in GRADIENT_FAULTS:
         raise ValueError(f"unknown gradient fault {fault!r}; accepted: {', '.join(GRADIENT_FAULTS)}")
-    tolerances = load_tolerances(info.device_class)
+    tolerances = load_tolerances(info.device_class, info.name)
     divergences = load_divergences()
     exercised: set[str] = set()
     counts = {"examples": 0, "known": 0}

@@ -217,7 +217,7 @@ def run_gradient_study(cases: list[Case], pairs: list[dict[str, str]], backend: 
 
 def _run(cases, pairs, backend, out_dir, seed, command, tolerances, on_case_done, fault) -> dict[str, Any]:
     if tolerances is None:
-        tolerances = load_tolerances(backend.device_class)
+        tolerances = load_tolerances(backend.device_class, backend.name)
     out_dir = Path(out_dir)
     path, npz = gradients_path(out_dir, backend.name), arrays_path(out_dir, backend.name)
     header = make_header("gradients", backend, seed=seed, command=command, fault=None if fault is None else fault.name)

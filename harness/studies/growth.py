@@ -105,7 +105,7 @@ def run_growth(
     each point and once more, with ``finished``, at the end.
     """
     if tolerances is None:
-        tolerances = load_tolerances(backend.device_class)
+        tolerances = load_tolerances(backend.device_class, backend.name)
     path = growth_path(Path(out_dir), backend.name)
     record: dict[str, Any] = make_header("growth", backend, seed=seed, command=command) | {
         "dtype": DTYPE,

@@ -73,7 +73,7 @@ def run_cases(
     """Run every case, writing ``<out>/<backend>.json`` and ``.npz`` (and, without a fault,
     ``<backend>.verdicts.json``) after each; returns the run record and the verdict record. Another process
     writing the same backend into the same folder makes it raise ``records.RecordLocked`` before anything is written."""
-    tolerances = load_tolerances(backend.device_class)
+    tolerances = load_tolerances(backend.device_class, backend.name)
     divergences = load_divergences()
     with records.folder_lock(options.out_dir, backend.name, options.command):  # one writer per folder and backend
         return _run_locked(cases, backend, options, tolerances, divergences, on_case_done)

@@ -103,7 +103,7 @@ def load_models(
 
     Nothing is written when no saved model matches a case (the returned record has no loads)."""
     by_name = {case.name: case for case in cases}
-    tolerances = load_tolerances(backend.device_class)
+    tolerances = load_tolerances(backend.device_class, backend.name)
     divergences = load_divergences()
     record: dict[str, Any] = make_header("serialization", backend, seed=seed, command=command) | {"loads": []}
     path = results_dir / f"{backend.name}.serialization.json"

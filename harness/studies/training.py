@@ -490,7 +490,7 @@ def _run(backend, out_dir, seed, command, steps, long_steps, fault, tolerances, 
     case = setup["case"]
     steps = steps or setup["steps"]
     long_steps = setup["long_steps"] if long_steps is None else long_steps
-    tolerances = tolerances or load_tolerances(backend.device_class)
+    tolerances = tolerances or load_tolerances(backend.device_class, backend.name)
     path = training_path(out_dir, backend.name)
     header = make_header("training", backend, seed=seed, command=command, fault=None if fault is None else fault.name)
     record: dict[str, Any] = header | {

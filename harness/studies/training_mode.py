@@ -610,7 +610,7 @@ def run_training_mode_study(backend: BackendInfo, out_dir: Path, seed: int = DEF
     """Every selected case; the record is rewritten after each."""
     setup = setup or load_setup()
     cases = select(setup["cases"], pattern)
-    tolerances = tolerances or load_tolerances(backend.device_class)
+    tolerances = tolerances or load_tolerances(backend.device_class, backend.name)
     path = training_mode_path(out_dir, backend.name)
     record: dict[str, Any] = make_header("training_mode", backend, seed=seed, command=command, fault=fault) | {
         "settings": setup["settings"],

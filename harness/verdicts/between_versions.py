@@ -234,7 +234,7 @@ def _still_described(divergences: dict[str, Divergence], claim_ids: list[str], c
     if missing:
         return False, f"claim {missing[0]} is no longer in the divergence file"
     unranged = [dataclasses.replace(divergences[claim], versions={}) for claim in claim_ids]
-    tolerances = load_tolerances(new.get("device_class", "cpu"))
+    tolerances = load_tolerances(new.get("device_class", "cpu"), new.get("backend"))
     verdict = classify_result(case, backend, new["versions"], result, arrays, tolerances, unranged, new["seed"],
                               device_kind(new.get("device_class", "cpu")))
     if verdict["verdict"] == "known":

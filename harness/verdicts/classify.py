@@ -267,7 +267,7 @@ def classify_record(folder: Path, backend: str, divergences_path: Path = DIVERGE
                                 "fault runs are not classified against known divergences")
     raw = store.read_arrays(folder / f"{backend}.npz")
     divergences = load_divergences(divergences_path)
-    tolerances = load_tolerances(run.get("device_class", "cpu"))
+    tolerances = load_tolerances(run.get("device_class", "cpu"), backend)
     record = new_verdict_record(run, divergences, divergences_path)
     for result in run["cases"]:
         case = parse_case(result["definition"], f"{backend}.json")

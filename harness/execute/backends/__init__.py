@@ -32,6 +32,8 @@ from typing import Any, Callable, Iterator
 
 BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("default", "highest")
+# "auto" (the CLI's default): highest where the backend sees a GPU, default (the backend as shipped) elsewhere.
+PRECISION_AUTO = "auto"
 
 
 KERNEL_MODES = ("as_shipped", "generic", "fused_on_cpu")
@@ -70,8 +72,8 @@ def activate(name: str, precision: str = "default", keras_api: str | None = None
     from harness.execute import keras_api as api
 
     module = backend_module(name)
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision mode {precision!r}; accepted: {', '.join(PRECISIONS)}")
+    if precision not in PRECISIONS + (PRECISION_AUTO,):
+        raise ValueError(f"unknown precision mode {precision!r}; accepted: {', '.join(PRECISIONS + (PRECISION_AUTO,))}")
     keras_2 = api.is_keras_2(keras_api)
     if keras_2 and name not in api.KERAS_2_BACKENDS:
         raise BackendUnavailable(f"Keras 2 (tf_keras) runs on TensorFlow only, not on {name!r}; use --backend tensorflow")
@@ -85,6 +87,8 @@ def activate(name: str, precision: str = "default", keras_api: str | None = None
 
     capture_backend_output()
     os.environ["KERAS_BACKEND"] = name
+    if precision == PRECISION_AUTO:
+        precision = "highest" if module.gpu_present() else "default"
     settings = module.configure(precision)
     import keras
     import numpy

@@ -28,6 +28,14 @@ def configure(precision: str) -> dict[str, Any]:
     return {"JAX_ENABLE_X64": "1"}
 
 
+def gpu_present() -> bool:
+    """Whether JAX's default backend is a GPU (asked before Keras is imported, with float64 enabled as configure does)."""
+    os.environ["JAX_ENABLE_X64"] = "1"
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
 def precision_settings() -> dict[str, Any]:
     """The precision in effect, read back from JAX (None: JAX's default)."""
     import jax

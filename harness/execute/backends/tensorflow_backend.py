@@ -20,6 +20,13 @@ def configure(precision: str) -> dict[str, Any]:
     return {}
 
 
+def gpu_present() -> bool:
+    """Whether TensorFlow sees a GPU."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def _tf32_enabled() -> bool:
     import tensorflow as tf
 

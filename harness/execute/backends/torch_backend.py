@@ -26,6 +26,13 @@ def configure(precision: str) -> dict[str, Any]:
     return {}
 
 
+def gpu_present() -> bool:
+    """Whether PyTorch sees a CUDA device."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _read(read: Any) -> Any:
     try:
         return read()
