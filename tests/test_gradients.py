@@ -298,6 +298,16 @@ def test_a_crash_claim_explains_only_its_own_exception_never_a_numeric_gradient_
     assert _judge(dict(raised), case, backend, [crash], {}, seed, load_tolerances())["verdict"] == "known"
     other = dict(raised, error={"type": "AttributeError", "message": "'NoneType' object has no attribute 'shape'"})
     judged = _judge(dict(other), case, backend, [crash], {}, seed, load_tolerances())
-    assert judged["verdict"] == "error" and "matching" in judged["unexplained"][0]
+    assert judged["verdict"] == "error" and "whole message matches" in judged["unexplained"][0]
     other_type = dict(raised, error={"type": "TypeError", "message": "'tuple' object has no attribute 'shape'"})
     assert _judge(dict(other_type), case, backend, [crash], {}, seed, load_tolerances())["verdict"] == "error"
+    # The same rule as the case verdicts: the whole message (a longer one that contains it is another error), and the
+    # claimed raising file when the claim names one.
+    longer = dict(raised, error={"type": "AttributeError", "message": "in the harness: 'tuple' object has no attribute 'shape'"})
+    assert _judge(dict(longer), case, backend, [crash], {}, seed, load_tolerances())["verdict"] == "error"
+    located = _claim("crash", exception="AttributeError", message=r"'tuple' object has no attribute 'shape'",
+                     raised_in="keras/src/backend/torch/rnn.py")
+    elsewhere = dict(raised, error=dict(raised["error"], raised_in="harness/execute/models.py"))
+    assert _judge(dict(elsewhere), case, backend, [located], {}, seed, load_tolerances())["verdict"] == "error"
+    there = dict(raised, error=dict(raised["error"], raised_in="keras/src/backend/torch/rnn.py"))
+    assert _judge(dict(there), case, backend, [located], {}, seed, load_tolerances())["verdict"] == "known"

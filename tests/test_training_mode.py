@@ -262,3 +262,23 @@ def test_a_kernel_mode_the_device_refuses_is_recorded_as_refused_and_the_study_g
     for claim in SETUP["known"]:
         training_mode.judge_known(entry, claim, "jax")
     assert entry["verdict"] == "refused"
+
+
+def test_a_known_crash_is_the_whole_message_not_a_fragment(tmp_path):
+    """A [[known]] crash explains exactly Keras's error: another error that merely contains the claimed text (a
+    harness or Keras message quoting the shapes, say) is not absorbed, and a claim whose message is not a pattern
+    is refused with one line."""
+    claim = next(entry for entry in SETUP["known"] if entry["id"] == "lstm_implementation1_dropout_fused_path_raises")
+    expected = claim["errors"]["jax"]
+    exact = {"type": "ValueError", "raised_in": "jax/_src/numpy/lax_numpy.py",
+             "message": "Cannot broadcast to shape with fewer dimensions: arr_shape=(4, 1, 5, 4) shape=(5, 7, 4)"}
+    assert training_mode._claimed_error(exact, expected)
+    longer = dict(exact, message="while checking the mask: " + exact["message"] + " (raised again)")
+    assert not training_mode._claimed_error(longer, expected)
+    other_shape = dict(exact, message=exact["message"].replace("(5, 7, 4)", "(5, 7, 6)"))
+    assert not training_mode._claimed_error(other_shape, expected)
+    text = (ROOT / "harness/case/training_mode_cases.toml").read_text()
+    bad = tmp_path / "bad_pattern.toml"
+    bad.write_text(text.replace("errors.jax = { type = \"ValueError\", message = '", "errors.jax = { type = \"ValueError\", message = '(", 1))
+    with pytest.raises(CaseError, match="is not a pattern"):
+        training_mode.load_setup(bad)

@@ -23,7 +23,6 @@ not the sum of the two instances'; 2 when nothing was measured; 0 otherwise.
 
 from __future__ import annotations
 
-import re
 import time as clock
 import tomllib
 from dataclasses import replace
@@ -42,6 +41,7 @@ from harness.records import store
 from harness.records.header import SCHEMAS, make_header, now
 from harness.truth.compare import compare
 from harness.truth.expected_gradients import GradientNotSupported, alternative_gradients
+from harness.verdicts.classify import exception_mismatch
 from harness.verdicts.cross_backend import largest_by_pair, measure_records
 
 GRADIENT_CASE_FILE = Path(__file__).resolve().parents[1] / "case" / "gradient_cases.toml"
@@ -122,12 +122,7 @@ def _gradient_mismatch(divergence: Any, case: Case, result: dict[str, Any], raw:
     if divergence.kind == "crash":
         if status != "error":
             return f"claims a {divergence.exception}, but the gradient run did not raise ({status})"
-        error = result.get("error") or {}
-        if error.get("type") != divergence.exception:
-            return f"claims {divergence.exception}, the gradient run raised {error.get('type')}: {str(error.get('message'))[:200]}"
-        if not re.search(divergence.message, str(error.get("message", ""))):
-            return f"claims a {divergence.exception} matching {divergence.message!r}, got: {str(error.get('message'))[:200]}"
-        return None
+        return exception_mismatch(divergence, result.get("error") or {})
     if divergence.kind == "bound":
         return "a bound claim bounds forward outputs; it never explains a gradient"
     if status != "fail":

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import re
 import time as clock
 import tomllib
 import zlib
@@ -101,6 +102,14 @@ def load_setup(path: Path = CASE_FILE) -> dict[str, Any]:
             raise CaseError(f"{path}: [[known]] {index} lacks {', '.join(missing) or 'valid stages or semantics'}; expected id, cases, "
                             f"backends, keras, reproducer, description, and stages (of {', '.join(STAGES)}) with errors, "
                             f"failing_checks, or semantics ({', '.join(SEMANTICS[1:])})")
+        for backend, error in entry.get("errors", {}).items():
+            if set(error) != {"type", "message"} or not all(isinstance(value, str) and value for value in error.values()):
+                raise CaseError(f"{path}: [[known]] {entry['id']!r} errors.{backend} is {error!r}; expected "
+                                "{ type = EXCEPTION, message = PATTERN } (the whole message must match the pattern)")
+            try:
+                re.compile(error["message"])
+            except re.error as problem:
+                raise CaseError(f"{path}: [[known]] {entry['id']!r} errors.{backend}.message is not a pattern: {problem}") from problem
         unknown_cases = set(entry["cases"]) - set(names)
         if unknown_cases:
             raise CaseError(f"{path}: [[known]] {entry['id']!r} names cases that do not exist: {', '.join(sorted(unknown_cases))}")
@@ -557,10 +566,10 @@ HARNESS_CODE = ("harness/", "reference/")
 
 
 def _claimed_error(error: dict[str, Any], expected: dict[str, Any]) -> bool:
-    """The stage's error is the claimed one: its type, the message fragment, and raised outside the harness (the
-    record says where: ``raised_in``)."""
+    """The stage's error is the claimed one: its type, its whole message matching the claimed pattern, and raised
+    outside the harness (the record says where: ``raised_in``)."""
     raised_in = error.get("raised_in")
-    return (error["type"] == expected["type"] and expected["contains"] in error["message"]
+    return (error["type"] == expected["type"] and re.fullmatch(expected["message"], error["message"]) is not None
             and bool(raised_in) and not str(raised_in).startswith(HARNESS_CODE))
 
 

@@ -104,6 +104,24 @@ def _mismatch(divergence: Divergence, case: Case, result: dict[str, Any], arrays
     return _bound_mismatch(divergence, result)
 
 
+def exception_mismatch(divergence: Divergence, error: dict[str, Any]) -> str | None:
+    """Why a recorded exception is not the one a crash claim names; None when it is: the claimed type, a whole
+    message matching the claimed pattern, and the claimed raising file when the claim names one. The one rule
+    for every study that judges a crash (the case verdicts, the gradient study)."""
+    message = str(error.get("message", ""))
+    if error.get("type") != divergence.exception:
+        return f"claims {divergence.exception}, got {error.get('type')}: {message[:200]}"
+    if not re.fullmatch(divergence.message, message):
+        return f"claims a {divergence.exception} whose whole message matches {divergence.message!r}, got: {message[:200]}"
+    if divergence.raised_in:
+        raised_in = error.get("raised_in")
+        if raised_in is None:
+            return f"claims a {divergence.exception} raised in {divergence.raised_in}, but the record does not say where it was raised"
+        if raised_in != divergence.raised_in:
+            return f"claims a {divergence.exception} raised in {divergence.raised_in}, but it was raised in {error.get('raised_at') or raised_in}"
+    return None
+
+
 def _crash_mismatch(divergence: Divergence, case: Case, result: dict[str, Any]) -> str | None:
     """A crash claim explains the build that raised, and only it: the innermost exception has the claimed type,
     its whole message matches the claimed pattern, it was raised in the claimed file (when the claim names
@@ -113,16 +131,9 @@ def _crash_mismatch(divergence: Divergence, case: Case, result: dict[str, Any]) 
     if status != "error":
         return f"claims a {divergence.exception} but the case ran ({status})"
     error = result["error"]
-    if error["type"] != divergence.exception:
-        return f"claims {divergence.exception}, got {error['type']}: {error['message'][:200]}"
-    if not re.fullmatch(divergence.message, error["message"]):
-        return f"claims a {divergence.exception} whose whole message matches {divergence.message!r}, got: {error['message'][:200]}"
-    if divergence.raised_in:
-        raised_in = error.get("raised_in")
-        if raised_in is None:
-            return f"claims a {divergence.exception} raised in {divergence.raised_in}, but the record does not say where it was raised"
-        if raised_in != divergence.raised_in:
-            return f"claims a {divergence.exception} raised in {divergence.raised_in}, but it was raised in {error.get('raised_at') or raised_in}"
+    mismatch = exception_mismatch(divergence, error)
+    if mismatch is not None:
+        return mismatch
     # Records from before the raising build was recorded: the builds run in the case's order, so it is the first
     # one without a result.
     ran = [api for api in case.apis if api in result.get("apis", {})]
