@@ -459,7 +459,7 @@ import os
 import re
 import sys
 
-USAGE = "usage: python -c GPU_CHECK {build,devices} {tensorflow,jax,torch} [--skip-without-gpu]"
+USAGE = "usage: python -c GPU_CHECK {build,devices} {tensorflow,jax,torch} [--skip-without-gpu] [--preinstalled]"
 
 
 def not_cuda_build(backend):
@@ -524,13 +524,17 @@ def visible_gpus(backend):
 
 def main(argv):
     skip = SKIP_FLAG in argv
-    args = [arg for arg in argv if arg != SKIP_FLAG]
+    args = [arg for arg in argv if arg not in (SKIP_FLAG, PREINSTALLED_FLAG)]
     if len(args) != 2 or args[0] not in ("build", "devices") or args[1] not in ("tensorflow", "jax", "torch"):
         print(USAGE, file=sys.stderr)
         return 2
     mode, backend = args
     if mode == "build":
         problem = not_cuda_build(backend)
+        if problem is not None and PREINSTALLED_FLAG in sys.argv:  # nothing to reinstall: the interpreter is the user's
+            problem = (f"{backend} in this interpreter ({sys.executable}) is not a CUDA build ({problem.split(':')[0]}); "
+                       f"{PREINSTALLED_FLAG} uses the packages installed there as they are: install the CUDA build of "
+                       f"{backend} into it, or run without {PREINSTALLED_FLAG} to let the session install one")
         if problem is not None:
             print(f"parity_gpu: error: {problem}", file=sys.stderr)
             return 1
@@ -554,7 +558,8 @@ def main(argv):
 
 sys.exit(main(sys.argv[1:]))
 '''
-GPU_CHECK = f"SKIPPED_MARKER = {SKIPPED_MARKER!r}\nSKIP_FLAG = {SKIP_WITHOUT_GPU!r}\n" + _GPU_CHECK_BODY
+GPU_CHECK = (f"SKIPPED_MARKER = {SKIPPED_MARKER!r}\nSKIP_FLAG = {SKIP_WITHOUT_GPU!r}\nPREINSTALLED_FLAG = {PREINSTALLED!r}\n"
+             + _GPU_CHECK_BODY)
 
 
 @nox.session(python="3.11")
@@ -574,7 +579,7 @@ def parity_gpu(session: nox.Session, backend: str) -> None:
     env = {"KERAS_BACKEND": backend}  # and CUDA_VISIBLE_DEVICES as the caller set it (or not)
     check = Path(session.create_tmp()) / "gpu_check.py"  # GPU_CHECK as a file: short command lines in the log
     check.write_text(GPU_CHECK)
-    session.run("python", str(check), "build", backend, env=env)
+    session.run("python", str(check), "build", backend, *([PREINSTALLED] if preinstalled else []), env=env)
     seen = session.run("python", str(check), "devices", backend, *([SKIP_WITHOUT_GPU] if skip_without_gpu else []),
                        env=env, silent=True)
     if isinstance(seen, str):  # None with --install-only

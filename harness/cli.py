@@ -68,7 +68,7 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         if not cases:
             return _fail(f"shard {shard} holds no case: the selection has {selected} case(s), so use at most {selected} shards")
     backend = activate(args.backend, precision=args.precision, keras_api=args.keras_api)
-    print(precision_line(backend, args.precision), file=sys.stderr)
+    print(precision_line(backend, args.precision))  # stdout, with the progress: stderr holds only errors
 
     from harness.case.tolerances import load_tolerances
     from harness.studies.parity import ResumeRefused, RunOptions, print_progress, run_cases

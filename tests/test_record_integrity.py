@@ -106,7 +106,7 @@ def test_statuses_are_not_recomputed_against_another_tolerance_table(tmp_path: P
     assert [flag["kind"] for flag in integrity["flags"]] == ["statuses_unchecked"] and integrity["failing"] == 0
 
 
-@pytest.mark.parametrize("record", ["jax.json", "tensorflow.json", "torch.json", "gpu/device-cpu/torch.json", "gpu/default/jax.json"])
+@pytest.mark.parametrize("record", ["jax.json", "tensorflow.json", "torch.json", "gpu/device-cpu/jax.json", "gpu/default/jax.json"])
 def test_every_committed_status_is_what_its_raw_outputs_give(record: str) -> None:
     path = RESULTS / record
     run = store.read_record(path)
@@ -116,6 +116,12 @@ def test_every_committed_status_is_what_its_raw_outputs_give(record: str) -> Non
     check = status_check(run, store.read_arrays(path.with_suffix(".npz")), tolerances)
     assert "skipped" not in check and check["mismatches"] == []
     assert check["agreeing"] + check["raised"] == len(run["cases"]) and check["agreeing"] > 250
+    # A refusal is checked against Keras's refusal, raised in its LSTM: the GPU machine's records (measured before the
+    # raising file was recorded) cannot show it and say so; every record the final CPU run wrote shows it.
+    unchecked = check.get("unchecked", [])
+    assert all("does not say where the exception was raised" in entry["reason"] for entry in unchecked), unchecked
+    if not record.startswith("gpu/"):
+        assert unchecked == []
 
 
 # ------------------------------------------------------------------------------------------ unfinished, commits
@@ -130,12 +136,15 @@ def test_unfinished_record_is_flagged_and_shown_first_in_the_report(tmp_path: Pa
     assert any("unfinished: jax.json is unfinished" in line for line in first_lines), first_lines
 
 
-def test_committed_unfinished_gpu_record_gets_the_banner(tmp_path: Path) -> None:
-    folder = tmp_path / "device-cpu"
-    folder.mkdir()
-    for name in ("torch.json", "torch.npz", "torch.verdicts.json"):  # verdicts from before the flags existed
-        (folder / name).write_bytes((RESULTS / "gpu" / "device-cpu" / name).read_bytes())
-    assert "torch.json is unfinished" in "\n".join(render_report(folder).splitlines()[:6])
+def test_committed_results_hold_only_finished_records() -> None:
+    """An unfinished record is flagged, and results/ publishes none (the GPU machine's CPU run of PyTorch timed out
+    at 446 of 483 cases and was taken out; results/gpu/README.md says so)."""
+    for path in sorted(RESULTS.rglob("*.json")):
+        if "." in path.stem or path.parent.name == "models":
+            continue
+        record = store.read_json_file(path)
+        if record.get("schema") == "keras-parity/run":
+            assert record.get("finished"), f"{path} is unfinished"
 
 
 def test_records_of_different_commits_are_flagged(tmp_path: Path) -> None:

@@ -59,6 +59,28 @@ def test_an_old_record_without_the_raising_file_cannot_be_checked_and_says_so():
     assert status is None and "does not say where" in why
 
 
+def test_a_relabelled_crash_fails_the_record_and_an_unlocated_refusal_is_flagged_unchecked(tmp_path):
+    """Through classify: the record's integrity fails on a crash recorded as refused; an old refusal without its
+    raising file is listed as unchecked (a warning), not as a mismatch."""
+    import shutil
+
+    from harness.verdicts.classify import classify_record
+
+    for name in ("tensorflow.json", "tensorflow.npz"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    record = json.loads((tmp_path / "tensorflow.json").read_text())
+    refused = [r for r in record["cases"] if r["status"] == "refused"]
+    for result in refused:  # as a record measured before error records named their raising file
+        result["error"].pop("raised_in", None)
+    (tmp_path / "tensorflow.json").write_text(json.dumps(record))
+    integrity = classify_record(tmp_path, "tensorflow")["integrity"]
+    assert integrity["failing"] == 0 and len(integrity["status_check"]["unchecked"]) == len(refused)
+    refused[0]["error"].update(type="RuntimeError", message="cuDNN error: CUDNN_STATUS_EXECUTION_FAILED")
+    (tmp_path / "tensorflow.json").write_text(json.dumps(record))
+    integrity = classify_record(tmp_path, "tensorflow")["integrity"]
+    assert integrity["failing"] == 1 and "is not Keras's use_cudnn=True refusal" in integrity["status_check"]["mismatches"][0]["reason"]
+
+
 def test_the_harness_own_refusal_is_refused():
     result = _refused_result()
     result["error"] = {"type": "KernelModeRefused", "message": "kernel = fused_on_cpu needs a CPU", "summary": ""}

@@ -336,9 +336,12 @@ def test_merged_shards_equal_the_unsharded_run(sharded_runs):
     # Verdicts: re-judged from the merged record, the same as the unsharded run's (timestamps aside).
     def verdicts(folder):
         data = json.loads((folder / f"{backend}.verdicts.json").read_text())
-        return {key: value for key, value in data.items() if key not in ("classified", "run_started")}
+        return {key: value for key, value in data.items() if key not in ("classified", "run_started", "integrity")}
 
     assert verdicts(out) == verdicts(full)
+    # merge classifies the merged record, which checks it: every status its raw outputs give, nothing flagged.
+    integrity = json.loads((out / f"{backend}.verdicts.json").read_text())["integrity"]
+    assert integrity["failing"] == 0 and integrity["flags"] == [] and integrity["status_check"]["mismatches"] == []
     assert json.loads((out / "cross_backend.json").read_text())["backends"] == [backend]
     assert (out / f"{backend}.log").exists()
 

@@ -11,7 +11,8 @@ and the other records of its folder alone (no Keras). It returns flags, each ``{
   again against the float64 reference with the tolerance table (a pass, fail or invalid is recomputed from
   the outputs; an error, timeout or refusal must carry its exception and cannot be recomputed);
 - ``statuses_unchecked``: the record was judged with another tolerance table than the current one, so its
-  statuses are not recomputed.
+  statuses are not recomputed; or it holds refusals measured before error records named their raising file, so
+  they cannot be checked against Keras's refusal (``refusal_status``).
 
 Only ``status_mismatch`` is a failure of the record (``FAILING_FLAGS``): the record says something its
 own outputs contradict. The others are warnings a report shows as a banner.
@@ -70,6 +71,9 @@ def recorded_output_names(case: Any, expected: dict[str, Any]) -> set[str]:
     return set(expected)
 
 
+# Why a refusal measured before error records named their raising file cannot be checked: listed as unchecked, not as a
+# mismatch (the record claims nothing it contradicts; it only cannot show where Keras raised).
+UNLOCATED_REFUSAL = "recorded refused; the record does not say where the exception was raised (measured before raised_in was recorded)"
 # The harness's own refusals by design (harness.execute.backends.KernelModeRefused and its Keras 2 subclass).
 HARNESS_REFUSALS = ("KernelModeRefused", "NotExpressible")
 
@@ -91,7 +95,7 @@ def refusal_status(result: dict[str, Any]) -> tuple[str | None, str]:
     if error.get("type") != CUDNN_REFUSAL_TYPE.__name__ or error.get("message") != CUDNN_REFUSAL_MESSAGE:
         return "error", f"recorded refused, but {error.get('type')}: {str(error.get('message'))[:160]} is not Keras's use_cudnn=True refusal"
     if "raised_in" not in error:
-        return None, "recorded refused; the record does not say where the exception was raised (measured before raised_in was recorded)"
+        return None, UNLOCATED_REFUSAL
     if error["raised_in"] != CUDNN_REFUSAL_RAISED_IN or error.get("api") not in (None, case.apis[0]):
         return "error", (f"recorded refused, but the refusal was raised in {error['raised_in']} by build {error.get('api')}, "
                          f"not in {CUDNN_REFUSAL_RAISED_IN} before any build ran")
@@ -154,7 +158,7 @@ def status_check(run: dict[str, Any], raw: dict[str, np.ndarray], tolerances: To
 
     recorded_table, current_table = tolerance_sha256(run), tolerance_sha256(tolerance_fields(tolerances))
     check: dict[str, Any] = {"recorded_table_sha256": recorded_table, "current_table_sha256": current_table,
-                             "recomputed": 0, "agreeing": 0, "raised": 0, "mismatches": []}
+                             "recomputed": 0, "agreeing": 0, "raised": 0, "mismatches": [], "unchecked": []}
     if recorded_table != current_table:
         check["skipped"] = (f"judged with another tolerance table (sha256 {recorded_table[:12]}) than the current one "
                             f"({current_table[:12]}); statuses not recomputed")
@@ -163,6 +167,10 @@ def status_check(run: dict[str, Any], raw: dict[str, np.ndarray], tolerances: To
         status, reason = recomputed_status(result, result_arrays(result, raw), tolerances, run["seed"])
         if result.get("status") in RAISED and not reason:
             check["raised"] += 1
+            continue
+        if reason == UNLOCATED_REFUSAL:
+            check["raised"] += 1
+            check["unchecked"].append({"case": result.get("case"), "recorded": result.get("status"), "reason": reason})
             continue
         check["recomputed"] += 1
         if reason:
@@ -213,6 +221,9 @@ def record_integrity(folder: Path, backend: str, run: dict[str, Any], raw: dict[
     check = status_check(run, raw, tolerances)
     if "skipped" in check:
         flags.append({"kind": "statuses_unchecked", "message": f"{name}: {check['skipped']}"})
+    if check["unchecked"]:
+        flags.append({"kind": "statuses_unchecked", "message": f"{name}: {len(check['unchecked'])} refusal(s) cannot be checked "
+                                                               f"({check['unchecked'][0]['case']}, ...): {UNLOCATED_REFUSAL}"})
     for mismatch in check["mismatches"]:
         flags.append({"kind": "status_mismatch", "message": f"{name}: {mismatch['case']}: {mismatch['reason']}"})
     return {"flags": flags, "status_check": check,

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.execute.backends import BACKENDS
-from harness.records.store import RecordError, write_text
+from harness.records.header import SCHEMAS
+from harness.records.store import RecordError, read_json_file, write_text
 from harness.reports.between_versions import BetweenVersions
 from harness.reports.model import (
     VERDICTS, Judged, Report, build_report, format_number, format_ratio, format_seconds, sort_key,
@@ -46,9 +46,24 @@ def measured_folders(results: Path) -> list[tuple[str, Report]]:
     folders = [(results.name, build_report(results))]
     for sub in SUBFOLDERS:
         folder = results / sub
-        if any((folder / f"{backend}.json").is_file() for backend in BACKENDS):
+        if _holds_run_records(folder):
             folders.append((f"{results.name}/{sub}", build_report(folder)))
     return folders
+
+
+def _holds_run_records(folder: Path) -> bool:
+    """Whether ``folder`` holds a run record (``<backend>.json`` of the run schema); a corrupt one still fails in
+    build_report, with its one-line error."""
+    run_schema = SCHEMAS["run"][0]
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if "." in path.stem:
+            continue
+        try:
+            if read_json_file(path).get("schema") == run_schema:
+                return True
+        except RecordError:
+            return True  # unreadable: let build_report say why
+    return False
 
 
 def _counts(counts: dict[str, int], order: tuple[str, ...] = VERDICTS) -> str:
