@@ -172,21 +172,26 @@ def test_a_forget_gate_bias_offset_in_a_masked_float64_case_is_a_failure() -> No
 
 
 @pytest.mark.parametrize("folder", [".", "gpu/default", "gpu/highest"])
-def test_every_torch_case_the_bound_explained_is_still_known(folder: str) -> None:
+def test_every_failing_torch_float64_case_the_claims_cover_is_known(folder: str) -> None:
+    """The two torch claims explain every float64 case they apply to that measured a failure, on this repo's CPU and
+    on the H200's GPU at both precisions: modelled, not bounded, and still enough to explain what was measured."""
     directory = RESULTS / folder
     run = store.read_record(directory / "torch.json")
     raw = store.read_arrays(directory / "torch.npz")
-    committed = store.read_json_file(directory / "torch.verdicts.json")["cases"]
-    explained_before = [name for name, verdict in committed.items() if TORCH_CLAIM in verdict["explained_by"]]
-    assert len(explained_before) >= 4
-    device = "cpu" if folder in (".", "gpu/device-cpu") else "gpu"
+    device = "cpu" if folder == "." else "gpu"
+    claims = {divergence.id: divergence for divergence in load_divergences() if divergence.id in (TORCH_CLAIM, TORCH_MASKED_CLAIM)}
+    explained = 0
     for result in run["cases"]:
-        if result["case"] in explained_before:
-            case = parse_case(result["definition"], "torch.json")
-            verdict = classify_result(case, run["backend"], run["versions"], result, store.result_arrays(result, raw),
-                                      load_tolerances("cpu"), load_divergences(), run["seed"], device)
-            expected_claim = TORCH_MASKED_CLAIM if case.mask != "none" else TORCH_CLAIM
-            assert verdict["verdict"] == "known" and expected_claim in verdict["explained_by"], (case.name, verdict["unexplained"])
+        case = parse_case(result["definition"], "torch.json")
+        applying = [claim_id for claim_id, claim in claims.items() if claim.applies_to(case, "torch", run["versions"], device)]
+        if not applying or result["status"] != "fail":
+            continue
+        verdict = classify_result(case, run["backend"], run["versions"], result, store.result_arrays(result, raw),
+                                  load_tolerances("cpu"), load_divergences(), run["seed"], device)
+        expected_claim = TORCH_MASKED_CLAIM if case.mask != "none" else TORCH_CLAIM
+        assert verdict["verdict"] == "known" and expected_claim in verdict["explained_by"], (case.name, verdict["unexplained"])
+        explained += 1
+    assert explained >= 4
 
 
 def test_matmul_float32_operands_rounds_once_to_float32() -> None:
