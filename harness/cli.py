@@ -318,6 +318,47 @@ def _command_growth(args: argparse.Namespace) -> int:
     return growth.exit_code(record)
 
 
+def _command_bench_kernels(args: argparse.Namespace) -> int:
+    if args.repeats is not None and args.repeats < 1:
+        return _fail(f"--repeats must be at least 1, not {args.repeats}")
+    from harness.execute.backends import activate
+
+    backend = activate(args.backend)
+    from harness.studies import bench_kernels
+
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else bench_kernels.DEFAULT_REPEATS)
+    record = bench_kernels.run_bench_kernels(backend, args.out, repeats=repeats, quick=args.quick, command=args.invocation)
+    print(f"{bench_kernels.summary(record)}; wrote {bench_kernels.bench_path(args.out, backend.name)} in {record['duration_s']:.0f} s")
+    for problem in bench_kernels.errors(record):
+        print(f"  could not measure {problem}", file=sys.stderr)
+    return bench_kernels.exit_code(record)
+
+
+def _command_bench_overhead(args: argparse.Namespace) -> int:
+    if args.sample < 1:
+        return _fail(f"--sample must be at least 1, not {args.sample}")
+    if args.repeats is not None and args.repeats < 1:
+        return _fail(f"--repeats must be at least 1, not {args.repeats}")
+    from harness.studies import bench_overhead
+
+    sample = bench_overhead.QUICK_SAMPLE if args.quick and args.sample == bench_overhead.DEFAULT_SAMPLE else args.sample
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else bench_overhead.DEFAULT_REPEATS)
+    cases = _load_cases(None, args.cases)
+    from harness.execute.backends import activate
+
+    backend = activate(args.backend)
+    record = bench_overhead.run_bench_overhead(cases, backend, args.out, args.seed, sample=sample, repeats=repeats, quick=args.quick,
+                                               command=args.invocation, on_case_done=bench_overhead.print_case)
+    for line in bench_overhead.summary_lines(record):
+        print(line)
+    for entry in record["summary"]["not_ran"]:
+        print(f"  not compared: {entry['case']}: {entry['status']} {entry['bare_error'] or entry['parts_error'] or ''}".rstrip(), file=sys.stderr)
+    print(f"wrote {args.out / (backend.name + '.bench_overhead.json')}")
+    if not record["summary"]["cases_ran"]:
+        return _fail("no sampled case ran in every API, so no ratio was measured")
+    return EXIT_OK
+
+
 def _command_gradients(args: argparse.Namespace) -> int:
     from harness.execute.gradients import GRADIENT_FAULTS
     from harness.studies.gradients import gradient_selection
@@ -592,6 +633,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the results folder (and its keras-nightly, tf-keras, gpu/<precision> subfolders)")
     readme.add_argument("--check", action="store_true", help="write nothing; exit 1 when the block differs from the records")
 
+    bench = commands.add_parser("bench-kernels", help="time the float64 reference's LSTM forward and backward against the "
+                                "backend's float32 predict, call and gradient, and how cost grows with batch, time and units; "
+                                "write DIR/<backend>.bench_kernels.json")
+    bench.add_argument("--backend", required=True, choices=BACKENDS)
+    bench.add_argument("--out", type=Path, default=Path("results/bench"), metavar="DIR")
+    bench.add_argument("--repeats", type=int, default=None, metavar="N", help="timed calls per measurement after a warm-up "
+                       "(default 5; 1 with --quick)")
+    bench.add_argument("--quick", action="store_true", help="tiny shapes (checks the code paths; the timings mean nothing)")
+
+    overhead = commands.add_parser("bench-overhead", help="time each sampled case as the run measures, judges and records it "
+                                   "against the bare Keras calls it makes, split into parts; Keras start-up; the record's rewrite "
+                                   "cost by size; write DIR/<backend>.bench_overhead.json")
+    overhead.add_argument("--backend", required=True, choices=BACKENDS)
+    overhead.add_argument("--out", type=Path, default=Path("results/bench"), metavar="DIR")
+    overhead.add_argument("--cases", metavar="GLOB", help="sample from the cases whose name matches this glob (default: every case)")
+    overhead.add_argument("--sample", type=int, default=24, metavar="N", help="cases sampled (default 24; 2 with --quick)")
+    overhead.add_argument("--repeats", type=int, default=None, metavar="N", help="repetitions per case (default 3; 1 with --quick)")
+    overhead.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    overhead.add_argument("--quick", action="store_true", help="2 cases, 1 repetition, small records (checks the code paths; "
+                          "the timings mean little)")
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -631,6 +693,7 @@ def _dispatch_command(args: argparse.Namespace, argv: list[str]) -> int:
         "list": _command_list, "classify": _command_classify, "merge": _command_merge,
         "between-versions": _command_between, "gradients": _command_gradients, "training": _command_training,
         "training-mode": _command_training_mode, "claims": _command_claims, "readme": _command_readme,
+        "bench-kernels": _command_bench_kernels, "bench-overhead": _command_bench_overhead,
     }
     return commands[args.command](args)
 

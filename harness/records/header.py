@@ -30,6 +30,8 @@ SCHEMAS = {
     "training": ("keras-parity/training", 2),  # 2: drift checks (long_runs[].drift_check), precision_runs; 1 still read
     "training_mode": ("keras-parity/training-mode", 1),
     "claims": ("keras-parity/claims", 1),  # harness/studies/claim_study.py: each claim shown not to absorb a fault
+    "bench_kernels": ("keras-parity/bench-kernels", 1),  # harness/studies/bench_kernels.py: reference vs backend timings
+    "bench_overhead": ("keras-parity/bench-overhead", 1),  # harness/studies/bench_overhead.py: harness cost vs bare Keras calls
 }
 
 
