@@ -1,0 +1,55 @@
+"""The harness-overhead benchmark's code paths (not its timings): bench-overhead --quick on the session's backend."""
+
+import json
+import math
+
+import pytest
+
+from conftest import run_harness
+
+from harness.case.schema import builtin_cases
+from harness.studies.bench_overhead import PARTS, sample_cases
+
+
+def test_default_sample_is_deterministic_and_covers_the_axes():
+    cases = builtin_cases()
+    sample = sample_cases(cases, 24)
+    assert [case.name for case in sample] == [case.name for case in sample_cases(cases, 24)]
+    assert len(sample) == 24 and len({case.name for case in sample}) == 24
+    for axis in ("dtype", "entry_point", "jit_compile", "mask", "kernel"):
+        assert {getattr(case, axis) for case in sample} == {getattr(case, axis) for case in cases}, axis
+    assert len(sample_cases(cases, 2)) == 2
+
+
+@pytest.mark.backend
+def test_quick_run_writes_a_record_with_finite_positive_ratios(session_backend, tmp_path):
+    completed = run_harness("bench-overhead", "--backend", session_backend, "--out", str(tmp_path), "--quick", "--cases", "lstm_*")
+    assert completed.returncode == 0, completed.stderr
+    record = json.loads((tmp_path / f"{session_backend}.bench_overhead.json").read_text())
+    assert record["schema"] == "keras-parity/bench-overhead" and record["finished"] is not None
+    assert record["repeats"] == 1 and len(record["cases"]) == 2
+    summary = record["summary"]
+    assert summary["cases_ran"] >= 1
+    for entry in record["cases"]:
+        assert set(entry["parts_s"]) == set(PARTS)
+        if entry["ran"]:
+            assert math.isfinite(entry["ratio"]) and entry["ratio"] > 0
+            assert entry["bare_s"]["median"] > 0 and entry["harness_s"]["median"] > 0
+            assert set(entry["share"]) == set(PARTS) | {"other"}
+    for key in ("median", "p10", "p90"):
+        value = summary["ratio_harness_over_bare"][key]
+        assert math.isfinite(value) and value > 0
+    assert record["startup"]["import_keras_s"]["median"] > 0
+    writes = record["incremental_write"]
+    assert [point["cases"] for point in writes["points"]] == [1, 3]
+    assert all(point["write_s"]["median"] > 0 for point in writes["points"])
+    assert writes["rewrite_every_case_total_s"] > 0 and writes["write_each_case_once_total_s"] > 0
+    assert "harness / bare Keras calls" in completed.stdout
+
+
+@pytest.mark.parametrize("option", [("--sample", "0"), ("--repeats", "0"), ("--cases", "no_such_case_*")])
+def test_bad_input_is_one_line_and_exit_2(option, tmp_path):
+    completed = run_harness("bench-overhead", "--backend", "jax", "--out", str(tmp_path), *option)
+    assert completed.returncode == 2
+    assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
+    assert not list(tmp_path.glob("*.bench_overhead.json"))
