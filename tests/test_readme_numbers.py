@@ -54,7 +54,14 @@ def _longer_wall_time(data: dict) -> None:
 
 
 def _larger_cross_difference(data: dict) -> None:
-    data["pairs"][0]["max_abs_diff"] = 0.5  # above every committed difference (7.8e-03)
+    data["pairs"][0]["max_abs_diff"] = _above_every_difference(data)
+
+
+def _above_every_difference(data: dict) -> float:
+    """Ten times the largest finite difference the record holds, a round number above every pair's largest."""
+    finite = [pair["max_abs_diff"] for pair in data["pairs"] if isinstance(pair.get("max_abs_diff"), (int, float))
+              and pair["max_abs_diff"] < float("inf")]
+    return float(f"{10 * max(finite):.0e}")
 
 
 def _one_fault_missed(data: dict) -> None:
@@ -71,20 +78,37 @@ def _other_keras(data: dict) -> None:
     data["versions"]["keras"] = "3.15.2"
 
 
+def _verdict_counts(data: dict) -> str:
+    from harness.verdicts.classify import VERDICTS
+
+    verdicts = [entry["verdict"] for entry in data["cases"].values()]
+    return ", ".join(f"{verdicts.count(verdict)} {verdict}" for verdict in VERDICTS if verdicts.count(verdict))
+
+
+def _detected(data: dict) -> tuple[int, int]:
+    return sum(bool(entry["detected"]) for entry in data["faults"].values()), len(data["faults"])
+
+
+# Each wrong number: the record, the edit, and what the block must then show, computed from the edited record (so
+# the test holds for whatever the committed records measured).
 WRONG_NUMBERS = {
-    "a verdict": ("jax.verdicts.json", _first_pass, "| 483 | 392 pass, 88 known, 2 refused, 1 fail |"),
-    "a wall time": ("torch.json", _longer_wall_time, "875 s"),
-    "a cross-backend distance": ("cross_backend.json", _larger_cross_difference, "| 5.00e-01 |"),
-    "a fault detected": ("tensorflow.faults.json", _one_fault_missed, "| results | tensorflow | cpu, precision default | 14 of 15 |"),
-    "a between-versions count": ("between_versions.json", _fewer_regressions, "| 12 | 31 |"),
-    "a version": ("keras-nightly/tensorflow.json", _other_keras, "keras 3.15.2, tensorflow"),
+    "a verdict": ("jax.verdicts.json", _first_pass, lambda edited: f"| {len(edited['cases'])} | {_verdict_counts(edited)} |"),
+    "a wall time": ("torch.json", _longer_wall_time, lambda edited: f"| {edited['wall_time_s']:.0f} s |"),
+    "a cross-backend distance": ("cross_backend.json", _larger_cross_difference,
+                                 lambda edited: f"| {edited['pairs'][0]['max_abs_diff']:.2e} |"),
+    "a fault detected": ("tensorflow.faults.json", _one_fault_missed,
+                         lambda edited: "| results | tensorflow | cpu, precision default | {} of {} |".format(*_detected(edited))),
+    "a between-versions count": ("between_versions.json", _fewer_regressions,
+                                 lambda edited: f"| {edited['counts']['fixed']} | {edited['counts']['regression']} |"),
+    "a version": ("keras-nightly/tensorflow.json", _other_keras, lambda edited: "keras 3.15.2, tensorflow"),
 }
 
 
 @pytest.mark.parametrize("wrong", sorted(WRONG_NUMBERS))
 def test_a_changed_record_changes_the_block(wrong, results_copy, committed_block):
-    record, change, shown = WRONG_NUMBERS[wrong]
+    record, change, shows = WRONG_NUMBERS[wrong]
     _edit(results_copy / record, change)
+    shown = shows(json.loads((results_copy / record).read_text()))
     block = measured_block(results_copy)
     assert block != committed_block
     assert shown in block and shown not in committed_block
@@ -196,7 +220,8 @@ WRONG_PROSE = {
     "sweep": ("jax.faults.json", _sweep_coarser, "float32 sweep"),
     "gradient cases": ("tensorflow.gradients.json", _gradient_case_lost, "gradient cases per backend"),
     "a failure": ("torch.verdicts.json", _first_pass, "torch: 1 fail"),
-    "a missed fault": ("jax.faults.json", _one_fault_missed, "jax: 14 of 15 faults detected"),
+    "a missed fault": ("jax.faults.json", _one_fault_missed,
+                       lambda edited: "jax: {} of {} faults detected".format(*_detected(edited))),
 }
 
 
@@ -204,5 +229,6 @@ WRONG_PROSE = {
 def test_prose_check_fails_on_a_changed_record(wrong, results_copy):
     record, change, problem = WRONG_PROSE[wrong]
     _edit(results_copy / record, change)
+    problem = problem(json.loads((results_copy / record).read_text())) if callable(problem) else problem
     problems = prose_problems(_prose(), build_report(results_copy))
     assert any(line.startswith(problem) for line in problems), problems
