@@ -120,6 +120,22 @@ def time_call(function: Callable[[], Any], repeats: int) -> dict[str, Any]:
     }
 
 
+def _measured_entries(entries: Any, make_call: Any, repeats: int, difference_key: str, difference: Any) -> dict[str, dict[str, Any]]:
+    """Each entry point timed (``_measured``) with its result's difference to the reference under ``difference_key``;
+    an entry point that cannot be set up records its error instead."""
+    measured: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        try:
+            call = make_call(entry)
+        except Exception as error:
+            measured[entry] = {"error": f"{type(error).__name__}: {error}"}
+            continue
+        measured[entry] = _measured(call, repeats)
+        if "median_s" in measured[entry]:
+            measured[entry][difference_key] = difference(call())
+    return measured
+
+
 def _measured(function: Callable[[], Any], repeats: int) -> dict[str, Any]:
     """``time_call``, or {"error": one line} when the function raised."""
     try:
@@ -293,29 +309,17 @@ def measure_shape(backend: str, name: str, shape: tuple[int, int, int, int], rep
     reference = {"forward": _measured(lambda: reference_forward(arrays), repeats),
                  "backward": _measured(lambda: reference_backward(arrays, outputs), repeats)}
     model = build_model(arrays)
-    forward: dict[str, dict[str, Any]] = {}
-    for entry in FORWARD_ENTRY_POINTS[backend]:
-        try:
-            call = forward_entry(backend, entry, model, x32)
-        except Exception as error:
-            forward[entry] = {"error": f"{type(error).__name__}: {error}"}
-            continue
-        forward[entry] = _measured(call, repeats)
-        if "median_s" in forward[entry]:
-            forward[entry]["max_rel_difference"] = _relative_difference(outputs, call())
-    gradient: dict[str, dict[str, Any]] = {}
-    expected_kernel = None
-    for entry in GRADIENT_ENTRY_POINTS[backend]:
-        try:
-            call = gradient_entry(backend, entry, model, x32)
-        except Exception as error:
-            gradient[entry] = {"error": f"{type(error).__name__}: {error}"}
-            continue
-        gradient[entry] = _measured(call, repeats)
-        if "median_s" in gradient[entry]:
-            if expected_kernel is None:
-                expected_kernel = reference_backward(arrays, outputs)["kernel"]
-            gradient[entry]["kernel_max_rel_difference"] = _relative_difference(expected_kernel, call()[0])
+    forward = _measured_entries(FORWARD_ENTRY_POINTS[backend], lambda entry: forward_entry(backend, entry, model, x32),
+                                repeats, "max_rel_difference", lambda value: _relative_difference(outputs, value))
+    expected: dict[str, np.ndarray] = {}
+
+    def kernel_difference(value: Any) -> float:
+        if "kernel" not in expected:  # the reference's gradient, once, when a backend gradient ran
+            expected["kernel"] = reference_backward(arrays, outputs)["kernel"]
+        return _relative_difference(expected["kernel"], value[0])
+
+    gradient = _measured_entries(GRADIENT_ENTRY_POINTS[backend], lambda entry: gradient_entry(backend, entry, model, x32),
+                                 repeats, "kernel_max_rel_difference", kernel_difference)
     forward_ratio, forward_against = _ratio(reference["forward"], forward)
     backward_ratio, backward_against = _ratio(reference["backward"], gradient)
     result.update({

@@ -33,7 +33,7 @@ import numpy as np
 
 from harness.case.divergences import device_kind, load_divergences
 from harness.case.schema import Case, CaseError, builtin_cases, select_cases
-from harness.case.tolerances import Tolerances, load_tolerances, quantity_of, tolerance_table_json
+from harness.case.tolerances import Tolerances, load_tolerances, tolerance_table_json
 from harness.case.weights import DEFAULT_SEED, make_case_data
 from harness.execute.backends import BACKENDS, BackendInfo
 from harness.execute.gradients import LOSS_KEY, model_gradients, rounded_targets, run_gradient_case
@@ -41,7 +41,7 @@ from harness.records import store
 from harness.records.header import SCHEMAS, make_header, now
 from harness.truth.compare import compare
 from harness.truth.expected_gradients import GradientNotSupported, alternative_gradients
-from harness.verdicts.classify import exception_mismatch
+from harness.verdicts.classify import alternative_mismatch, builds_disagree, exception_mismatch
 from harness.verdicts.cross_backend import largest_by_pair, measure_records
 
 GRADIENT_CASE_FILE = Path(__file__).resolve().parents[1] / "case" / "gradient_cases.toml"
@@ -133,26 +133,15 @@ def _gradient_mismatch(divergence: Any, case: Case, result: dict[str, Any], raw:
 def _semantics_mismatch(semantics: Any, case: Case, result: dict[str, Any], raw: dict[tuple[str, str], np.ndarray],
                         seed: int, tolerances: Tolerances) -> str | None:
     """Why the gradients are not the reference backward pass under ``semantics``; None when every one is."""
-    disagreements = [row for row in result.get("api_agreement", []) if not row["within"]]
-    if disagreements:
-        row = disagreements[0]
-        return f"the builds disagree ({row['apis'][0]} vs {row['apis'][1]} on {row['output']}), which no semantics explains"
+    disagreement = builds_disagree(result)
+    if disagreement:
+        return disagreement
     try:
         alternative = alternative_gradients(case, make_case_data(case, seed), seed, semantics, LOSS_KEY)
     except GradientNotSupported as error:
         return str(error)
-    changes = ", ".join(f"{name}={value}" for name, value in semantics.changes().items())
-    for api, entry in result["apis"].items():
-        for key, item in entry["items"].items():
-            if (api, key) not in raw:
-                return f"the raw gradient {api}/{key} was not recorded, so the alternative cannot be checked"
-            if item["dtype"] != item["expected_dtype"]:
-                return f"{api}/{key} has dtype {item['dtype']}, not the promised {item['expected_dtype']}"
-            comparison = compare(raw[(api, key)], alternative[key], tolerances.for_case(case, quantity_of(key)),
-                                 case.compute_dtype, case.allow_nonfinite)
-            if not comparison.passed:
-                return "not the gradient of the claimed behaviour: " + comparison.message(f"{api}/{key} against the alternative ({changes})")
-    return None
+    return alternative_mismatch(case, result, raw, alternative, tolerances, semantics, what="gradient",
+                                failure="not the gradient of the claimed behaviour")
 
 
 def shared_versus_separate(shared: Case, separate: Case, seed: int, tolerances: Tolerances) -> dict[str, Any]:

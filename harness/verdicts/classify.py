@@ -156,17 +156,36 @@ def _semantics_mismatch(semantics: Semantics, case: Case, result: dict[str, Any]
     """Why the outputs are not the alternative ``semantics``; None when every output of every build agrees with
     it within the case's tolerance, plus ``ulps`` float32 ulps of the modelled matmul's scale per element
     (float32_matmul_scales: the summation order of a float32 kernel) when the claim states them."""
-    disagreements = [row for row in result.get("api_agreement", []) if not row["within"]]
-    if disagreements:
-        row = disagreements[0]
-        return f"the builds disagree ({row['apis'][0]} vs {row['apis'][1]} on {row['output']}), which no semantics explains"
+    disagreement = builds_disagree(result)
+    if disagreement:
+        return disagreement
     data = make_case_data(case, seed)
     alternative = expected_outputs(case, data, semantics)
     scales = float32_matmul_scales(case, data, semantics) if ulps else {}
+    return alternative_mismatch(case, result, arrays, alternative, tolerances, semantics, ulps=ulps, scales=scales)
+
+
+def builds_disagree(result: dict[str, Any]) -> str | None:
+    """The first pair of builds that disagree beyond the API bound, which no alternative semantics explains."""
+    disagreements = [row for row in result.get("api_agreement", []) if not row["within"]]
+    if not disagreements:
+        return None
+    row = disagreements[0]
+    return f"the builds disagree ({row['apis'][0]} vs {row['apis'][1]} on {row['output']}), which no semantics explains"
+
+
+def alternative_mismatch(case: Case, result: dict[str, Any], arrays: dict[tuple[str, str], np.ndarray],
+                         alternative: dict[str, np.ndarray], tolerances: Tolerances, semantics: Semantics, *,
+                         what: str = "output", failure: str = "not the claimed behaviour", ulps: float = 0.0,
+                         scales: dict[str, np.ndarray] | None = None) -> str | None:
+    """Why some recorded item (an output, or a gradient: ``what``) of some build is not ``alternative``, the
+    reference under ``semantics``; None when every one has its promised dtype and agrees within the case's
+    tolerance (after ``ulps`` float32 ulps of ``scales`` per element, when given). The one item check of every
+    study that judges a semantics claim (the case verdicts, the gradient study)."""
     for api, entry in result["apis"].items():
         for name, item in entry["items"].items():
             if (api, name) not in arrays:
-                return f"the raw output {api}/{name} was not recorded, so the alternative cannot be checked"
+                return f"the raw {what} {api}/{name} was not recorded, so the alternative cannot be checked"
             if item["dtype"] != item["expected_dtype"]:
                 return f"{api}/{name} has dtype {item['dtype']}, not the promised {item['expected_dtype']}"
             tolerance = tolerances.for_case(case, quantity_of(name))
@@ -183,7 +202,7 @@ def _semantics_mismatch(semantics: Semantics, case: Case, result: dict[str, Any]
             comparison = compare(measured, alternative[name], tolerance, case.compute_dtype, case.allow_nonfinite)
             if not comparison.passed:
                 within = f" and {ulps:g} float32 ulps of the matmul's scale" if ulps else ""
-                return "not the claimed behaviour: " + comparison.message(f"{api}/{name} against {_describe(semantics)}{within}")
+                return f"{failure}: " + comparison.message(f"{api}/{name} against {_describe(semantics)}{within}")
     return None
 
 
