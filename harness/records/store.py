@@ -1,7 +1,14 @@
 """Run records: a versioned JSON file per backend plus an .npz of raw outputs, written atomically.
 
-A record is rewritten (to a temporary file, then renamed over the old one) after every case, so an
-interrupted run keeps everything it had measured and a reader never sees a half-written file.
+Every file is written to a temporary file, then renamed over the old one, so a reader never sees a
+half-written file. The parity run writes its whole record once at its start and once at its end (or when
+it is interrupted by an exception); in between, each measured case goes into the run's journal, a hidden
+folder ``DIR/.<backend>.journal/`` beside the record: ``header.json`` (the header the run measures under,
+and the sha256 of the record file the journal continues), then one ``NNNNN.json`` (the case result and
+its verdict) and ``NNNNN.npz`` (its raw outputs) per case, in order. A case costs what that case weighs,
+however many came before it, and a run killed outright (SIGKILL, power loss) leaves record + journal,
+from which ``--resume`` rebuilds everything it had measured (``read_journal``; a torn last entry is
+dropped with a message).
 
 One writer per backend and folder: a write of a ``<backend>.*`` file takes the lock ``DIR/.<backend>.lock``
 (created atomically, holding the writer's pid, host and command), and a second process that would write
@@ -20,9 +27,13 @@ import io
 import json
 import math
 import os
+import re
+import shutil
 import socket
 import sys
 import tempfile
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -170,17 +181,23 @@ def hold_locks_until_exit() -> None:
 @contextlib.contextmanager
 def _write_lock(path: Path) -> Iterator[None]:
     """A write of a ``<backend>.*`` record holds the backend's lock in its folder (see ``hold_locks_until_exit``)."""
+    with _backend_lock(path.parent, path.name.split(".", 1)[0]):
+        yield
+
+
+@contextlib.contextmanager
+def _backend_lock(folder: Path, backend: str) -> Iterator[None]:
+    """Hold ``backend``'s lock in ``folder`` while writing there (nothing to hold for a name that is not a backend)."""
     from harness.execute.backends import BACKENDS
 
-    backend = path.name.split(".", 1)[0]
-    lock = lock_path(path.parent, backend).absolute()
+    lock = lock_path(folder, backend).absolute()
     if backend not in BACKENDS or lock in _held_locks:
         yield
     elif _locks_last_until_exit:
         _hold(lock, _process_command())
         yield
     else:
-        with folder_lock(path.parent, backend):
+        with folder_lock(folder, backend):
             yield
 
 
@@ -205,7 +222,7 @@ def _write_unlocked(path: Path, payload: bytes) -> None:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    _write_atomically(path, (json.dumps(data, indent=1, sort_keys=False, allow_nan=True) + "\n").encode("utf-8"))
+    _write_atomically(path, _json_payload(data))
 
 
 def write_text(path: Path, text: str) -> None:
@@ -217,10 +234,18 @@ def _storable(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32) if array.dtype.name == "bfloat16" else array
 
 
-def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _arrays_payload(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{key: _storable(np.asarray(value)) for key, value in arrays.items()})
-    _write_atomically(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _json_payload(data: dict[str, Any], indent: int | None = 1) -> bytes:
+    return (json.dumps(data, indent=indent, sort_keys=False, allow_nan=True) + "\n").encode("utf-8")
+
+
+def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    _write_atomically(path, _arrays_payload(arrays))
 
 
 def read_json_file(path: Path) -> dict[str, Any]:
@@ -273,7 +298,7 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise RecordError(f"{path} is not a readable .npz archive ({error})") from None
 
 
@@ -288,3 +313,131 @@ def result_arrays(result: dict[str, Any], raw: dict[str, np.ndarray]) -> dict[tu
         for api, entry in result["apis"].items() for name in entry["items"]
         if array_key(result["case"], api, name) in raw
     }
+
+
+# ------------------------------------------------------------------------------------------ the run's journal
+
+JOURNAL_SCHEMA, JOURNAL_SCHEMA_VERSION = "keras-parity/run-journal", 1
+JOURNAL_HEADER = "header.json"
+_ENTRY_NAME = re.compile(r"^(\d{5,})\.(json|npz)$")
+
+
+@dataclass
+class Journal:
+    """What a journal holds: the header it was written under, the sha256 of the record file it continues,
+    its complete entries in order (each ``{"index", "result", "verdict"}``), their raw outputs by
+    ``array_key``, and one line per file it dropped (a torn or unreadable entry, a temporary file)."""
+
+    folder: Path
+    header: dict[str, Any] | None  # None when header.json cannot be read: what it measured cannot be checked
+    base_sha256: str | None
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+
+
+def journal_folder(folder: Path, backend: str) -> Path:
+    """The hidden folder where a parity run of ``backend`` journals its cases into ``folder``."""
+    return folder / f".{backend}.journal"
+
+
+def _entry_path(folder: Path, backend: str, index: int, suffix: str) -> Path:
+    return journal_folder(folder, backend) / f"{index:05d}.{suffix}"
+
+
+def start_journal(folder: Path, backend: str, header: dict[str, Any], base_sha256: str) -> Path:
+    """Create an empty journal for a run measuring under ``header`` on top of the record file whose sha256 is
+    ``base_sha256``. The folder appears whole (built under a temporary name, then renamed), so a journal always
+    has its header; RecordError when one is already there (``clear_journal`` it first)."""
+    path = journal_folder(folder, backend)
+    with _backend_lock(folder, backend):
+        if path.exists():
+            raise RecordError(f"{path} already exists: an unfinished run's journal must be merged or cleared first")
+        folder.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(dir=folder, prefix=f"{path.name}.new-"))
+        try:
+            _write_unlocked(building / JOURNAL_HEADER, _json_payload(
+                {"schema": JOURNAL_SCHEMA, "schema_version": JOURNAL_SCHEMA_VERSION, "header": header, "base_sha256": base_sha256}))
+            os.rename(building, path)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+    return path
+
+
+def append_journal(folder: Path, backend: str, index: int, result: dict[str, Any], verdict: dict[str, Any] | None,
+                   arrays: dict[str, np.ndarray]) -> int:
+    """Journal one case: its raw outputs (``array_key`` -> array) as ``NNNNN.npz``, then its result and verdict as
+    ``NNNNN.json``, the entry's commit (each written atomically); returns the bytes written. Costs what this case
+    weighs, whatever the journal already holds."""
+    entry = {"index": index, "result": result, "verdict": verdict, "arrays": sorted(arrays)}
+    arrays_payload, entry_payload = _arrays_payload(arrays), _json_payload(entry, indent=None)
+    with _backend_lock(folder, backend):
+        _write_unlocked(_entry_path(folder, backend, index, "npz"), arrays_payload)
+        _write_unlocked(_entry_path(folder, backend, index, "json"), entry_payload)
+    return len(arrays_payload) + len(entry_payload)
+
+
+def read_journal(folder: Path, backend: str) -> Journal | None:
+    """The journal a run left in ``folder`` (None when there is none). An entry whose pair is incomplete or
+    unreadable (a run killed while writing it), and any temporary file, is left out with one line in ``dropped``;
+    it never raises for a torn entry."""
+    path = journal_folder(folder, backend)
+    if not path.is_dir():
+        return None
+    journal = Journal(folder=path, header=None, base_sha256=None)
+    try:
+        head = json.loads((path / JOURNAL_HEADER).read_text(encoding="utf-8"))
+        if head.get("schema") != JOURNAL_SCHEMA or head.get("schema_version") != JOURNAL_SCHEMA_VERSION:
+            raise ValueError(f"not a {JOURNAL_SCHEMA} {JOURNAL_SCHEMA_VERSION} header")
+        journal.header, journal.base_sha256 = head["header"], head["base_sha256"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        journal.dropped.append(f"{path / JOURNAL_HEADER} cannot be read ({type(error).__name__}: {error})")
+    pairs: dict[int, set[str]] = {}
+    for item in sorted(path.iterdir()):
+        match = _ENTRY_NAME.match(item.name)
+        if match:
+            pairs.setdefault(int(match.group(1)), set()).add(match.group(2))
+        elif item.name != JOURNAL_HEADER:
+            journal.dropped.append(f"{item} is not a journal entry (a write cut short): dropped")
+    for index in sorted(pairs):
+        entry = _read_entry(folder, backend, index, pairs[index], journal.dropped)
+        if entry is not None:
+            journal.entries.append(entry[0])
+            journal.arrays.update(entry[1])
+    return journal
+
+
+def _read_entry(folder: Path, backend: str, index: int, files: set[str], dropped: list[str],
+                ) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """One journal entry and its arrays; None (with a line in ``dropped``) when it is torn or unreadable."""
+    json_path, npz_path = _entry_path(folder, backend, index, "json"), _entry_path(folder, backend, index, "npz")
+    if files != {"json", "npz"}:
+        present, missing = (json_path, npz_path) if "json" in files else (npz_path, json_path)
+        dropped.append(f"{present} has no {missing.name} beside it (a run killed while writing it): entry {index} dropped")
+        return None
+    try:
+        entry = json.loads(json_path.read_text(encoding="utf-8"))
+        if not isinstance(entry, dict) or entry.get("index") != index or not isinstance(entry.get("result"), dict):
+            raise ValueError("not a journal entry of this index")
+        arrays = read_arrays(npz_path)
+        if sorted(arrays) != entry.get("arrays"):
+            raise ValueError(f"its arrays are {sorted(arrays)}, the entry names {entry.get('arrays')}")
+    except (OSError, ValueError, RecordError) as error:
+        dropped.append(f"{json_path} cannot be read ({error}): entry {index} dropped")
+        return None
+    return entry, arrays
+
+
+def clear_journal(folder: Path, backend: str) -> None:
+    """Remove ``backend``'s journal from ``folder`` (renamed aside first, so it is gone at once even when the removal
+    is cut short), and whatever an earlier removal or start left half done."""
+    path = journal_folder(folder, backend)
+    with _backend_lock(folder, backend):
+        for leftover in folder.glob(f"{path.name}.*"):
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+        if path.exists():
+            aside = path.with_name(f"{path.name}.discarded-{os.getpid()}")
+            os.rename(path, aside)
+            shutil.rmtree(aside, ignore_errors=True)
