@@ -359,6 +359,19 @@ def _command_bench_overhead(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command_bench_report(args: argparse.Namespace) -> int:
+    if not args.dir.is_dir():
+        return _fail(f"{args.dir} is not a folder of benchmark records; run 'python -m harness bench-kernels' first")
+    from harness.reports.bench_report import summary_lines, write_bench_report
+
+    markdown = args.markdown if args.markdown is not None else args.results / "BENCH.md"
+    report = write_bench_report(args.dir, args.results, markdown, command=args.invocation)
+    for line in summary_lines(report):
+        print(line)
+    print(f"wrote {markdown} and {args.dir / 'bench.json'}")
+    return EXIT_OK
+
+
 def _command_gradients(args: argparse.Namespace) -> int:
     from harness.execute.gradients import GRADIENT_FAULTS
     from harness.studies.gradients import gradient_selection
@@ -654,6 +667,14 @@ def build_parser() -> argparse.ArgumentParser:
     overhead.add_argument("--quick", action="store_true", help="2 cases, 1 repetition, small records (checks the code paths; "
                           "the timings mean little)")
 
+    bench_report = commands.add_parser("bench-report", help="the benchmark report: the targets judged, kernels, overhead, nox "
+                                       "sessions, growth and the matrix across N machines; write BENCH.md and DIR/bench.json")
+    bench_report.add_argument("dir", type=Path, nargs="?", default=Path("results/bench"), metavar="DIR",
+                              help="the benchmark records (default results/bench)")
+    bench_report.add_argument("--results", type=Path, default=Path("results"), metavar="RESULTS",
+                              help="the run records whose per-case durations give growth and the N-machine prediction")
+    bench_report.add_argument("--markdown", type=Path, default=None, metavar="BENCH.md", help="default RESULTS/BENCH.md")
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -694,6 +715,7 @@ def _dispatch_command(args: argparse.Namespace, argv: list[str]) -> int:
         "between-versions": _command_between, "gradients": _command_gradients, "training": _command_training,
         "training-mode": _command_training_mode, "claims": _command_claims, "readme": _command_readme,
         "bench-kernels": _command_bench_kernels, "bench-overhead": _command_bench_overhead,
+        "bench-report": _command_bench_report,
     }
     return commands[args.command](args)
 

@@ -32,6 +32,7 @@ SCHEMAS = {
     "claims": ("keras-parity/claims", 1),  # harness/studies/claim_study.py: each claim shown not to absorb a fault
     "bench_kernels": ("keras-parity/bench-kernels", 1),  # harness/studies/bench_kernels.py: reference vs backend timings
     "bench_overhead": ("keras-parity/bench-overhead", 1),  # harness/studies/bench_overhead.py: harness cost vs bare Keras calls
+    "bench_report": ("keras-parity/bench-report", 1),  # harness/reports/bench_report.py: DIR/bench.json, the targets judged
 }
 
 
