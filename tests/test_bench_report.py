@@ -289,6 +289,14 @@ def test_a_missing_folder_or_a_bad_session_file_exits_2_with_one_line(tmp_path):
     assert completed.returncode == 2
     assert completed.stderr.strip().count("\n") == 0 and "has no 'cpu_s' field" in completed.stderr
     assert not (tmp_path / "B.md").exists()
+    (bench / "sessions" / f"{slug}.json").unlink()
+    broken = _kernels_record()
+    del broken["shapes"][1]["reference"]
+    _write(bench / "jax.bench_kernels.json", broken)
+    completed = run_harness("bench-report", str(bench), "--results", str(tmp_path), "--markdown", str(tmp_path / "B.md"))
+    assert completed.returncode == 2
+    assert completed.stderr.strip().count("\n") == 0 and "jax.bench_kernels.json is incomplete" in completed.stderr
+    assert not (tmp_path / "B.md").exists()
 
 
 # ------------------------------------------------------------------------------------------- session reader

@@ -288,6 +288,14 @@ def _run_timing(path: Path, default_names: set[str], startup: dict[str, float]) 
     )
 
 
+def _complete(reader: Any, path: Path, *args: Any) -> Any:
+    """``reader(path, *args)``, with a record that lacks a field the report reads as one RecordError line."""
+    try:
+        return reader(path, *args)
+    except (KeyError, TypeError, IndexError, AttributeError) as error:
+        raise RecordError(f"{path} is incomplete: the benchmark report could not read it ({type(error).__name__}: {error})") from None
+
+
 # --------------------------------------------------------------------------------------------- targets
 
 
@@ -369,7 +377,7 @@ def build_bench_report(bench_dir: Path, results_dir: Path, growth_plot: str | No
         for suffix, reader, found in ((KERNELS_SUFFIX, _kernels, kernels), (OVERHEAD_SUFFIX, _overhead, overhead)):
             path = bench_dir / f"{backend}{suffix}"
             if path.exists():
-                found.append(reader(path))
+                found.append(_complete(reader, path))
                 inputs.append(str(path))
     sessions = read_sessions(bench_dir)
     main_job = read_main_job(bench_dir)
@@ -382,7 +390,7 @@ def build_bench_report(bench_dir: Path, results_dir: Path, growth_plot: str | No
     for backend in BACKENDS:
         path = results_dir / f"{backend}.json"
         if path.exists():
-            runs.append(_run_timing(path, default_names, startup))
+            runs.append(_complete(_run_timing, path, default_names, startup))
             inputs.append(str(path))
     by_backend_run = {run.backend: run for run in runs}
     by_backend_overhead = {record.backend: record for record in overhead}
