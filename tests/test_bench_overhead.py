@@ -42,9 +42,28 @@ def test_quick_run_writes_a_record_with_finite_positive_ratios(session_backend, 
     assert record["startup"]["import_keras_s"]["median"] > 0
     writes = record["incremental_write"]
     assert [point["cases"] for point in writes["points"]] == [1, 3]
-    assert all(point["write_s"]["median"] > 0 for point in writes["points"])
-    assert writes["rewrite_every_case_total_s"] > 0 and writes["write_each_case_once_total_s"] > 0
-    assert "harness / bare Keras calls" in completed.stdout
+    assert all(point["append_s"]["median"] > 0 and point["write_s"]["median"] > 0 for point in writes["points"])
+    assert writes["write_each_case_once_total_s"] > 0 and writes["rewrite_every_case_total_s"] > 0
+    assert "harness / bare Keras calls" in completed.stdout and "journal append" in completed.stdout
+
+
+def test_the_write_benchmark_times_the_runs_own_write_path(monkeypatch):
+    """incremental_writes appends through records.append_journal (the parity run's per-case write) and writes the
+    whole record through parity.write_run_record; a case's entry weighs the same however many came before it."""
+    from harness.records import store
+    from harness.studies import bench_overhead
+
+    appended, whole = [], []
+    append, write_whole = store.append_journal, bench_overhead.write_run_record
+    monkeypatch.setattr(store, "append_journal", lambda *args: appended.append(args[2]) or append(*args))
+    monkeypatch.setattr(bench_overhead, "write_run_record", lambda *args: whole.append(len(args[2]["cases"])) or write_whole(*args))
+    writes = bench_overhead.incremental_writes("jax", (1, 4, 9), 2, 483, None)
+    assert appended == [0, 0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 8]  # each case once, the measured ones once per repetition
+    assert whole == [1, 1, 4, 4, 9, 9]
+    points = writes["points"]
+    assert [point["entry_bytes"] for point in points] == [points[0]["entry_bytes"]] * 3
+    assert points[0]["json_bytes"] < points[1]["json_bytes"] < points[2]["json_bytes"]
+    assert writes["rewrite_every_case_total_s"] > 0 and writes["write_each_case_once_total_s"] > 0  # figures, not a race
 
 
 @pytest.mark.parametrize("option", [("--sample", "0"), ("--repeats", "0"), ("--cases", "no_such_case_*")])

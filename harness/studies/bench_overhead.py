@@ -4,8 +4,8 @@ For a deterministic sample of the case matrix, in this one process, each case is
 in an order that rotates with the repetition:
 
 - harness: what the parity run does per case (harness.studies.parity): ``measure.run_case`` (the one measure step),
-  the case's verdict (``classify_result``), and the write of a record holding this one case (JSON, NPZ, verdicts JSON)
-  into a temporary folder;
+  the case's verdict (``classify_result``), and the case's write: ``records.append_journal``, the function the run
+  calls, into a journal in a temporary folder;
 - bare: the same builds and entry points (``models.build_model`` + ``models.run_model`` per API, in the case's kernel
   mode), without the reference, the comparison, the kernel observation or the records;
 - parts: the functions run_case calls, each timed on its own in the order run_case calls them: isolate (compiler
@@ -18,9 +18,12 @@ Every figure is a median over the repetitions, with its min and max; what is com
 in this run (harness / bare per case, and each part's share of the harness total), never an absolute time.
 
 Also measured: Keras's start-up (``python -c "import keras"`` in a subprocess with the backend set, against a bare
-``python -c pass``), and the incremental write cost: the run rewrites its whole JSON and NPZ after every case, so the
-time to write a record of n cases is measured for several n (synthetic copies of one real case result from
-``results/<backend>.json``), and the total over a run of N cases (the sum over n) is projected from a straight-line fit.
+``python -c pass``), and the record writes over a run (synthetic copies of one real case result from
+``results/<backend>.json``): the journal append of the n-th case, and the whole record of n cases (JSON, NPZ, verdicts:
+``parity.write_run_record``, what the run writes at its start and end), for several n. A run of N cases writes N
+appends and one whole record; before the journal it rewrote the whole record after every case, the sum over n of the
+whole write, projected from a straight-line fit: both totals are reported side by side (``write_each_case_once_total_s``
+and ``rewrite_every_case_total_s``; each point's ``write_s`` is the whole write of its n cases).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from harness.execute.backends import BackendInfo
 from harness.execute.measure import DEFAULT_CASE_TIMEOUT_S, api_agreement, judge_outputs, run_case
 from harness.records import store as records
 from harness.records.header import make_header, now
+from harness.studies.parity import write_run_record
 from harness.truth.expected import expected_outputs
 from harness.verdicts.classify import add_verdict, classify_result, new_verdict_record
 
@@ -106,21 +110,17 @@ def _timed(function: Callable[[], Any]) -> tuple[float, Any]:
 
 
 class _Writer:
-    """Writes one case's record the way the run study does (JSON, NPZ, verdicts JSON), into a temporary folder whose
-    lock is held throughout, as the run holds its folder's."""
+    """Writes each case the way the parity run does (``records.append_journal``: its result, verdict and raw outputs
+    into the run's journal), into a temporary folder whose lock is held throughout, as the run holds its folder's."""
 
     def __init__(self, backend: BackendInfo, header: dict[str, Any], folder: Path) -> None:
-        self.backend, self.header, self.folder = backend, header, folder
+        self.backend, self.folder, self.index = backend, folder, 0
+        records.start_journal(folder, backend.name, header, "")
 
     def write(self, result: dict[str, Any], arrays: dict[tuple[str, str], np.ndarray], verdict: dict[str, Any] | None) -> None:
-        record = self.header | {"cases": [result]}
         raw = {records.array_key(result["case"], api, name): value for (api, name), value in arrays.items()}
-        records.write_arrays(self.folder / f"{self.backend.name}.npz", raw)
-        records.write_json(self.folder / f"{self.backend.name}.json", record)
-        if verdict is not None:
-            verdicts = new_verdict_record(record, [], DIVERGENCES_FILE)
-            add_verdict(verdicts, result["case"], verdict)
-            records.write_json(self.folder / f"{self.backend.name}.verdicts.json", verdicts)
+        records.append_journal(self.folder, self.backend.name, self.index, result, verdict, raw)
+        self.index += 1
 
 
 class _Bench:
@@ -256,9 +256,10 @@ def startup_times(backend: str, repeats: int) -> dict[str, Any]:
 
 
 def _source_case(backend: str, fallback: tuple[dict[str, Any], dict[tuple[str, str], np.ndarray]] | None,
-                 ) -> tuple[str, dict[str, Any], dict[str, Any], dict[tuple[str, str], np.ndarray]]:
-    """One real case result to copy: the case of median raw-output size in results/<backend>.json (+ .npz), or, when
-    that record is missing, a result this benchmark measured. Returns (source, header, result, arrays)."""
+                 ) -> tuple[str, dict[str, Any], dict[str, Any], dict[tuple[str, str], np.ndarray], dict[str, Any]]:
+    """One real case result to copy: the case of median raw-output size in results/<backend>.json (+ .npz, and its
+    verdict from .verdicts.json), or, when that record is missing, a result this benchmark measured. Returns
+    (source, header, result, arrays, verdict)."""
     json_path, npz_path = REPO_RESULTS / f"{backend}.json", REPO_RESULTS / f"{backend}.npz"
     if json_path.exists() and npz_path.exists():
         record = records.read_record(json_path)
@@ -267,53 +268,91 @@ def _source_case(backend: str, fallback: tuple[dict[str, Any], dict[tuple[str, s
                        for index, result in enumerate(record["cases"]))
         result = record["cases"][sized[len(sized) // 2][1]]
         header = {key: value for key, value in record.items() if key != "cases"}
-        return str(json_path), header, result, records.result_arrays(result, raw)
+        verdicts_file = REPO_RESULTS / f"{backend}.verdicts.json"
+        verdicts = records.read_json_file(verdicts_file).get("cases", {}) if verdicts_file.exists() else {}
+        return str(json_path), header, result, records.result_arrays(result, raw), verdicts.get(result["case"]) or _plain_verdict(result)
     if fallback is None:
         raise ValueError(f"{json_path} does not exist and no case of this benchmark ran")
-    return "a case result measured by this benchmark", {"backend": backend}, fallback[0], fallback[1]
+    return "a case result measured by this benchmark", {"backend": backend}, fallback[0], fallback[1], _plain_verdict(fallback[0])
+
+
+def _plain_verdict(result: dict[str, Any]) -> dict[str, Any]:
+    """A verdict of the shape classify_result returns, for a case no known divergence applies to."""
+    return {"measured_status": result["status"], "verdict": result["status"], "explained_by": [], "applicable": [],
+            "unexplained": [], "possibly_resolved": []}
+
+
+def _fit(points: list[dict[str, Any]], field: str) -> tuple[float, float]:
+    """(fixed_s, per_case_s) of the least-squares line through the medians of ``field`` against the cases."""
+    n_values = np.asarray([point["cases"] for point in points], dtype=float)
+    t_values = np.asarray([point[field]["median"] for point in points], dtype=float)
+    if len(points) < 2:
+        return float(t_values[0]), 0.0
+    per_case, fixed = (float(value) for value in np.polyfit(n_values, t_values, 1))
+    return fixed, per_case
 
 
 def incremental_writes(backend: str, sizes: tuple[int, ...], repeats: int, run_cases: int,
                        fallback: tuple[dict[str, Any], dict[tuple[str, str], np.ndarray]] | None) -> dict[str, Any]:
-    """The time to write a run record (JSON + NPZ) holding n copies of one real case result, for each n of ``sizes``,
-    and the total a run of ``run_cases`` cases spends rewriting its record after every case (the sum over n of a
-    straight-line fit) against writing each case once (``run_cases`` times the one-case write)."""
-    source, header, result, arrays = _source_case(backend, fallback)
+    """The record writes of a run, from copies of one real case result: for each n of ``sizes``, the journal append of
+    the n-th case (``records.append_journal`` onto a journal holding n - 1 cases, as the run calls it) and the whole
+    record of n cases (``parity.write_run_record``: NPZ, verdicts, JSON). Then, over a run of ``run_cases`` cases,
+    what the run writes (an append per case and one whole record at the end, beside the start's) against what
+    rewriting the whole record after every case cost before the journal (the sum over n of the whole write's
+    straight-line fit)."""
+    source, header, result, arrays, verdict = _source_case(backend, fallback)
+    largest = max(sizes)
+    cases, raw = [], {}
+    for copy_index in range(largest):
+        name = f"{result['case']}__copy{copy_index}"
+        cases.append(copy.deepcopy(result) | {"case": name})
+        raw[name] = {records.array_key(name, api, output): value for (api, output), value in arrays.items()}
     points = []
     with tempfile.TemporaryDirectory(prefix="bench-writes-") as folder_name:
         folder = Path(folder_name)
         with records.folder_lock(folder, backend, "bench-overhead"):  # held throughout, as the run holds its folder's
-            for n in sizes:
-                cases, raw = [], {}
-                for copy_index in range(n):
-                    name = f"{result['case']}__copy{copy_index}"
-                    cases.append(copy.deepcopy(result) | {"case": name})
-                    raw.update({records.array_key(name, api, output): value for (api, output), value in arrays.items()})
-                record = header | {"cases": cases}
-                seconds = []
+            records.start_journal(folder, backend, header, "")
+            for index, case in enumerate(cases):
+                if index + 1 not in sizes:
+                    records.append_journal(folder, backend, index, case, verdict, raw[case["case"]])
+                    continue
+                append_s, entry_bytes = [], 0
+                for _ in range(repeats):  # the n-th case, appended again: each time onto n - 1 cases
+                    started = time.perf_counter()
+                    entry_bytes = records.append_journal(folder, backend, index, case, verdict, raw[case["case"]])
+                    append_s.append(time.perf_counter() - started)
+                record = header | {"cases": cases[:index + 1]}
+                outputs = {key: value for case_outputs in list(raw.values())[:index + 1] for key, value in case_outputs.items()}
+                verdicts = new_verdict_record(record, [], DIVERGENCES_FILE)
+                verdicts["cases"] = {case["case"]: verdict for case in cases[:index + 1]}
+                add_verdict(verdicts, case["case"], verdict)  # the counts and possibly-resolved list, over every case
+                whole_s = []
                 for _ in range(repeats):
                     started = time.perf_counter()
-                    records.write_arrays(folder / f"{backend}.npz", raw)
-                    records.write_json(folder / f"{backend}.json", record)
-                    seconds.append(time.perf_counter() - started)
-                points.append({"cases": n, "write_s": spread(seconds), "json_bytes": (folder / f"{backend}.json").stat().st_size,
-                               "npz_bytes": (folder / f"{backend}.npz").stat().st_size})
-    n_values = np.asarray([point["cases"] for point in points], dtype=float)
-    t_values = np.asarray([point["write_s"]["median"] for point in points], dtype=float)
-    if len(points) >= 2:
-        per_case, fixed = (float(value) for value in np.polyfit(n_values, t_values, 1))
-    else:
-        per_case, fixed = 0.0, float(t_values[0])
-    measured_one = [point["write_s"]["median"] for point in points if point["cases"] == 1]
-    one_case = measured_one[0] if measured_one else fixed + per_case  # the measured one-case write when there is one
-    rewrite_total = fixed * run_cases + per_case * run_cases * (run_cases + 1) / 2
+                    write_run_record(folder, backend, record, outputs, verdicts)
+                    whole_s.append(time.perf_counter() - started)
+                points.append({"cases": index + 1, "append_s": spread(append_s), "entry_bytes": entry_bytes, "write_s": spread(whole_s),
+                               "json_bytes": (folder / f"{backend}.json").stat().st_size,
+                               "npz_bytes": (folder / f"{backend}.npz").stat().st_size,
+                               "verdicts_bytes": (folder / f"{backend}.verdicts.json").stat().st_size})
+            records.clear_journal(folder, backend)
+    whole_fixed, whole_per_case = _fit(points, "write_s")
+    append_fixed, append_per_case = _fit(points, "append_s")
+    append_median = statistics.median(point["append_s"]["median"] for point in points)
+    journal_total = run_cases * append_median + 2 * whole_fixed + whole_per_case * run_cases
+    rewrite_total = whole_fixed * run_cases + whole_per_case * run_cases * (run_cases + 1) / 2
     return {
         "source": source, "source_case": result["case"], "points": points,
-        "fit": {"fixed_s": fixed, "per_case_s": per_case, "model": "write_s(n) = fixed_s + per_case_s * n (least squares)"},
+        "fit": {"whole_write": {"fixed_s": whole_fixed, "per_case_s": whole_per_case},
+                "append": {"fixed_s": append_fixed, "per_case_s": append_per_case},
+                "model": "t(n) = fixed_s + per_case_s * n (least squares over the medians)"},
         "run_cases": run_cases,
+        "write_each_case_once_total_s": journal_total,  # what the run writes now
+        "write_each_case_once_model": "run_cases * median append + the whole write of an empty record (start) and of "
+                                      "run_cases cases (end)",
         "rewrite_every_case_total_s": rewrite_total,
-        "write_each_case_once_total_s": run_cases * one_case,
-        "rewrite_over_once": rewrite_total / (run_cases * one_case) if one_case > 0 else None,
+        "rewrite_model": "before the journal: the whole record rewritten after every case, sum over n = 1..run_cases of the fit",
+        "rewrite_over_once": rewrite_total / journal_total if journal_total > 0 else None,
     }
 
 
@@ -391,8 +430,11 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
         lines.append("  median share of the harness total: " + ", ".join(
             f"{part} {share:.0%}" for part, share in summary["median_share"].items()))
     lines.append(f"  start-up: import keras {startup['import_keras_s']['median']:.2f}s (python alone {startup['python_s']['median']:.2f}s)")
-    points = ", ".join(f"n={point['cases']} {point['write_s']['median'] * 1000:.0f} ms" for point in writes["points"])
-    lines.append(f"  record write: {points}; over a run of {writes['run_cases']} cases, rewriting after every case "
-                 f"{writes['rewrite_every_case_total_s']:.1f}s against {writes['write_each_case_once_total_s']:.1f}s writing each once")
+    appends = ", ".join(f"n={point['cases']} {point['append_s']['median'] * 1000:.1f} ms" for point in writes["points"])
+    wholes = ", ".join(f"n={point['cases']} {point['write_s']['median'] * 1000:.0f} ms" for point in writes["points"])
+    lines.append(f"  record writes: a case's journal append {appends}; the whole record {wholes}")
+    lines.append(f"  over a run of {writes['run_cases']} cases: {writes['write_each_case_once_total_s']:.1f}s (an append per case, the whole "
+                 f"record at the start and end) against {writes['rewrite_every_case_total_s']:.1f}s rewriting the whole record "
+                 "after every case (before the journal)")
     return lines
 
