@@ -347,6 +347,23 @@ def test_merged_shards_equal_the_unsharded_run(sharded_runs):
 
 
 @pytest.mark.backend
+def test_the_bench_prediction_shards_the_cases_as_the_runs_did(sharded_runs):
+    """bench-report predicts the wall time on N machines from the unsharded run's durations under the real shard
+    assignment: its shares of the full record are the shards' records, and its 3-machine time is the slowest share."""
+    from harness.reports.bench_shards import measured_cases, predict_shards, shard_members
+
+    backend, root, _ = sharded_runs
+    cases, durations = measured_cases(json.loads((root / "full" / f"{backend}.json").read_text()), "full")
+    predicted = shard_members(cases, 3)
+    for k in (1, 2, 3):
+        record = json.loads((root / f"shard{k}" / f"{backend}.json").read_text())
+        assert predicted[k - 1] == [result["case"] for result in record["cases"]], k
+    prediction = predict_shards(cases, durations, 3, 1.0)
+    assert prediction.predicted_s == pytest.approx(max(sum(durations[name] for name in names) for names in predicted) + 1.0)
+    assert prediction.predicted_s < predict_shards(cases, durations, 1, 1.0).predicted_s
+
+
+@pytest.mark.backend
 def test_merge_refuses_altered_copies_of_real_records(sharded_runs, tmp_path):
     backend, root, _ = sharded_runs
     copy = tmp_path / "copy"

@@ -128,7 +128,7 @@ class Overhead:
     shares: tuple[tuple[str, float | None], ...]  # (part, median share of the harness total)
     import_keras_s: float | None
     python_s: float | None
-    write_points: tuple[tuple[int, float], ...]  # (cases in the record, seconds to write it)
+    write_points: tuple[tuple[int, float, float | None], ...]  # (cases, seconds to write the whole record, to append one case)
     rewrite_total_s: float | None
     write_once_total_s: float | None
     run_cases: int | None
@@ -262,7 +262,8 @@ def _overhead(path: Path) -> Overhead:
         shares=tuple((part, _number(shares.get(part))) for part in OVERHEAD_PARTS),
         import_keras_s=_number((startup.get("import_keras_s") or {}).get("median")),
         python_s=_number((startup.get("python_s") or {}).get("median")),
-        write_points=tuple((point["cases"], point["write_s"]["median"]) for point in writes.get("points", [])),
+        write_points=tuple((point["cases"], point["write_s"]["median"], _number((point.get("append_s") or {}).get("median")))
+                           for point in writes.get("points", [])),
         rewrite_total_s=_number(writes.get("rewrite_every_case_total_s")),
         write_once_total_s=_number(writes.get("write_each_case_once_total_s")), run_cases=writes.get("run_cases"),
         not_ran=tuple(entry["case"] for entry in summary.get("not_ran", [])),
