@@ -492,6 +492,55 @@ def _command_readme(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# The harness commands 'batch' may run, in one process: the measuring commands of one backend.
+BATCHABLE = ("run", "probe", "growth", "gradients", "training", "training-mode", "save", "load", "faults")
+
+
+def _command_batch(args: argparse.Namespace) -> int:
+    """Run several harness commands of one backend in this one process (Keras and the backend imported once,
+    compiled functions and caches kept), in order, each as it would run alone: the same parser, the same exit
+    code, the same records. Between commands Keras's global state is reset (``keras.backend.clear_session``,
+    floatx, dtype policy), so a command never sees what the one before it built or set. Every command runs even
+    after one fails; the exit code is the worst of them (2 over 1 over 0). ``--timings FILE`` writes each
+    command's argv, exit code and wall time as JSON (written after each command, atomically)."""
+    import time
+
+    from harness.records import store
+
+    commands = [shlex.split(text) for text in args.commands]
+    parser = build_parser()
+    for argv in commands:  # all of them parse before anything runs: a typo in the last fails before the first measures
+        if not argv or argv[0] not in BATCHABLE:
+            return _fail(f"batch runs only {', '.join(BATCHABLE)}; got {' '.join(argv) or 'an empty command'!r}")
+        parsed = parser.parse_args(argv)
+        if getattr(parsed, "backend", None) != args.backend:
+            return _fail(f"every batched command must name --backend {args.backend}; {' '.join(argv)!r} does not")
+    timings: list[dict[str, Any]] = []
+    worst = EXIT_OK
+    for argv in commands:
+        started = time.perf_counter()
+        _reset_keras_state()
+        code = main(argv)
+        timings.append({"argv": ["python", "-m", "harness", *argv], "exit_code": code, "wall_s": round(time.perf_counter() - started, 2)})
+        print(f"batch: {' '.join(argv)}: exit {code} in {timings[-1]['wall_s']:.0f} s", file=sys.stderr)
+        worst = max(worst, code)  # 2 (could not run) outranks 1 (measured a failure)
+        if args.timings is not None:
+            store.write_json(args.timings, {"backend": args.backend, "commands": timings})
+    return worst
+
+
+def _reset_keras_state() -> None:
+    """What one command may leave behind in Keras that a later one would see: built models and name counters,
+    floatx and the global dtype policy. (A no-op before Keras is imported.)"""
+    if "keras" not in sys.modules:
+        return
+    import keras
+
+    keras.backend.clear_session()
+    keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
+
+
 def _command_list(args: argparse.Namespace) -> int:
     cases = _load_cases(args.case_file, args.cases)
     width = max(len(case.name) for case in cases)
@@ -675,6 +724,13 @@ def build_parser() -> argparse.ArgumentParser:
                               help="the run records whose per-case durations give growth and the N-machine prediction")
     bench_report.add_argument("--markdown", type=Path, default=None, metavar="BENCH.md", help="default RESULTS/BENCH.md")
 
+    batching = commands.add_parser("batch", help="run several harness commands of one backend in this one process, in "
+                                   "order; exit with the worst exit code")
+    batching.add_argument("--backend", required=True, choices=BACKENDS, help="the backend every command names")
+    batching.add_argument("--timings", type=Path, metavar="FILE.json", help="write each command's wall time and exit code here")
+    batching.add_argument("commands", nargs="+", metavar="COMMAND",
+                          help=f"one quoted harness command each, e.g. 'run --backend jax --out results'; one of {', '.join(BATCHABLE)}")
+
     listing = commands.add_parser("list", help="list the cases")
     listing.add_argument("--cases", metavar="GLOB")
     listing.add_argument("--case-file", type=Path, metavar="FILE.toml")
@@ -683,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def backend_log_folder(args: argparse.Namespace) -> Path | None:
     """Where a command's backend log goes (beside what it writes); None for commands that run no backend."""
-    if getattr(args, "backend", None) is None:
+    if getattr(args, "backend", None) is None or args.command == "batch":  # batch: each command logs where it writes
         return None
     if args.command == "save":
         return args.models
@@ -715,7 +771,7 @@ def _dispatch_command(args: argparse.Namespace, argv: list[str]) -> int:
         "between-versions": _command_between, "gradients": _command_gradients, "training": _command_training,
         "training-mode": _command_training_mode, "claims": _command_claims, "readme": _command_readme,
         "bench-kernels": _command_bench_kernels, "bench-overhead": _command_bench_overhead,
-        "bench-report": _command_bench_report,
+        "bench-report": _command_bench_report, "batch": _command_batch,
     }
     return commands[args.command](args)
 

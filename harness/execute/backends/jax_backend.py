@@ -11,21 +11,45 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import tempfile
 from typing import Any, Iterator
 
 IMPORT_NAME = "jax"
 INSTALL_HINT = "install it with: pip install 'keras-parity[jax]' (or run: nox -s \"parity(keras='release', backend='jax')\")"
 
 
+# JAX's persistent compilation cache (issue 16): most of a JAX case's time is XLA compiling, and the cases and
+# their model-building APIs lower to the same programs again and again (the weights are arguments, not
+# constants). XLA's output is a function of the program, the compile options and the jaxlib version, all in the
+# cache key, so a cached executable computes bitwise what a fresh compile would (tests/test_batch.py checks it).
+# KERAS_PARITY_JAX_CACHE names the folder; set it empty to turn the cache off.
+COMPILATION_CACHE_ENV = "KERAS_PARITY_JAX_CACHE"
+
+
+def compilation_cache_dir() -> str | None:
+    """Where JAX keeps compiled programs between cases and runs: ``$KERAS_PARITY_JAX_CACHE`` (empty: no cache),
+    by default one folder per user in the temporary directory; None when off."""
+    value = os.environ.get(COMPILATION_CACHE_ENV)
+    if value is not None:
+        return value or None
+    return os.path.join(tempfile.gettempdir(), f"keras-parity-jax-cache-{os.getuid()}")
+
+
 def configure(precision: str) -> dict[str, Any]:
     """Settings applied before Keras is imported; recorded with every run. ``highest`` sets JAX's default
-    matmul precision to "highest" (JAX's default on GPU lets float32 matmuls use TF32 tensor cores)."""
+    matmul precision to "highest" (JAX's default on GPU lets float32 matmuls use TF32 tensor cores). Every
+    compiled program goes into the persistent compilation cache (``compilation_cache_dir``), whatever it cost."""
     os.environ["JAX_ENABLE_X64"] = "1"
-    if precision == "highest":
-        import jax
+    import jax
 
+    if precision == "highest":
         jax.config.update("jax_default_matmul_precision", "highest")
-    return {"JAX_ENABLE_X64": "1"}
+    cache = compilation_cache_dir()
+    if cache is not None:
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return {"JAX_ENABLE_X64": "1", "jax_compilation_cache": "persistent" if cache is not None else "off"}
 
 
 def gpu_present() -> bool:
