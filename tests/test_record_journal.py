@@ -317,9 +317,9 @@ def test_a_case_writes_the_same_bytes_however_many_came_before(tmp_path: Path, m
     written: list[tuple[str, str, int]] = []
     write = store._write_unlocked
 
-    def counting(path: Path, payload: bytes, **options: Any) -> None:
+    def counting(path: Path, payload: bytes) -> None:
         written.append((path.parent.name, path.name, len(payload)))
-        write(path, payload, **options)
+        write(path, payload)
     monkeypatch.setattr(store, "_write_unlocked", counting)
     count = 40
     _run(tmp_path, monkeypatch, FakeBackend(), _copies(count))

@@ -207,16 +207,15 @@ def _write_atomically(path: Path, payload: bytes) -> None:
         _write_unlocked(path, payload)
 
 
-def _write_unlocked(path: Path, payload: bytes, durable: bool = True) -> None:
-    """Write ``payload`` to a temporary file and rename it over ``path``: a reader sees the old file or the new one,
-    whole. ``durable``: flushed to the disk (fsync) before the rename, so that it also survives an OS crash."""
+def _write_unlocked(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file, flush it to the disk (fsync, so that it also survives an OS crash) and
+    rename it over ``path``: a reader sees the old file or the new one, whole."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
             stream.flush()
-            if durable:
-                os.fsync(stream.fileno())
+            os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(temporary, path)
     except BaseException:
@@ -359,6 +358,7 @@ def start_journal(folder: Path, backend: str, header: dict[str, Any], base_sha25
         folder.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(dir=folder, prefix=f"{path.name}.new-"))
         try:
+            os.chmod(building, 0o755)  # mkdtemp creates 0700; like the records, readable by others
             _write_unlocked(building / JOURNAL_HEADER, _json_payload(
                 {"schema": JOURNAL_SCHEMA, "schema_version": JOURNAL_SCHEMA_VERSION, "header": header, "base_sha256": base_sha256}))
             os.rename(building, path)
@@ -372,16 +372,12 @@ def append_journal(folder: Path, backend: str, index: int, result: dict[str, Any
                    arrays: dict[str, np.ndarray]) -> int:
     """Journal one case: its raw outputs (``array_key`` -> array) as ``NNNNN.npz``, then its result and verdict as
     ``NNNNN.json``, the entry's commit (each written atomically); returns the bytes written. Costs what this case
-    weighs, whatever the journal already holds.
-
-    Not flushed to the disk (no fsync, which costs more than the rest of the write on a shared disk): a killed
-    process loses nothing (its writes are the OS's already), an OS crash or power loss may lose or truncate the
-    entries of its last seconds, which ``read_journal`` then drops as torn and ``--resume`` measures again."""
+    weighs, whatever the journal already holds."""
     entry = {"index": index, "result": result, "verdict": verdict, "arrays": sorted(arrays)}
     arrays_payload, entry_payload = _arrays_payload(arrays), _json_payload(entry, indent=None)
     with _backend_lock(folder, backend):
-        _write_unlocked(_entry_path(folder, backend, index, "npz"), arrays_payload, durable=False)
-        _write_unlocked(_entry_path(folder, backend, index, "json"), entry_payload, durable=False)
+        _write_unlocked(_entry_path(folder, backend, index, "npz"), arrays_payload)
+        _write_unlocked(_entry_path(folder, backend, index, "json"), entry_payload)
     return len(arrays_payload) + len(entry_payload)
 
 
