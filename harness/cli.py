@@ -505,6 +505,7 @@ def _command_batch(args: argparse.Namespace) -> int:
     command's argv, exit code and wall time as JSON (written after each command, atomically)."""
     import time
 
+    from harness.execute.backends import reset_keras_state
     from harness.records import store
 
     commands = [shlex.split(text) for text in args.commands]
@@ -519,7 +520,7 @@ def _command_batch(args: argparse.Namespace) -> int:
     worst = EXIT_OK
     for argv in commands:
         started = time.perf_counter()
-        _reset_keras_state()
+        reset_keras_state()
         code = main(argv)
         timings.append({"argv": ["python", "-m", "harness", *argv], "exit_code": code, "wall_s": round(time.perf_counter() - started, 2)})
         print(f"batch: {' '.join(argv)}: exit {code} in {timings[-1]['wall_s']:.0f} s", file=sys.stderr)
@@ -527,18 +528,6 @@ def _command_batch(args: argparse.Namespace) -> int:
         if args.timings is not None:
             store.write_json(args.timings, {"backend": args.backend, "commands": timings})
     return worst
-
-
-def _reset_keras_state() -> None:
-    """What one command may leave behind in Keras that a later one would see: built models and name counters,
-    floatx and the global dtype policy. (A no-op before Keras is imported.)"""
-    if "keras" not in sys.modules:
-        return
-    import keras
-
-    keras.backend.clear_session()
-    keras.config.set_floatx("float32")
-    keras.config.set_dtype_policy("float32")
 
 
 def _command_list(args: argparse.Namespace) -> int:

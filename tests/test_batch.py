@@ -77,10 +77,10 @@ def test_the_reset_between_commands_restores_keras_global_state(session_backend)
     """What one command sets (a mixed policy, float64 floatx) is gone before the next: run in a fresh process."""
     script = (
         "import keras\n"
-        "from harness.cli import _reset_keras_state\n"
+        "from harness.execute.backends import reset_keras_state\n"
         "keras.config.set_dtype_policy('mixed_float16'); keras.config.set_floatx('float64')\n"
         "keras.layers.Dense(2, name='dense_named')\n"
-        "_reset_keras_state()\n"
+        "reset_keras_state()\n"
         "print(keras.config.dtype_policy().name, keras.config.floatx(), keras.layers.Dense(2).name)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,

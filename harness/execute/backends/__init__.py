@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import sys
 import platform
 import shutil
 import subprocess
@@ -240,3 +241,15 @@ def kernel_mode(kernel: str) -> Iterator[StandIn | None]:
                                 "as-shipped twin of this case runs the real fused kernel")
     with module.fused_on_cpu() as stand_in:
         yield stand_in
+
+
+def reset_keras_state() -> None:
+    """What one harness command may leave behind in Keras that a later one in the same process would see ('harness
+    batch'): built models and layer-name counters, floatx and the global dtype policy. A no-op before Keras is imported."""
+    if "keras" not in sys.modules:
+        return
+    import keras
+
+    keras.backend.clear_session()
+    keras.config.set_floatx("float32")
+    keras.config.set_dtype_policy("float32")
