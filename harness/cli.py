@@ -496,6 +496,13 @@ def _command_readme(args: argparse.Namespace) -> int:
 BATCHABLE = ("run", "probe", "growth", "gradients", "training", "training-mode", "save", "load", "faults")
 
 
+def _keras_api_of(parsed: argparse.Namespace) -> str:
+    """The Keras a parsed command builds its models with (its --keras-api, else the process's choice)."""
+    from harness.execute.keras_api import selected
+
+    return getattr(parsed, "keras_api", None) or selected()
+
+
 def _command_batch(args: argparse.Namespace) -> int:
     """Run several harness commands of one backend in this one process (Keras and the backend imported once,
     compiled functions and caches kept), in order, each as it would run alone: the same parser, the same exit
@@ -516,6 +523,9 @@ def _command_batch(args: argparse.Namespace) -> int:
         parsed = parser.parse_args(argv)
         if getattr(parsed, "backend", None) != args.backend:
             return _fail(f"every batched command must name --backend {args.backend}; {' '.join(argv)!r} does not")
+        # harness.execute.models binds the Keras it builds with when first imported: one Keras API per process
+        if _keras_api_of(parsed) != _keras_api_of(parser.parse_args(commands[0])):
+            return _fail(f"every batched command must build with the same Keras (--keras-api); {' '.join(argv)!r} does not")
     timings: list[dict[str, Any]] = []
     worst = EXIT_OK
     for argv in commands:

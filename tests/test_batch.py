@@ -60,6 +60,8 @@ def test_a_batch_runs_every_command_and_exits_with_the_worst_code(session_backen
 @pytest.mark.parametrize("command, words", [
     ("classify results", "batch runs only run, probe, growth"),
     ("run --backend {other} --out {out}", "every batched command must name --backend {backend}"),
+    # models.py binds its Keras on first import: a Keras-2 run after a Keras-3 one would build with Keras 3
+    ("run --backend {backend} --keras-api tf_keras --out {out}", "every batched command must build with the same Keras"),
 ])
 def test_a_batch_with_a_bad_command_measures_nothing(session_backend, tmp_path, command, words):
     """Every command parses before the first runs: a bad last command stops the batch before it measures."""
@@ -67,7 +69,7 @@ def test_a_batch_with_a_bad_command_measures_nothing(session_backend, tmp_path, 
     out = tmp_path / "out"
     done = run_harness("batch", "--backend", session_backend,
                        f"run --backend {session_backend} --out {out} --cases lstm_last_step",
-                       command.format(other=other, out=out))
+                       command.format(other=other, out=out, backend=session_backend))
     assert done.returncode == 2
     assert words.format(backend=session_backend) in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not out.exists()
@@ -87,6 +89,37 @@ def test_the_reset_between_commands_restores_keras_global_state(session_backend)
                           env=dict(os.environ, KERAS_BACKEND=session_backend))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-3:] == ["float32", "float32", "dense"]  # 'dense', not 'dense_1': the name counters reset too
+
+
+def test_the_reset_undoes_a_precision_mode_and_the_seeded_global_generators(session_backend):
+    """A command run with --precision highest, then keras.utils.set_random_seed(42) (the probe study calls it): after
+    the reset, the next command's precision settings read back what a fresh process reads, and Python's and NumPy's
+    global generators no longer replay seed 42 (Keras draws its default seeds from Python's: the training-mode study's
+    captured dropout masks would be the same in every batch, never as they are alone)."""
+    script = (
+        "import random, numpy\n"
+        "from harness.execute.backends import activate, reset_keras_state\n"
+        "fresh = activate(BACKEND, precision='default').settings\n"
+        "highest = activate(BACKEND, precision='highest').settings\n"
+        "import keras\n"
+        "keras.utils.set_random_seed(42); seeded = (random.random(), float(numpy.random.rand()))\n"
+        "keras.utils.set_random_seed(42)\n"
+        "reset_keras_state()\n"
+        "again = activate(BACKEND, precision='default').settings\n"
+        "after = (random.random(), float(numpy.random.rand()))\n"
+        "print('precision', 'same' if again == fresh else f'differs {again} {fresh}')\n"
+        "print('highest', 'differs' if highest != fresh else 'same')\n"
+        "print('python', 'replayed' if after[0] == seeded[0] else 'fresh')\n"
+        "print('numpy', 'replayed' if after[1] == seeded[1] else 'fresh')\n"
+    ).replace("BACKEND", repr(session_backend))
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, KERAS_BACKEND=session_backend, CUDA_VISIBLE_DEVICES=""))
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in done.stdout.strip().splitlines()[-4:])
+    assert lines["precision"] == "same"
+    assert lines["python"] == "fresh" and lines["numpy"] == "fresh"
+    if session_backend == "torch":  # on CPU only PyTorch reads its TF32 flags back: the leak shows in the record
+        assert lines["highest"] == "differs"
 
 
 def test_jax_compilation_cache_changes_no_number(session_backend, tmp_path):

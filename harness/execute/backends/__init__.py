@@ -245,11 +245,28 @@ def kernel_mode(kernel: str) -> Iterator[StandIn | None]:
 
 def reset_keras_state() -> None:
     """What one harness command may leave behind in Keras that a later one in the same process would see ('harness
-    batch'): built models and layer-name counters, floatx and the global dtype policy. A no-op before Keras is imported."""
+    batch'): built models and layer-name counters, floatx and the global dtype policy; the precision mode it
+    configured (TF32 off for --precision highest, kept by the backend for the process: the backend module's
+    ``restore_precision``); the global random generators 'keras.utils.set_random_seed' seeds (the probe study
+    does): Python's, which Keras draws its default seeds from (the training-mode study's captured dropout masks),
+    NumPy's, TensorFlow's and PyTorch's, reseeded as a fresh process finds them (from the OS, no fixed seed).
+    A no-op before Keras is imported."""
     if "keras" not in sys.modules:
         return
+    import random
+
     import keras
+    import numpy
 
     keras.backend.clear_session()
     keras.config.set_floatx("float32")
     keras.config.set_dtype_policy("float32")
+    module = backend_module(keras.backend.backend())
+    if hasattr(module, "restore_precision"):
+        module.restore_precision()
+    random.seed()
+    numpy.random.seed()
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].random.set_seed(None)
+    if "torch" in sys.modules:
+        sys.modules["torch"].seed()

@@ -43,6 +43,7 @@ def configure(precision: str) -> dict[str, Any]:
     import jax
 
     if precision == "highest":
+        _DEFAULTS.setdefault("matmul_precision", jax.config.jax_default_matmul_precision)
         jax.config.update("jax_default_matmul_precision", "highest")
     cache = compilation_cache_dir()
     if cache is not None:
@@ -50,6 +51,17 @@ def configure(precision: str) -> dict[str, Any]:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return {"JAX_ENABLE_X64": "1", "jax_compilation_cache": "persistent" if cache is not None else "off"}
+
+
+_DEFAULTS: dict[str, Any] = {}  # JAX's settings as this process found them, before configure changed them
+
+
+def restore_precision() -> None:
+    """Undo ``configure``'s precision ('harness batch': a command that asked for highest must not leave it to the next)."""
+    if "matmul_precision" in _DEFAULTS:
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", _DEFAULTS["matmul_precision"])
 
 
 def gpu_present() -> bool:

@@ -16,8 +16,20 @@ def configure(precision: str) -> dict[str, Any]:
     if precision == "highest":
         import tensorflow as tf
 
+        _DEFAULTS.setdefault("tf32", _tf32_enabled())
         tf.config.experimental.enable_tensor_float_32_execution(False)
     return {}
+
+
+_DEFAULTS: dict[str, Any] = {}  # TensorFlow's TF32 setting as this process found it, before configure changed it
+
+
+def restore_precision() -> None:
+    """Undo ``configure`` ('harness batch': a command that asked for highest must not leave TF32 off for the next)."""
+    if "tf32" in _DEFAULTS:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(_DEFAULTS["tf32"])
 
 
 def gpu_present() -> bool:

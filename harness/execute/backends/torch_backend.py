@@ -21,9 +21,33 @@ def configure(precision: str) -> dict[str, Any]:
     if precision == "highest":
         import torch
 
+        _remember_defaults(torch)
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     return {}
+
+
+_DEFAULTS: dict[str, Any] = {}  # the TF32 flags as this process found them, before configure changed them
+
+
+def _remember_defaults(torch: Any) -> None:
+    if not _DEFAULTS:
+        _DEFAULTS.update(matmul=torch.backends.cuda.matmul.allow_tf32, cudnn=torch.backends.cudnn.allow_tf32,
+                         matmul_fp32=getattr(torch.backends.cuda.matmul, "fp32_precision", None))
+
+
+def restore_precision() -> None:
+    """Undo ``configure`` ('harness batch': a command that asked for highest must not leave TF32 off for the next):
+    the legacy flags as found, then the matmul fp32_precision as found (the legacy setter changes it; restored, every
+    getter reads what a fresh process reads)."""
+    if not _DEFAULTS:
+        return
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = _DEFAULTS["matmul"]
+    torch.backends.cudnn.allow_tf32 = _DEFAULTS["cudnn"]
+    if _DEFAULTS["matmul_fp32"] is not None:
+        torch.backends.cuda.matmul.fp32_precision = _DEFAULTS["matmul_fp32"]
 
 
 def gpu_present() -> bool:
