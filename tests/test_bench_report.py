@@ -382,3 +382,24 @@ def test_case_growth_of_equal_and_growing_costs():
     growing = case_growth([0.1 * n for n in range(1, 21)])  # each case dearer than the last: cumulative ~ n^2
     assert growing.log_log_slope > 1.7
     assert case_growth([]) is None
+
+
+def test_a_failed_session_is_never_met(tmp_path):
+    """A release parity session that failed (its run may have crashed after a few seconds: 'harness batch' keeps no
+    exit code in the session record) and the main job it belongs to: under the bound, not measured; over it, not met."""
+    bench, results = _bench_folder(tmp_path, main_job_s=10 * 60.0)
+    statuses = _statuses(build_bench_report(bench, results))
+    assert statuses["main job (nox, installs included)"] == MET and statuses["jax: default-matrix parity run"] == MET
+    slug, data = _session("parity-release-jax", "parity(keras='release', backend='jax')", 30.0, [(RUN_ARGV, 12.0)], status="failed")
+    _write(bench / "sessions" / f"{slug}.json", data)
+    report = build_bench_report(bench, results)
+    statuses = _statuses(report)
+    assert statuses["main job (nox, installs included)"] == NOT_MEASURED
+    assert statuses["jax: default-matrix parity run"] == NOT_MEASURED
+    assert all("parity-release-jax failed" in target.note for target in report.targets
+               if target.name in ("main job (nox, installs included)", "jax: default-matrix parity run"))
+    slug, data = _session("parity-release-jax", "parity(keras='release', backend='jax')", 400.0, [(RUN_ARGV, 310.0)], status="failed")
+    _write(bench / "sessions" / f"{slug}.json", data)
+    _write(bench / "main_job.json", _main_job(21 * 60.0))
+    statuses = _statuses(build_bench_report(bench, results))
+    assert statuses["main job (nox, installs included)"] == NOT_MET and statuses["jax: default-matrix parity run"] == NOT_MET

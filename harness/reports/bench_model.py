@@ -40,7 +40,7 @@ from harness.case.schema import builtin_cases
 from harness.execute.backends import BACKENDS
 from harness.records.header import SCHEMAS
 from harness.records.store import RecordError, read_json_file
-from harness.reports.bench_sessions import MainJob, SessionTiming, parity_run_seconds, read_main_job, read_sessions
+from harness.reports.bench_sessions import MainJob, SessionTiming, failed_sessions, parity_run_seconds, read_main_job, read_sessions
 from harness.reports.bench_shards import MACHINES, CaseGrowth, ShardPrediction, case_growth, measured_cases, predict_shards
 from harness.reports.bench_targets import TargetResult, judge
 
@@ -300,13 +300,16 @@ def _complete(reader: Any, path: Path, *args: Any) -> Any:
 # --------------------------------------------------------------------------------------------- targets
 
 
-def _main_job_target(main_job: MainJob | None) -> TargetResult:
+def _main_job_target(main_job: MainJob | None, sessions: tuple[SessionTiming, ...]) -> TargetResult:
     name = "main job (nox, installs included)"
     if main_job is None:
         return judge(name, None, MAIN_JOB_MINUTES, "min")
     note = (f"main_job.json: {main_job.cpu_count} CPUs, nox --parallel {main_job.jobs}, {len(main_job.sessions)} sessions, "
             f"commit {main_job.commit[:12]}")
-    reason = None if main_job.clean_clone else "not from a clean clone (installs may have been reused)"
+    reasons = [] if main_job.clean_clone else ["not from a clean clone (installs may have been reused)"]
+    # A session that failed may have stopped early: the job's time is then a lower bound of the real one.
+    reasons += [f"session {slug} failed (it may have stopped early)" for slug in failed_sessions(sessions, main_job.sessions)]
+    reason = "; ".join(reasons) or None
     return judge(name, main_job.wall_s / 60.0, MAIN_JOB_MINUTES, "min", note=note, reason=reason)
 
 
@@ -314,8 +317,9 @@ def _parity_target(backend: str, sessions: tuple[SessionTiming, ...], run: RunTi
     name = f"{backend}: default-matrix parity run"
     timed = parity_run_seconds(sessions, backend)
     if timed is not None:
-        seconds, note = timed
-        reason = None
+        seconds, note, session = timed
+        # a failed session's run may have crashed early ('harness batch' keeps no exit code in the session record)
+        reason = f"session {session.slug} failed (its run may have stopped early)" if session.status == "failed" else None
     elif run is not None and run.wall_time_s is not None:
         seconds, note = run.wall_time_s, f"{run.source} wall_time_s (the case loop, without start-up)"
         reason = None
@@ -395,7 +399,7 @@ def build_bench_report(bench_dir: Path, results_dir: Path, growth_plot: str | No
             inputs.append(str(path))
     by_backend_run = {run.backend: run for run in runs}
     by_backend_overhead = {record.backend: record for record in overhead}
-    targets = [_main_job_target(main_job)]
+    targets = [_main_job_target(main_job, sessions)]
     targets += [_parity_target(backend, sessions, by_backend_run.get(backend)) for backend in BACKENDS]
     targets += [_overhead_target(backend, by_backend_overhead.get(backend), len(default_names)) for backend in BACKENDS]
     targets += [_reference_target("forward", tuple(kernels)), _reference_target("backward", tuple(kernels))]

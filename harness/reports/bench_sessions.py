@@ -160,9 +160,14 @@ def read_main_job(folder: Path) -> MainJob | None:
     )
 
 
-def parity_run_seconds(sessions: tuple[SessionTiming, ...], backend: str) -> tuple[float, str] | None:
+def failed_sessions(sessions: tuple[SessionTiming, ...], slugs: tuple[str, ...] | None = None) -> list[str]:
+    """The slugs of the sessions (of ``slugs`` only, when given) whose status is ``failed``."""
+    return [session.slug for session in sessions if session.status == "failed" and (slugs is None or session.slug in slugs)]
+
+
+def parity_run_seconds(sessions: tuple[SessionTiming, ...], backend: str) -> tuple[float, str, SessionTiming] | None:
     """The wall time of ``python -m harness run`` in the release parity session of ``backend`` (the default matrix,
-    start-up included) and where it came from; None when no such session was timed."""
+    start-up included), where it came from and the session; None when no such session was timed."""
     for session in sessions:
         if not session.session.startswith("parity(") or session.parameter("backend") != backend:
             continue
@@ -170,5 +175,5 @@ def parity_run_seconds(sessions: tuple[SessionTiming, ...], backend: str) -> tup
             continue
         runs = [command for command in session.commands if command.harness_subcommand() == "run"]
         if runs:
-            return sum(command.wall_s for command in runs), f"session {session.session}: {runs[0].text}"
+            return sum(command.wall_s for command in runs), f"session {session.session}: {runs[0].text}", session
     return None
