@@ -403,3 +403,16 @@ def test_a_failed_session_is_never_met(tmp_path):
     _write(bench / "main_job.json", _main_job(21 * 60.0))
     statuses = _statuses(build_bench_report(bench, results))
     assert statuses["main job (nox, installs included)"] == NOT_MET and statuses["jax: default-matrix parity run"] == NOT_MET
+
+
+def test_a_session_from_another_commit_than_the_main_job_is_never_met(tmp_path):
+    """The release session run again later on other code (its file replaces the main job's): under the bound, not
+    measured, naming both commits; the same session at the main job's commit is met."""
+    bench, results = _bench_folder(tmp_path, main_job_s=10 * 60.0)
+    slug, data = _session("parity-release-jax", "parity(keras='release', backend='jax')", 300.0, [(RUN_ARGV, 240.0)])
+    _write(bench / "sessions" / f"{slug}.json", data | {"commit": "fedcba9876543210"})
+    report = build_bench_report(bench, results)
+    target = next(target for target in report.targets if target.name == "jax: default-matrix parity run")
+    assert target.status == NOT_MEASURED and "fedcba987654" in target.note and "0123456789ab" in target.note
+    _write(bench / "sessions" / f"{slug}.json", data)
+    assert _statuses(build_bench_report(bench, results))["jax: default-matrix parity run"] == MET

@@ -313,13 +313,16 @@ def _main_job_target(main_job: MainJob | None, sessions: tuple[SessionTiming, ..
     return judge(name, main_job.wall_s / 60.0, MAIN_JOB_MINUTES, "min", note=note, reason=reason)
 
 
-def _parity_target(backend: str, sessions: tuple[SessionTiming, ...], run: RunTiming | None) -> TargetResult:
+def _parity_target(backend: str, sessions: tuple[SessionTiming, ...], run: RunTiming | None,
+                   main_job: MainJob | None = None) -> TargetResult:
     name = f"{backend}: default-matrix parity run"
     timed = parity_run_seconds(sessions, backend)
     if timed is not None:
         seconds, note, session = timed
         # a failed session's run may have crashed early ('harness batch' keeps no exit code in the session record)
         reason = f"session {session.slug} failed (its run may have stopped early)" if session.status == "failed" else None
+        if main_job is not None and session.commit != main_job.commit:  # a session run again later, on other code
+            reason = f"session {session.slug} ran commit {session.commit[:12]}, the main job commit {main_job.commit[:12]}"
     elif run is not None and run.wall_time_s is not None:
         seconds, note = run.wall_time_s, f"{run.source} wall_time_s (the case loop, without start-up)"
         reason = None
@@ -400,7 +403,7 @@ def build_bench_report(bench_dir: Path, results_dir: Path, growth_plot: str | No
     by_backend_run = {run.backend: run for run in runs}
     by_backend_overhead = {record.backend: record for record in overhead}
     targets = [_main_job_target(main_job, sessions)]
-    targets += [_parity_target(backend, sessions, by_backend_run.get(backend)) for backend in BACKENDS]
+    targets += [_parity_target(backend, sessions, by_backend_run.get(backend), main_job) for backend in BACKENDS]
     targets += [_overhead_target(backend, by_backend_overhead.get(backend), len(default_names)) for backend in BACKENDS]
     targets += [_reference_target("forward", tuple(kernels)), _reference_target("backward", tuple(kernels))]
     has_growth = any(series.seconds for record in kernels for series in record.growth)
