@@ -39,8 +39,9 @@ def test_a_value_within_the_target_is_met():
     assert judge("exactly", 1.5, 1.5, "x").status == MET
 
 
-@pytest.mark.parametrize("value", [None, math.nan, math.inf])
+@pytest.mark.parametrize("value", [None, math.nan, math.inf, -math.inf, 0.0, -0.5])
 def test_a_missing_or_non_finite_measurement_is_not_measured_never_met(value):
+    """Also zero and negative figures (an overhead record with a zero ratio, a clock that went back): no time is."""
     result = judge("reference forward", value, 2.0, "x")
     assert result.status == NOT_MEASURED and result.measured is None and result.over_by is None
     assert "not measured" in result.how_far

@@ -2,7 +2,8 @@
 
 A target is an upper bound (a wall time, a ratio of times). ``judge`` says:
 
-- ``not measured`` when there is no number (None, NaN or infinite), or when the number does not measure what the
+- ``not measured`` when there is no number (None, NaN, infinite; or zero or less: no time or ratio of times is),
+  or when the number does not measure what the
   target asks (``excluded``: a --quick record, a sample not drawn from the default matrix), whatever its value.
   A missing measurement is never ``met``;
 - ``not met`` when the measured value is above the bound, with how far: the value over the bound as a ratio
@@ -57,6 +58,9 @@ def judge(name: str, measured: float | None, bound: float, unit: str, *, note: s
         detail = "not measured in this run" if measured is None else f"not measured (the record holds {measured!r})"
         return TargetResult(name, None, bound, unit, NOT_MEASURED, None, f"{detail}{'; ' + note if note else ''}")
     measured = float(measured)
+    if measured <= 0:  # a wall time or a ratio of times is positive: zero or less is a broken record, not a fast one
+        return TargetResult(name, None, bound, unit, NOT_MEASURED, None,
+                            f"not measured (the record holds {measured!r}, not a positive figure){'; ' + note if note else ''}")
     over_by = measured / bound
     if excluded is not None:
         return TargetResult(name, measured, bound, unit, NOT_MEASURED, over_by,
