@@ -159,7 +159,8 @@ class SessionTimer:
     def add_batch(self, timings: Path) -> None:
         """The commands a 'harness batch --timings FILE' ran, each with its own wall time."""
         if timings.is_file():
-            self.commands += [{"argv": entry["argv"], "wall_s": entry["wall_s"]} for entry in json.loads(timings.read_text())["commands"]]
+            self.commands += [{"argv": entry["argv"], "wall_s": entry["wall_s"], "exit_code": entry["exit_code"]}
+                              for entry in json.loads(timings.read_text())["commands"]]
 
     def write(self, status: str) -> None:
         if self.session.posargs or not os.environ.get(JOB_ENV) or os.environ.get(TIMINGS_ENV) == "":
