@@ -8,7 +8,7 @@ spread = (max - min) / median):
 
 - the reference forward, ``reference.lstm.lstm(..., return_sequences=True)``, and backward,
   ``reference.lstm_backward.lstm_backward`` with ``grad_outputs = 2 y`` (the gradient of the sum-of-squares
-  loss sum(y^2); lstm_backward runs its own forward passes, so its time is a whole forward-and-backward);
+  loss sum(y^2); lstm_backward runs its own forward pass, so its time is a whole forward-and-backward);
 - the backend's float32 forward through each entry point of ``FORWARD_ENTRY_POINTS``: ``predict``
   (``model.predict(x, batch_size=batch, verbose=0)``, Keras's compiled predict function), ``call``
   (``model(x)``, eager), and ``call_compiled`` (the model's call under the backend's own compilation:
