@@ -194,7 +194,27 @@ class timed:
 
 def _install_backend(session: nox.Session, backend: str, *extras: str) -> None:
     """Install this project with the backend's pinned extra (and any others) into the session's venv."""
-    session.install("-e", f".[{','.join((backend, *extras))}]")
+    _install_with_extras(session, backend, *extras)
+
+
+def _install_with_extras(session: nox.Session, *extras: str) -> None:
+    """pyproject.toml's dependencies and the pins of ``extras``, then this project itself (``_install_project``)."""
+    with PYPROJECT.open("rb") as file:
+        project = tomllib.load(file)["project"]
+    session.install(*project["dependencies"], *[pin for extra in extras for pin in project["optional-dependencies"][extra]])
+    _install_project(session)
+
+
+def _install_project(session: nox.Session) -> None:
+    """This project, editable, without its dependencies, one session at a time: setuptools writes
+    keras_parity.egg-info into the source tree, which two sessions under --parallel would write at once."""
+    import fcntl
+
+    lock = ENVDIR_DEFAULT / ".project-install.lock"
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        session.install("--no-deps", "-e", ".")
 
 
 def results_folder(keras: str) -> str:
@@ -319,7 +339,7 @@ def _install_nightly(session: nox.Session, backend: str) -> None:
     session.install("--pre", "--upgrade", NIGHTLY_PACKAGE)  # with its dependencies
     # its files again: uninstalling the release removed the files they share
     session.install("--pre", "--upgrade", "--force-reinstall", "--no-deps", NIGHTLY_PACKAGE)
-    session.install("--no-deps", "-e", ".")
+    _install_project(session)
 
 
 def _install_tf_keras(session: nox.Session) -> None:
@@ -328,7 +348,7 @@ def _install_tf_keras(session: nox.Session) -> None:
     others, tf_keras = tf_keras_requirements()
     session.install(*others)
     session.install("--no-deps", tf_keras)
-    session.install("--no-deps", "-e", ".")
+    _install_project(session)
 
 
 def _check_keras(session: nox.Session, keras: str, env: dict[str, str]) -> None:
@@ -480,7 +500,7 @@ def bench(session: nox.Session) -> None:
     harness's cost per case against the bare Keras calls (harness bench-overhead); then results/BENCH.md and
     results/bench/bench.json from those and the main job's session timings (harness bench-report). Extra arguments
     go to both benchmarks (e.g. '-- --quick' to check the code paths)."""
-    session.install("-e", ".[report]")
+    _install_with_extras(session, "report")
     for backend in BACKENDS:
         # no JAX compilation cache: every compile is timed, the harness's and the bare calls' alike
         env = {"KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "", "KERAS_PARITY_JAX_CACHE": ""}
@@ -509,7 +529,7 @@ def _write_main_job() -> None:
 
 
 def _report(session: nox.Session) -> None:
-    session.install("-e", ".[report]")
+    _install_with_extras(session, "report")
     release, nightly = Path(RESULTS), Path(NIGHTLY_RESULTS)
     between = release / "between_versions.json"
     session.run("python", "-m", "harness", "classify", str(release), success_codes=[0, 1])
@@ -840,7 +860,7 @@ def report_gpu(session: nox.Session) -> None:
     folders = [Path(GPU_RESULTS) / precision for precision in PRECISIONS if (Path(GPU_RESULTS) / precision).is_dir()]
     if not folders:
         session.error(f"no {GPU_RESULTS}/<precision> folder ({', '.join(PRECISIONS)}): run nox -s parity_gpu first")
-    session.install("-e", ".[report]")
+    _install_with_extras(session, "report")
     findings = []
     for folder in folders:
         findings += [f"{folder.name}: {finding}" for finding in _classify_and_report(session, folder, *session.posargs)]
