@@ -222,6 +222,25 @@ def _between(folders: list[tuple[str, Report]]) -> list[str]:
     return lines
 
 
+def _time(results: Path) -> list[str]:
+    """The main job's wall time and each session's (results/bench/main_job.json and sessions/, written by nox)."""
+    from harness.reports.bench_sessions import read_main_job, read_sessions
+
+    folder = Path(results) / "bench"
+    main_job = read_main_job(folder)
+    if main_job is None:
+        return ["- not measured (no bench/main_job.json)"]
+    origin = "from a clean clone, installs included" if main_job.clean_clone else "with virtualenvs already there"
+    lines = [f"The main job (`{main_job.command}`) took {main_job.wall_s / 60:.1f} min on {main_job.cpu_count} CPUs, "
+             f"{main_job.jobs} sessions at once, {origin} (commit {main_job.commit[:7]}).", "",
+             "| Session | Wall time | CPU time | Peak memory | Status |", "|---|---|---|---|---|"]
+    for session in read_sessions(folder):
+        if session.slug in main_job.sessions:
+            lines.append(f"| {session.session} | {session.wall_s / 60:.1f} min | {session.cpu_s / 60:.1f} min | "
+                         f"{session.peak_rss_mib / 1024:.1f} GiB | {session.status} |")
+    return lines
+
+
 def measured_block(results: Path) -> str:
     """The Markdown that goes between the markers (without them), built from the records of ``results``."""
     folders = measured_folders(results)
@@ -241,6 +260,8 @@ def measured_block(results: Path) -> str:
          ""] + _faults(folders),
         ["**Claim study** (`claims.json`: each known-divergence claim replayed with faults injected):", ""] + _claims(folders),
         ["**Between Keras versions** (`between_versions.json`):", ""] + _between(folders),
+        ["**Time** (`bench/main_job.json` and `bench/sessions/`, written by the main job's sessions; more in "
+         "`results/BENCH.md`):", ""] + _time(results),
     ]
     return "\n\n".join("\n".join(section) for section in sections) + "\n"
 
