@@ -573,13 +573,19 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+BENCH_CASE_READERS = {"bench_model", "bench_shards"}
+
+
 def test_renderers_import_only_the_model_and_no_framework() -> None:
     folder = ROOT / "harness" / "reports"
     renderers = {"markdown", "html", "why", "plots"}
     for path in sorted(folder.glob("*.py")):
         names = _imports(path)
         assert not {n for n in names if n.split(".")[0] in {"keras", "tensorflow", "jax", "torch"}}, path.name
-        assert not {n for n in names if n.startswith(("harness.execute", "harness.studies", "harness.case"))}, path.name
+        # The benchmark report recomputes the real shard split from the case definitions its run records hold
+        # (harness.case: data and pure functions, no framework); every other report module reads records only.
+        forbidden = ("harness.execute", "harness.studies") if path.stem in BENCH_CASE_READERS else ("harness.execute", "harness.studies", "harness.case")
+        assert not {n for n in names if n.startswith(forbidden)}, path.name
         if path.stem in renderers:
             others = {f"harness.reports.{r}" for r in renderers - {path.stem}}
             crossing = {n for n in names if any(n == o or n.startswith(o + ".") for o in others)}

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.case.schema import builtin_cases
-from harness.execute.backends import BACKENDS
+from harness.case.divergences import BACKENDS
 from harness.records.header import SCHEMAS
 from harness.records.store import RecordError, read_json_file
 from harness.reports.bench_sessions import MainJob, SessionTiming, failed_sessions, parity_run_seconds, read_main_job, read_sessions
