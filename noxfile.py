@@ -85,6 +85,7 @@ TIMINGS_ENV = "KERAS_PARITY_TIMINGS"  # set empty: no session records (the test 
 MAIN_JOB = f"{BENCH}/main_job.json"
 # The nox invocation a session belongs to: set when nox first imports this file (the main process, before any
 # virtualenv exists) and inherited by the sessions it runs, in its own process or in '--parallel' children.
+JOB_COMMAND_ENV = "KERAS_PARITY_NOX_COMMAND"
 JOB_ENV, JOB_STARTED_ENV, JOB_CLEAN_ENV, JOB_JOBS_ENV = ("KERAS_PARITY_NOX_JOB", "KERAS_PARITY_NOX_JOB_STARTED",
                                                          "KERAS_PARITY_NOX_JOB_CLEAN", "KERAS_PARITY_NOX_JOBS")
 ENVDIR_DEFAULT = Path(__file__).resolve().with_name(".nox")
@@ -111,6 +112,7 @@ def _start_job() -> None:
     os.environ[JOB_ENV] = f"{os.getpid()}-{time.time_ns()}"
     os.environ[JOB_STARTED_ENV] = _now()
     os.environ[JOB_JOBS_ENV] = _jobs_asked(sys.argv)
+    os.environ[JOB_COMMAND_ENV] = " ".join(["nox", *sys.argv[1:]])  # the user's command, not a --parallel child's
     venvs = [ENVDIR_DEFAULT / _slug(f"parity(keras={keras!r}, backend={backend!r})") for keras, backend in PARITY_RUNS]
     os.environ[JOB_CLEAN_ENV] = "1" if not any(venv.exists() for venv in venvs) else "0"
 
@@ -525,7 +527,7 @@ def _write_main_job() -> None:
         "started": started.isoformat(timespec="seconds"), "finished": finished.isoformat(timespec="seconds"),
         "wall_s": round((finished - started).total_seconds(), 1), "sessions": [_slug(record["session"]) for record in mine],
         "jobs": int(os.environ[JOB_JOBS_ENV]), "cpu_count": os.cpu_count(), "clean_clone": os.environ[JOB_CLEAN_ENV] == "1",
-        "commit": _commit(), "command": " ".join(["nox", *sys.argv[1:]]),
+        "commit": _commit(), "command": os.environ.get(JOB_COMMAND_ENV, " ".join(["nox", *sys.argv[1:]])),
     })
 
 
