@@ -34,6 +34,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -411,7 +412,7 @@ def parity(session: nox.Session, keras: str, backend: str) -> None:
         codes = [0] if keras == "release" else [0, 1]  # 2 (could not run) always fails
         timings = Path(session.create_tmp()) / "batch_timings.json"
         timings.unlink(missing_ok=True)
-        commands = [" ".join(_quote(part) for part in command) for command in parity_commands(keras, backend, list(session.posargs))]
+        commands = [shlex.join(command) for command in parity_commands(keras, backend, list(session.posargs))]
         try:
             timer.run("python", "-m", "harness", "batch", "--backend", backend, "--timings", str(timings), *commands,
                       env=env, success_codes=codes)
@@ -426,12 +427,6 @@ def jax_cache_env(session: nox.Session) -> dict[str, str]:
     if session.venv_backend == "none":
         return {}
     return {"KERAS_PARITY_JAX_CACHE": str(Path(session.virtualenv.location).parent / "jax-compilation-cache")}
-
-
-def _quote(part: str) -> str:
-    import shlex
-
-    return shlex.quote(part)
 
 
 def release_python(session: nox.Session, backend: str) -> str:
