@@ -6,6 +6,7 @@ nothing at these shapes); the record's structure, the finite positive ratios and
 import json
 import math
 
+import numpy as np
 import pytest
 
 from conftest import run_harness
@@ -35,7 +36,7 @@ def test_quick_benchmark_measures_every_entry_point(session_backend, tmp_path):
     for shape in record["shapes"]:
         name = shape["shape"]
         assert (shape["batch"], shape["time"], shape["features"], shape["units"]) == QUICK_SHAPES[name]
-        for part in ("forward", "backward"):
+        for part in ("forward", "backward", "matmuls_float64", "matmuls_float32"):
             _check_stats(shape["reference"][part], f"{name} reference {part}")
         assert list(shape["backend"]["forward"]) == list(FORWARD_ENTRY_POINTS[session_backend])
         assert list(shape["backend"]["gradient"]) == list(GRADIENT_ENTRY_POINTS[session_backend])
@@ -79,3 +80,18 @@ def test_a_record_that_measured_nothing_or_raised_does_not_exit_0():
     raised = {"shapes": [{"shape": "small", "reference": {"forward": {"error": "ValueError: x"}, "backward": {}},
                           "backend": {"forward": {}, "gradient": {}}}], "growth": {}}
     assert exit_code(raised) == 2
+
+
+def test_the_matmul_floor_does_the_reference_forwards_products():
+    """reference_matmuls computes x @ kernel for every step plus one state @ recurrent_kernel per step, in the dtype
+    asked: checked against the same products written out, so its time is the time of those products."""
+    from harness.studies.bench_kernels import make_arrays, reference_matmuls
+
+    arrays = make_arrays(3, 5, 4, 6, seed=7)
+    for dtype in (np.float64, np.float32):
+        got = reference_matmuls(arrays, dtype)
+        x, kernel, recurrent = (arrays[key].astype(dtype) for key in ("x", "kernel", "recurrent_kernel"))
+        state = np.tanh((x[:, 0] @ kernel)[:, :6]).astype(dtype)
+        expected = np.stack([x[:, step] @ kernel + state @ recurrent for step in range(5)])
+        assert got.dtype == dtype and got.shape == (5, 3, 24)
+        np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)

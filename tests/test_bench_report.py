@@ -417,3 +417,57 @@ def test_a_session_from_another_commit_than_the_main_job_is_never_met(tmp_path):
     assert target.status == NOT_MEASURED and "fedcba987654" in target.note and "0123456789ab" in target.note
     _write(bench / "sessions" / f"{slug}.json", data)
     assert _statuses(build_bench_report(bench, results))["jax: default-matrix parity run"] == MET
+
+
+# ------------------------------------------------------------------------------------------- why a target is not met
+
+
+def _why(report, prefix):
+    return next(target for target in report.targets if target.name.startswith(prefix)).why
+
+
+def test_a_target_not_met_says_why_from_its_records_and_a_met_one_says_nothing(tmp_path):
+    bench, results = _bench_folder(tmp_path)  # main job 25 min: not met; sessions 300 s and 500 s at 1.6 CPU/wall
+    kernels = _kernels_record(large=(0.9, 3.0, {"predict": 0.25, "call_compiled": 0.2}, {"jit_grad": 0.4}))
+    kernels["shapes"][1]["reference"] |= {"matmuls_float64": _timing(0.3), "matmuls_float32": _timing(0.12)}
+    kernels["load_average"] = {"start": [3.5, 1.0, 0.5], "end": [1.0, 1.0, 0.6]}
+    _write(bench / "jax.bench_kernels.json", kernels)
+    slug, data = _session("parity-release-jax", "parity(keras='release', backend='jax')", 450.0, [(RUN_ARGV, 400.0)])
+    _write(bench / "sessions" / f"{slug}.json", data)  # its run: 400 s, over the 5 minutes
+    _write(results / "jax.json", _run_record("jax", {"lstm_last_step": 2.0, "lstm_sequences": 1.0, "stacked_lstm": 400.0,
+                                                     "lstm_dense_head": 0.5}))
+    report = build_bench_report(bench, results)
+    main_job = _why(report, "main job")
+    # 1.6 CPU/wall x 450 s (the only session of the main job) on 2 CPUs: 6 min of floor, under 20: not CPU-bound.
+    assert main_job[0].startswith("The job is not CPU-bound: its 1 timed sessions used 12.0 min of CPU on 2 CPUs (at least 6.0 min")
+    assert "CPU time by backend: jax 12.0 min (100%)." in main_job
+    jax_run = _why(report, "jax: default-matrix parity run")
+    assert jax_run[0] == "4 cases; the median case takes 1.50 s, and the cases' durations sum to 6.7 min."
+    assert jax_run[1].startswith("The 4 slowest cases take 100% of that: `stacked_lstm` 400.0 s, `lstm_last_step` 2.0 s")
+    # The overhead record's shares: build 20% + run 60%; isolate, data, reference, compare, verdict, write 16%.
+    assert "is 80% of a case's time, and the harness's own parts" in jax_run[2] and "16% (sums of median shares)" in jax_run[2]
+    assert jax_run[3] == "Importing Keras with this backend takes 2.5 s, once per process."
+    forward = _why(report, "reference forward")
+    assert forward[0].startswith("On jax's record, the reference forward is 3.00x its own float64 matrix products alone")
+    assert "those products are 2.50x the same products in float32 NumPy" in forward[0]
+    assert forward[1].startswith("jax's `call_compiled` takes 1.67x NumPy's float32 products")
+    assert forward[2].startswith("The record was measured under a load average of 3.50 on 2 CPUs")
+    assert "The reference backward is 3.33x its forward" in " ".join(_why(report, "reference backward"))
+    # Met or not measured: no why.
+    assert all(not target.why for target in report.targets if target.status != NOT_MET)
+    text = run_harness("bench-report", str(bench), "--results", str(results), "--markdown", str(results / "BENCH.md"))
+    assert text.returncode == 0, text.stderr
+    assert "### Why the targets not met are not met" in (results / "BENCH.md").read_text()
+
+
+def test_the_why_of_the_main_job_says_cpu_bound_only_when_the_cpu_time_exceeds_the_target(tmp_path):
+    bench, results = _bench_folder(tmp_path, main_job_s=40 * 60.0)
+    slug, data = _session("parity-release-jax", "parity(keras='release', backend='jax')", 30 * 60.0, [(RUN_ARGV, 240.0)])
+    _write(bench / "sessions" / f"{slug}.json", data)  # 30 min x 1.6 = 48 CPU-min on 2 CPUs: 24 min of floor > 20
+    main_job = _why(build_bench_report(bench, results), "main job")
+    assert main_job[0].startswith("The job is CPU-bound: its 1 timed sessions used 48.0 min of CPU on 2 CPUs, so no packing "
+                                  "of them on this machine takes less than 24.0 min (1.20x the 20-min target)")
+    # A kernels record without the matrix-product floor says so rather than guessing.
+    _write(bench / "jax.bench_kernels.json", _kernels_record(large=(0.9, 3.0, {"predict": 0.25}, {"jit_grad": 0.4})))
+    forward = _why(build_bench_report(bench, results), "reference forward")
+    assert forward[0].startswith("The jax record holds no timing of the reference's matrix products alone")

@@ -83,6 +83,13 @@ def _targets(report: BenchReport) -> list[str]:
         measured = "n/a" if target.measured is None else f"{target.measured:.2f}{unit}"
         source = target.note if target.status != "not measured" or target.measured is not None else ""
         lines.append(f"| {target.name} | {measured} | <= {target.bound:g}{unit} | **{target.status}** | {target.how_far} | {source} |")
+    explained = [target for target in report.targets if target.why]
+    if explained:
+        lines += ["", "### Why the targets not met are not met", "",
+                  "Each line is built from the records this report read (`bench_why`), not written by hand.", ""]
+        for target in explained:
+            lines.append(f"- **{target.name}** ({target.how_far}):")
+            lines += [f"  - {line}" for line in target.why]
     return lines + [""]
 
 

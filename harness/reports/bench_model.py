@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ from harness.records.header import SCHEMAS
 from harness.records.store import RecordError, read_json_file
 from harness.reports.bench_sessions import MainJob, SessionTiming, failed_sessions, parity_run_seconds, read_main_job, read_sessions
 from harness.reports.bench_shards import MACHINES, CaseGrowth, ShardPrediction, case_growth, measured_cases, predict_shards
-from harness.reports.bench_targets import TargetResult, judge
+from harness.reports.bench_targets import NOT_MET, TargetResult, judge
+from harness.reports.bench_why import main_job_why, overhead_why, parity_why, reference_why
 
 MAIN_JOB_MINUTES = 20.0
 PARITY_MINUTES = 5.0
@@ -50,6 +52,7 @@ OVERHEAD_RATIO = 1.5
 REFERENCE_RATIO = 2.0
 TARGET_SHAPE = (128, 200, 64, 256)  # (batch, time, features, units) of the reference targets
 OVERHEAD_PARTS = ("isolate", "data", "reference", "build", "run", "compare", "verdict", "write", "other")
+SLOWEST_CASES = 5  # the longest cases a run timing keeps by name (the why of a parity target)
 KERNELS_SUFFIX = ".bench_kernels.json"
 OVERHEAD_SUFFIX = ".bench_overhead.json"
 
@@ -85,6 +88,8 @@ class KernelShape:
     forward_against: str | None
     backward_ratio: float | None
     backward_against: str | None
+    reference_matmuls_float64: Timing | None = None  # only the reference forward's matrix products (its floor)
+    reference_matmuls_float32: Timing | None = None  # the same products in float32 NumPy
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,8 @@ class RunTiming:
     growth: CaseGrowth | None
     predictions: tuple[ShardPrediction, ...]
     startup_source: str | None  # where the per-machine start-up came from; None when it was not measured
+    median_case_s: float | None = None  # the median case's duration_s
+    slowest_cases: tuple[tuple[str, float], ...] = ()  # the SLOWEST_CASES longest cases, (name, duration_s), longest first
 
 
 @dataclass(frozen=True)
@@ -201,6 +208,8 @@ def _versions(record: dict[str, Any]) -> str:
 
 def _kernel_shape(backend: str, raw: dict[str, Any]) -> KernelShape:
     reference = {part: _timing(raw["reference"][part]) for part in ("forward", "backward")}
+    matmuls = {dtype: _timing(raw["reference"][f"matmuls_{dtype}"]) if f"matmuls_{dtype}" in raw["reference"] else None
+               for dtype in ("float64", "float32")}
     entries = []
     for part, against, difference in (("forward", "forward", "max_rel_difference"), ("gradient", "backward", "kernel_max_rel_difference")):
         for name, measured in raw["backend"][part].items():
@@ -209,7 +218,7 @@ def _kernel_shape(backend: str, raw: dict[str, Any]) -> KernelShape:
     ratios = raw.get("ratios", {})
     return KernelShape(backend, raw["shape"], (raw["batch"], raw["time"], raw["features"], raw["units"]), reference["forward"],
                        reference["backward"], tuple(entries), _number(ratios.get("forward")), ratios.get("forward_against"),
-                       _number(ratios.get("backward")), ratios.get("backward_against"))
+                       _number(ratios.get("backward")), ratios.get("backward_against"), matmuls["float64"], matmuls["float32"])
 
 
 def _growth(backend: str, raw: dict[str, Any] | None) -> tuple[GrowthSeries, ...]:
@@ -286,6 +295,8 @@ def _run_timing(path: Path, default_names: set[str], startup: dict[str, float]) 
         growth=case_growth([durations[result["case"]] for result in record.get("cases", []) if result["case"] in durations]),
         predictions=predictions,
         startup_source=None if startup_s is None else f"import keras, median of {backend}.bench_overhead.json",
+        median_case_s=statistics.median(durations.values()) if durations else None,
+        slowest_cases=tuple(sorted(durations.items(), key=lambda item: (-item[1], item[0]))[:SLOWEST_CASES]),
     )
 
 
@@ -373,6 +384,11 @@ def _reference_target(part: str, kernels: tuple[Kernels, ...]) -> TargetResult:
     return judge(name, worst, REFERENCE_RATIO, "x", note=note, reason=reason, excluded="a --quick record" if quick else None)
 
 
+def _explained(target: TargetResult, why: Any) -> TargetResult:
+    """``target`` with ``why()``'s lines when it is not met (a target met or not measured needs no why)."""
+    return dataclasses.replace(target, why=tuple(why())) if target.status == NOT_MET else target
+
+
 # --------------------------------------------------------------------------------------------- the model
 
 
@@ -402,10 +418,15 @@ def build_bench_report(bench_dir: Path, results_dir: Path, growth_plot: str | No
             inputs.append(str(path))
     by_backend_run = {run.backend: run for run in runs}
     by_backend_overhead = {record.backend: record for record in overhead}
-    targets = [_main_job_target(main_job, sessions)]
-    targets += [_parity_target(backend, sessions, by_backend_run.get(backend), main_job) for backend in BACKENDS]
-    targets += [_overhead_target(backend, by_backend_overhead.get(backend), len(default_names)) for backend in BACKENDS]
-    targets += [_reference_target("forward", tuple(kernels)), _reference_target("backward", tuple(kernels))]
+    targets = [_explained(_main_job_target(main_job, sessions), lambda: main_job_why(main_job, sessions, MAIN_JOB_MINUTES))]
+    targets += [_explained(_parity_target(backend, sessions, by_backend_run.get(backend), main_job),
+                           lambda backend=backend: parity_why(by_backend_run.get(backend), by_backend_overhead.get(backend)))
+                for backend in BACKENDS]
+    targets += [_explained(_overhead_target(backend, by_backend_overhead.get(backend), len(default_names)),
+                           lambda backend=backend: overhead_why(by_backend_overhead[backend]))
+                for backend in BACKENDS]
+    targets += [_explained(_reference_target(part, tuple(kernels)), lambda part=part: reference_why(part, tuple(kernels), TARGET_SHAPE))
+                for part in ("forward", "backward")]
     has_growth = any(series.seconds for record in kernels for series in record.growth)
     return BenchReport(str(bench_dir), str(results_dir), tuple(inputs), tuple(targets), tuple(kernels), tuple(overhead), sessions,
                        main_job, tuple(runs), growth_plot if has_growth else None, len(default_names))

@@ -30,6 +30,7 @@ class TargetResult:
     status: str  # MET, NOT_MET, NOT_MEASURED
     over_by: float | None  # measured / bound; None when not measured
     note: str  # where the figure came from, or why it does not count
+    why: tuple[str, ...] = ()  # for a target not met: what the records show its time is spent on (bench_why)
 
     @property
     def how_far(self) -> str:

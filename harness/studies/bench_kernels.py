@@ -9,6 +9,9 @@ spread = (max - min) / median):
 - the reference forward, ``reference.lstm.lstm(..., return_sequences=True)``, and backward,
   ``reference.lstm_backward.lstm_backward`` with ``grad_outputs = 2 y`` (the gradient of the sum-of-squares
   loss sum(y^2); lstm_backward runs its own forward pass, so its time is a whole forward-and-backward);
+- the floor under the reference forward: only its matrix products (``reference_matmuls``), in float64 and, for
+  comparison, in float32, both in NumPy; the forward over its float64 matmuls says how much of it is the time loop
+  and the element-wise work, and float64 over float32 matmuls what the precision alone costs on this machine;
 - the backend's float32 forward through each entry point of ``FORWARD_ENTRY_POINTS``: ``predict``
   (``model.predict(x, batch_size=batch, verbose=0)``, Keras's compiled predict function), ``call``
   (``model(x)``, eager), and ``call_compiled`` (the model's call under the backend's own compilation:
@@ -177,6 +180,26 @@ def reference_forward(arrays: dict[str, np.ndarray]) -> np.ndarray:
     return lstm(arrays["x"], arrays["kernel"], arrays["recurrent_kernel"], arrays["bias"], return_sequences=True)
 
 
+def reference_matmuls(arrays: dict[str, np.ndarray], dtype: type) -> np.ndarray:
+    """Only the matrix products of the reference forward, in ``dtype``: the input projection of every step in one
+    matmul, then one (batch, units) @ (units, 4 units) product per step, into buffers allocated once. Its float64
+    time is the reference forward's floor on this machine (the rest of a step is element-wise); its float32 time
+    is what the same products cost NumPy in the backends' precision. The recurrent operand is a fixed random
+    state, not the LSTM's h: the arithmetic is the same and the result is not used."""
+    x = arrays["x"].astype(dtype)
+    kernel = arrays["kernel"].astype(dtype)
+    recurrent_kernel = arrays["recurrent_kernel"].astype(dtype)
+    batch, time, _ = x.shape
+    units = recurrent_kernel.shape[0]
+    projection = np.matmul(x.transpose(1, 0, 2), kernel)  # (time, batch, 4 units)
+    state = np.tanh(projection[0, :, :units]).astype(dtype)
+    recurrent = np.empty((batch, 4 * units), dtype)
+    for step in range(time):
+        np.matmul(state, recurrent_kernel, out=recurrent)
+        projection[step] += recurrent
+    return projection
+
+
 def reference_backward(arrays: dict[str, np.ndarray], outputs: np.ndarray) -> dict[str, Any]:
     """Gradients of sum(y^2) (dL/dy = 2 y) through the reference."""
     return lstm_backward(arrays["x"], arrays["kernel"], arrays["recurrent_kernel"], arrays["bias"],
@@ -307,7 +330,9 @@ def measure_shape(backend: str, name: str, shape: tuple[int, int, int, int], rep
     result: dict[str, Any] = {"shape": name, "batch": batch, "time": time, "features": features, "units": units}
     outputs = reference_forward(arrays)
     reference = {"forward": _measured(lambda: reference_forward(arrays), repeats),
-                 "backward": _measured(lambda: reference_backward(arrays, outputs), repeats)}
+                 "backward": _measured(lambda: reference_backward(arrays, outputs), repeats),
+                 "matmuls_float64": _measured(lambda: reference_matmuls(arrays, np.float64), repeats),
+                 "matmuls_float32": _measured(lambda: reference_matmuls(arrays, np.float32), repeats)}
     model = build_model(arrays)
     forward = _measured_entries(FORWARD_ENTRY_POINTS[backend], lambda entry: forward_entry(backend, entry, model, x32),
                                 repeats, "max_rel_difference", lambda value: _relative_difference(outputs, value))
