@@ -11,19 +11,19 @@ Equations, for one step with input ``x_t``, previous hidden state ``h`` and carr
     c_new = f * c + i * g
     h_new = o * activation(c_new)
 
-The input projection ``x @ kernel + bias`` of every timestep is one matmul; the time loop does only
-the recurrent part.
+The time loop, the masks, go_backwards, the initial states and what is returned are
+``reference.recurrent``'s, shared with ``reference.gru`` and ``reference.simple_rnn``: its input projection
+``x @ kernel + bias`` of every timestep is one matmul, and a step here does only the recurrent part.
 
-Two loops compute this. ``loop="readable"`` (``_readable_loop``) is the equations above written out:
-each step calls ``lstm_step``, which reads like them. ``loop="fast"`` (``fast_forward``, the default) is
-the same arithmetic arranged for speed: the projection is stored time-major so that each step reads one
-contiguous block, the step writes into buffers allocated once (``np.matmul(..., out=)``, in-place
-activations), and the logistic sigmoid is ``1 / (1 + exp(-x))`` in place (``sigmoid_in_place``) instead
+Two steps compute this. ``loop="readable"`` (``ReadableLstmStep``, ``_readable_loop``) is the equations
+above written out: it calls ``lstm_step``, which reads like them. ``loop="fast"`` (``FastLstmStep``,
+``fast_forward``, the default) is the same arithmetic arranged for speed: the step writes into buffers
+allocated once (``np.matmul(..., out=)``, in-place activations), and the logistic sigmoid is ``1 / (1 + exp(-x))`` in place (``sigmoid_in_place``) instead
 of ``reference.activations.sigmoid``'s two-branch form; the two differ by at most a few ulps, and
 tests/test_reference_speed_equivalence.py holds the fast loop to the readable one at float64 rounding.
 Only the sigmoid changes the rounding: every other operation is the same operation on the same operands.
 With ``matmuls_in_float32`` the readable loop runs. ``fast_forward`` can also keep, per timestep, what
-``reference.lstm_backward`` needs (a ``ForwardCache``), so that the backward pass reuses the forward's
+``reference.lstm_backward`` needs (a ``reference.recurrent.StepCache``, ``allocate_cache``), so that the backward pass reuses the forward's
 gates instead of recomputing them.
 
 Weight layout: ``kernel`` is (features, 4 * units), ``recurrent_kernel`` is (units, 4 * units), ``bias``
@@ -60,43 +60,23 @@ documented behaviour):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 
+from reference import recurrent
 from reference.activations import get_activation
 from reference.dense import matmul_float32_operands
+from reference.recurrent import RecurrentInputs, StepCache, step_order
 
+GATES = 4
+STATE_NAMES = ("h", "c")
 
-def _as_array(name: str, value: object, dtype: np.dtype) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be a numeric array; got dtype {array.dtype}")
-    return array.astype(dtype, copy=False)
+# The validated arrays of one LSTM call (states [h0, c0]; .h0 and .c0 name them).
+LstmInputs = RecurrentInputs
 
-
-def _check_shape(name: str, array: np.ndarray, expected: tuple[int, ...], meaning: str) -> None:
-    if array.shape != expected:
-        raise ValueError(f"{name} has shape {array.shape}; expected {expected} ({meaning})")
-
-
-
-@dataclass
-class LstmInputs:
-    """The validated arrays of one LSTM call, in the computing dtype (mask stays bool, or None)."""
-
-    x: np.ndarray  # (batch, time, features)
-    kernel: np.ndarray  # (features, 4 * units)
-    recurrent_kernel: np.ndarray  # (units, 4 * units)
-    bias: np.ndarray | None  # (4 * units,)
-    mask: np.ndarray | None  # (batch, time) bool
-    h0: np.ndarray  # (batch, units)
-    c0: np.ndarray  # (batch, units)
-
-    @property
-    def units(self) -> int:
-        return self.recurrent_kernel.shape[0]
+__all__ = ["FastLstmStep", "LstmInputs", "ReadableLstmStep", "allocate_cache", "fast_forward", "lstm", "lstm_step",
+           "sigmoid_in_place", "step_order", "validate_inputs"]
 
 
 def validate_inputs(
@@ -110,47 +90,11 @@ def validate_inputs(
 ) -> LstmInputs:
     """Every array of an ``lstm`` call checked and converted to ``dtype``; ValueError naming the argument
     when a shape or dtype is wrong."""
-    x = _as_array("x", x, dtype)
-    if x.ndim != 3:
-        raise ValueError(f"x has shape {x.shape}; expected 3 dimensions (batch, time, features)")
-    batch, time, features = x.shape
-    kernel = _as_array("kernel", kernel, dtype)
-    if kernel.ndim != 2 or kernel.shape[0] != features or kernel.shape[1] % 4 != 0 or kernel.shape[1] == 0:
-        raise ValueError(
-            f"kernel has shape {kernel.shape}; expected ({features}, 4 * units) for x with {features} features"
-        )
-    units = kernel.shape[1] // 4
-    recurrent_kernel = _as_array("recurrent_kernel", recurrent_kernel, dtype)
-    _check_shape("recurrent_kernel", recurrent_kernel, (units, 4 * units), "units, 4 * units")
-    if bias is not None:
-        bias = _as_array("bias", bias, dtype)
-        _check_shape("bias", bias, (4 * units,), "4 * units")
-
-    if mask is not None:
-        mask = np.asarray(mask)
-        if mask.dtype != np.bool_:
-            raise ValueError(f"mask must be a bool array; got dtype {mask.dtype}")
-        _check_shape("mask", mask, (batch, time), "batch, time")
-
-    if initial_state is None:
-        h0 = np.zeros((batch, units), dtype)
-        c0 = np.zeros((batch, units), dtype)
-    else:
-        if len(initial_state) != 2:
-            raise ValueError(f"initial_state must be [h0, c0]; got {len(initial_state)} arrays")
-        h0 = _as_array("initial_state[0] (h0)", initial_state[0], dtype)
-        c0 = _as_array("initial_state[1] (c0)", initial_state[1], dtype)
-        _check_shape("initial_state[0] (h0)", h0, (batch, units), "batch, units")
-        _check_shape("initial_state[1] (c0)", c0, (batch, units), "batch, units")
-    return LstmInputs(x, kernel, recurrent_kernel, bias, mask, h0, c0)
+    return recurrent.validate_inputs(x, kernel, recurrent_kernel, bias, mask, initial_state, dtype, gates=GATES,
+                                     state_names=("h0", "c0"), bias_shapes=lambda units: [(GATES * units,)])
 
 
-def step_order(time: int, go_backwards: bool) -> range:
-    """The timesteps in the order the loop reads them."""
-    return range(time - 1, -1, -1) if go_backwards else range(time)
-
-
-# --- The readable loop ---------------------------------------------------------------------------------
+# --- The readable step ---------------------------------------------------------------------------------
 
 
 def lstm_step(
@@ -171,6 +115,39 @@ def lstm_step(
     return h_new, c_new
 
 
+class ReadableLstmStep:
+    """``lstm_step`` after the recurrent product: z = x_projected + h @ recurrent_kernel, or with recurrent
+    dropout masks z_k = x_projected_k + (h * r_k) @ recurrent_kernel_k per gate k (reference.lstm_dropout).
+    With ``bias_after_float32`` (matmuls_in_float32) the projection holds no bias: z is the float32 rounding of
+    x_t @ kernel + h @ recurrent_kernel (each a float32 matmul) plus the bias. Records z (``pre_activations``)
+    and c_new in ``cache`` when given."""
+
+    def __init__(self, recurrent_kernel: np.ndarray, activation: str | None, recurrent_activation: str | None, *,
+                 recurrent_masks: list[np.ndarray] | None = None, matmuls_in_float32: bool = False,
+                 bias: np.ndarray | None = None, cache: StepCache | None = None) -> None:
+        self.recurrent_kernel = recurrent_kernel
+        self.act = get_activation(activation)
+        self.recurrent_act = get_activation(recurrent_activation)
+        self.recurrent_masks = recurrent_masks
+        self.matmuls_in_float32 = matmuls_in_float32
+        self.bias = bias
+        self.cache = cache
+
+    def forward(self, t: int, x_projected: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        h, c = states
+        if self.matmuls_in_float32:
+            z = (x_projected + matmul_float32_operands(h, self.recurrent_kernel)).astype(np.float32).astype(h.dtype)
+            z = z + self.bias if self.bias is not None else z
+        else:
+            z = x_projected + recurrent.masked_recurrent_product(h, self.recurrent_kernel, self.recurrent_masks,
+                                                                 range(GATES))
+        h_new, c_new = lstm_step(z, c, self.act, self.recurrent_act)
+        if self.cache is not None:
+            self.cache["pre_activations"][t] = z
+            self.cache["c_new"][t] = c_new
+        return h_new, [h_new, c_new]
+
+
 def _readable_loop(
     inputs: LstmInputs,
     activation: str | None,
@@ -180,46 +157,23 @@ def _readable_loop(
     zero_output_for_mask: bool,
     initial_output: str,
     matmuls_in_float32: bool,
+    cache: StepCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The time loop as the equations read. Returns (outputs in processing order (batch, time, units),
+    """The time loop with ``ReadableLstmStep``. Returns (outputs in processing order (batch, time, units),
     final h, final c, last output)."""
-    act = get_activation(activation)
-    recurrent_act = get_activation(recurrent_activation)
-    x, kernel, recurrent_kernel, bias, mask = inputs.x, inputs.kernel, inputs.recurrent_kernel, inputs.bias, inputs.mask
-    batch, time, features = x.shape
-    units = inputs.units
-    dtype = x.dtype
     if matmuls_in_float32:
-        projected = matmul_float32_operands(x.reshape(batch * time, features), kernel).reshape(batch, time, 4 * units)
+        projected = recurrent.project_inputs(inputs.x, inputs.kernel, None, matmul=matmul_float32_operands)
     else:
-        projected = (x.reshape(batch * time, features) @ kernel).reshape(batch, time, 4 * units)
-        if bias is not None:
-            projected = projected + bias
-
-    h, c = inputs.h0, inputs.c0
-    outputs = np.zeros((batch, time, units), dtype)
-    previous_output = h.copy() if initial_output == "h0" else np.zeros((batch, units), dtype)
-    for position, t in enumerate(step_order(time, go_backwards)):
-        if matmuls_in_float32:
-            z = (projected[:, t, :] + matmul_float32_operands(h, recurrent_kernel)).astype(np.float32).astype(dtype)
-            z = z + bias if bias is not None else z
-        else:
-            z = projected[:, t, :] + h @ recurrent_kernel
-        h_new, c_new = lstm_step(z, c, act, recurrent_act)
-        if mask is None:
-            h, c, output = h_new, c_new, h_new
-        else:
-            keep = mask[:, t][:, None]
-            h = np.where(keep, h_new, h)
-            c = np.where(keep, c_new, c)
-            fallback = np.zeros_like(h_new) if zero_output_for_mask else previous_output
-            output = np.where(keep, h_new, fallback)
-        outputs[:, position, :] = output
-        previous_output = output
-    return outputs, h, c, previous_output
+        projected = recurrent.project_inputs(inputs.x, inputs.kernel, inputs.bias)
+    step = ReadableLstmStep(inputs.recurrent_kernel, activation, recurrent_activation,
+                            matmuls_in_float32=matmuls_in_float32, bias=inputs.bias, cache=cache)
+    outputs, (h, c), last_output = recurrent.run(step, projected, inputs.states, inputs.mask, go_backwards=go_backwards,
+                                                 zero_output_for_mask=zero_output_for_mask,
+                                                 initial_output=initial_output, cache=cache)
+    return outputs, h, c, last_output
 
 
-# --- The fast loop -------------------------------------------------------------------------------------
+# --- The fast step -------------------------------------------------------------------------------------
 
 
 def sigmoid_in_place(a: np.ndarray) -> None:
@@ -258,28 +212,70 @@ def activation_in_place(name: str | None) -> Callable[[np.ndarray], None]:
 
 
 # Activations whose derivative the backward pass computes from the activation's output alone; for any
-# other, the fast forward also keeps the pre-activations (ForwardCache.pre_activations).
+# other, the fast forward also keeps the pre-activations (cache["pre_activations"]).
 DERIVATIVE_FROM_OUTPUT = ("sigmoid", "tanh")
 
 
-@dataclass
-class ForwardCache:
-    """What the backward pass reads from the fast forward, per timestep t in input order (index t, not
-    the processing position): (time, batch, ...) float arrays."""
+def allocate_cache(time: int, batch: int, units: int, keep_pre_activations: bool, dtype: np.dtype) -> StepCache:
+    """What ``reference.lstm_backward`` reads from the fast forward, per timestep t in input order: h_prev,
+    c_prev (the states entering the step), gates (i, f, g, o after their activations, (time, batch, 4 * units)),
+    c_new (f * c_prev + i * g, before the mask), c_activated (activation(c_new)), and the pre-activations z
+    unless DERIVATIVE_FROM_OUTPUT covers both activations."""
+    widths = {"gates": GATES * units, "c_new": units, "c_activated": units}
+    if keep_pre_activations:
+        widths["pre_activations"] = GATES * units
+    return StepCache.allocate(time, batch, units, widths, dtype, STATE_NAMES)
 
-    h_prev: np.ndarray  # (time, batch, units): h entering the step that reads x_t
-    c_prev: np.ndarray  # (time, batch, units)
-    gates: np.ndarray  # (time, batch, 4 * units): i, f, g, o after their activations
-    c_new: np.ndarray  # (time, batch, units): f * c_prev + i * g (before the mask)
-    c_activated: np.ndarray  # (time, batch, units): activation(c_new)
-    pre_activations: np.ndarray | None  # (time, batch, 4 * units), z; None when DERIVATIVE_FROM_OUTPUT covers both
 
-    @classmethod
-    def allocate(cls, time: int, batch: int, units: int, keep_pre_activations: bool, dtype: np.dtype) -> "ForwardCache":
-        states = (time, batch, units)
-        gates = (time, batch, 4 * units)
-        return cls(np.empty(states, dtype), np.empty(states, dtype), np.empty(gates, dtype), np.empty(states, dtype),
-                   np.empty(states, dtype), np.empty(gates, dtype) if keep_pre_activations else None)
+class FastLstmStep:
+    """``ReadableLstmStep`` arranged for speed: buffers allocated once (the cache's slots when a cache is kept),
+    np.matmul(..., out=), in-place activations, sigmoid_in_place."""
+
+    def __init__(self, recurrent_kernel: np.ndarray, activation: str | None, recurrent_activation: str | None,
+                 batch: int, dtype: np.dtype, cache: StepCache | None = None) -> None:
+        units = recurrent_kernel.shape[0]
+        self.recurrent_kernel = recurrent_kernel
+        self.act = activation_in_place(activation)
+        self.recurrent_act = activation_in_place(recurrent_activation)
+        self.cache = cache
+        self.blocks = [slice(gate * units, (gate + 1) * units) for gate in range(GATES)]
+        i_block, f_block, _, o_block = self.blocks
+        # An elementwise activation runs once on i and f together; softmax and the like once per gate.
+        elementwise = recurrent_activation in ELEMENTWISE_IN_PLACE
+        self.recurrent_blocks = [slice(0, 2 * units), o_block] if elementwise else [i_block, f_block, o_block]
+        self.z = np.empty((batch, GATES * units), dtype)
+        self.c_new = np.empty((batch, units), dtype)
+        self.c_activated = np.empty((batch, units), dtype)
+        self.h_new = np.empty((batch, units), dtype)
+
+    def forward(self, t: int, x_projected: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        h, c = states
+        cache = self.cache
+        if cache is None:
+            z, c_new, c_activated = self.z, self.c_new, self.c_activated
+        else:
+            z, c_new, c_activated = cache["gates"][t], cache["c_new"][t], cache["c_activated"][t]
+        h_new = self.h_new
+        # z = x_t @ kernel + bias + h @ recurrent_kernel
+        np.matmul(h, self.recurrent_kernel, out=z)
+        z += x_projected
+        if cache is not None and "pre_activations" in cache:
+            cache["pre_activations"][t] = z
+        # i, f, g, o = ract(z_i), ract(z_f), act(z_g), ract(z_o): z now holds the gates
+        for block in self.recurrent_blocks:
+            self.recurrent_act(z[:, block])
+        i_block, f_block, g_block, o_block = self.blocks
+        self.act(z[:, g_block])
+        i, f, g, o = z[:, i_block], z[:, f_block], z[:, g_block], z[:, o_block]
+        # c_new = f * c + i * g
+        np.multiply(f, c, out=c_new)
+        np.multiply(i, g, out=h_new)
+        c_new += h_new
+        # h_new = o * act(c_new)
+        c_activated[...] = c_new
+        self.act(c_activated)
+        np.multiply(o, c_activated, out=h_new)
+        return h_new, [h_new, c_new]
 
 
 def fast_forward(
@@ -290,67 +286,17 @@ def fast_forward(
     go_backwards: bool,
     zero_output_for_mask: bool,
     initial_output: str = "zeros",
-    cache: ForwardCache | None = None,
+    cache: StepCache | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``_readable_loop`` (without ``matmuls_in_float32``) arranged for speed; fills ``cache`` when given.
-    Returns (outputs in processing order (batch, time, units), final h, final c, last output)."""
-    act = activation_in_place(activation)
-    recurrent_act = activation_in_place(recurrent_activation)
-    x, kernel, recurrent_kernel, bias, mask = inputs.x, inputs.kernel, inputs.recurrent_kernel, inputs.bias, inputs.mask
-    batch, time, features = x.shape
-    units = inputs.units
-    dtype = x.dtype
-    # x_t @ kernel + bias for every t in one matmul, time-major: projected[t] is one contiguous block.
-    projected = (x.transpose(1, 0, 2).reshape(time * batch, features) @ kernel).reshape(time, batch, 4 * units)
-    if bias is not None:
-        projected += bias
-    i_block, f_block, g_block, o_block = (slice(gate * units, (gate + 1) * units) for gate in range(4))
-    # An elementwise activation runs once on i and f together; softmax and the like once per gate.
-    elementwise = recurrent_activation in ELEMENTWISE_IN_PLACE
-    recurrent_blocks = [slice(0, 2 * units), o_block] if elementwise else [i_block, f_block, o_block]
-
-    h, c = inputs.h0.copy(), inputs.c0.copy()
-    outputs = np.zeros((batch, time, units), dtype)
-    previous_output = h.copy() if initial_output == "h0" else np.zeros((batch, units), dtype)
-    z = np.empty((batch, 4 * units), dtype)
-    c_new = np.empty((batch, units), dtype)
-    c_activated = np.empty((batch, units), dtype)
-    h_new = np.empty((batch, units), dtype)
-    for position, t in enumerate(step_order(time, go_backwards)):
-        if cache is not None:
-            cache.h_prev[t] = h
-            cache.c_prev[t] = c
-            z, c_new, c_activated = cache.gates[t], cache.c_new[t], cache.c_activated[t]
-        # z = x_t @ kernel + bias + h @ recurrent_kernel
-        np.matmul(h, recurrent_kernel, out=z)
-        z += projected[t]
-        if cache is not None and cache.pre_activations is not None:
-            cache.pre_activations[t] = z
-        # i, f, g, o = ract(z_i), ract(z_f), act(z_g), ract(z_o): z now holds the gates
-        for block in recurrent_blocks:
-            recurrent_act(z[:, block])
-        act(z[:, g_block])
-        i, f, g, o = z[:, i_block], z[:, f_block], z[:, g_block], z[:, o_block]
-        # c_new = f * c + i * g
-        np.multiply(f, c, out=c_new)
-        np.multiply(i, g, out=h_new)
-        c_new += h_new
-        # h_new = o * act(c_new)
-        c_activated[...] = c_new
-        act(c_activated)
-        np.multiply(o, c_activated, out=h_new)
-        if mask is None:
-            h[...] = h_new
-            c[...] = c_new
-        else:
-            keep = mask[:, t][:, None]
-            np.copyto(h, h_new, where=keep)
-            np.copyto(c, c_new, where=keep)
-            # a masked step outputs the previous output (or zeros)
-            np.copyto(h_new, 0.0 if zero_output_for_mask else previous_output, where=~keep)
-        outputs[:, position, :] = h_new
-        previous_output = outputs[:, position, :]
-    return outputs, h, c, previous_output.copy()
+    """The time loop with ``FastLstmStep`` (no ``matmuls_in_float32``); fills ``cache`` (``allocate_cache``)
+    when given. Returns (outputs in processing order (batch, time, units), final h, final c, last output)."""
+    batch = inputs.x.shape[0]
+    projected = recurrent.project_inputs(inputs.x, inputs.kernel, inputs.bias)
+    step = FastLstmStep(inputs.recurrent_kernel, activation, recurrent_activation, batch, inputs.x.dtype, cache)
+    outputs, (h, c), last_output = recurrent.run(step, projected, inputs.states, inputs.mask, go_backwards=go_backwards,
+                                                 zero_output_for_mask=zero_output_for_mask,
+                                                 initial_output=initial_output, cache=cache)
+    return outputs, h, c, last_output
 
 
 # --- The public function -------------------------------------------------------------------------------
@@ -388,39 +334,18 @@ def lstm(
     ``matmuls_in_float32`` always uses); see the module docstring. Raises ValueError naming the argument
     when a shape, dtype or activation is wrong.
     """
-    if initial_output not in ("zeros", "h0"):
-        raise ValueError(f"initial_output is {initial_output!r}; accepted: zeros, h0")
-    if zero_output_mask_order not in ("processing", "input"):
-        raise ValueError(f"zero_output_mask_order is {zero_output_mask_order!r}; accepted: processing, input")
-    if loop not in ("fast", "readable"):
-        raise ValueError(f"loop is {loop!r}; accepted: fast, readable")
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise ValueError(f"dtype must be a floating dtype; got {dtype}")
+    dtype = recurrent.check_options(initial_output, zero_output_mask_order, loop, dtype)
     get_activation(activation)  # ValueError for an unknown or rejected name
     get_activation(recurrent_activation)
     inputs = validate_inputs(x, kernel, recurrent_kernel, bias, mask, initial_state, dtype)
-    batch, time, _ = inputs.x.shape
     options = dict(go_backwards=go_backwards, zero_output_for_mask=zero_output_for_mask, initial_output=initial_output)
     if loop == "readable" or matmuls_in_float32:
         outputs, h, c, last_output = _readable_loop(inputs, activation, recurrent_activation,
                                                     matmuls_in_float32=matmuls_in_float32, **options)
     else:
         outputs, h, c, last_output = fast_forward(inputs, activation, recurrent_activation, **options)
-
-    mask = inputs.mask
-    if mask is not None and zero_output_for_mask and zero_output_mask_order == "input":
-        # Every output is the unmasked-style one, zeroed by the mask read in input order.
-        order = list(step_order(time, go_backwards))
-        carried = np.zeros((batch, time, inputs.units), dtype)
-        for position in range(time):
-            step = outputs[:, position, :]
-            valid = mask[:, order[position]][:, None]
-            carried[:, position, :] = np.where(valid, step, carried[:, position - 1, :] if position else 0.0)
-        outputs = np.where(mask[:, :, None], carried, 0.0)
+    if inputs.mask is not None and zero_output_for_mask and zero_output_mask_order == "input":
         # The last output is still the one of the last processed step (zeroed when that step is masked).
-
-    result = outputs if return_sequences else last_output
-    if return_state:
-        return [result, h, c]
-    return result
+        outputs = recurrent.zero_outputs_in_input_order(outputs, inputs.mask, go_backwards)
+    return recurrent.finish(outputs, [h, c], last_output, return_sequences=return_sequences,
+                            return_state=return_state)

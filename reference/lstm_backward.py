@@ -29,13 +29,17 @@ dout = dL/d out_p that flows into out_{p-1} through a masked step::
 after the loop dh and dc are the gradients of h0 and c0 (zeros are still differentiated against when
 no initial state is given: the result is what the gradient of a zero initial state would be).
 
-Two implementations, as in ``reference.lstm``: ``loop="readable"`` (``_readable_backward``) runs
-``lstm_forward_with_cache`` and then the loop above as written, one step at a time, accumulating dU per
-step. ``loop="fast"`` (``_fast_backward``, the default) runs ``reference.lstm.fast_forward`` once, keeping
-its gates (``ForwardCache``), takes the activation derivatives from the gates where that is exact
-(sigmoid'(z) = s (1 - s), tanh'(z) = 1 - t^2) instead of recomputing the activations, stores every step's
-dz, and after the loop computes dW = X^T dZ, dU = H_prev^T dZ, db and dx with one matmul each over all
-timesteps. The two agree to float64 rounding (tests/test_reference_speed_equivalence.py).
+The loop over time, the masks and dW, dx are ``reference.recurrent.backward_through_time``'s (shared with
+the GRU and SimpleRNN); a backward step here is the step's part above (dz, dh through the recurrent kernel,
+dc), and ``parameter_gradients`` gives dU = H_prev^T dZ and db with one matmul / sum over all timesteps.
+
+Two steps, as in ``reference.lstm``: ``loop="readable"`` (``ReadableLstmBackward``) runs the readable
+forward (``lstm_forward_with_cache``), recomputes the gates from the cached pre-activations and takes every
+derivative from ``reference.activations``' derivative of the pre-activation. ``loop="fast"``
+(``FastLstmBackward``, the default) runs ``reference.lstm.fast_forward`` once, keeping its gates
+(``reference.lstm.allocate_cache``), and takes the activation derivatives from the gates where that is exact
+(sigmoid'(z) = s (1 - s), tanh'(z) = 1 - t^2) instead of recomputing the activations. The two agree to
+float64 rounding (tests/test_reference_speed_equivalence.py).
 
 Activation derivatives at non-differentiable points follow Keras on JAX; see
 ``reference/activations.py``. The alternative semantics of ``reference.lstm`` (``initial_output="h0"``,
@@ -49,8 +53,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from reference import recurrent
 from reference.activations import get_activation, get_activation_derivative
-from reference.lstm import DERIVATIVE_FROM_OUTPUT, ForwardCache, LstmInputs, fast_forward, step_order, validate_inputs
+from reference.lstm import (DERIVATIVE_FROM_OUTPUT, GATES, STATE_NAMES, LstmInputs, _readable_loop, allocate_cache,
+                            fast_forward, step_order, validate_inputs)
+from reference.recurrent import StepCache
 
 
 @dataclass
@@ -68,6 +75,13 @@ class LstmStep:
     c_new: np.ndarray
 
 
+def _readable_cache(inputs: LstmInputs) -> StepCache:
+    batch, time, _ = inputs.x.shape
+    units = inputs.units
+    return StepCache.allocate(time, batch, units, {"pre_activations": GATES * units, "c_new": units},
+                              inputs.x.dtype, STATE_NAMES)
+
+
 def lstm_forward_with_cache(
     x: np.ndarray,
     kernel: np.ndarray,
@@ -81,43 +95,22 @@ def lstm_forward_with_cache(
     go_backwards: bool = False,
     zero_output_for_mask: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[LstmStep]]:
-    """The forward pass of ``reference.lstm`` (float64), keeping every step's gates.
+    """The readable forward pass of ``reference.lstm`` (float64), keeping every step's gates.
 
-    Returns (outputs in processing order (batch, time, units), final h, final c, steps)."""
-    act = get_activation(activation)
-    ract = get_activation(recurrent_activation)
-    batch, time, features = x.shape
-    units = recurrent_kernel.shape[0]
-    if initial_state is None:
-        h = np.zeros((batch, units))
-        c = np.zeros((batch, units))
-    else:
-        h = np.asarray(initial_state[0], np.float64)
-        c = np.asarray(initial_state[1], np.float64)
-    projected = (x.reshape(batch * time, features) @ kernel).reshape(batch, time, 4 * units)
-    if bias is not None:
-        projected = projected + bias
-    outputs = np.zeros((batch, time, units))
-    previous_output = np.zeros((batch, units))
-    steps: list[LstmStep] = []
-    for position, t in enumerate(step_order(time, go_backwards)):
-        z = projected[:, t, :] + h @ recurrent_kernel
-        i = ract(z[:, 0 * units : 1 * units])
-        f = ract(z[:, 1 * units : 2 * units])
+    Returns (outputs in processing order (batch, time, units), final h, final c, steps in processing order)."""
+    inputs = validate_inputs(x, kernel, recurrent_kernel, bias, mask, initial_state, np.dtype(np.float64))
+    cache = _readable_cache(inputs)
+    outputs, h, c, _ = _readable_loop(inputs, activation, recurrent_activation, go_backwards=go_backwards,
+                                      zero_output_for_mask=zero_output_for_mask, initial_output="zeros",
+                                      matmuls_in_float32=False, cache=cache)
+    act, ract = get_activation(activation), get_activation(recurrent_activation)
+    units = inputs.units
+    steps = []
+    for t in step_order(inputs.x.shape[1], go_backwards):
+        z = cache["pre_activations"][t]
+        i, f, o = (ract(z[:, gate * units : (gate + 1) * units]) for gate in (0, 1, 3))
         g = act(z[:, 2 * units : 3 * units])
-        o = ract(z[:, 3 * units : 4 * units])
-        c_new = f * c + i * g
-        h_new = o * act(c_new)
-        steps.append(LstmStep(t, h, c, z, i, f, g, o, c_new))
-        if mask is None:
-            h, c, output = h_new, c_new, h_new
-        else:
-            keep = mask[:, t][:, None]
-            h = np.where(keep, h_new, h)
-            c = np.where(keep, c_new, c)
-            output = np.where(keep, h_new, 0.0 if zero_output_for_mask else previous_output)
-        outputs[:, position, :] = output
-        previous_output = output
+        steps.append(LstmStep(t, cache["h_prev"][t], cache["c_prev"][t], z, i, f, g, o, cache["c_new"][t]))
     return outputs, h, c, steps
 
 
@@ -126,73 +119,6 @@ def _through_recurrent_kernel(dz: np.ndarray, recurrent_kernel: np.ndarray) -> n
     (A function of its own so that tests/test_reference_gradients.py can drop it and show that the
     finite-difference check catches the bug.)"""
     return dz @ recurrent_kernel.T
-
-
-def _readable_backward(
-    inputs: LstmInputs,
-    activation: str | None,
-    recurrent_activation: str | None,
-    *,
-    go_backwards: bool,
-    return_sequences: bool,
-    zero_output_for_mask: bool,
-    grad_outputs: np.ndarray,
-    dh: np.ndarray,
-    dc: np.ndarray,
-) -> dict[str, np.ndarray | None]:
-    """The backward loop of the module docstring, one step at a time, after ``lstm_forward_with_cache``."""
-    x, kernel, recurrent_kernel, bias, mask = inputs.x, inputs.kernel, inputs.recurrent_kernel, inputs.bias, inputs.mask
-    batch, time, features = x.shape
-    units = inputs.units
-    d_act = get_activation_derivative(activation)
-    d_ract = get_activation_derivative(recurrent_activation)
-    act = get_activation(activation)
-    _, _, _, steps = lstm_forward_with_cache(
-        x, kernel, recurrent_kernel, bias, activation=activation, recurrent_activation=recurrent_activation,
-        mask=mask, initial_state=[inputs.h0, inputs.c0], go_backwards=go_backwards,
-        zero_output_for_mask=zero_output_for_mask,
-    )
-
-    d_projected = np.zeros((batch, time, 4 * units))
-    d_recurrent = np.zeros_like(recurrent_kernel)
-    d_out = np.zeros((batch, units)) if return_sequences else grad_outputs.copy()
-    for position in range(time - 1, -1, -1):
-        step = steps[position]
-        if return_sequences:
-            d_out = d_out + grad_outputs[:, position, :]
-        if mask is None:
-            keep = np.ones((batch, 1), dtype=bool)
-        else:
-            keep = mask[:, step.t][:, None]
-        dh_new = np.where(keep, dh + d_out, 0.0)
-        dc_new = np.where(keep, dc, 0.0)
-
-        a_c = act(step.c_new)
-        dc_total = dc_new + d_act(step.c_new, dh_new * step.o)
-        dz = np.concatenate(
-            [
-                d_ract(step.z[:, 0 * units : 1 * units], dc_total * step.g),
-                d_ract(step.z[:, 1 * units : 2 * units], dc_total * step.c_prev),
-                d_act(step.z[:, 2 * units : 3 * units], dc_total * step.i),
-                d_ract(step.z[:, 3 * units : 4 * units], dh_new * a_c),
-            ],
-            axis=1,
-        )
-        d_projected[:, step.t, :] = dz
-        d_recurrent += step.h_prev.T @ dz
-        dh = _through_recurrent_kernel(dz, recurrent_kernel) + np.where(keep, 0.0, dh)
-        dc = dc_total * step.f + np.where(keep, 0.0, dc)
-        d_out = np.zeros_like(d_out) if zero_output_for_mask else np.where(keep, 0.0, d_out)
-
-    flat = d_projected.reshape(batch * time, 4 * units)
-    return {
-        "x": (flat @ kernel.T).reshape(batch, time, features),
-        "kernel": x.reshape(batch * time, features).T @ flat,
-        "recurrent_kernel": d_recurrent,
-        "bias": None if bias is None else flat.sum(axis=0),
-        "h0": dh,
-        "c0": dc,
-    }
 
 
 GateDerivative = Callable[[np.ndarray, "np.ndarray | None", np.ndarray], np.ndarray]
@@ -206,13 +132,7 @@ def _tanh_from_output(t: np.ndarray, z: np.ndarray | None, grad: np.ndarray) -> 
     return grad * (1.0 - t * t)  # reference.activations._d_tanh with t = tanh(z)
 
 
-def gate_derivative(name: str | None) -> GateDerivative:
-    """``backward(y, z, grad) -> grad_z`` for y = activation(z): from the output y alone for the names in
-    DERIVATIVE_FROM_OUTPUT (z may then be None), else ``get_activation_derivative(name)(z, grad)``."""
-    if name == "sigmoid":
-        return _sigmoid_from_output
-    if name == "tanh":
-        return _tanh_from_output
+def _from_input(name: str | None) -> GateDerivative:
     derivative = get_activation_derivative(name)
 
     def from_input(y: np.ndarray, z: np.ndarray | None, grad: np.ndarray) -> np.ndarray:
@@ -221,75 +141,117 @@ def gate_derivative(name: str | None) -> GateDerivative:
     return from_input
 
 
-def _fast_backward(
-    inputs: LstmInputs,
-    activation: str | None,
-    recurrent_activation: str | None,
-    *,
-    go_backwards: bool,
-    return_sequences: bool,
-    zero_output_for_mask: bool,
-    grad_outputs: np.ndarray,
-    dh: np.ndarray,
-    dc: np.ndarray,
-) -> dict[str, np.ndarray | None]:
-    """The backward loop of the module docstring on ``fast_forward``'s cache, with the weight gradients
-    computed after the loop from every step's dz (one matmul each)."""
-    x, kernel, recurrent_kernel, bias, mask = inputs.x, inputs.kernel, inputs.recurrent_kernel, inputs.bias, inputs.mask
-    batch, time, features = x.shape
-    units = inputs.units
-    keep_pre_activations = activation not in DERIVATIVE_FROM_OUTPUT or recurrent_activation not in DERIVATIVE_FROM_OUTPUT
-    cache = ForwardCache.allocate(time, batch, units, keep_pre_activations, x.dtype)
-    fast_forward(inputs, activation, recurrent_activation, go_backwards=go_backwards,
-                 zero_output_for_mask=zero_output_for_mask, cache=cache)
-    d_act = gate_derivative(activation)
-    d_ract = gate_derivative(recurrent_activation)
-    blocks = [slice(gate * units, (gate + 1) * units) for gate in range(4)]
-    i_block, f_block, g_block, o_block = blocks
+def gate_derivative(name: str | None) -> GateDerivative:
+    """``backward(y, z, grad) -> grad_z`` for y = activation(z): from the output y alone for the names in
+    DERIVATIVE_FROM_OUTPUT (z may then be None), else ``get_activation_derivative(name)(z, grad)``."""
+    if name == "sigmoid":
+        return _sigmoid_from_output
+    if name == "tanh":
+        return _tanh_from_output
+    return _from_input(name)
 
-    d_z = np.empty((time, batch, 4 * units))  # dL/dz of the step that read x_t, at index t
-    d_out = np.zeros((batch, units)) if return_sequences else grad_outputs.copy()
-    order = step_order(time, go_backwards)
-    for position in range(time - 1, -1, -1):
-        t = order[position]
-        if return_sequences:
-            d_out = d_out + grad_outputs[:, position, :]
-        i, f, g, o = (cache.gates[t][:, block] for block in blocks)
-        z_i, z_f, z_g, z_o = [None] * 4 if cache.pre_activations is None else [cache.pre_activations[t][:, block] for block in blocks]
-        c_prev, c_new, c_activated = cache.c_prev[t], cache.c_new[t], cache.c_activated[t]
-        if mask is None:
-            dh_new, dc_new = dh + d_out, dc
-        else:
-            keep = mask[:, t][:, None]
-            dh_new = np.where(keep, dh + d_out, 0.0)
-            dc_new = np.where(keep, dc, 0.0)
 
+class LstmBackward:
+    """The step's backward, with dh_new = dL/dh_new and dc_new = dL/dc_new (masked by the loop)::
+
+        dc_tot = dc_new + act'(c_new)^T (dh_new * o)
+        dz_i = ract'(z_i)^T (dc_tot * g)      dz_f = ract'(z_f)^T (dc_tot * c_prev)
+        dz_g = act'(z_g)^T (dc_tot * i)       dz_o = ract'(z_o)^T (dh_new * act(c_new))
+        dh_prev = dz U^T,   dc_prev = dc_tot * f
+
+    ``gates(t)`` gives (i, f, g, o, z blocks or Nones, c_new, act(c_new)) from the forward's cache."""
+
+    def __init__(self, inputs: LstmInputs, cache: StepCache, d_act: GateDerivative, d_ract: GateDerivative) -> None:
+        self.inputs = inputs
+        self.cache = cache
+        self.d_act = d_act
+        self.d_ract = d_ract
+        units = inputs.units
+        self.blocks = [slice(gate * units, (gate + 1) * units) for gate in range(GATES)]
+
+    def gates(self, t: int) -> tuple:
+        raise NotImplementedError
+
+    def backward(self, t: int, d_states: list[np.ndarray], dz: np.ndarray) -> list[np.ndarray]:
+        dh_new, dc_new = d_states
+        (i, f, g, o), (z_i, z_f, z_g, z_o), c_new, c_activated = self.gates(t)
+        c_prev = self.cache["c_prev"][t]
+        d_act, d_ract = self.d_act, self.d_ract
+        i_block, f_block, g_block, o_block = self.blocks
         dc_total = dc_new + d_act(c_activated, c_new, dh_new * o)
-        dz = d_z[t]
         dz[:, i_block] = d_ract(i, z_i, dc_total * g)
         dz[:, f_block] = d_ract(f, z_f, dc_total * c_prev)
         dz[:, g_block] = d_act(g, z_g, dc_total * i)
         dz[:, o_block] = d_ract(o, z_o, dh_new * c_activated)
-        if mask is None:
-            dh = _through_recurrent_kernel(dz, recurrent_kernel)
-            dc = dc_total * f
-            d_out = np.zeros_like(d_out)
-        else:
-            dh = _through_recurrent_kernel(dz, recurrent_kernel) + np.where(keep, 0.0, dh)
-            dc = dc_total * f + np.where(keep, 0.0, dc)
-            d_out = np.zeros_like(d_out) if zero_output_for_mask else np.where(keep, 0.0, d_out)
+        return [_through_recurrent_kernel(dz, self.inputs.recurrent_kernel), dc_total * f]
 
-    # dW = sum_t x_t^T dz_t, dU = sum_t h_prev_t^T dz_t, dx_t = dz_t W^T, each over every t at once
-    flat = d_z.reshape(time * batch, 4 * units)
-    x_time_major = x.transpose(1, 0, 2).reshape(time * batch, features)
-    return {
-        "x": np.ascontiguousarray((flat @ kernel.T).reshape(time, batch, features).transpose(1, 0, 2)),
-        "kernel": x_time_major.T @ flat,
-        "recurrent_kernel": cache.h_prev.reshape(time * batch, units).T @ flat,
-        "bias": None if bias is None else flat.sum(axis=0),
-        "h0": dh,
-        "c0": dc,
-    }
+    def parameter_gradients(self, d_projected: np.ndarray) -> dict[str, np.ndarray | None]:
+        # dU = sum_t h_prev_t^T dz_t, db = sum_t sum_batch dz_t
+        time, batch, width = d_projected.shape
+        flat = d_projected.reshape(time * batch, width)
+        return {
+            "recurrent_kernel": self.cache["h_prev"].reshape(time * batch, -1).T @ flat,
+            "bias": None if self.inputs.bias is None else flat.sum(axis=0),
+        }
+
+
+class FastLstmBackward(LstmBackward):
+    """Reads the gates ``fast_forward`` kept; derivatives from the gates where exact (``gate_derivative``)."""
+
+    def __init__(self, inputs: LstmInputs, cache: StepCache, activation: str | None,
+                 recurrent_activation: str | None) -> None:
+        super().__init__(inputs, cache, gate_derivative(activation), gate_derivative(recurrent_activation))
+
+    def gates(self, t: int) -> tuple:
+        gates = self.cache["gates"][t]
+        pre = self.cache.get("pre_activations")
+        z = [None] * GATES if pre is None else [pre[t][:, block] for block in self.blocks]
+        return [gates[:, block] for block in self.blocks], z, self.cache["c_new"][t], self.cache["c_activated"][t]
+
+
+class ReadableLstmBackward(LstmBackward):
+    """Recomputes the gates from the cached pre-activations with ``reference.activations``; every derivative
+    from the pre-activation (``get_activation_derivative``)."""
+
+    def __init__(self, inputs: LstmInputs, cache: StepCache, activation: str | None,
+                 recurrent_activation: str | None) -> None:
+        super().__init__(inputs, cache, _from_input(activation), _from_input(recurrent_activation))
+        self.act = get_activation(activation)
+        self.ract = get_activation(recurrent_activation)
+
+    def gates(self, t: int) -> tuple:
+        z = [self.cache["pre_activations"][t][:, block] for block in self.blocks]
+        gates = [self.ract(z[0]), self.ract(z[1]), self.act(z[2]), self.ract(z[3])]
+        c_new = self.cache["c_new"][t]
+        return gates, z, c_new, self.act(c_new)
+
+
+def _readable_backward(inputs: LstmInputs, activation: str | None, recurrent_activation: str | None, *,
+                       go_backwards: bool, zero_output_for_mask: bool, **gradients) -> dict[str, np.ndarray | None]:
+    """The readable forward (``lstm_forward_with_cache``'s loop), then the backward loop with
+    ``ReadableLstmBackward``."""
+    cache = _readable_cache(inputs)
+    _readable_loop(inputs, activation, recurrent_activation, go_backwards=go_backwards,
+                   zero_output_for_mask=zero_output_for_mask, initial_output="zeros", matmuls_in_float32=False,
+                   cache=cache)
+    step = ReadableLstmBackward(inputs, cache, activation, recurrent_activation)
+    return recurrent.backward_through_time(step, inputs, go_backwards=go_backwards,
+                                           zero_output_for_mask=zero_output_for_mask, state_names=STATE_NAMES,
+                                           **gradients)
+
+
+def _fast_backward(inputs: LstmInputs, activation: str | None, recurrent_activation: str | None, *,
+                   go_backwards: bool, zero_output_for_mask: bool, **gradients) -> dict[str, np.ndarray | None]:
+    """``fast_forward`` once, keeping its gates, then the backward loop with ``FastLstmBackward``."""
+    batch, time, _ = inputs.x.shape
+    keep_pre_activations = activation not in DERIVATIVE_FROM_OUTPUT or recurrent_activation not in DERIVATIVE_FROM_OUTPUT
+    cache = allocate_cache(time, batch, inputs.units, keep_pre_activations, inputs.x.dtype)
+    fast_forward(inputs, activation, recurrent_activation, go_backwards=go_backwards,
+                 zero_output_for_mask=zero_output_for_mask, cache=cache)
+    step = FastLstmBackward(inputs, cache, activation, recurrent_activation)
+    return recurrent.backward_through_time(step, inputs, go_backwards=go_backwards,
+                                           zero_output_for_mask=zero_output_for_mask, state_names=STATE_NAMES,
+                                           **gradients)
 
 
 def lstm_backward(
@@ -338,19 +300,10 @@ def lstm_backward(
     get_activation(activation)  # ValueError for an unknown or rejected name
     get_activation(recurrent_activation)
     inputs = validate_inputs(x, kernel, recurrent_kernel, bias, mask, initial_state, np.dtype(np.float64))
-    batch, time, _ = inputs.x.shape
-    units = inputs.units
-    expected = (batch, time, units) if return_sequences else (batch, units)
-    grad_outputs = np.asarray(grad_outputs, np.float64)
-    if grad_outputs.shape != expected:
-        raise ValueError(f"grad_outputs has shape {grad_outputs.shape}; expected {expected} (the output's shape)")
-    dh = np.zeros((batch, units)) if grad_h is None else np.array(grad_h, np.float64)
-    dc = np.zeros((batch, units)) if grad_c is None else np.array(grad_c, np.float64)
-    for name, array in (("grad_h", dh), ("grad_c", dc)):
-        if array.shape != (batch, units):
-            raise ValueError(f"{name} has shape {array.shape}; expected {(batch, units)} (batch, units)")
-
+    grad_outputs, grad_states = recurrent.check_gradient_inputs(
+        inputs, return_sequences=return_sequences, grad_outputs=grad_outputs,
+        grad_states=[("grad_h", grad_h), ("grad_c", grad_c)])
     backward = _fast_backward if loop == "fast" else _readable_backward
     return backward(inputs, activation, recurrent_activation, go_backwards=go_backwards,
-                    return_sequences=return_sequences, zero_output_for_mask=zero_output_for_mask,
-                    grad_outputs=grad_outputs, dh=dh, dc=dc)
+                    zero_output_for_mask=zero_output_for_mask, return_sequences=return_sequences,
+                    grad_outputs=grad_outputs, grad_states=grad_states)

@@ -19,7 +19,11 @@ inference).
 
       z_k = (x_t * m_k) @ kernel_k + bias_k + (h * r_k) @ recurrent_kernel_k
 
-Either mask may be absent (that rate is 0). With masks of ones this is ``reference.lstm.lstm`` exactly.
+Either mask may be absent (that rate is 0). With masks of ones this is ``reference.lstm.lstm`` exactly: the
+same time loop (``reference.recurrent``), with the input masks in its input projection (still one matmul per
+gate over every timestep: a mask is the same at every step) and the recurrent masks in the readable LSTM step
+(``reference.lstm.ReadableLstmStep``). ``reference.gru_dropout`` and ``reference.simple_rnn_dropout`` are the
+same for the other layers; ``inverted_dropout_mask`` draws a mask for any of them.
 Supported options: the activations, ``initial_state``, ``go_backwards``, ``return_sequences``,
 ``return_state``; no sequence mask (the training-mode study runs unmasked sequences).
 """
@@ -30,27 +34,11 @@ from typing import Sequence
 
 import numpy as np
 
-from reference.activations import get_activation
+from reference import recurrent
+from reference.lstm import STATE_NAMES, ReadableLstmStep, validate_inputs
 
 GATES = 4
-
-
-def _gate_masks(name: str, masks: np.ndarray | Sequence[np.ndarray] | None, shape: tuple[int, int]) -> list[np.ndarray]:
-    """Four (batch, width) float64 masks, one per gate: ones when absent, the same array four times when one
-    mask is given for all gates."""
-    if masks is None:
-        return [np.ones(shape)] * GATES
-    if isinstance(masks, np.ndarray) and masks.ndim == 2:
-        masks = [masks] * GATES
-    masks = [np.asarray(mask, np.float64) for mask in masks]
-    if len(masks) != GATES:
-        raise ValueError(f"{name} must be one (batch, width) mask or {GATES} of them (gates i, f, g, o); got {len(masks)}")
-    for index, mask in enumerate(masks):
-        if mask.shape != shape:
-            raise ValueError(f"{name}[{index}] has shape {mask.shape}; expected {shape}")
-        if not np.all(np.isfinite(mask)):
-            raise ValueError(f"{name}[{index}] holds NaN or Inf")
-    return masks
+GATE_NAMES = "i, f, g, o"
 
 
 def lstm_with_dropout(
@@ -73,47 +61,19 @@ def lstm_with_dropout(
     ``input_masks``: one (batch, features) mask for every gate (implementation 2 and the fused path) or four
     (implementation 1); ``recurrent_masks``: one or four (batch, units) masks applied to h_{t-1}. Outputs as
     ``reference.lstm.lstm`` (go_backwards returns the outputs in processing order)."""
-    act = get_activation(activation)
-    recurrent_act = get_activation(recurrent_activation)
-    x = np.asarray(x, np.float64)
-    if x.ndim != 3:
-        raise ValueError(f"x has shape {x.shape}; expected 3 dimensions (batch, time, features)")
-    batch, time, features = x.shape
-    kernel = np.asarray(kernel, np.float64)
-    if kernel.ndim != 2 or kernel.shape[0] != features or kernel.shape[1] % GATES or not kernel.shape[1]:
-        raise ValueError(f"kernel has shape {kernel.shape}; expected ({features}, 4 * units)")
-    units = kernel.shape[1] // GATES
-    recurrent_kernel = np.asarray(recurrent_kernel, np.float64)
-    if recurrent_kernel.shape != (units, GATES * units):
-        raise ValueError(f"recurrent_kernel has shape {recurrent_kernel.shape}; expected {(units, GATES * units)}")
-    bias = np.zeros(GATES * units) if bias is None else np.asarray(bias, np.float64)
-    if bias.shape != (GATES * units,):
-        raise ValueError(f"bias has shape {bias.shape}; expected {(GATES * units,)}")
-    x_masks = _gate_masks("input_masks", input_masks, (batch, features))
-    h_masks = _gate_masks("recurrent_masks", recurrent_masks, (batch, units))
-
-    if initial_state is None:
-        h, c = np.zeros((batch, units)), np.zeros((batch, units))
+    inputs = validate_inputs(x, kernel, recurrent_kernel, bias, None, initial_state, np.dtype(np.float64))
+    batch, _, features = inputs.x.shape
+    x_masks = recurrent.gate_masks("input_masks", input_masks, (batch, features), GATES, GATE_NAMES)
+    h_masks = recurrent.gate_masks("recurrent_masks", recurrent_masks, (batch, inputs.units), GATES, GATE_NAMES)
+    if x_masks is not None and all(mask is x_masks[0] for mask in x_masks):
+        projected = recurrent.project_inputs(inputs.x * x_masks[0][:, None, :], inputs.kernel, inputs.bias)
     else:
-        h, c = (np.asarray(state, np.float64) for state in initial_state)
-        if h.shape != (batch, units) or c.shape != (batch, units):
-            raise ValueError(f"initial_state has shapes {h.shape}, {c.shape}; expected {(batch, units)} each")
-
-    blocks = [slice(gate * units, (gate + 1) * units) for gate in range(GATES)]
-    step_order = range(time - 1, -1, -1) if go_backwards else range(time)
-    outputs = np.zeros((batch, time, units))
-    for position, t in enumerate(step_order):
-        z = [(x[:, t, :] * x_masks[gate]) @ kernel[:, blocks[gate]] + bias[blocks[gate]]
-             + (h * h_masks[gate]) @ recurrent_kernel[:, blocks[gate]] for gate in range(GATES)]
-        i, f, g, o = recurrent_act(z[0]), recurrent_act(z[1]), act(z[2]), recurrent_act(z[3])
-        c = f * c + i * g
-        h = o * act(c)
-        outputs[:, position, :] = h
-
-    result = outputs if return_sequences else h
-    if return_state:
-        return [result, h, c]
-    return result
+        projected = recurrent.project_inputs(inputs.x, inputs.kernel, inputs.bias, input_masks=x_masks)
+    step = ReadableLstmStep(inputs.recurrent_kernel, activation, recurrent_activation, recurrent_masks=h_masks)
+    outputs, states, last_output = recurrent.run(step, projected, inputs.states, None, go_backwards=go_backwards,
+                                                 zero_output_for_mask=False)
+    return recurrent.finish(outputs, states, last_output, return_sequences=return_sequences,
+                            return_state=return_state)
 
 
 def inverted_dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], rate: float, dtype: str | np.dtype = "float32") -> np.ndarray:
