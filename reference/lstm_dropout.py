@@ -65,10 +65,7 @@ def lstm_with_dropout(
     batch, _, features = inputs.x.shape
     x_masks = recurrent.gate_masks("input_masks", input_masks, (batch, features), GATES, GATE_NAMES)
     h_masks = recurrent.gate_masks("recurrent_masks", recurrent_masks, (batch, inputs.units), GATES, GATE_NAMES)
-    if x_masks is not None and all(mask is x_masks[0] for mask in x_masks):
-        projected = recurrent.project_inputs(inputs.x * x_masks[0][:, None, :], inputs.kernel, inputs.bias)
-    else:
-        projected = recurrent.project_inputs(inputs.x, inputs.kernel, inputs.bias, input_masks=x_masks)
+    projected = recurrent.project_inputs(inputs.x, inputs.kernel, inputs.bias, input_masks=x_masks)
     step = ReadableLstmStep(inputs.recurrent_kernel, activation, recurrent_activation, recurrent_masks=h_masks)
     outputs, states, last_output = recurrent.run(step, projected, inputs.states, None, go_backwards=go_backwards,
                                                  zero_output_for_mask=False)

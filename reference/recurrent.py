@@ -202,6 +202,8 @@ def project_inputs(
     ``@`` (reference.dense.matmul_float32_operands)."""
     batch, time, features = x.shape
     width = kernel.shape[1]
+    if input_masks is not None and all(mask is input_masks[0] for mask in input_masks):
+        x, input_masks = x * input_masks[0][:, None, :], None  # one mask for every gate: one matmul
     x_time_major = x.transpose(1, 0, 2).reshape(time * batch, features)
     if input_masks is None:
         flat = x_time_major @ kernel if matmul is None else matmul(x_time_major, kernel)
