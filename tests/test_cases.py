@@ -125,3 +125,17 @@ def test_every_mask_kind_has_a_valid_and_a_masked_step():
         mask = make_mask(kind, 4, 7, np.random.default_rng(0))
         assert mask.shape == (4, 7) and mask[0].all() and not mask.all(), kind
     assert not make_mask("all_masked_row", 4, 7, np.random.default_rng(0))[-1].any()
+
+
+def test_one_case_selector_comma_separated_globs_case_sensitive():
+    """Every command selects cases with schema.name_matches: comma-separated globs, spaces ignored, case-sensitive
+    on every platform (the claim study used fnmatch, which folds case on Windows, and took no comma list)."""
+    import harness.studies.claim_study as claim_study
+    import harness.studies.training_mode as training_mode
+    from harness.case.schema import name_matches
+
+    assert name_matches("lstm_last_step", "gru_*, lstm_*")
+    assert not name_matches("lstm_last_step", "LSTM_*")
+    assert not name_matches("lstm_last_step", "lstm_last")
+    for module in (claim_study, training_mode):
+        assert "fnmatch" not in vars(module) and module.name_matches is name_matches

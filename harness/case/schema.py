@@ -538,12 +538,17 @@ def builtin_cases() -> list[Case]:
     return load_case_file(BUILTIN_CASE_FILE)
 
 
+def name_matches(name: str, pattern: str) -> bool:
+    """The one case selector of every command: ``pattern`` is one or more comma-separated globs (spaces around a
+    comma ignored), matched case-sensitively on every platform (``fnmatchcase``)."""
+    return any(fnmatch.fnmatchcase(name, glob.strip()) for glob in pattern.split(","))
+
+
 def select_cases(cases: list[Case], pattern: str | None) -> list[Case]:
-    """The cases whose name matches the glob ``pattern`` (all when None); CaseError when none do."""
+    """The cases whose name matches ``pattern`` (``name_matches``; all when None); CaseError when none do."""
     if pattern is None:
         return list(cases)
-    patterns = pattern.split(",")
-    selected = [case for case in cases if any(fnmatch.fnmatchcase(case.name, p) for p in patterns)]
+    selected = [case for case in cases if name_matches(case.name, pattern)]
     if not selected:
         raise CaseError(f"no case matches {pattern!r}; 'python -m harness list' shows the case names")
     return selected

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from harness.case.divergences import BACKENDS, DIVERGENCES_FILE, Divergence, device_kind, load_divergences
-from harness.case.schema import RECURRENT_TYPES, Case, parse_case
+from harness.case.schema import RECURRENT_TYPES, Case, name_matches, parse_case
 from harness.case.semantics import DOCUMENTED, Semantics
 from harness.case.tolerances import Tolerances, load_tolerances, quantity_of
 from harness.case.weights import CaseData, make_case_data
@@ -533,8 +533,6 @@ def _not_explained(claim_ids: list[str], backend: str, case: str, study: str, ve
 def _study_gradients(folder: Path, backend: str, claims: list[Divergence], by_id: dict[str, Divergence], cases: str | None,
                      skipped: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(gradient entries, records no longer explained) for ``folder/<backend>.gradients.json``, when there is one."""
-    import fnmatch
-
     path = gradients_path(folder, backend)
     if not path.is_file():
         return [], []
@@ -547,7 +545,7 @@ def _study_gradients(folder: Path, backend: str, claims: list[Divergence], by_id
     entries: list[dict[str, Any]] = []
     stale: list[dict[str, Any]] = []
     for result in record["cases"]:
-        if cases is not None and not fnmatch.fnmatch(result["case"], cases):
+        if cases is not None and not name_matches(result["case"], cases):
             continue
         if result["status"] not in ("fail", "error"):
             continue
@@ -574,8 +572,6 @@ def study_folder(folder: Path, divergences_path: Path = DIVERGENCES_FILE, diverg
     ``divergences`` (default: the divergence file) are the claims judged. A case is studied under the claims
     that explain its recorded result now (re-judged, so a verdict file made with other claims does not matter).
     ``cases`` is an optional glob on case names."""
-    import fnmatch
-
     folder = Path(folder)
     backends = _backends_in(folder)
     if not backends:
@@ -599,7 +595,7 @@ def study_folder(folder: Path, divergences_path: Path = DIVERGENCES_FILE, diverg
         raw = store.read_arrays(folder / f"{backend}.npz")
         tolerances = load_tolerances(run.get("device_class", "cpu"), run.get("backend"))
         for result in run["cases"]:
-            if cases is not None and not fnmatch.fnmatch(result["case"], cases):
+            if cases is not None and not name_matches(result["case"], cases):
                 continue
             if result["status"] not in ("fail", "error"):
                 continue

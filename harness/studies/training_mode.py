@@ -36,7 +36,6 @@ timestep): 0 when the fault is caught, 1 when not, 2 when it never ran.
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import re
 import time as clock
 import tomllib
@@ -46,7 +45,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from harness.case.schema import Case, CaseError, parse_case
+from harness.case.schema import Case, CaseError, name_matches, parse_case
 from harness.case.tolerances import Tolerances, load_tolerances, tolerance_table_json
 from harness.case.weights import DEFAULT_SEED, CaseData, make_case_data
 from harness.execute.backends import BackendInfo
@@ -137,7 +136,7 @@ def check_case(case: Case, source: str) -> None:
 def select(cases: list[Case], pattern: str | None) -> list[Case]:
     if pattern is None:
         return cases
-    chosen = [case for case in cases if any(fnmatch.fnmatch(case.name, part.strip()) for part in pattern.split(","))]
+    chosen = [case for case in cases if name_matches(case.name, pattern)]
     if not chosen:
         raise CaseError(f"no training-mode case matches {pattern!r}; cases: {', '.join(case.name for case in cases)}")
     return chosen
