@@ -26,7 +26,7 @@ from harness.execute.faults import FaultNotApplicable
 from harness.case.divergences import DIVERGENCES_FILE, DivergenceFileError
 from harness.case.schema import CaseError, builtin_cases, load_case_file, select_cases
 from harness.records.header import command_line
-from harness.records.store import RecordError, RecordLocked
+from harness.records.store import RecordError, RecordLocked, folder_lock
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_THRESHOLD = 3
@@ -57,7 +57,14 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     if args.inject_fault is not None and args.inject_fault not in faults.FAULTS:
         return _fail(f"unknown fault {args.inject_fault!r}; accepted: {', '.join(faults.FAULTS)}")
+    from harness.studies import run_jobs
+
+    refused = run_jobs.refusal(args)
+    if refused is not None:
+        return _fail(refused)
     cases = _load_cases(args.case_file, args.cases)
+    if args.jobs > 1:
+        return _run_as_jobs(args, argv, len(cases))
     shard = None
     if args.shard is not None:
         from harness.case.shard import parse_shard, select_shard
@@ -90,6 +97,31 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return _fail(str(error))
     except (RecordError, ResumeRefused) as error:
         return _fail(f"cannot resume: {error}")
+    return _run_summary(args, backend.device, record, verdicts, record.get("wall_time_s", 0))
+
+
+def _run_as_jobs(args: argparse.Namespace, argv: Sequence[str], selected: int) -> int:
+    """``run --jobs N`` (harness.studies.run_jobs): N shard processes, merged into --out, judged, summarised."""
+    from harness.studies import run_jobs
+    from harness.verdicts.classify import classify_record
+
+    if args.jobs > selected:
+        return _fail(f"--jobs {args.jobs} is more than the {selected} selected case(s); use at most {selected}")
+    command = "python -m harness " + " ".join(shlex.quote(part) for part in argv)
+    try:
+        with folder_lock(args.out, args.backend, command):
+            record, seconds = run_jobs.run_jobs(args, command)
+            verdicts = None if record.get("fault") else classify_record(args.out, args.backend)
+    except (RecordLocked, run_jobs.JobsFailed) as error:
+        return _fail(str(error))
+    except RecordError as error:
+        return _fail(f"the jobs' records could not be merged: {error}")
+    return _run_summary(args, f"{record.get('device', '?')} ({args.jobs} jobs)", record, verdicts, seconds)
+
+
+def _run_summary(args: argparse.Namespace, device: str, record: dict, verdicts: dict | None, seconds: float) -> int:
+    """The lines a run prints at its end (failures with their problems, possibly resolved claims, the counts) and
+    its exit code: 0 when every case passed, is known or refused, 1 otherwise, 2 when nothing was measured."""
     if not record["cases"]:
         return _fail("no case was measured")
     judged = {result["case"]: (verdicts["cases"][result["case"]]["verdict"] if verdicts else result["status"]) for result in record["cases"]}
@@ -108,9 +140,9 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for entry in resolved:
         print(f"{args.backend}: possibly resolved: {entry['divergence']} no longer shows on {entry['case']}", file=sys.stderr)
     print(
-        f"{args.backend} on {backend.device}: {counts['pass']} of {len(judged)} cases passed, {counts['known']} known divergences, "
+        f"{args.backend} on {device}: {counts['pass']} of {len(judged)} cases passed, {counts['known']} known divergences, "
         f"{counts['refused']} refused by design, {len(judged) - sum(counts.values())} failed; {len(resolved)} possibly resolved; "
-        f"wrote {args.out / (args.backend + '.json')} in {record.get('wall_time_s', 0):.0f} s"
+        f"wrote {args.out / (args.backend + '.json')} in {seconds:.0f} s"
     )
     return EXIT_OK if sum(counts.values()) == len(judged) else EXIT_FAILED
 
@@ -580,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keras-api", choices=("keras", "tf_keras"), default=None,
                      help="build the models with Keras 3 (keras, the default) or Keras 2 (tf_keras, TensorFlow only; cases "
                      "Keras 2 cannot express are refused)")
+    run.add_argument("--jobs", type=int, default=1, metavar="N", help="measure the cases in N processes at once (N shards, "
+                     "merged into DIR as 'merge' does; default 1)")
     run.add_argument("--shard", metavar="K/N", help="run only the K-th of N deterministic, balanced shares of the selected cases "
                      "(merge the N folders with 'python -m harness merge')")
 
