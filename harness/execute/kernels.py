@@ -73,14 +73,27 @@ class KernelObservation:
 
     def __init__(self) -> None:
         self.steps: list[str] = []
-        self.calls: dict[str, dict[str, int]] = {}
+        # (role, outcome) per wrapped call, in call order. A list, not a dict of counts: under torch.compile
+        # (jit_compile=True on PyTorch) the recording is traced, and a pre-existing dict mutated in the traced
+        # region makes dynamo graph-break at the next mappingproxy access (Keras's CallSpec binds each layer
+        # call's inspect.Signature), inside Keras's name_scope, so whole frames fall back to eager and get
+        # recompiled one by one. Appending to a list is traced without a break.
+        self._events: list[tuple[str, str]] = []
         self._stack: list[_Frame] = []
+
+    @property
+    def calls(self) -> dict[str, dict[str, int]]:
+        """Every wrapped function's calls by outcome: {role: {outcome: count}}, in first-seen order."""
+        counts: dict[str, dict[str, int]] = {}
+        for role, outcome in self._events:
+            per_role = counts.setdefault(role, {})
+            per_role[outcome] = per_role.get(outcome, 0) + 1
+        return counts
 
     # ------------------------------------------------------------------ recording
 
     def _count(self, role: str, outcome: str) -> None:
-        per_role = self.calls.setdefault(role, {})
-        per_role[outcome] = per_role.get(outcome, 0) + 1
+        self._events.append((role, outcome))
 
     def wrap(self, role: str, original: Callable) -> Callable:
         observation = self
