@@ -86,7 +86,7 @@ def _command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
               f"{', '.join(unmeasured)}", file=sys.stderr)
     options = RunOptions(
         out_dir=args.out, seed=args.seed, fault=args.inject_fault,
-        command="python -m harness " + " ".join(shlex.quote(part) for part in argv),
+        command=command_line(list(argv)),
         case_timeout_s=args.case_timeout, resume=args.resume,
         shard=shard,
     )
@@ -107,7 +107,7 @@ def _run_as_jobs(args: argparse.Namespace, argv: Sequence[str], selected: int) -
 
     if args.jobs > selected:
         return _fail(f"--jobs {args.jobs} is more than the {selected} selected case(s); use at most {selected}")
-    command = "python -m harness " + " ".join(shlex.quote(part) for part in argv)
+    command = command_line(list(argv))
     try:
         with folder_lock(args.out, args.backend, command):
             record, seconds = run_jobs.run_jobs(args, command)

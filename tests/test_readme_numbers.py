@@ -210,8 +210,9 @@ def prose_problems(prose: str, release, folder: Path = RESULTS) -> list[str]:
         for verdict in ("fail", "error", "timeout", "invalid"):
             if not summary.counts[verdict]:
                 continue
-            unnamed = [name for name in _cases_with_verdict(folder, summary.backend, verdict) if f"`{name}`" not in prose]
-            if unnamed or summary.counts[verdict] != len(_cases_with_verdict(folder, summary.backend, verdict)):
+            cases = _cases_with_verdict(folder, summary.backend, verdict)
+            unnamed = [name for name in cases if f"`{name}`" not in prose]
+            if unnamed or summary.counts[verdict] != len(cases):
                 problems.append(f"{summary.backend}: {summary.counts[verdict]} {verdict} (not named in the prose: {unnamed})")
     problems += [f"{entry.backend}: {entry.detected} of {entry.total} faults detected, false alarms {entry.false_alarms}"
                  for entry in release.faults.detection if entry.detected != entry.total or entry.false_alarms]
