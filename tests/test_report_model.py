@@ -662,3 +662,20 @@ def test_a_too_loose_claim_says_so_beside_its_description(tmp_path: Path) -> Non
     write_json(folder / "claims.json", claims)
     known = markdown.render_report(folder).split("## Known divergences")[1]
     assert "- Under injected faults: absorbs no injected fault on its 1 case: TOO LOOSE (absorbs other_message on lstm_crash_known@jax)." in known
+
+
+def test_cpu_details_name_the_vector_isa_and_any_variable_that_limits_it(monkeypatch):
+    """float32 kernels round differently by instruction set (recact_linear on TensorFlow: 2.05e-6 with AVX2 + FMA,
+    1.35e-6 with ONEDNN_MAX_CPU_ISA=SSE41 on the same CPU), so a record names both."""
+    import platform
+
+    from harness.execute.backends import cpu_details
+
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "TF_ENABLE_ONEDNN_OPTS"):
+        monkeypatch.delenv(name, raising=False)
+    plain = cpu_details()
+    assert "isa_limits" not in plain and plain["vector_isa"]
+    if platform.machine() == "x86_64" and Path("/proc/cpuinfo").exists():
+        assert "sse4_2" in plain["vector_isa"].split()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    assert cpu_details()["isa_limits"] == "ONEDNN_MAX_CPU_ISA=SSE41"
