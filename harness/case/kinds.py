@@ -112,6 +112,7 @@ class LayerKind:
     state_scales: tuple[float, ...] = ()
     cell_weights: CellWeights | None = None
     fused_path: Callable[[dict[str, Any]], bool] | None = None
+    needs_time_axis: bool = False  # a feedforward layer that takes a sequence (TimeDistributed)
     copies_go_backwards: tuple[bool, ...] = ()  # whether each copy of a flat wrapper reads backwards
     options_from: tuple[tuple[str, str], ...] = ()  # (option, the option whose value a flat wrapper gives it)
 
@@ -122,6 +123,10 @@ class LayerKind:
     @property
     def is_cell(self) -> bool:
         return self.role == "cell"
+
+    @property
+    def is_wrapper(self) -> bool:
+        return self.role == "wrapper"
 
     @property
     def takes_initial_state(self) -> bool:
@@ -262,7 +267,8 @@ BRANCHES = LayerKind("branches", "wrapper",
                      {"shared": (None, is_bool), "layer": (None, lambda value: "" if isinstance(value, dict) else "expected an lstm table")},
                      wraps=("lstm",), nested=True, copies=("a", "b"))
 DENSE = LayerKind("dense", "feedforward", _DENSE_OPTIONS, cell_weights=dense_weights)
-TIME_DISTRIBUTED_DENSE = LayerKind("time_distributed_dense", "feedforward", _DENSE_OPTIONS, cell_weights=dense_weights)
+TIME_DISTRIBUTED_DENSE = LayerKind("time_distributed_dense", "feedforward", _DENSE_OPTIONS, cell_weights=dense_weights,
+                                   needs_time_axis=True)
 
 KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (LSTM, BIDIRECTIONAL, BRANCHES, DENSE, TIME_DISTRIBUTED_DENSE)}
 

@@ -155,11 +155,13 @@ class ExecuteKind:
 
     build: Callable[[LayerSpec, Case, str], Built]
     call: Callable[[list, Any, Any, dict[str, Any]], Any] = _call_single
+    # the built layer's recurrent layers, one per copy of its cell (harness.case.kinds' copies; itself for a cell)
+    copy_layers: Callable[[Any], list[Any]] = lambda layer: [layer]
 
 
 EXECUTE_KINDS: dict[str, ExecuteKind] = {
     "lstm": ExecuteKind(_build_cell),
-    "bidirectional": ExecuteKind(_build_bidirectional),
+    "bidirectional": ExecuteKind(_build_bidirectional, copy_layers=lambda layer: [layer.forward_layer, layer.backward_layer]),
     "branches": ExecuteKind(_build_branches, _call_branches),
     "dense": ExecuteKind(_build_dense),
     "time_distributed_dense": ExecuteKind(_build_time_distributed_dense),

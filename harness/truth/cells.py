@@ -1,8 +1,8 @@
 """The float64 reference of each recurrent cell kind: forward and backward over a whole sequence, with the
 options of a case layer, under the semantics the reference computes. No Keras here.
 
-A cell kind (harness.case.kinds: role "cell") maps to its reference functions (reference/lstm.py and
-reference/lstm_backward.py, on the shared time loop of reference/recurrent.py). The wrappers
+A cell kind (harness.case.kinds: role "cell") maps to its reference functions (reference/lstm.py,
+reference/lstm_backward.py and reference/lstm_dropout.py, on the shared time loop of reference/recurrent.py). The wrappers
 (Bidirectional, branches; harness.truth.layers) run copies of a cell through this table.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 
 import reference
 from harness.case.semantics import DOCUMENTED, Semantics
+from reference.lstm_dropout import lstm_with_dropout
 
 
 def activation_under(name: str, semantics: Semantics) -> str:
@@ -69,6 +70,8 @@ class CellReference:
     forward: CellForward
     backward: CellBackward | None
     state_gradient_keys: tuple[str, ...]
+    # the training-mode forward with given dropout masks (reference/*_dropout.py), None where there is none
+    with_dropout: Callable[..., np.ndarray] | None = None
 
     def weight_gradients(self, result: dict[str, Any], options: dict) -> list[np.ndarray]:
         """The weight gradients of a backward ``result`` in get_weights order."""
@@ -76,7 +79,7 @@ class CellReference:
 
 
 CELLS: dict[str, CellReference] = {
-    "lstm": CellReference(_lstm_forward, _lstm_backward, ("h0", "c0")),
+    "lstm": CellReference(_lstm_forward, _lstm_backward, ("h0", "c0"), lstm_with_dropout),
 }
 
 
