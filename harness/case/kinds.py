@@ -24,7 +24,7 @@ OptionTable = dict[str, tuple[Any, Callable[[Any], str]]]
 MERGE_MODES = ("concat", "sum", "ave", "mul", "none")
 # The recurrent options that belong to the cell; the others are the RNN wrapper's (RNN(LSTMCell) takes them).
 CELL_OPTIONS = ("units", "activation", "recurrent_activation", "use_bias", "dropout", "recurrent_dropout",
-                "recurrent_initializer", "implementation")
+                "recurrent_initializer", "implementation", "reset_after")
 
 
 def is_bool(value: Any) -> str:
@@ -266,11 +266,22 @@ BIDIRECTIONAL = LayerKind("bidirectional", "wrapper", bidirectional_options(_RNN
 BRANCHES = LayerKind("branches", "wrapper",
                      {"shared": (None, is_bool), "layer": (None, lambda value: "" if isinstance(value, dict) else "expected an lstm table")},
                      wraps=("lstm",), nested=True, copies=("a", "b"))
+# GRU: Keras's options (reset_after, default true, puts the recurrent bias apart: bias (2, 3 units)); no fused
+# path is declared (its cuDNN path is not observed by harness.execute.kernels yet, so no fused_on_cpu variant).
+_GRU_OPTIONS: OptionTable = {**_RNN_OPTIONS, "reset_after": (True, is_bool)}
+# SimpleRNN: no gates, so no recurrent_activation, no implementation, no use_cudnn (no fused path in Keras).
+_SIMPLE_RNN_OPTIONS: OptionTable = {key: value for key, value in _RNN_OPTIONS.items()
+                                    if key not in ("recurrent_activation", "implementation", "use_cudnn")}
+GRU = LayerKind("gru", "cell", _GRU_OPTIONS, state_names=("h",), state_scales=(0.5,),
+                cell_weights=recurrent_weights(3, lambda options, units: (2, 3 * units) if options["reset_after"] else (3 * units,)))
+SIMPLE_RNN = LayerKind("simple_rnn", "cell", _SIMPLE_RNN_OPTIONS, state_names=("h",), state_scales=(0.5,),
+                       cell_weights=recurrent_weights(1, lambda options, units: (units,)))
 DENSE = LayerKind("dense", "feedforward", _DENSE_OPTIONS, cell_weights=dense_weights)
 TIME_DISTRIBUTED_DENSE = LayerKind("time_distributed_dense", "feedforward", _DENSE_OPTIONS, cell_weights=dense_weights,
                                    needs_time_axis=True)
 
-KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (LSTM, BIDIRECTIONAL, BRANCHES, DENSE, TIME_DISTRIBUTED_DENSE)}
+KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (LSTM, BIDIRECTIONAL, BRANCHES, DENSE, TIME_DISTRIBUTED_DENSE,
+                                                             GRU, SIMPLE_RNN)}
 
 
 def kind_of(name: str) -> LayerKind:

@@ -327,7 +327,7 @@ def _kernel_problem(case: Case) -> tuple[str, str] | None:
     if case.kernel == "fused_on_cpu" and not fused_path_possible(case):
         return "kernel", ("is 'fused_on_cpu', but no LSTM of the case can take the fused path (it needs tanh, sigmoid, "
                           "use_bias, unroll false, use_cudnn auto or true, no recurrent_dropout)")
-    if case.kernel == "generic" and any(options["use_cudnn"] is True for options in recurrent_options(case)):
+    if case.kernel == "generic" and any(options.get("use_cudnn") is True for options in recurrent_options(case)):
         return "kernel", "is 'generic', which builds every LSTM with use_cudnn=False; remove use_cudnn = true"
     return None
 
@@ -335,14 +335,14 @@ def _kernel_problem(case: Case) -> tuple[str, str] | None:
 def _layer_form_problem(case: Case) -> tuple[str, str] | None:
     if case.layer_form == "layer":
         return None
-    if any(options["use_cudnn"] != "auto" for options in recurrent_options(case)):
+    if any(options.get("use_cudnn", "auto") != "auto" for options in recurrent_options(case)):
         return "layer_form", f"is {case.layer_form!r}, whose LSTMCell has no use_cudnn option; leave use_cudnn at auto"
     if case.layer_form == "stacked_cells":
         recurrent = [layer for layer in case.layers if layer.kind.recurrent]
         if len(recurrent) < 2 or any(not layer.kind.is_cell for layer in recurrent) or \
                 any(not layer.kind.recurrent for layer in case.layers[:len(recurrent)]):
             return "layer_form", "is 'stacked_cells', which needs the stack to start with two or more plain lstm layers"
-        wrapper = [{key: value for key, value in layer.options.items() if key not in CELL_OPTIONS + ("return_sequences",)}
+        wrapper = [{key: value for key, value in layer.options.items() if key not in CELL_OPTIONS + ("return_sequences", "use_cudnn")}
                    for layer in recurrent]
         if any(options != wrapper[0] for options in wrapper) or wrapper[0]["go_backwards"] or wrapper[0]["return_state"] \
                 or wrapper[0]["zero_output_for_mask"]:

@@ -423,7 +423,7 @@ def generic_path_twin(case: Case) -> Case:
 
     from harness.case.schema import recurrent_options
 
-    if case.kernel != "as_shipped" or case.layer_form != "layer" or any(options["use_cudnn"] is True for options in recurrent_options(case)):
+    if case.kernel != "as_shipped" or case.layer_form != "layer" or any(options.get("use_cudnn") is True for options in recurrent_options(case)):
         return case
     return replace(case, kernel="generic")
 

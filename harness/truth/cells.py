@@ -62,6 +62,52 @@ def _lstm_backward(options: dict, x: np.ndarray, weights: tuple, mask, initial_s
     )
 
 
+def _gru_forward(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
+                 semantics: Semantics = DOCUMENTED) -> list[np.ndarray]:
+    return reference.gru(
+        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
+        activation=activation_under(options["activation"], semantics),
+        recurrent_activation=activation_under(options["recurrent_activation"], semantics),
+        reset_after=options["reset_after"], mask=mask, initial_state=initial_state, go_backwards=go_backwards,
+        return_sequences=options["return_sequences"], return_state=True,
+        zero_output_for_mask=options["zero_output_for_mask"] and not semantics.zero_output_for_mask_ignored,
+        initial_output=semantics.initial_output, zero_output_mask_order=semantics.zero_output_mask_order,
+    )
+
+
+def _gru_backward(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
+                  grad_outputs: np.ndarray, grad_states: list, zero_output_for_mask: bool) -> dict[str, Any]:
+    return reference.gru_backward(
+        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
+        activation=options["activation"], recurrent_activation=options["recurrent_activation"],
+        reset_after=options["reset_after"], mask=mask, initial_state=initial_state, go_backwards=go_backwards,
+        return_sequences=options["return_sequences"], zero_output_for_mask=zero_output_for_mask,
+        grad_outputs=grad_outputs, grad_h=grad_states[0],
+    )
+
+
+def _simple_rnn_forward(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
+                        semantics: Semantics = DOCUMENTED) -> list[np.ndarray]:
+    return reference.simple_rnn(
+        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
+        activation=activation_under(options["activation"], semantics),
+        mask=mask, initial_state=initial_state, go_backwards=go_backwards,
+        return_sequences=options["return_sequences"], return_state=True,
+        zero_output_for_mask=options["zero_output_for_mask"] and not semantics.zero_output_for_mask_ignored,
+        initial_output=semantics.initial_output, zero_output_mask_order=semantics.zero_output_mask_order,
+    )
+
+
+def _simple_rnn_backward(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
+                         grad_outputs: np.ndarray, grad_states: list, zero_output_for_mask: bool) -> dict[str, Any]:
+    return reference.simple_rnn_backward(
+        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
+        activation=options["activation"], mask=mask, initial_state=initial_state, go_backwards=go_backwards,
+        return_sequences=options["return_sequences"], zero_output_for_mask=zero_output_for_mask,
+        grad_outputs=grad_outputs, grad_h=grad_states[0],
+    )
+
+
 @dataclass(frozen=True)
 class CellReference:
     """The reference of one cell kind: its forward and backward pass, and the gradient key of each initial state
@@ -80,6 +126,10 @@ class CellReference:
 
 CELLS: dict[str, CellReference] = {
     "lstm": CellReference(_lstm_forward, _lstm_backward, ("h0", "c0"), lstm_with_dropout),
+    # (their dropout references, reference/gru_dropout.py and simple_rnn_dropout.py, are not wired to the
+    # training-mode study, whose masks are the LSTM's four per gate)
+    "gru": CellReference(_gru_forward, _gru_backward, ("h0",)),
+    "simple_rnn": CellReference(_simple_rnn_forward, _simple_rnn_backward, ("h0",)),
 }
 
 

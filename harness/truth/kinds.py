@@ -40,6 +40,8 @@ TRUTH_KINDS: dict[str, TruthKind] = {
     "branches": TruthKind(layers.branches_forward, layers.branches_backward),
     "dense": _DENSE,
     "time_distributed_dense": _DENSE,
+    "gru": _CELL,
+    "simple_rnn": _CELL,
 }
 
 
