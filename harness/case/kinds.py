@@ -2,8 +2,9 @@
 
 An entry says which options a layer table of that kind accepts (with Keras's defaults and a check), the
 weight arrays it owns as a function of (input width, units, options), the names of its states, and how it
-is put together: a *cell* kind (lstm) is one recurrent layer; a *wrapper* (bidirectional, branches) runs
-copies of a cell kind (the one it wraps); the others (dense, time_distributed_dense) are not recurrent.
+is put together: a *cell* kind (lstm, gru, simple_rnn) is one recurrent layer; a *wrapper* (bidirectional,
+branches) runs copies of a cell kind (the one it wraps: an LSTM today, Bidirectional(GRU) would be one more
+entry naming "gru"); the others (dense, time_distributed_dense) are not recurrent.
 The truth stage (harness.truth.kinds) and the execute stage (harness.execute.kinds) key their own tables
 by the same names. Nothing in this module imports Keras.
 """
