@@ -83,7 +83,7 @@ def test_user_case_file_loads():
         ("batch = 2", "batch = 0", "field 'batch' is 0; expected an integer >= 1"),
         ("units = 5 }", 'units = 5, activation = "nope" }', "field 'activation' is 'nope'; accepted:"),
         ("units = 5 }", "units = 5, colour = 1 }", "field 'colour' is not an option of a lstm layer"),
-        ('type = "lstm"', 'type = "gru"', "field 'type' is 'gru'; accepted: lstm, bidirectional, branches, dense"),
+        ('type = "lstm"', 'type = "rnn"', "field 'type' is 'rnn'; accepted: lstm, bidirectional, branches, dense"),
         ("layers =", 'mask = "left"\nlayers =', "field 'mask' is 'left'; accepted: none, right_padded, left_padded"),
         ("layers =", "stateful_batches = 2\ninitial_state = \"random\"\nlayers =", "field 'stateful_batches' cannot be combined"),
         ("units = 5 }", "units = 5, implementation = 3 }", "field 'implementation' is 3; accepted: 1, 2"),

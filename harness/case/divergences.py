@@ -30,7 +30,8 @@ from typing import Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from harness.case.schema import LAYER_OPTIONS, RECURRENT_TYPES, Case
+from harness.case.kinds import recurrent_fact_options
+from harness.case.schema import Case
 from harness.case.semantics import Semantics
 from harness.case.toml_file import read_toml
 
@@ -54,7 +55,7 @@ _RAISED_IN = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*\.py")
 # Case-level facts a condition can name; the options of recurrent layers are facts too.
 _CASE_FACTS = ("dtype", "compute_dtype", "mask", "mask_source", "initial_state", "entry_point", "jit_compile",
                "stateful", "layer", "kernel", "layer_form")
-_LAYER_FACTS = tuple(option for option in LAYER_OPTIONS["lstm"] if option != "units") + ("merge_mode",)
+_LAYER_FACTS = recurrent_fact_options()
 # Where the run was measured: "cpu" or "gpu" (from the record's device class; see device_kind). Not a case
 # fact: the same case runs on either, and on a GPU an as-shipped case may take the fused (cuDNN) kernel.
 _RUN_FACTS = ("device",)
@@ -94,15 +95,12 @@ def case_facts(case: Case) -> dict[str, set[Any]]:
     for name in _LAYER_FACTS:
         facts[name] = set()
     for layer in case.layers:
-        if layer.type not in RECURRENT_TYPES:
+        if not layer.kind.recurrent:
             continue
-        options = dict(layer.inner.options if layer.type == "branches" else layer.options)
-        if layer.type == "bidirectional":
-            facts["go_backwards"] |= {False, True}
-            options["zero_output_for_mask"] = options["return_sequences"]
-        for name in _LAYER_FACTS:
-            if name in options:
-                facts[name].add(options[name])
+        for options in layer.kind.copy_options(layer):
+            for name in _LAYER_FACTS:
+                if name in options:
+                    facts[name].add(options[name])
     return facts
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.case.kinds import CELL_OPTIONS, KINDS, MERGE_MODES, LayerKind, OptionTable, kind_of, recurrent_kind_names
 from harness.case.toml_file import read_toml
-from reference.activations import ACTIVATIONS
 
 BUILTIN_CASE_FILE = Path(__file__).with_name("cases.toml")
 
@@ -48,74 +48,14 @@ KERNELS = ("as_shipped", "generic", "fused_on_cpu")
 #   rnn_cell       keras.layers.RNN(keras.layers.LSTMCell(...)): always Keras's generic loop
 #   stacked_cells  one keras.layers.RNN(keras.layers.StackedRNNCells([...])) for a stack of LSTMs
 LAYER_FORMS = ("layer", "rnn_cell", "stacked_cells")
-# The LSTM options that belong to the cell; the others are the RNN wrapper's (RNN(LSTMCell) takes them).
-CELL_OPTIONS = ("units", "activation", "recurrent_activation", "use_bias", "dropout", "recurrent_dropout",
-                "recurrent_initializer", "implementation")
-MERGE_MODES = ("concat", "sum", "ave", "mul", "none")
-
-
 class CaseError(ValueError):
     """A case entry is malformed; the message names the entry, the field and what is accepted."""
 
 
-def _is_bool(value: Any) -> str:
-    return "" if isinstance(value, bool) else "expected true or false"
-
-
-def _is_positive_int(value: Any) -> str:
-    return "" if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else "expected a positive integer"
-
-
-def _is_rate(value: Any) -> str:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0
-    return "" if ok else "expected a number in [0, 1)"
-
-
-def _one_of(*accepted: Any) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        return "" if value in accepted and type(value) in {type(a) for a in accepted} else "accepted: " + ", ".join(
-            str(a).lower() if isinstance(a, bool) else str(a) for a in accepted
-        )
-
-    return check
-
-
-def _is_activation(value: Any) -> str:
-    return "" if value in ACTIVATIONS else "accepted: " + ", ".join(sorted(ACTIVATIONS))
-
-
-# Per layer type: option -> (default, check). A check returns "" when the value is accepted, else
-# the accepted values. Defaults are Keras's.
-_RNN_OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
-    "units": (None, _is_positive_int),
-    "activation": ("tanh", _is_activation),
-    "recurrent_activation": ("sigmoid", _is_activation),
-    "use_bias": (True, _is_bool),
-    "return_sequences": (False, _is_bool),
-    "return_state": (False, _is_bool),
-    "go_backwards": (False, _is_bool),
-    "zero_output_for_mask": (False, _is_bool),
-    "unroll": (False, _is_bool),
-    "implementation": (2, _one_of(1, 2)),
-    "use_cudnn": ("auto", _one_of("auto", True, False)),
-    "dropout": (0.0, _is_rate),
-    "recurrent_dropout": (0.0, _is_rate),
-    # Weights are always loaded with set_weights; the initializers only matter when they fail.
-    "recurrent_initializer": ("orthogonal", _one_of("orthogonal", "glorot_uniform", "zeros")),
-}
-_DENSE_OPTIONS: dict[str, tuple[Any, Callable[[Any], str]]] = {
-    "units": (None, _is_positive_int),
-    "activation": ("linear", _is_activation),
-    "use_bias": (True, _is_bool),
-}
-LAYER_OPTIONS: dict[str, dict[str, tuple[Any, Callable[[Any], str]]]] = {
-    "lstm": _RNN_OPTIONS,
-    "bidirectional": {**{k: v for k, v in _RNN_OPTIONS.items() if k != "go_backwards"}, "merge_mode": ("concat", _one_of(*MERGE_MODES))},
-    "branches": {"shared": (None, _is_bool), "layer": (None, lambda value: "" if isinstance(value, dict) else "expected an lstm table")},
-    "dense": _DENSE_OPTIONS,
-    "time_distributed_dense": _DENSE_OPTIONS,
-}
-RECURRENT_TYPES = ("lstm", "bidirectional", "branches")
+# Per layer kind: option -> (default, check) (harness.case.kinds). A check returns "" when the value is
+# accepted, else the accepted values. Defaults are Keras's.
+LAYER_OPTIONS: dict[str, OptionTable] = {name: kind.options for name, kind in KINDS.items()}
+RECURRENT_TYPES = recurrent_kind_names()
 _NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 
 
@@ -123,7 +63,12 @@ _NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 class LayerSpec:
     type: str
     options: dict[str, Any]
-    inner: "LayerSpec | None" = None  # the LSTM a 'branches' layer applies on each branch
+    inner: "LayerSpec | None" = None  # the layer a nested wrapper ('branches') applies on each branch
+
+    @property
+    def kind(self) -> LayerKind:
+        """This layer's entry in the case stage's kind table (harness.case.kinds)."""
+        return kind_of(self.type)
 
     @property
     def units(self) -> int:
@@ -132,30 +77,16 @@ class LayerSpec:
     @property
     def output_width(self) -> int:
         """The size of the last axis of this layer's (main) output."""
-        if self.type == "branches":
-            return 2 * self.inner.units
-        if self.type == "bidirectional" and self.options["merge_mode"] == "concat":
-            return 2 * self.units
-        return self.units
+        return self.kind.output_width(self)
 
     @property
     def returns_sequences(self) -> bool:
-        if self.type == "branches":
-            return bool(self.inner.options["return_sequences"])
-        if self.type in ("lstm", "bidirectional"):
-            return bool(self.options["return_sequences"])
-        return True  # dense layers keep whatever time axis they are given
+        return self.kind.returns_sequences(self)
 
     @property
     def output_names(self) -> tuple[str, ...]:
         """The names of this layer's outputs, in Keras's order."""
-        if self.type == "lstm":
-            return ("output", "h", "c") if self.options["return_state"] else ("output",)
-        if self.type == "bidirectional":
-            main = ("forward", "backward") if self.options["merge_mode"] == "none" else ("output",)
-            states = ("h_forward", "c_forward", "h_backward", "c_backward") if self.options["return_state"] else ()
-            return main + states
-        return ("output",)
+        return self.kind.output_names(self)
 
 
 @dataclass(frozen=True)
@@ -202,8 +133,8 @@ class Case:
 
     @property
     def initial_state_count(self) -> int:
-        """How many state arrays the first layer takes: [h0, c0], or four for a Bidirectional."""
-        return 4 if self.layers[0].type == "bidirectional" else 2
+        """How many state arrays the first layer takes: an LSTM's [h0, c0], both copies' for a Bidirectional."""
+        return len(self.layers[0].kind.initial_state_names(self.layers[0]))
 
 
 _CASE_FIELDS: dict[str, Any] = {
@@ -257,20 +188,21 @@ def _parse_layer(raw: Any, where: str) -> LayerSpec:
         if default is None and key not in raw:
             raise _fail(where, key, f"is missing from the {layer_type} layer")
     inner = None
-    if layer_type == "branches":
+    kind = kind_of(layer_type)
+    if kind.nested:
         inner = _parse_layer(options.pop("layer"), f"{where}, branch layer")
-        if inner.type != "lstm" or inner.options["return_state"]:
-            raise _fail(where, "layer", "must be an lstm without return_state")
+        if inner.type not in kind.wraps or inner.options["return_state"]:
+            raise _fail(where, "layer", f"must be an {' or '.join(kind.wraps)} without return_state")
     return LayerSpec(type=layer_type, options=options, inner=inner)
 
 
 def _check_stack(layers: tuple[LayerSpec, ...], where: str) -> None:
-    if layers[0].type not in RECURRENT_TYPES:
+    if not layers[0].kind.recurrent:
         raise _fail(where, "layers", f"must start with a recurrent layer ({', '.join(RECURRENT_TYPES)})")
     for index, layer in enumerate(layers[:-1]):
         if len(layer.output_names) > 1:
             raise _fail(f"{where}, layer {index}", "type", "has several outputs (return_state or merge_mode none): only the last layer may")
-        if layer.type in RECURRENT_TYPES and not layer.returns_sequences and layers[index + 1].type in RECURRENT_TYPES:
+        if layer.kind.recurrent and not layer.returns_sequences and layers[index + 1].kind.recurrent:
             raise _fail(f"{where}, layer {index}", "return_sequences", "must be true: the next recurrent layer needs a sequence")
 
 
@@ -349,14 +281,14 @@ def parse_case(entry: dict[str, Any], source: str) -> Case:
 
 def _case_problem(case: Case) -> tuple[str, str] | None:
     """A (field, problem) pair for combinations no Keras model can express, else None."""
-    if case.initial_state != "none" and case.layers[0].type == "branches":
-        return "initial_state", "cannot be combined with a branches layer"
+    if case.initial_state != "none" and not case.layers[0].kind.takes_initial_state:
+        return "initial_state", f"cannot be combined with a {case.layers[0].type} layer"
     if case.stateful:
         if any(layer.options.get("go_backwards") for layer in case.layers):
             return "stateful_batches", "cannot be combined with go_backwards (each batch would be read backwards)"
         if case.initial_state != "none" or case.mask != "none":
             return "stateful_batches", "cannot be combined with initial_state or a mask"
-        if any(layer.type != "lstm" for layer in case.layers if layer.type in RECURRENT_TYPES):
+        if any(not layer.kind.is_cell for layer in case.layers if layer.kind.recurrent):
             return "stateful_batches", "is only supported for stacks of plain lstm layers"
         if case.layers[-1].output_names != ("output",):
             return "stateful_batches", "cannot be combined with return_state on the last layer"
@@ -367,10 +299,14 @@ def _case_problem(case: Case) -> tuple[str, str] | None:
     return _kernel_problem(case) or _layer_form_problem(case)
 
 
-def recurrent_lstm_options(case: Case) -> list[dict[str, Any]]:
-    """The options of every LSTM the case builds (a Bidirectional's and a branch's LSTM included)."""
-    return [dict(layer.inner.options if layer.type == "branches" else layer.options)
-            for layer in case.layers if layer.type in RECURRENT_TYPES]
+def recurrent_options(case: Case) -> list[dict[str, Any]]:
+    """The options of every recurrent layer the case builds (a Bidirectional's and a branch's included)."""
+    return [layer.kind.cell_spec_options(layer) for layer in case.layers if layer.kind.recurrent]
+
+
+def _fused_candidates(case: Case) -> list[tuple[LayerKind, dict[str, Any]]]:
+    """(cell kind, options) of every recurrent layer the case builds."""
+    return [(layer.kind.cell_kind(layer), layer.kind.cell_spec_options(layer)) for layer in case.layers if layer.kind.recurrent]
 
 
 def fused_path_possible(case: Case) -> bool:
@@ -379,9 +315,7 @@ def fused_path_possible(case: Case) -> bool:
     which cases get a fused_on_cpu variant; which path really ran is observed (harness.execute.kernels)."""
     if case.layer_form != "layer":
         return False
-    return any(options["activation"] == "tanh" and options["recurrent_activation"] == "sigmoid" and options["use_bias"]
-               and not options["unroll"] and options["use_cudnn"] is not False and not options["recurrent_dropout"]
-               for options in recurrent_lstm_options(case))
+    return any(cell.fused_path is not None and cell.fused_path(options) for cell, options in _fused_candidates(case))
 
 
 def _kernel_problem(case: Case) -> tuple[str, str] | None:
@@ -393,7 +327,7 @@ def _kernel_problem(case: Case) -> tuple[str, str] | None:
     if case.kernel == "fused_on_cpu" and not fused_path_possible(case):
         return "kernel", ("is 'fused_on_cpu', but no LSTM of the case can take the fused path (it needs tanh, sigmoid, "
                           "use_bias, unroll false, use_cudnn auto or true, no recurrent_dropout)")
-    if case.kernel == "generic" and any(options["use_cudnn"] is True for options in recurrent_lstm_options(case)):
+    if case.kernel == "generic" and any(options.get("use_cudnn") is True for options in recurrent_options(case)):
         return "kernel", "is 'generic', which builds every LSTM with use_cudnn=False; remove use_cudnn = true"
     return None
 
@@ -401,14 +335,14 @@ def _kernel_problem(case: Case) -> tuple[str, str] | None:
 def _layer_form_problem(case: Case) -> tuple[str, str] | None:
     if case.layer_form == "layer":
         return None
-    if any(options["use_cudnn"] != "auto" for options in recurrent_lstm_options(case)):
+    if any(options.get("use_cudnn", "auto") != "auto" for options in recurrent_options(case)):
         return "layer_form", f"is {case.layer_form!r}, whose LSTMCell has no use_cudnn option; leave use_cudnn at auto"
     if case.layer_form == "stacked_cells":
-        recurrent = [layer for layer in case.layers if layer.type in RECURRENT_TYPES]
-        if len(recurrent) < 2 or any(layer.type != "lstm" for layer in recurrent) or \
-                any(layer.type not in RECURRENT_TYPES for layer in case.layers[:len(recurrent)]):
+        recurrent = [layer for layer in case.layers if layer.kind.recurrent]
+        if len(recurrent) < 2 or any(not layer.kind.is_cell for layer in recurrent) or \
+                any(not layer.kind.recurrent for layer in case.layers[:len(recurrent)]):
             return "layer_form", "is 'stacked_cells', which needs the stack to start with two or more plain lstm layers"
-        wrapper = [{key: value for key, value in layer.options.items() if key not in CELL_OPTIONS + ("return_sequences",)}
+        wrapper = [{key: value for key, value in layer.options.items() if key not in CELL_OPTIONS + ("return_sequences", "use_cudnn")}
                    for layer in recurrent]
         if any(options != wrapper[0] for options in wrapper) or wrapper[0]["go_backwards"] or wrapper[0]["return_state"] \
                 or wrapper[0]["zero_output_for_mask"]:
@@ -429,7 +363,7 @@ def why_not(case: Case, api: str) -> str:
         return "a Sequential model has one input, so initial_state cannot be passed"
     if case.mask != "none" and case.mask_source == "argument":
         return "a Sequential model has one input, so a mask cannot be passed as an argument"
-    if any(layer.type == "branches" for layer in case.layers):
+    if any(not layer.kind.single_chain for layer in case.layers):
         return "a Sequential model is a single chain, so it cannot have branches"
     return ""
 

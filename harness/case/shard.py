@@ -47,8 +47,8 @@ def case_cost(case: Case) -> int:
     total = 0
     width, steps = case.features, case.time
     for layer in case.layers:
-        if layer.type in ("lstm", "bidirectional", "branches"):
-            directions = 1 if layer.type == "lstm" else 2
+        if layer.kind.recurrent:
+            directions = max(1, len(layer.kind.copies))
             total += directions * case.batch * steps * (width + layer.units) * layer.units
         else:
             total += case.batch * steps * width * layer.units

@@ -32,8 +32,8 @@ class CaseData:
     """The concrete numbers of one case.
 
     ``layer_weights[i]`` holds, for layer i, one tuple of arrays per Keras layer that owns weights
-    (in Keras get_weights order): one for an LSTM or Dense, forward then backward for a
-    Bidirectional (as one tuple of six), one per branch for separate branches.
+    (in Keras get_weights order, harness.case.kinds): one for an LSTM or Dense, forward then backward
+    for a Bidirectional (as one tuple of six), one per branch for separate branches.
     For a stateful case, ``x`` stacks the successive batches along the batch axis.
     """
 
@@ -57,34 +57,10 @@ def case_rng(case: Case, seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(case.name.encode("utf-8"))])
 
 
-def _lstm_weights(units: int, fan_in: int, use_bias: bool, rng: np.random.Generator) -> list[np.ndarray]:
-    arrays = [
-        rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=(fan_in, 4 * units)),
-        rng.normal(0.0, 1.0 / np.sqrt(units), size=(units, 4 * units)),
-    ]
-    if use_bias:
-        arrays.append(rng.normal(0.0, 0.5, size=(4 * units,)))
-    return arrays
-
-
 def _layer_weights(layer: LayerSpec, fan_in: int, rng: np.random.Generator) -> list[list[np.ndarray]]:
-    options = layer.options
-    if layer.type == "lstm":
-        return [_lstm_weights(layer.units, fan_in, options["use_bias"], rng)]
-    if layer.type == "bidirectional":
-        forward = _lstm_weights(layer.units, fan_in, options["use_bias"], rng)
-        backward = _lstm_weights(layer.units, fan_in, options["use_bias"], rng)
-        return [forward + backward]
-    if layer.type == "branches":
-        inner = layer.inner
-        count = 1 if options["shared"] else 2
-        return [_lstm_weights(inner.units, fan_in, inner.options["use_bias"], rng) for _ in range(count)]
-    if layer.type in ("dense", "time_distributed_dense"):
-        arrays = [rng.normal(0.0, 1.0 / np.sqrt(fan_in), size=(fan_in, layer.units))]
-        if options["use_bias"]:
-            arrays.append(rng.normal(0.0, 0.5, size=(layer.units,)))
-        return [arrays]
-    raise ValueError(f"no weight layout for layer type {layer.type!r}")
+    """The layer's arrays, drawn in its kind's order (harness.case.kinds: ``weight_groups``)."""
+    return [[rng.normal(0.0, array.scale, size=array.shape) for array in group]
+            for group in layer.kind.weight_groups(layer, fan_in)]
 
 
 def make_mask(kind: str, batch: int, time: int, rng: np.random.Generator) -> np.ndarray | None:
@@ -133,12 +109,12 @@ def make_case_data(case: Case, seed: int = DEFAULT_SEED) -> CaseData:
 
     initial_state = None
     if case.initial_state != "none":
-        units = case.layers[0].units
-        shapes = [(case.batch, units)] * case.initial_state_count
+        first = case.layers[0]
+        shapes = [(case.batch, first.units)] * case.initial_state_count
         if case.initial_state == "zeros":
             initial_state = tuple(np.zeros(shape, variable_dtype) for shape in shapes)
         else:
-            scales = [0.5, 1.0] * (case.initial_state_count // 2)  # h small, c larger
+            scales = first.kind.initial_state_scales(first)  # per state (an LSTM's h small, c larger)
             initial_state = tuple(rng.normal(0.0, s, size=shape).astype(variable_dtype) for s, shape in zip(scales, shapes))
     input_dtype = numpy_dtype(case.variable_dtype)
     return CaseData(x=x.astype(input_dtype), layer_weights=tuple(layer_weights), mask=mask, initial_state=initial_state)

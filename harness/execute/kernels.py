@@ -46,7 +46,9 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-ENTRY_POINTS = ("lstm", "bidirectional_lstm", "rnn")
+from harness.execute.kinds import entry_points
+
+ENTRY_POINTS = entry_points()  # ("lstm", "bidirectional_lstm", "rnn"): harness.execute.kinds
 KERNEL_ROLES = ("cudnn", "fallback_loop")
 TERMINAL_STEPS = ("generic", "fused", "fallback_loop", "bidirectional_fused")
 SHAPE_INFERENCE = "shape_inference"

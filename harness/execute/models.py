@@ -11,39 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from harness.case.schema import CELL_OPTIONS, RECURRENT_TYPES, Case, LayerSpec
+from harness.case.schema import Case, LayerSpec
 from harness.case.weights import CaseData
 from harness.execute import keras_api
 from harness.execute.keras_api import keras
-
-
-def _rnn_kwargs(options: dict[str, Any], case: Case) -> dict[str, Any]:
-    kwargs = {key: value for key, value in options.items() if key not in ("merge_mode",)}
-    if case.kernel == "generic":
-        kwargs["use_cudnn"] = False  # the generic loop over the cell, whatever the device
-    return keras_api.rnn_kwargs(kwargs)
-
-
-def _cell_kwargs(options: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in options.items() if key in CELL_OPTIONS}
-
-
-def _wrapper_kwargs(options: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in options.items() if key not in CELL_OPTIONS + ("merge_mode", "use_cudnn")}
-
-
-def _recurrent_layer(options: dict[str, Any], case: Case, name: str, stateful: bool = False) -> keras.layers.Layer:
-    """One LSTM in the case's layer form: keras.layers.LSTM, or keras.layers.RNN(keras.layers.LSTMCell(...))."""
-    if case.layer_form == "layer":
-        return keras.layers.LSTM(dtype=case.dtype, name=name, stateful=stateful, **_rnn_kwargs(options, case))
-    cell = keras.layers.LSTMCell(dtype=case.dtype, name=f"{name}_cell", **_cell_kwargs(options))
-    return keras.layers.RNN(cell, dtype=case.dtype, name=name, stateful=stateful, **_wrapper_kwargs(options))
+from harness.execute.kinds import execute_kind, stacked_cell, wrapper_kwargs
 
 
 @dataclass
 class Block:
-    """One layer of the case (or, for stacked_cells, the stack of LSTMs one RNN wraps): the Keras layers
-    that own its weights, and how to call it."""
+    """One layer of the case (or, for stacked_cells, the stack of cells one RNN wraps): the Keras layers
+    that own its weights, and how to call it (harness.execute.kinds)."""
 
     spec: LayerSpec
     owners: list[keras.layers.Layer]  # in the order of CaseData.layer_weights[i]
@@ -56,14 +34,10 @@ class Block:
             kwargs["mask"] = mask
         if initial_state is not None:
             kwargs["initial_state"] = initial_state
-        if self.spec.type == "branches":
-            first = self.owners[0](x, **kwargs)
-            second = self.owners[-1](x, **kwargs)
-            return keras.layers.Concatenate(axis=-1, name=f"{self.owners[0].name}_concat")([first, second])
-        return self.layer(x, **kwargs)
+        return execute_kind(self.spec).call(self.owners, self.layer, x, kwargs)
 
     def lstm_layers(self) -> list[keras.layers.Layer]:
-        """The recurrent layers that hold states (LSTM, or RNN over an LSTMCell)."""
+        """The recurrent layers that hold states (LSTM, or RNN over an LSTMCell: every keras.layers.RNN)."""
         return [owner for owner in self.owners if isinstance(owner, keras.layers.RNN)]
 
     def weight_pairs(self, data: CaseData) -> list[tuple[keras.layers.Layer, list[np.ndarray]]]:
@@ -75,45 +49,23 @@ class Block:
 
 
 def _make_block(spec: LayerSpec, case: Case, index: int) -> Block:
-    dtype = case.dtype
-    name = f"{spec.type}_{index}"
-    if spec.type == "lstm":
-        layer = _recurrent_layer(spec.options, case, name, stateful=case.stateful)
-        return Block(spec, [layer], layer, (index,))
-    if spec.type == "bidirectional":
-        merge_mode = spec.options["merge_mode"]
-        inner = _recurrent_layer(spec.options, case, f"{name}_lstm")
-        layer = keras.layers.Bidirectional(inner, merge_mode=None if merge_mode == "none" else merge_mode, dtype=dtype, name=name)
-        return Block(spec, [layer], layer, (index,))
-    if spec.type == "branches":
-        first = _recurrent_layer(spec.inner.options, case, f"{name}_a")
-        owners = [first] if spec.options["shared"] else [first, _recurrent_layer(spec.inner.options, case, f"{name}_b")]
-        return Block(spec, owners, None, (index,))
-    dense_options = dict(spec.options)
-    if spec.type == "dense":
-        layer = keras.layers.Dense(dtype=dtype, name=name, **dense_options)
-        return Block(spec, [layer], layer, (index,))
-    if spec.type == "time_distributed_dense":
-        dense = keras.layers.Dense(dtype=dtype, name=f"{name}_dense", **dense_options)
-        layer = keras.layers.TimeDistributed(dense, dtype=dtype, name=name)
-        return Block(spec, [layer], layer, (index,))
-    raise ValueError(f"no Keras layer for layer type {spec.type!r}")
+    owners, layer = execute_kind(spec).build(spec, case, f"{spec.type}_{index}")
+    return Block(spec, owners, layer, (index,))
 
 
 def _stacked_cells_block(case: Case, indices: list[int]) -> Block:
-    """The case's leading LSTMs as one keras.layers.RNN(keras.layers.StackedRNNCells([...])): the top
-    LSTM's wrapper options (return_sequences, unroll, ...) are the RNN's (the schema checked they agree)."""
-    cells = [keras.layers.LSTMCell(dtype=case.dtype, name=f"lstm_{index}_cell", **_cell_kwargs(case.layers[index].options))
-             for index in indices]
+    """The case's leading recurrent layers as one keras.layers.RNN(keras.layers.StackedRNNCells([...])): the top
+    layer's wrapper options (return_sequences, unroll, ...) are the RNN's (the schema checked they agree)."""
+    cells = [stacked_cell(case.layers[index], case, index) for index in indices]
     top = case.layers[indices[-1]]
     stacked = keras.layers.StackedRNNCells(cells, dtype=case.dtype, name="stacked_cells")
-    layer = keras.layers.RNN(stacked, dtype=case.dtype, name="stacked_rnn", **_wrapper_kwargs(top.options))
+    layer = keras.layers.RNN(stacked, dtype=case.dtype, name="stacked_rnn", **wrapper_kwargs(top.options))
     return Block(top, [layer], layer, tuple(indices))
 
 
 def _make_blocks(case: Case) -> list[Block]:
     if case.layer_form == "stacked_cells":
-        stacked = [index for index, spec in enumerate(case.layers) if spec.type in RECURRENT_TYPES]
+        stacked = [index for index, spec in enumerate(case.layers) if spec.kind.recurrent]
         rest = [_make_block(spec, case, index) for index, spec in enumerate(case.layers) if index not in stacked]
         return [_stacked_cells_block(case, stacked)] + rest
     return [_make_block(spec, case, index) for index, spec in enumerate(case.layers)]
@@ -262,7 +214,8 @@ def reset_states(blocks: list[Block]) -> None:
 
 
 def _run_stateful(model: keras.Model, blocks: list[Block], case: Case, data: CaseData) -> dict[str, np.ndarray]:
-    """Feed the successive batches through the entry point, then read every LSTM's state."""
+    """Feed the successive batches through the entry point, then read every recurrent layer's states (named by its
+    kind's state names: h@i and c@i for an LSTM)."""
     rows, count = case.batch, case.stateful_batches
     chunks = [data.x[k * rows:(k + 1) * rows] for k in range(count)]
     outputs: dict[str, np.ndarray] = {}
@@ -289,8 +242,9 @@ def _run_stateful(model: keras.Model, blocks: list[Block], case: Case, data: Cas
     lstm_index = {id(layer): i for i, block in enumerate(blocks) for layer in block.lstm_layers()}
     for block in blocks:
         for layer in block.lstm_layers():
-            h, c = (keras_api.convert_to_numpy(state) for state in layer.states)
-            outputs[f"h@{lstm_index[id(layer)]}"], outputs[f"c@{lstm_index[id(layer)]}"] = h, c
+            states = [keras_api.convert_to_numpy(state) for state in layer.states]
+            for name, value in zip(block.spec.kind.state_names, states, strict=True):
+                outputs[f"{name}@{lstm_index[id(layer)]}"] = value
     # reset_states must bring the model back to its first-batch behaviour.
     reset_states(blocks)
     outputs["after_reset@0"] = _to_numpy_list(model(chunks[0], training=False))[0]

@@ -50,11 +50,13 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.execute.backends import BackendInfo, backend_module
+from harness.execute.kinds import KERAS_CELLS
 from harness.records import store as records
 from harness.records.header import make_header, now
 from reference.lstm import lstm
 from reference.lstm_backward import lstm_backward
 
+KIND = "lstm"  # the cell kind benchmarked (its Keras layer from harness.execute.kinds; its reference: reference/lstm.py)
 DEFAULT_REPEATS = 5
 DEFAULT_SEED = 16
 EXIT_OK, EXIT_COULD_NOT_RUN = 0, 2
@@ -214,9 +216,10 @@ def build_model(arrays: dict[str, np.ndarray]) -> Any:
     _, time, features = arrays["x"].shape
     units = arrays["recurrent_kernel"].shape[0]
     inputs = keras.Input(shape=(time, features), dtype="float32")
-    outputs = keras.layers.LSTM(units, return_sequences=True, dtype="float32", name="lstm")(inputs)
+    layer_class = getattr(keras.layers, KERAS_CELLS[KIND].layer)
+    outputs = layer_class(units, return_sequences=True, dtype="float32", name=KIND)(inputs)
     model = keras.Model(inputs, outputs)
-    model.get_layer("lstm").set_weights([arrays[key].astype(np.float32) for key in ("kernel", "recurrent_kernel", "bias")])
+    model.get_layer(KIND).set_weights([arrays[key].astype(np.float32) for key in ("kernel", "recurrent_kernel", "bias")])
     return model
 
 

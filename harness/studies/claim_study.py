@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from harness.case.divergences import BACKENDS, DIVERGENCES_FILE, Divergence, device_kind, load_divergences
-from harness.case.schema import RECURRENT_TYPES, Case, name_matches, parse_case
+from harness.case.schema import Case, name_matches, parse_case
 from harness.case.semantics import DOCUMENTED, Semantics
 from harness.case.tolerances import Tolerances, load_tolerances, quantity_of
 from harness.case.weights import CaseData, make_case_data
@@ -102,7 +102,7 @@ def _first_lstm_arrays(case: Case, data: CaseData) -> tuple[int, int] | None:
     """(layer index, units) of the first recurrent layer; its first weight group starts with that LSTM's
     kernel, recurrent kernel and (with use_bias) bias."""
     for index, layer in enumerate(case.layers):
-        if layer.type in RECURRENT_TYPES:
+        if layer.kind.recurrent:
             recurrent_kernel = data.layer_weights[index][0][1]
             return index, int(recurrent_kernel.shape[0])
     return None
@@ -421,7 +421,7 @@ def kernel_gradient_key(case: Case) -> str | None:
     except GradientNotSupported:
         return None
     for index, layer in enumerate(case.layers):
-        if layer.type in RECURRENT_TYPES:
+        if layer.kind.recurrent:
             return keys[index][0][0]
     return None
 

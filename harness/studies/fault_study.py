@@ -421,9 +421,9 @@ def generic_path_twin(case: Case) -> Case:
     as-shipped case of plain layers that does not insist on use_cudnn=True; any other case unchanged."""
     from dataclasses import replace
 
-    from harness.case.schema import recurrent_lstm_options
+    from harness.case.schema import recurrent_options
 
-    if case.kernel != "as_shipped" or case.layer_form != "layer" or any(options["use_cudnn"] is True for options in recurrent_lstm_options(case)):
+    if case.kernel != "as_shipped" or case.layer_form != "layer" or any(options.get("use_cudnn") is True for options in recurrent_options(case)):
         return case
     return replace(case, kernel="generic")
 

@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, assume, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
+from harness.case.kinds import feedforward_kind_names, kind_of, wrapper_names
 from harness.case.schema import (
     ENTRY_POINTS,
     INITIAL_STATES,
@@ -59,8 +60,10 @@ FUZZ_ACTIVATIONS: tuple[str, ...] = tuple(name for name in ACTIVATIONS if name !
 _CELL_ACTIVATIONS = ("tanh",) + tuple(name for name in FUZZ_ACTIVATIONS if name != "tanh")
 _GATE_ACTIVATIONS = ("sigmoid",) + tuple(name for name in FUZZ_ACTIVATIONS if name != "sigmoid")
 _HEAD_ACTIVATIONS = ("linear",) + tuple(name for name in FUZZ_ACTIVATIONS if name != "linear")
-_RECURRENT_TYPES = ("lstm", "bidirectional", "branches")
-_HEAD_TYPES = ("none", "dense", "time_distributed_dense")
+# The LSTM family (the LSTM and the wrappers of an LSTM) with the LSTM options below; heads: every feedforward kind.
+_FUZZED_CELL = "lstm"
+_RECURRENT_TYPES = (_FUZZED_CELL,) + wrapper_names(_FUZZED_CELL)
+_HEAD_TYPES = ("none",) + feedforward_kind_names()
 _RATES = (0.0, 0.3)
 
 _MAX_BATCH = 5
@@ -104,18 +107,19 @@ def _lstm_options(draw: st.DrawFn, *, allow_go_backwards: bool, allow_return_sta
 def _recurrent_layer(draw: st.DrawFn, units: int, *, is_last: bool, needs_sequences: bool) -> dict[str, Any]:
     """One recurrent layer table; only the last layer of the stack may have several outputs."""
     layer_type = draw(st.sampled_from(_RECURRENT_TYPES))
+    kind = kind_of(layer_type)
     shared = draw(st.booleans())
     merge_mode = draw(st.sampled_from(MERGE_MODES if is_last else tuple(m for m in MERGE_MODES if m != "none")))
     options = _lstm_options(
         draw,
-        allow_go_backwards=layer_type != "bidirectional",
-        allow_return_state=is_last and layer_type != "branches",
+        allow_go_backwards="go_backwards" in (kind_of(_FUZZED_CELL) if kind.nested else kind).options,  # where they go
+        allow_return_state=is_last and "return_state" in kind.options,
         needs_sequences=needs_sequences,
     )
-    if layer_type == "branches":
-        return {"type": "branches", "shared": shared, "layer": {"type": "lstm", "units": units, **options}}
+    if kind.nested:
+        return {"type": layer_type, "shared": shared, "layer": {"type": _FUZZED_CELL, "units": units, **options}}
     layer: dict[str, Any] = {"type": layer_type, "units": units}
-    if layer_type == "bidirectional" and merge_mode != "concat":
+    if "merge_mode" in kind.options and merge_mode != kind.options["merge_mode"][0]:
         layer["merge_mode"] = merge_mode
     layer.update(options)
     return layer
@@ -142,7 +146,7 @@ def _case_entry(draw: st.DrawFn, dtypes: tuple[str, ...]) -> dict[str, Any]:
     for index in range(recurrent_count):
         is_last_recurrent = index == recurrent_count - 1
         layer_units = units if index == 0 else draw(st.integers(1, _MAX_UNITS))
-        needs_sequences = not is_last_recurrent or head == "time_distributed_dense"
+        needs_sequences = not is_last_recurrent or (head != "none" and kind_of(head).needs_time_axis)
         layers.append(
             _recurrent_layer(draw, layer_units, is_last=is_last_recurrent and head == "none", needs_sequences=needs_sequences)
         )
@@ -166,7 +170,7 @@ def _case_entry(draw: st.DrawFn, dtypes: tuple[str, ...]) -> dict[str, Any]:
     if mask != "none" and mask_source != "masking_layer":
         entry["mask_source"] = mask_source
     initial_state = draw(st.sampled_from(INITIAL_STATES))
-    if initial_state != "none" and layers[0]["type"] != "branches":  # a branches layer takes no initial state
+    if initial_state != "none" and kind_of(layers[0]["type"]).takes_initial_state:  # branches take none
         entry["initial_state"] = initial_state
     entry_point = draw(st.sampled_from(ENTRY_POINTS))
     if entry_point != "predict":

@@ -46,6 +46,7 @@ DEFAULT_UNITS: tuple[int, ...] = (4, 16, 64)
 BATCH = 5
 FEATURES = 3
 DTYPE = "float32"
+KIND = "lstm"  # the layer kind (harness.case.kinds) whose error growth is measured
 EXIT_OK, EXIT_FOUND, EXIT_COULD_NOT_RUN = 0, 1, 2
 
 
@@ -53,12 +54,12 @@ def growth_path(out_dir: Path, backend: str) -> Path:
     return out_dir / f"{backend}.growth.json"
 
 
-def point_case(time: int, units: int) -> Case:
-    """The growth point as a case: distinct batch, features, units and time."""
+def point_case(time: int, units: int, kind: str = KIND) -> Case:
+    """The growth point as a case: one recurrent layer of cell kind ``kind``; distinct batch, features, units and time."""
     entry = {
         "name": f"growth_t{time}_u{units}", "description": "error growth with sequence length",
         "dtype": DTYPE, "batch": BATCH, "time": time, "features": FEATURES, "entry_point": "call", "apis": ["functional"],
-        "layers": [{"type": "lstm", "units": units, "return_sequences": True, "return_state": True}],
+        "layers": [{"type": kind, "units": units, "return_sequences": True, "return_state": True}],
     }
     return parse_case(entry, "growth")
 

@@ -45,14 +45,16 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from harness.case.schema import Case, CaseError, name_matches, parse_case
+from harness.case.kinds import KINDS
+from harness.case.schema import Case, CaseError, LayerSpec, name_matches, parse_case
 from harness.case.tolerances import Tolerances, load_tolerances, tolerance_table_json
 from harness.case.weights import DEFAULT_SEED, CaseData, make_case_data
 from harness.execute.backends import BackendInfo
 from harness.records import store
 from harness.records.header import SCHEMAS, make_header, now
+from harness.truth.cells import CELLS, cell_reference
 from harness.truth.compare import compared_item
-from reference.lstm_dropout import GATES, inverted_dropout_mask, lstm_with_dropout
+from reference.lstm_dropout import GATES, inverted_dropout_mask
 
 CASE_FILE = Path(__file__).resolve().parents[1] / "case" / "training_mode_cases.toml"
 SCHEMA, SCHEMA_VERSION = SCHEMAS["training_mode"]
@@ -119,8 +121,8 @@ def check_case(case: Case, source: str) -> None:
     """A training-mode case: one LSTM or Bidirectional(LSTM, concat), return_sequences, dropout or
     recurrent_dropout, no sequence mask or initial state, the LSTM layer form, distinct sizes."""
     where = f"{source}: case {case.name!r}"
-    if len(case.layers) != 1 or case.layers[0].type not in ("lstm", "bidirectional"):
-        raise CaseError(f"{where}: expected one lstm or bidirectional layer")
+    if len(case.layers) != 1 or not _has_dropout_reference(case.layers[0]):
+        raise CaseError(f"{where}: expected one {' or '.join(_training_kinds())} layer")
     options = case.layers[0].options
     if not options["return_sequences"] or options["return_state"] or options.get("merge_mode", "concat") != "concat":
         raise CaseError(f"{where}: expected return_sequences = true, no return_state, merge_mode concat")
@@ -131,6 +133,21 @@ def check_case(case: Case, source: str) -> None:
     sizes = [case.batch, case.time, case.features, case.layers[0].units]
     if len(set(sizes)) != len(sizes):
         raise CaseError(f"{where}: batch, time, features and units must differ (got {sizes})")
+
+
+def _has_dropout_reference(layer: LayerSpec) -> bool:
+    """A flat recurrent layer (a cell or a Bidirectional) whose cell has a training-mode reference."""
+    kind = layer.kind
+    if not kind.recurrent or kind.nested:
+        return False
+    cell = CELLS.get(kind.cell_kind(layer).name)
+    return cell is not None and cell.with_dropout is not None
+
+
+def _training_kinds() -> list[str]:
+    """The layer kinds a training-mode case may use (for the message)."""
+    return [name for name, kind in KINDS.items() if kind.recurrent and not kind.nested
+            and getattr(CELLS.get(kind.wraps[0] if kind.wraps else name), "with_dropout", None) is not None]
 
 
 def select(cases: list[Case], pattern: str | None) -> list[Case]:
@@ -153,7 +170,8 @@ def per_gate(case: Case) -> bool:
 
 
 def directions(case: Case) -> list[str]:
-    return ["forward", "backward"] if case.layers[0].type == "bidirectional" else ["forward"]
+    """The copies of the cell that run: forward (and backward for a Bidirectional)."""
+    return list(case.layers[0].kind.copies) or ["forward"]
 
 
 def rates(case: Case) -> dict[str, float]:
@@ -194,18 +212,19 @@ def expected_output(case: Case, data: CaseData, masks: dict[str, dict[str, Any]]
     backward layer returns input order, which Bidirectional then flips: processing order)."""
     if semantics not in SEMANTICS:
         raise ValueError(f"unknown semantics {semantics!r}; accepted: {', '.join(SEMANTICS)}")
-    options = case.layers[0].options
+    layer = case.layers[0]
+    with_dropout = cell_reference(layer.kind.cell_kind(layer).name).with_dropout
     arrays = data.layer_weights[0][0]
     half = len(arrays) // len(directions(case))
     outputs = []
-    for index, direction in enumerate(directions(case)):
+    for index, (direction, options) in enumerate(zip(directions(case), layer.kind.copy_options(layer))):
         weights = arrays[index * half:(index + 1) * half]
         given = (masks or {}).get(direction, {})
-        backwards = direction == "backward" or options.get("go_backwards", False)
-        out = lstm_with_dropout(data.x, *weights, input_masks=given.get("input"), recurrent_masks=given.get("recurrent"),
-                                activation=options["activation"], recurrent_activation=options["recurrent_activation"],
-                                go_backwards=backwards, return_sequences=True)
-        flip = direction == "backward" and semantics == "documented"
+        backwards = options["go_backwards"]
+        out = with_dropout(data.x, *weights, input_masks=given.get("input"), recurrent_masks=given.get("recurrent"),
+                           activation=options["activation"], recurrent_activation=options["recurrent_activation"],
+                           go_backwards=backwards, return_sequences=True)
+        flip = layer.kind.is_wrapper and backwards and semantics == "documented"
         outputs.append(out[:, ::-1, :] if flip else out)  # Bidirectional flips the backward layer's output
     return np.concatenate(outputs, axis=-1)
 
@@ -308,10 +327,11 @@ def injected(name: str) -> Iterator[dict[str, Any]]:
 
 
 def _cells(model: Any, case: Case) -> dict[str, Any]:
-    layer = model.get_layer(f"{case.layers[0].type}_0")
-    if case.layers[0].type == "bidirectional":
-        return {"forward": layer.forward_layer.cell, "backward": layer.backward_layer.cell}
-    return {"forward": layer.cell}
+    from harness.execute.kinds import execute_kind
+
+    spec = case.layers[0]
+    copies = execute_kind(spec).copy_layers(model.get_layer(f"{spec.type}_0"))
+    return {direction: copy.cell for direction, copy in zip(directions(case), copies, strict=True)}
 
 
 def _numpy(value: Any) -> np.ndarray:

@@ -1,10 +1,8 @@
 """Expected outputs of a case, computed by the float64 NumPy reference. No Keras here.
 
-Each layer type maps to the reference functions the way Keras composes its layers: a Bidirectional
-runs a forward LSTM and a go_backwards copy and flips the backward sequence back before merging;
-branches run an LSTM (one instance, or two) on the same input and concatenate; Dense and
-TimeDistributed(Dense) act on the last axis. Masks propagate as in Keras: a layer that returns
-sequences passes its input mask on, one that does not drops it.
+Each layer kind maps to its reference functions (harness.truth.kinds, harness.truth.layers) the way
+Keras composes its layers. Masks propagate as in Keras: a layer that returns sequences passes its
+input mask on, one that does not drops it.
 """
 
 from __future__ import annotations
@@ -13,81 +11,17 @@ from dataclasses import replace
 
 import numpy as np
 
-import reference
 from harness.case.schema import Case, LayerSpec
 from harness.case.semantics import DOCUMENTED, Semantics
-
-
-_MERGE = {
-    "concat": lambda forward, backward: np.concatenate([forward, backward], axis=-1),
-    "sum": lambda forward, backward: forward + backward,
-    "ave": lambda forward, backward: (forward + backward) / 2.0,
-    "mul": lambda forward, backward: forward * backward,
-}
-
-
-def _activation(name: str, semantics: Semantics) -> str:
-    """The activation the reference computes for ``name`` under ``semantics``."""
-    if name == "sparsemax" and semantics.sparsemax_cumulative_threshold:
-        return "sparsemax_cumulative_threshold"
-    if name == "hard_sigmoid" and semantics.hard_sigmoid_keras2:
-        return "hard_sigmoid_keras2"
-    if name == "tanh" and semantics.tanh_in_float32:
-        return "tanh_xla_float32"
-    return name
-
-
-def _lstm(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
-          semantics: Semantics = DOCUMENTED) -> list[np.ndarray]:
-    result = reference.lstm(
-        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
-        activation=_activation(options["activation"], semantics),
-        recurrent_activation=_activation(options["recurrent_activation"], semantics),
-        mask=mask, initial_state=initial_state, go_backwards=go_backwards,
-        return_sequences=options["return_sequences"], return_state=True,
-        zero_output_for_mask=options["zero_output_for_mask"] and not semantics.zero_output_for_mask_ignored,
-        initial_output=semantics.initial_output, zero_output_mask_order=semantics.zero_output_mask_order,
-        matmuls_in_float32=semantics.lstm_matmuls_in_float32,
-    )
-    return result
-
-
-def _in_input_order_if_claimed(options: dict, output: np.ndarray, mask, semantics: Semantics) -> np.ndarray:
-    """The alternative go_backwards_sequence_in_input_order: an unmasked go_backwards LSTM's sequence flipped back."""
-    if semantics.go_backwards_sequence_in_input_order and mask is None and options["go_backwards"] and options["return_sequences"]:
-        return output[:, ::-1, :]
-    return output
+from harness.truth.kinds import truth_kind
 
 
 def _apply_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_state, semantics: Semantics) -> list[np.ndarray]:
-    options = layer.options
-    if layer.type == "lstm":
-        output, h, c = _lstm(options, x, weights[0], mask, initial_state, options["go_backwards"], semantics)
-        output = _in_input_order_if_claimed(options, output, mask, semantics)
-        return [output, h, c] if options["return_state"] else [output]
-    if layer.type == "bidirectional":
-        # Keras's Bidirectional sets zero_output_for_mask = return_sequences on both directions
-        # (documented in keras/src/layers/rnn/bidirectional.py).
-        options = dict(options, zero_output_for_mask=options["return_sequences"])
-        forward_weights, backward_weights = weights[0][:len(weights[0]) // 2], weights[0][len(weights[0]) // 2:]
-        forward_state = initial_state[:2] if initial_state is not None else None
-        backward_state = initial_state[2:] if initial_state is not None else None
-        forward, h_f, c_f = _lstm(options, x, forward_weights, mask, forward_state, False, semantics)
-        backward, h_b, c_b = _lstm(options, x, backward_weights, mask, backward_state, True, semantics)
-        if options["return_sequences"]:
-            backward = backward[:, ::-1, :]
-        merged = [forward, backward] if options["merge_mode"] == "none" else [_MERGE[options["merge_mode"]](forward, backward)]
-        return merged + ([h_f, c_f, h_b, c_b] if options["return_state"] else [])
-    if layer.type == "branches":
-        inner = layer.inner.options
-        first = _in_input_order_if_claimed(inner, _lstm(inner, x, weights[0], mask, None, inner["go_backwards"], semantics)[0], mask, semantics)
-        second = _in_input_order_if_claimed(inner, _lstm(inner, x, weights[-1], mask, None, inner["go_backwards"], semantics)[0], mask, semantics)
-        return [np.concatenate([first, second], axis=-1)]
-    if layer.type in ("dense", "time_distributed_dense"):
-        kernel, *bias = weights[0]
-        return [reference.dense(x, kernel, bias[0] if bias else None, activation=_activation(options["activation"], semantics),
-                                matmul_in_float32=semantics.dense_matmul_in_float32)]
-    raise ValueError(f"no reference for layer type {layer.type!r}")
+    """The layer's outputs from its kind's reference (harness.truth.kinds)."""
+    entry = truth_kind(layer)
+    if entry is None:
+        raise ValueError(f"no reference for layer type {layer.type!r}")
+    return entry.forward(layer, x, weights, mask, initial_state, semantics)
 
 
 def _stack(case: Case, x: np.ndarray, layer_weights, mask, initial_state, semantics: Semantics) -> dict[str, np.ndarray]:
@@ -106,7 +40,7 @@ def expected_outputs(case: Case, data, semantics: Semantics = DOCUMENTED) -> dic
     ``semantics`` (Keras's documented behaviour unless an alternative is asked for).
 
     For a stateful case the result holds, per batch k of the sequence of batches, ``output@k``; and
-    ``h@layer`` / ``c@layer`` states of every LSTM after the last batch: the reference runs each row
+    ``<state>@layer`` states (``h@0``, ``c@0`` for an LSTM) of every recurrent layer after the last batch: the reference runs each row
     over the batches joined along time, which is what carrying the state between batches means.
     """
     x = data.x.astype(np.float64)
@@ -129,7 +63,7 @@ def _stateful_not_carried(case: Case, x: np.ndarray, layer_weights) -> dict[str,
         one = _stateful_expected(single, x[k * case.batch:(k + 1) * case.batch], layer_weights)
         result[f"output@{k}"] = one["output@0"]
         for name, value in one.items():
-            if name[0] in ("h", "c"):
+            if not name.startswith(("output@", "after_reset@")):  # a state: <state name>@<layer>
                 result[name] = np.zeros_like(value)
     result["after_reset@0"] = result["output@0"]
     return result
@@ -144,18 +78,18 @@ def _stateful_expected(case: Case, x: np.ndarray, layer_weights) -> dict[str, np
     per_step: np.ndarray | None = None
     for index, (layer, weights) in enumerate(zip(case.layers, layer_weights)):
         weights64 = tuple(tuple(w.astype(np.float64) for w in group) for group in weights)
-        if layer.type == "lstm":
-            options = dict(layer.options, return_sequences=True)
-            sequence, h, c = _lstm(options, sequence, weights64[0], None, None, options["go_backwards"])
-            result[f"h@{index}"], result[f"c@{index}"] = h, c
-            if not layer.options["return_sequences"]:
+        entry = truth_kind(layer)
+        if entry is not None and entry.carry is not None:
+            sequence, states = entry.carry(layer, sequence, weights64)
+            for state, value in zip(layer.kind.state_names, states):
+                result[f"{state}@{index}"] = value
+            if not layer.returns_sequences:
                 # Only the last step of each batch is this layer's output for that batch.
                 per_step = sequence[:, case.time - 1 :: case.time, :]
                 sequence = None
         else:
-            kernel, *bias = weights64[0]
             source = per_step if sequence is None else sequence
-            transformed = reference.dense(source, kernel, bias[0] if bias else None, activation=layer.options["activation"])
+            transformed = entry.pointwise(layer, source, weights64)
             if sequence is None:
                 per_step = transformed
             else:
@@ -180,7 +114,8 @@ def float32_matmul_scales(case: Case, data, semantics: Semantics) -> dict[str, n
     outputs = expected_outputs(case, data, semantics)
     scales = {name: np.zeros_like(value) for name, value in outputs.items()}
     last = case.layers[-1]
-    if case.stateful or not semantics.dense_matmul_in_float32 or last.type not in ("dense", "time_distributed_dense"):
+    last_kind = truth_kind(last)
+    if case.stateful or not semantics.dense_matmul_in_float32 or last_kind is None or not last_kind.last_matmul_float32:
         return scales
     x = data.x.astype(np.float64)
     if semantics.inputs_rounded_to_float32:

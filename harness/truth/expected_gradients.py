@@ -5,11 +5,11 @@ against seeded targets (``gradient_targets``): ``L = sum_k mean((y_k - t_k)^2)``
 ``keras.losses.MeanSquaredError()`` per output with its default reduction (mean over the last axis, then
 over everything else). Its gradient with respect to each output is ``2 (y_k - t_k) / y_k.size``
 (``reference.losses``), and it is carried back through the stack the way ``harness.truth.expected``
-composes the forward pass: a Bidirectional runs a forward LSTM and a go_backwards copy (its sequence
-flipped back before merging); branches run one LSTM instance twice (shared: the two gradients add up in
-the one set of weights) or two; Dense and TimeDistributed(Dense) act on the last axis; masks propagate
-while a layer returns sequences; a Masking layer passes the gradient of the steps it keeps (it multiplies
-the input by the mask).
+composes the forward pass, by each layer kind's backward function (harness.truth.kinds, harness.truth.layers):
+a Bidirectional runs a forward LSTM and a go_backwards copy (its sequence flipped back before merging);
+branches run one LSTM instance twice (shared: the two gradients add up in the one set of weights) or two;
+Dense and TimeDistributed(Dense) act on the last axis; masks propagate while a layer returns sequences; a
+Masking layer passes the gradient of the steps it keeps (it multiplies the input by the mask).
 
 Gradients are keyed ``grad/<layer type>_<index>/<weight>`` (``gradient_keys``): ``kernel``,
 ``recurrent_kernel`` and ``bias`` for an LSTM or Dense; ``forward_*`` and ``backward_*`` for a
@@ -34,14 +34,13 @@ import zlib
 
 import numpy as np
 
-import reference
 from reference.losses import mean_squared_error, mean_squared_error_gradient
 from harness.case.schema import Case, LayerSpec
 from harness.case.semantics import DOCUMENTED, Semantics
 from harness.truth.expected import _apply_layer
+from harness.truth.kinds import truth_kind
+from harness.truth.layers import gradient_into_initial_output  # noqa: F401  (public here since before the kind tables)
 
-_LSTM_NAMES = ("kernel", "recurrent_kernel", "bias")
-_DENSE_NAMES = ("kernel", "bias")
 TARGET_SCALE = 0.5
 # The alternative semantics whose backward pass this module models (see the module docstring).
 GRADIENT_SEMANTICS = ("initial_output", "go_backwards_sequence_in_input_order")
@@ -51,28 +50,19 @@ class GradientNotSupported(ValueError):
     """The case has no reference gradient (stateful, dropout in training, ...)."""
 
 
-def _lstm_names(options: dict, prefix: str = "") -> list[str]:
-    return [prefix + name for name in _LSTM_NAMES[: 3 if options["use_bias"] else 2]]
-
-
 def gradient_keys(case: Case) -> list[list[list[str]]]:
-    """The key of every weight array, in the nesting of ``CaseData.layer_weights``: [layer][group][array]."""
+    """The key of every weight array, in the nesting of ``CaseData.layer_weights``: [layer][group][array]
+    (the names of harness.case.kinds' weight arrays)."""
     keys = []
+    fan_in = case.features
     for index, layer in enumerate(case.layers):
         stem = f"grad/{layer.type}_{index}/"
-        if layer.type == "lstm":
-            groups = [_lstm_names(layer.options)]
-        elif layer.type == "bidirectional":
-            groups = [_lstm_names(layer.options, "forward_") + _lstm_names(layer.options, "backward_")]
-        elif layer.type == "branches":
-            groups = [_lstm_names(layer.inner.options, "a_")]
-            if not layer.options["shared"]:
-                groups.append(_lstm_names(layer.inner.options, "b_"))
-        elif layer.type in ("dense", "time_distributed_dense"):
-            groups = [list(_DENSE_NAMES[: 2 if layer.options["use_bias"] else 1])]
-        else:
+        entry = truth_kind(layer)
+        if entry is None or entry.backward is None:
             raise GradientNotSupported(f"no reference gradient for layer type {layer.type!r}")
+        groups = [[array.name for array in group] for group in layer.kind.weight_groups(layer, fan_in)]
         keys.append([[stem + name for name in group] for group in groups])
+        fan_in = layer.output_width
     return keys
 
 
@@ -109,116 +99,15 @@ def loss_of(outputs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> f
     return float(sum(mean_squared_error(targets[name], outputs[name]) for name in targets))
 
 
-def gradient_into_initial_output(grad_outputs: np.ndarray, mask: np.ndarray, go_backwards: bool,
-                                  return_sequences: bool) -> np.ndarray:
-    """dL/d(the output "before the first step"), (batch, units): what the masked steps before a row's first valid
-    step (in processing order) carry back to it. With return_sequences False only a row without a valid step
-    outputs it. Under the documented semantics that output is the constant zeros; under initial_output="h0" it is h0."""
-    time = mask.shape[1]
-    order = list(range(time - 1, -1, -1)) if go_backwards else list(range(time))
-    before_first_valid = np.cumsum(mask[:, order], axis=1) == 0  # (batch, time), processing order
-    if return_sequences:
-        return (grad_outputs * before_first_valid[:, :, None]).sum(axis=1)
-    return np.where(before_first_valid[:, -1:], grad_outputs, 0.0)
-
-
-def _lstm_call(options: dict, x, weights, mask, initial_state, go_backwards, grads, zero_output_for_mask=None,
-               semantics: Semantics = DOCUMENTED, in_input_order_applies: bool = False):
-    """lstm_backward for one LSTM with the options of a case layer; grads = [d output, d h?, d c?], under
-    ``semantics`` (GRADIENT_SEMANTICS only). ``in_input_order_applies``: the layer is one whose sequence
-    go_backwards_sequence_in_input_order flips (harness.truth.expected._in_input_order_if_claimed)."""
-    zero_output = options["zero_output_for_mask"] if zero_output_for_mask is None else zero_output_for_mask
-    grad_outputs = grads[0]
-    if (in_input_order_applies and semantics.go_backwards_sequence_in_input_order and mask is None
-            and options["go_backwards"] and options["return_sequences"]):
-        grad_outputs = grad_outputs[:, ::-1, :]
-    result = reference.lstm_backward(
-        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
-        activation=options["activation"], recurrent_activation=options["recurrent_activation"],
-        mask=mask, initial_state=initial_state, go_backwards=go_backwards,
-        return_sequences=options["return_sequences"],
-        zero_output_for_mask=zero_output,
-        grad_outputs=grad_outputs, grad_h=grads[1] if len(grads) > 1 else None, grad_c=grads[2] if len(grads) > 2 else None,
-    )
-    if semantics.initial_output == "h0" and mask is not None and not zero_output:
-        result["h0"] = result["h0"] + gradient_into_initial_output(grad_outputs, mask, go_backwards, options["return_sequences"])
-    return result
-
-
-def _lstm_weight_grads(result: dict, options: dict) -> list[np.ndarray]:
-    return [result["kernel"], result["recurrent_kernel"]] + ([result["bias"]] if options["use_bias"] else [])
-
-
 def _backward_layer(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, initial_state, grads: list[np.ndarray | None],
                     outputs: list[np.ndarray], semantics: Semantics = DOCUMENTED,
                     ) -> tuple[np.ndarray, list[list[np.ndarray]], list[np.ndarray] | None]:
     """(dL/dx, dL/d weights as [group][array], dL/d initial state or None) for one layer, given dL/d outputs."""
-    options = layer.options
     grads = [np.zeros_like(out) if g is None else g for g, out in zip(grads, outputs)]
-    if layer.type == "lstm":
-        result = _lstm_call(options, x, weights[0], mask, initial_state, options["go_backwards"], grads,
-                            semantics=semantics, in_input_order_applies=True)
-        state = [result["h0"], result["c0"]] if initial_state is not None else None
-        return result["x"], [_lstm_weight_grads(result, options)], state
-    if layer.type == "bidirectional":
-        options = dict(options, zero_output_for_mask=options["return_sequences"])
-        half = len(weights[0]) // 2
-        merge = options["merge_mode"]
-        main = 2 if merge == "none" else 1
-        if merge == "none":
-            d_forward, d_backward = grads[0], grads[1]
-        else:
-            forward_out, backward_out = _bidirectional_halves(layer, x, weights, mask, initial_state, semantics)
-            g = grads[0]
-            width = layer.units
-            if merge == "concat":
-                d_forward, d_backward = g[..., :width], g[..., width:]
-            elif merge == "sum":
-                d_forward, d_backward = g, g
-            elif merge == "ave":
-                d_forward, d_backward = g / 2.0, g / 2.0
-            else:  # mul
-                d_forward, d_backward = g * backward_out, g * forward_out
-        if options["return_sequences"]:
-            d_backward = d_backward[:, ::-1, :]
-        states = grads[main:]
-        forward_state = initial_state[:2] if initial_state is not None else None
-        backward_state = initial_state[2:] if initial_state is not None else None
-        forward = _lstm_call(options, x, weights[0][:half], mask, forward_state, False, [d_forward] + states[:2],
-                             semantics=semantics)
-        backward = _lstm_call(options, x, weights[0][half:], mask, backward_state, True, [d_backward] + states[2:],
-                              semantics=semantics)
-        state = [forward["h0"], forward["c0"], backward["h0"], backward["c0"]] if initial_state is not None else None
-        return forward["x"] + backward["x"], [_lstm_weight_grads(forward, options) + _lstm_weight_grads(backward, options)], state
-    if layer.type == "branches":
-        inner = layer.inner.options
-        width = layer.inner.units
-        g = grads[0]
-        first = _lstm_call(inner, x, weights[0], mask, None, inner["go_backwards"], [g[..., :width]],
-                           semantics=semantics, in_input_order_applies=True)
-        second = _lstm_call(inner, x, weights[-1], mask, None, inner["go_backwards"], [g[..., width:]],
-                            semantics=semantics, in_input_order_applies=True)
-        first_grads, second_grads = _lstm_weight_grads(first, inner), _lstm_weight_grads(second, inner)
-        if layer.options["shared"]:
-            # One instance called twice: the gradients of its two calls add up in its one set of weights.
-            groups = [[a + b for a, b in zip(first_grads, second_grads)]]
-        else:
-            groups = [first_grads, second_grads]
-        return first["x"] + second["x"], groups, None
-    if layer.type in ("dense", "time_distributed_dense"):
-        kernel, *bias = weights[0]
-        result = reference.dense_backward(x, kernel, bias[0] if bias else None, activation=options["activation"],
-                                          grad_outputs=grads[0])
-        return result["x"], [[result["kernel"]] + ([result["bias"]] if bias else [])], None
-    raise GradientNotSupported(f"no reference gradient for layer type {layer.type!r}")
-
-
-def _bidirectional_halves(layer: LayerSpec, x, weights, mask, initial_state,
-                          semantics: Semantics = DOCUMENTED) -> tuple[np.ndarray, np.ndarray]:
-    """The forward and (flipped back) backward sequences a Bidirectional merges, from the reference."""
-    plain = LayerSpec(layer.type, dict(layer.options, merge_mode="none", return_state=False), layer.inner)
-    forward, backward = _apply_layer(plain, x, weights, mask, initial_state, semantics)[:2]
-    return forward, backward
+    entry = truth_kind(layer)
+    if entry is None or entry.backward is None:
+        raise GradientNotSupported(f"no reference gradient for layer type {layer.type!r}")
+    return entry.backward(layer, x, weights, mask, initial_state, grads, outputs, semantics)
 
 
 def expected_gradients(case: Case, data, targets: dict[str, np.ndarray] | None = None,

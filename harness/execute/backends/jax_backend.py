@@ -132,9 +132,11 @@ def device_details() -> dict[str, Any]:
 
 
 def kernel_hooks() -> list[tuple[str, str, str]]:
-    """(module, attribute, role) for harness.execute.kernels: the cuDNN kernel JAX's ``lstm`` and
-    ``bidirectional_lstm`` import at call time (``from jax.experimental.rnn import lstm``)."""
-    return [("jax.experimental.rnn", "lstm", "cudnn")]
+    """(module, attribute, role) for harness.execute.kernels, from the cell table (harness.execute.kinds):
+    the cuDNN kernel JAX's ``lstm`` and ``bidirectional_lstm`` import at call time (``from jax.experimental.rnn import lstm``)."""
+    from harness.execute.kinds import kernel_hooks as hooks_by_cell
+
+    return hooks_by_cell("jax")
 
 
 @contextlib.contextmanager

@@ -97,9 +97,12 @@ def device_details() -> dict[str, Any]:
 
 
 def kernel_hooks() -> list[tuple[str, str, str]]:
-    """(module, attribute, role) for harness.execute.kernels: the cuDNN kernel inside TensorFlow's ``lstm``
+    """(module, attribute, role) for harness.execute.kernels, from the cell table (harness.execute.kinds):
+    the cuDNN kernel inside TensorFlow's ``lstm``
     (it builds the CudnnRNNV3 op)."""
-    return [("keras.src.backend.tensorflow.rnn", "_cudnn_lstm", "cudnn")]
+    from harness.execute.kinds import kernel_hooks as hooks_by_cell
+
+    return hooks_by_cell("tensorflow")
 
 
 @contextlib.contextmanager

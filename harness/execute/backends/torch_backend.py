@@ -137,9 +137,12 @@ def device_details() -> dict[str, Any]:
 
 
 def kernel_hooks() -> list[tuple[str, str, str]]:
-    """(module, attribute, role) for harness.execute.kernels: inside PyTorch's ``lstm``, the cuDNN kernel
+    """(module, attribute, role) for harness.execute.kernels, from the cell table (harness.execute.kinds):
+    inside PyTorch's ``lstm``, the cuDNN kernel
     (whose exceptions ``lstm`` swallows) and the loop it runs whenever cuDNN does not."""
-    return [("keras.src.backend.torch.rnn", "_cudnn_lstm", "cudnn"), ("keras.src.backend.torch.rnn", "_fallback_lstm", "fallback_loop")]
+    from harness.execute.kinds import kernel_hooks as hooks_by_cell
+
+    return hooks_by_cell("torch")
 
 
 @contextlib.contextmanager
