@@ -36,75 +36,82 @@ CellForward = Callable[[dict, np.ndarray, tuple, Any, Any, bool, Semantics], lis
 CellBackward = Callable[[dict, np.ndarray, tuple, Any, Any, bool, np.ndarray, list, bool], dict[str, Any]]
 
 
+def _bias(options: dict, weights: tuple) -> np.ndarray | None:
+    return weights[2] if options["use_bias"] else None
+
+
+def _loop_forward(options: dict, mask, initial_state, go_backwards: bool, semantics: Semantics) -> dict[str, Any]:
+    """What the shared time loop (reference/recurrent.py) takes from a case layer, the same for every cell kind."""
+    return dict(mask=mask, initial_state=initial_state, go_backwards=go_backwards,
+                return_sequences=options["return_sequences"], return_state=True,
+                zero_output_for_mask=options["zero_output_for_mask"] and not semantics.zero_output_for_mask_ignored,
+                initial_output=semantics.initial_output, zero_output_mask_order=semantics.zero_output_mask_order)
+
+
+def _loop_backward(options: dict, mask, initial_state, go_backwards: bool, grad_outputs: np.ndarray,
+                   zero_output_for_mask: bool) -> dict[str, Any]:
+    return dict(mask=mask, initial_state=initial_state, go_backwards=go_backwards,
+                return_sequences=options["return_sequences"], zero_output_for_mask=zero_output_for_mask,
+                grad_outputs=grad_outputs)
+
+
 def _lstm_forward(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
                   semantics: Semantics = DOCUMENTED) -> list[np.ndarray]:
     return reference.lstm(
-        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
+        x, weights[0], weights[1], _bias(options, weights),
         activation=activation_under(options["activation"], semantics),
         recurrent_activation=activation_under(options["recurrent_activation"], semantics),
-        mask=mask, initial_state=initial_state, go_backwards=go_backwards,
-        return_sequences=options["return_sequences"], return_state=True,
-        zero_output_for_mask=options["zero_output_for_mask"] and not semantics.zero_output_for_mask_ignored,
-        initial_output=semantics.initial_output, zero_output_mask_order=semantics.zero_output_mask_order,
         matmuls_in_float32=semantics.lstm_matmuls_in_float32,
+        **_loop_forward(options, mask, initial_state, go_backwards, semantics),
     )
 
 
 def _lstm_backward(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
                    grad_outputs: np.ndarray, grad_states: list, zero_output_for_mask: bool) -> dict[str, Any]:
     return reference.lstm_backward(
-        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
+        x, weights[0], weights[1], _bias(options, weights),
         activation=options["activation"], recurrent_activation=options["recurrent_activation"],
-        mask=mask, initial_state=initial_state, go_backwards=go_backwards,
-        return_sequences=options["return_sequences"],
-        zero_output_for_mask=zero_output_for_mask,
-        grad_outputs=grad_outputs, grad_h=grad_states[0], grad_c=grad_states[1],
+        grad_h=grad_states[0], grad_c=grad_states[1],
+        **_loop_backward(options, mask, initial_state, go_backwards, grad_outputs, zero_output_for_mask),
     )
 
 
 def _gru_forward(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
                  semantics: Semantics = DOCUMENTED) -> list[np.ndarray]:
     return reference.gru(
-        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
+        x, weights[0], weights[1], _bias(options, weights),
         activation=activation_under(options["activation"], semantics),
         recurrent_activation=activation_under(options["recurrent_activation"], semantics),
-        reset_after=options["reset_after"], mask=mask, initial_state=initial_state, go_backwards=go_backwards,
-        return_sequences=options["return_sequences"], return_state=True,
-        zero_output_for_mask=options["zero_output_for_mask"] and not semantics.zero_output_for_mask_ignored,
-        initial_output=semantics.initial_output, zero_output_mask_order=semantics.zero_output_mask_order,
+        reset_after=options["reset_after"],
+        **_loop_forward(options, mask, initial_state, go_backwards, semantics),
     )
 
 
 def _gru_backward(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
                   grad_outputs: np.ndarray, grad_states: list, zero_output_for_mask: bool) -> dict[str, Any]:
     return reference.gru_backward(
-        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
+        x, weights[0], weights[1], _bias(options, weights),
         activation=options["activation"], recurrent_activation=options["recurrent_activation"],
-        reset_after=options["reset_after"], mask=mask, initial_state=initial_state, go_backwards=go_backwards,
-        return_sequences=options["return_sequences"], zero_output_for_mask=zero_output_for_mask,
-        grad_outputs=grad_outputs, grad_h=grad_states[0],
+        reset_after=options["reset_after"], grad_h=grad_states[0],
+        **_loop_backward(options, mask, initial_state, go_backwards, grad_outputs, zero_output_for_mask),
     )
 
 
 def _simple_rnn_forward(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
                         semantics: Semantics = DOCUMENTED) -> list[np.ndarray]:
     return reference.simple_rnn(
-        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
+        x, weights[0], weights[1], _bias(options, weights),
         activation=activation_under(options["activation"], semantics),
-        mask=mask, initial_state=initial_state, go_backwards=go_backwards,
-        return_sequences=options["return_sequences"], return_state=True,
-        zero_output_for_mask=options["zero_output_for_mask"] and not semantics.zero_output_for_mask_ignored,
-        initial_output=semantics.initial_output, zero_output_mask_order=semantics.zero_output_mask_order,
+        **_loop_forward(options, mask, initial_state, go_backwards, semantics),
     )
 
 
 def _simple_rnn_backward(options: dict, x: np.ndarray, weights: tuple, mask, initial_state, go_backwards: bool,
                          grad_outputs: np.ndarray, grad_states: list, zero_output_for_mask: bool) -> dict[str, Any]:
     return reference.simple_rnn_backward(
-        x, weights[0], weights[1], weights[2] if options["use_bias"] else None,
-        activation=options["activation"], mask=mask, initial_state=initial_state, go_backwards=go_backwards,
-        return_sequences=options["return_sequences"], zero_output_for_mask=zero_output_for_mask,
-        grad_outputs=grad_outputs, grad_h=grad_states[0],
+        x, weights[0], weights[1], _bias(options, weights),
+        activation=options["activation"], grad_h=grad_states[0],
+        **_loop_backward(options, mask, initial_state, go_backwards, grad_outputs, zero_output_for_mask),
     )
 
 
