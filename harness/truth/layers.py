@@ -127,10 +127,7 @@ def cell_call(cell: CellReference, options: dict, x, weights, mask, initial_stat
     ``semantics`` (GRADIENT_SEMANTICS only). ``in_input_order_applies``: the layer is one whose sequence
     go_backwards_sequence_in_input_order flips (in_input_order_if_claimed)."""
     zero_output = options["zero_output_for_mask"] if zero_output_for_mask is None else zero_output_for_mask
-    grad_outputs = grads[0]
-    if (in_input_order_applies and semantics.go_backwards_sequence_in_input_order and mask is None
-            and options["go_backwards"] and options["return_sequences"]):
-        grad_outputs = grad_outputs[:, ::-1, :]
+    grad_outputs = in_input_order_if_claimed(options, grads[0], mask, semantics) if in_input_order_applies else grads[0]
     grad_states = [grads[1 + k] if len(grads) > 1 + k else None for k in range(len(cell.state_gradient_keys))]
     result = cell.backward(options, x, weights, mask, initial_state, go_backwards, grad_outputs, grad_states, zero_output)
     if semantics.initial_output == "h0" and mask is not None and not zero_output:
