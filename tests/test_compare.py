@@ -141,8 +141,11 @@ def test_ill_conditioned_cases_get_their_override_and_nothing_else_does():
     assert rows["recact_logsoftmax"] == rows["recact_selu"] == "override:gates_above_one_or_exponential"
     assert rows["recact_linear"] == "override:linear_gates"
     assert rows["act_exponential"] == "override:exponential_cell_activation"
+    assert rows["gru_recact_tanh"] == "override:gru_signed_gates" and rows["gru_recact_relu6"] == "override:gru_gates_above_one"
+    assert rows["gru_recact_softplus"] == rows["gru_recact_hardsigmoid"] == rows["recact_tanh"] == rows["recact_relu6"] == "float32.outputs"
     overridden = sorted(name for name, row in rows.items() if row.startswith("override:"))
-    assert overridden == ["act_exponential", "recact_exponential", "recact_linear", "recact_logsoftmax", "recact_selu"]
+    assert overridden == ["act_exponential", "gru_recact_relu6", "gru_recact_tanh", "recact_exponential", "recact_linear",
+                          "recact_logsoftmax", "recact_selu"]
 
 
 @pytest.mark.parametrize("bug, least_ratio", [("recurrent kernel x (1 + 1e-6)", 2.5), ("recurrent kernel in float16", 100.0)])
@@ -166,3 +169,40 @@ def test_the_linear_gates_row_fails_a_recurrent_kernel_eight_ulps_wrong(bug, lea
     bugged = expected_outputs(case, replace(data, layer_weights=(((kernel, wrong, bias),),)))["output"].astype(np.float32)
     result = compare(bugged, expected, tolerance, "float32")
     assert not result.passed and result.tolerance_ratio > least_ratio
+
+
+# (case, its override row, the injected bug, the least tolerance ratio it must fail by): the GRU gate rows were widened
+# from the spread of three backends on gates outside [0, 1]; each still fails the float64 reference run with a small
+# real error in the weights.
+GRU_GATE_BUGS = [
+    ("gru_recact_tanh", "override:gru_signed_gates", "recurrent kernel x (1 + 1e-6)", 1.5),
+    ("gru_recact_tanh", "override:gru_signed_gates", "candidate recurrent bias + 1e-5", 4.0),
+    ("gru_recact_relu6", "override:gru_gates_above_one", "recurrent kernel x (1 + 1e-6)", 4.0),
+    ("gru_recact_relu6", "override:gru_gates_above_one", "candidate recurrent bias + 1e-5", 10.0),
+]
+
+
+@pytest.mark.parametrize("name, row, bug, least_ratio", GRU_GATE_BUGS)
+def test_the_gru_gate_rows_fail_small_weight_errors(name, row, bug, least_ratio):
+    from dataclasses import replace
+
+    from harness.case.schema import builtin_cases
+    from harness.case.tolerances import load_tolerances
+    from harness.case.weights import make_case_data
+    from harness.truth.expected import expected_outputs
+
+    case = next(case for case in builtin_cases() if case.name == name)
+    data = make_case_data(case)
+    tolerance = load_tolerances().for_case(case, "outputs")
+    assert tolerance.row == row
+    (kernel, recurrent, bias), = data.layer_weights[0]
+    units = recurrent.shape[0]
+    if "kernel" in bug:
+        recurrent = recurrent * (1 + 1e-6)
+    else:  # reset_after: bias row 1 is the recurrent bias; its last block feeds the candidate
+        bias = bias.copy()
+        bias[1, 2 * units:] += 1e-5
+    expected = expected_outputs(case, data)["output"]
+    bugged = expected_outputs(case, replace(data, layer_weights=(((kernel, recurrent, bias),),)))["output"].astype(np.float32)
+    result = compare(bugged, expected, tolerance, "float32")
+    assert not result.passed and result.tolerance_ratio > least_ratio, result.tolerance_ratio

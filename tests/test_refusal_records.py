@@ -7,7 +7,9 @@ import copy
 import json
 from pathlib import Path
 
-from harness.execute.measure import CUDNN_REFUSAL_MESSAGE, CUDNN_REFUSAL_RAISED_IN
+from harness.execute.measure import CUDNN_REFUSAL_MESSAGE
+
+CUDNN_REFUSAL_RAISED_IN = "keras/src/layers/rnn/lstm.py"  # where LSTM.inner_loop raises it (Keras 3.15.1)
 from harness.records.integrity import refusal_status
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -84,4 +86,15 @@ def test_a_relabelled_crash_fails_the_record_and_an_unlocated_refusal_is_flagged
 def test_the_harness_own_refusal_is_refused():
     result = _refused_result()
     result["error"] = {"type": "KernelModeRefused", "message": "kernel = fused_on_cpu needs a CPU", "summary": ""}
+    assert refusal_status(result) == ("refused", "")
+
+
+def test_a_gru_refusal_is_recognized_in_the_gru_source_only():
+    """The refusal's raising file is the asking layer's own (harness.execute.kinds KerasCell.source): a GRU's refusal
+    comes from gru.py; the same message from lstm.py on a case with no LSTM asking use_cudnn=True is an error."""
+    result = _refused_result()
+    for layer in result["definition"]["layers"]:
+        layer["type"] = "gru"
+    assert refusal_status(result)[0] == "error"  # raised in lstm.py, but no LSTM asks use_cudnn=True
+    result["error"]["raised_in"] = "keras/src/layers/rnn/gru.py"
     assert refusal_status(result) == ("refused", "")

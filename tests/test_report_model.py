@@ -679,3 +679,37 @@ def test_cpu_details_name_the_vector_isa_and_any_variable_that_limits_it(monkeyp
         assert "sse4_2" in plain["vector_isa"].split()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
     assert cpu_details()["isa_limits"] == "ONEDNN_MAX_CPU_ISA=SSE41"
+
+
+def _layer_case(name: str, layers: list[dict[str, Any]], status: str = "pass", ratio: float = 0.03) -> dict[str, Any]:
+    """A run record case whose definition parses (so the report can tell its layer kinds)."""
+    case = make_case(name, status, ratio=ratio, items=None if status == "pass" else [make_item(ratio=ratio)])
+    case["definition"] = {"name": name, "description": "d", "dtype": "float32", "batch": 3, "time": 5, "features": 2,
+                          "layers": layers}
+    return case
+
+
+def test_the_kinds_are_counted_side_by_side_per_backend_and_a_failure_lands_in_its_kind(tmp_path: Path) -> None:
+    gru, simple, lstm = {"type": "gru", "units": 4}, {"type": "simple_rnn", "units": 4}, {"type": "lstm", "units": 4}
+    stacked = [dict(gru, return_sequences=True), dict(lstm)]
+    bidi_gru = [{"type": "bidirectional", "units": 4}]  # a flat Bidirectional means its wrapped kind (LSTM by default)
+    jax_cases = [_layer_case("g1", [gru]), _layer_case("g2", [gru], "fail", ratio=40.0), _layer_case("s1", [simple]),
+                 _layer_case("l1", [lstm]), _layer_case("m1", stacked), _layer_case("b1", bidi_gru)]
+    torch_cases = [_layer_case("g1", [gru]), _layer_case("g2", [gru]), _layer_case("s1", [simple], "fail", ratio=3.0),
+                   _layer_case("l1", [lstm]), _layer_case("m1", stacked), _layer_case("b1", bidi_gru)]
+    runs = {"jax": make_run("jax", jax_cases, version="0.10.2"), "torch": make_run("torch", torch_cases)}
+    report = build_report(write_folder(tmp_path / "results", runs))
+    rows = {row.kinds: row for row in report.kind_rows}
+    assert [row.kinds for row in report.kind_rows] == ["gru", "lstm", "simple_rnn", "gru+lstm"]  # single kinds first
+    assert rows["gru"].counts == {"jax": {"pass": 1, "fail": 1}, "torch": {"pass": 2}}
+    assert rows["simple_rnn"].counts == {"jax": {"pass": 1}, "torch": {"fail": 1}}
+    assert rows["lstm"].cases("jax") == 2  # the plain LSTM and the Bidirectional (of an LSTM)
+    assert model.kind_cell(rows["gru"], "jax") == "2: 1 fail, 1 pass" and model.kind_cell(rows["gru"], "tensorflow") == "-"
+    text = markdown.render_markdown(report)
+    assert "### By layer kind" in text and "| `simple_rnn` | 1: 1 pass | 1: 1 fail |" in text
+    assert model.case_kinds({"name": "x", "layers": [{"type": "no_such_layer"}]}) == "?"
+
+
+def test_a_single_kind_shows_no_kind_table(mixed: Path) -> None:
+    report = build_report(mixed)
+    assert len(report.kind_rows) == 1 and "### By layer kind" not in markdown.render_markdown(report)

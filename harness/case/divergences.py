@@ -53,8 +53,10 @@ _KIND_OPTIONAL = {"bound": {"api_max_abs_diff"}, "crash": {"raised_in"}, "semant
 _RAISED_IN = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*\.py")
 
 # Case-level facts a condition can name; the options of recurrent layers are facts too.
+# layer: the types in the stack (bidirectional, dense, ...); cell: the recurrent kinds that compute (lstm, gru,
+# simple_rnn), a wrapper counting as the kind it wraps.
 _CASE_FACTS = ("dtype", "compute_dtype", "mask", "mask_source", "initial_state", "entry_point", "jit_compile",
-               "stateful", "layer", "kernel", "layer_form")
+               "stateful", "layer", "cell", "kernel", "layer_form")
 _LAYER_FACTS = recurrent_fact_options()
 # Where the run was measured: "cpu" or "gpu" (from the record's device class; see device_kind). Not a case
 # fact: the same case runs on either, and on a GPU an as-shipped case may take the fused (cuDNN) kernel.
@@ -89,6 +91,7 @@ def case_facts(case: Case) -> dict[str, set[Any]]:
         "jit_compile": {case.jit_compile},
         "stateful": {case.stateful},
         "layer": {layer.type for layer in case.layers},
+        "cell": {layer.kind.cell_kind(layer).name for layer in case.layers if layer.kind.recurrent},
         "kernel": {case.kernel},
         "layer_form": {case.layer_form},
     }

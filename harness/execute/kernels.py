@@ -1,4 +1,4 @@
-"""Which path an LSTM actually ran: the fused kernel, the generic loop, or a fused attempt that fell back.
+"""Which path a recurrent layer (an LSTM, a GRU) actually ran: the fused kernel, the generic loop, or a fused attempt that fell back.
 
 Observed, never inferred from Keras's rules: ``observe()`` wraps, while a build runs, the functions
 Keras calls (where Keras looks them up) and records every call that reached them and how it ended.
@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterator
 
 from harness.execute.kinds import entry_points
 
-ENTRY_POINTS = entry_points()  # ("lstm", "bidirectional_lstm", "rnn"): harness.execute.kinds
+ENTRY_POINTS = entry_points()  # ("lstm", "bidirectional_lstm", "gru", "bidirectional_gru", "rnn"): harness.execute.kinds
 KERNEL_ROLES = ("cudnn", "fallback_loop")
 TERMINAL_STEPS = ("generic", "fused", "fallback_loop", "bidirectional_fused")
 SHAPE_INFERENCE = "shape_inference"
@@ -175,7 +175,7 @@ def _steps(frame: _Frame, outcome: str) -> list[str]:
         return ["fused" if outcome == "returned" else "fused_failed"]
     if frame.role == "fallback_loop":
         return ["fallback_loop" if outcome == "returned" else "fallback_loop_raised"]
-    prefix = "bidirectional_" if frame.role == "bidirectional_lstm" else ""
+    prefix = "bidirectional_" if frame.role.startswith("bidirectional_") else ""
     cudnn_failed = any(role == "cudnn" and result != "returned" for role, result in inner)
     if outcome == "returned":
         if ("cudnn", "returned") in inner:

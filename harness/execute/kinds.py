@@ -27,6 +27,8 @@ class KerasCell:
     cell: str
     fused_entry_points: tuple[str, ...] = ()
     kernel_hooks: dict[str, tuple[tuple[str, str, str], ...]] = field(default_factory=dict)
+    # the Keras source file of the layer class, where its inner_loop refuses use_cudnn=True (harness.execute.measure)
+    source: str = ""
 
 
 KERAS_CELLS: dict[str, KerasCell] = {
@@ -43,12 +45,25 @@ KERAS_CELLS: dict[str, KerasCell] = {
             "torch": (("keras.src.backend.torch.rnn", "_cudnn_lstm", "cudnn"),
                       ("keras.src.backend.torch.rnn", "_fallback_lstm", "fallback_loop")),
         },
+        "keras/src/layers/rnn/lstm.py",
     ),
 }
-# GRU and SimpleRNN: no fused entry point observed yet (a GRU's backend.gru attempt is not wrapped, so its
-# kernel path reads as the generic loop it falls back to; SimpleRNN has no fused path in Keras).
-KERAS_CELLS["gru"] = KerasCell("GRU", "GRUCell")
-KERAS_CELLS["simple_rnn"] = KerasCell("SimpleRNN", "SimpleRNNCell")
+# GRU: Keras's GRU.inner_loop tries ``backend.gru`` first (Bidirectional: ``backend.bidirectional_gru``). Keras 3.15.1,
+# read from its source and observed on CPU: TensorFlow's ``gru`` runs only its cuDNN kernel (``_cudnn_gru``) and
+# declines without a GPU; PyTorch's runs ``_cudnn_gru`` on CUDA, else its own loop ``_fallback_gru`` (reset_after and no
+# mask, unroll ignored), so it computes GRUs on CPU; JAX's ``gru`` is its own lax.scan, no cuDNN (reset_after, no mask, not
+# unrolled), which returns with no hooked kernel inside and so reads as ``fused``: the backend's fused entry point
+# computed the numbers. The bidirectional ones decline on CPU (PyTorch's is cuDNN only; TensorFlow's and JAX's always).
+KERAS_CELLS["gru"] = KerasCell(
+    "GRU", "GRUCell", ("gru", "bidirectional_gru"),
+    {
+        "tensorflow": (("keras.src.backend.tensorflow.rnn", "_cudnn_gru", "cudnn"),),
+        "torch": (("keras.src.backend.torch.rnn", "_cudnn_gru", "cudnn"),
+                  ("keras.src.backend.torch.rnn", "_fallback_gru", "fallback_loop")),
+    },
+    "keras/src/layers/rnn/gru.py",
+)
+KERAS_CELLS["simple_rnn"] = KerasCell("SimpleRNN", "SimpleRNNCell", source="keras/src/layers/rnn/simple_rnn.py")
 GENERIC_LOOP = "rnn"  # keras.src.backend.<b>.rnn: Keras's generic loop over any cell
 
 

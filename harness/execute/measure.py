@@ -17,6 +17,7 @@ import numpy as np
 from harness.case.schema import Case
 from harness.case.tolerances import Tolerances, quantity_of
 from harness.case.weights import CaseData, make_case_data
+from harness.execute.kinds import keras_cell
 from harness.truth.compare import compare, max_difference
 from harness.truth.expected import expected_outputs
 
@@ -97,13 +98,20 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-# Keras 3's one by-design refusal of use_cudnn=True: LSTM.inner_loop (keras/src/layers/rnn/lstm.py) raises
-# exactly this ValueError, on every backend, when the backend's fused (cuDNN) lstm declines the configuration
-# (raises NotImplementedError) and use_cudnn is True rather than "auto".
+# Keras 3's one by-design refusal of use_cudnn=True: LSTM.inner_loop (keras/src/layers/rnn/lstm.py) and GRU.inner_loop
+# (gru.py) raise exactly this ValueError, on every backend, when the backend's fused lstm or gru declines the
+# configuration (raises NotImplementedError) and use_cudnn is True rather than "auto". The raising file is the layer's
+# own (harness.execute.kinds: KerasCell.source).
 CUDNN_REFUSAL_TYPE = ValueError
 CUDNN_REFUSAL_MESSAGE = ("use_cudnn=True was specified, but cuDNN is not supported for this layer configuration "
                          "with this backend. Pass use_cudnn='auto' to fallback to a non-cuDNN implementation.")
-CUDNN_REFUSAL_RAISED_IN = "keras/src/layers/rnn/lstm.py"
+
+
+def cudnn_refusal_sources(case: Case) -> set[str]:
+    """The Keras files that may raise the use_cudnn=True refusal for ``case``: the source of each recurrent layer that
+    asks use_cudnn=True (empty: the case asks it nowhere, so no error of it is a refusal)."""
+    return {keras_cell(layer).source for layer in case.layers
+            if layer.kind.recurrent and layer.kind.cell_spec_options(layer).get("use_cudnn") is True}
 
 
 def refused_by_design(case: Case, error: BaseException) -> bool:
@@ -117,12 +125,13 @@ def refused_by_design(case: Case, error: BaseException) -> bool:
 
     if isinstance(error, KernelModeRefused):
         return True
-    if not any(layer.options.get("use_cudnn") is True for layer in case.layers):
+    asking = cudnn_refusal_sources(case)
+    if not asking:
         return False
     inner = innermost_exception(error)
     where = raising_frame(inner)
     return (type(inner) is CUDNN_REFUSAL_TYPE and str(inner) == CUDNN_REFUSAL_MESSAGE
-            and where is not None and where[0] == CUDNN_REFUSAL_RAISED_IN)
+            and where is not None and where[0] in asking)
 
 
 def run_case(case: Case, seed: int, tolerances: Tolerances, raw_outputs: dict[tuple[str, str], np.ndarray], timeout_s: int = 0) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import numpy as np
 from harness.case.schema import CaseError, parse_case
 from harness.case.tolerances import Tolerances, quantity_of, tolerance_extras_json, tolerance_table_json
 from harness.case.weights import make_case_data
-from harness.execute.measure import (CUDNN_REFUSAL_MESSAGE, CUDNN_REFUSAL_RAISED_IN, CUDNN_REFUSAL_TYPE, api_agreement,
+from harness.execute.measure import (CUDNN_REFUSAL_MESSAGE, CUDNN_REFUSAL_TYPE, cudnn_refusal_sources, api_agreement,
                                      measured_status)
 from harness.truth.compare import compare
 from harness.truth.expected import expected_outputs
@@ -90,15 +90,16 @@ def refusal_status(result: dict[str, Any]) -> tuple[str | None, str]:
         case = parse_case(result["definition"], "the record")
     except (CaseError, KeyError) as problem:
         return None, f"its definition cannot be read ({problem})"
-    if not any(layer.options.get("use_cudnn") is True for layer in case.layers):
+    sources = cudnn_refusal_sources(case)
+    if not sources:
         return "error", f"recorded refused, but the case does not ask use_cudnn=True ({error.get('type')}: {str(error.get('message'))[:120]})"
     if error.get("type") != CUDNN_REFUSAL_TYPE.__name__ or error.get("message") != CUDNN_REFUSAL_MESSAGE:
         return "error", f"recorded refused, but {error.get('type')}: {str(error.get('message'))[:160]} is not Keras's use_cudnn=True refusal"
     if "raised_in" not in error:
         return None, UNLOCATED_REFUSAL
-    if error["raised_in"] != CUDNN_REFUSAL_RAISED_IN or error.get("api") not in (None, case.apis[0]):
+    if error["raised_in"] not in sources or error.get("api") not in (None, case.apis[0]):
         return "error", (f"recorded refused, but the refusal was raised in {error['raised_in']} by build {error.get('api')}, "
-                         f"not in {CUDNN_REFUSAL_RAISED_IN} before any build ran")
+                         f"not in {' or '.join(sorted(sources))} before any build ran")
     return "refused", ""
 
 

@@ -20,7 +20,7 @@ from harness.records import store
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_names, format_number, format_ratio,
-    format_seconds, format_tolerance,
+    format_seconds, format_tolerance, kind_cell,
 )
 
 SHOWN_ROWS = 20
@@ -352,6 +352,11 @@ def _summary(report: Report) -> list[str]:
         ])
     body = [_table(["backend", "device (class)", "cases", *verdicts, "wall time", "fault injected", "classified"], rows,
                    numeric=set(range(2, 3 + len(verdicts))))]
+    if len(report.kind_rows) > 1:
+        body += ["<h3>By layer kind</h3>", "<p>Cases per recurrent kind (mixed stacks as <code>a+b</code>; a Bidirectional or "
+                 "branches counts as the kind it wraps), the verdicts on each backend:</p>",
+                 _table(["kind", *map(_e, report.backends)],
+                        [[f"<code>{_e(row.kinds)}</code>", *(_e(kind_cell(row, b)) for b in report.backends)] for row in report.kind_rows])]
     c = report.coverage
     if c.configurations:
         body.append(

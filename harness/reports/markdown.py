@@ -13,7 +13,7 @@ from typing import Any
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_agreement, format_case,
-    format_judged, format_names, format_number, format_ratio, format_seconds, format_tolerance,
+    format_judged, format_names, format_number, format_ratio, format_seconds, format_tolerance, kind_cell,
 )
 
 SHOWN_ROWS = 20  # rows of a long table shown before the rest is folded
@@ -266,6 +266,7 @@ def _summary(report: Report) -> list[str]:
             s.fault or "none", "yes" if s.classified else "**no**",
         ])
     lines = ["## Summary", ""] + _table(["backend", "device", "cases", *verdicts, "wall time", "fault injected", "classified"], rows)
+    lines += _kinds(report)
     c = report.coverage
     if c.configurations:
         lines += [
@@ -276,6 +277,15 @@ def _summary(report: Report) -> list[str]:
             "; ".join(f"{axis} ({count})" for axis, count in c.axes) + ".",
         ]
     return lines + _kernels(report)
+
+
+def _kinds(report: Report) -> list[str]:
+    """The layer kinds side by side: each kind's cases and verdicts on every backend."""
+    if len(report.kind_rows) < 2:
+        return []
+    rows = [[f"`{row.kinds}`", *(kind_cell(row, backend) for backend in report.backends)] for row in report.kind_rows]
+    return ["", "### By layer kind", "", "Cases per recurrent kind (mixed stacks as `a+b`; a Bidirectional or branches "
+            "counts as the kind it wraps), the verdicts on each backend:", ""] + _table(["kind", *report.backends], rows)
 
 
 def _kernels(report: Report) -> list[str]:

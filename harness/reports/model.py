@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from harness.case.schema import CaseError, parse_case
 from harness.reports.between_versions import BetweenVersions, load_between_versions, load_other_comparisons
 from harness.records.header import SCHEMAS
 from harness.records.store import RecordError, read_json_file, read_record
@@ -403,6 +404,18 @@ class BackendSummary:
 
 
 @dataclass(frozen=True)
+class KindRow:
+    """The verdicts of the cases whose recurrent layers are of these cell kinds ("gru", or "gru+lstm" for a mixed
+    stack; a Bidirectional or branches counts as the kind it wraps), per backend: verdict -> number of cases."""
+
+    kinds: str
+    counts: dict[str, dict[str, int]]  # backend -> verdict -> cases
+
+    def cases(self, backend: str) -> int:
+        return sum(self.counts.get(backend, {}).values())
+
+
+@dataclass(frozen=True)
 class Coverage:
     configurations: int
     model_runs: int
@@ -761,6 +774,7 @@ class Report:
     backends: tuple[str, ...]
     summaries: tuple[BackendSummary, ...]
     coverage: Coverage
+    kind_rows: tuple[KindRow, ...]  # the verdicts per layer kind, side by side per backend
     results: dict[str, dict[str, CaseResult]]  # backend -> case -> result
     failures: tuple[Failure, ...]  # verdict fail/error/timeout/invalid, by backend then ratio
     claims: tuple[Claim, ...]  # seen first, then by id
@@ -816,6 +830,37 @@ def _summaries(records: dict[str, dict[str, Any]], results: dict[str, dict[str, 
     return tuple(summaries)
 
 
+def case_kinds(definition: dict[str, Any]) -> str:
+    """The cell kinds of a case's recurrent layers, sorted and joined by "+" (the case stage's kind table says what
+    each layer wraps); "?" when the definition no longer parses."""
+    try:
+        case = parse_case(definition, "record")
+    except CaseError:
+        return "?"
+    names = {layer.kind.cell_kind(layer).name for layer in case.layers if layer.kind.recurrent}
+    return "+".join(sorted(names)) or "?"
+
+
+def kind_cell(row: KindRow, backend: str) -> str:
+    """One backend's verdicts of a kind's cases: "12: 10 pass, 2 known" (every verdict present, by count)."""
+    counts = row.counts.get(backend, {})
+    if not counts:
+        return "-"
+    parts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return f"{row.cases(backend)}: {parts}"
+
+
+def _kind_rows(backends: tuple[str, ...], results: dict[str, dict[str, CaseResult]]) -> tuple[KindRow, ...]:
+    """Per kind (single kinds first, then mixed stacks), each backend's verdict counts."""
+    counts: dict[str, dict[str, dict[str, int]]] = {}
+    for backend in backends:
+        for result in results[backend].values():
+            per_backend = counts.setdefault(case_kinds(result.definition), {}).setdefault(backend, {})
+            per_backend[result.verdict] = per_backend.get(result.verdict, 0) + 1
+    order = sorted(counts, key=lambda kinds: ("+" in kinds, kinds))
+    return tuple(KindRow(kinds, counts[kinds]) for kinds in order)
+
+
 def _flatten(prefix: str, value: Any) -> list[tuple[str, str]]:
     if isinstance(value, dict):
         return [pair for key, inner in value.items() for pair in _flatten(f"{prefix}.{key}" if prefix else str(key), inner)]
@@ -835,7 +880,8 @@ def _axis_values(config: dict[str, Any]) -> list[tuple[str, str]]:
                 kind = str(spec.get("type", "layer"))
                 for option, option_value in spec.items():
                     if option == "layer" and isinstance(option_value, dict):
-                        pairs += [(f"branches.lstm.{k}", repr(v)) for k, v in option_value.items() if k != "type"]
+                        inner = str(option_value.get("type", "layer"))
+                        pairs += [(f"{kind}.{inner}.{k}", repr(v)) for k, v in option_value.items() if k != "type"]
                     elif option not in ("type", "units"):
                         pairs += _flatten(f"{kind}.{option}", option_value)
                 pairs.append(("layer", kind))
@@ -1372,6 +1418,7 @@ def build_report(folder: Path) -> Report:
         backends=backends,
         summaries=_summaries(records, results, {b: verdict_files[b] is not None for b in backends}),
         coverage=_coverage(results),
+        kind_rows=_kind_rows(backends, results),
         results=results,
         failures=_failures(results, cross),
         claims=claims,
