@@ -404,9 +404,10 @@ def _kernels(report: Report) -> list[str]:
         return []
     body = [
         "<h3>Kernel paths</h3>",
-        "<p>Observed while each build ran: <code>fused</code> (cuDNN kernel), <code>generic</code> (Keras's loop, "
+        "<p>Observed while each build ran: <code>fused</code> (the layer's fused entry point computed it: a cuDNN kernel, or "
+        "JAX's own GRU scan, which runs on CPU), <code>generic</code> (Keras's loop, "
         "<code>backend.rnn</code>), <code>fallback_loop</code> (the backend's own non-cuDNN loop inside its fused entry point: "
-        "PyTorch's <code>_fallback_lstm</code>); <code>fused_declined-&gt;</code> the fused entry point refused before any kernel "
+        "PyTorch's <code>_fallback_lstm</code> and <code>_fallback_gru</code>); <code>fused_declined-&gt;</code> the fused entry point refused before any kernel "
         "ran, <code>fused_failed-&gt;</code> a cuDNN kernel ran and failed, then the next path. Builds (case x API) per path:</p>",
     ]
     rows = [

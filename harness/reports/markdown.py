@@ -294,8 +294,9 @@ def _kernels(report: Report) -> list[str]:
         return []
     lines = [
         "", "### Kernel paths", "",
-        "Observed while each build ran: `fused` (cuDNN kernel), `generic` (Keras's loop, `backend.rnn`), `fallback_loop` "
-        "(the backend's own non-cuDNN loop inside its fused entry point: PyTorch's `_fallback_lstm`); `fused_declined->` "
+        "Observed while each build ran: `fused` (the layer's fused entry point computed it: a cuDNN kernel, or JAX's own GRU "
+        "scan, which runs on CPU), `generic` (Keras's loop, `backend.rnn`), `fallback_loop` "
+        "(the backend's own non-cuDNN loop inside its fused entry point: PyTorch's `_fallback_lstm` and `_fallback_gru`); `fused_declined->` "
         "the fused entry point refused before any kernel ran, `fused_failed->` a cuDNN kernel ran and failed, then the next "
         "path. Builds (case x API) per path:", "",
     ]

@@ -520,6 +520,11 @@ class Claim:
     def seen(self) -> bool:
         return any(self.explained.values())
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The layer kinds of the cases it explained, on any backend (``case_kinds``), sorted."""
+        return tuple(sorted({case_kinds(case.definition) for cases in self.explained.values() for case in cases}))
+
     def impact(self, backend: str) -> "ClaimImpact":
         cases = self.explained.get(backend, ())
         raises = sum(1 for c in cases if c.measured_status in UNMEASURED)
