@@ -173,8 +173,11 @@ def test_the_cell_attributes_are_restored_after_each_faulty_call(session_backend
 
     from harness.execute import faults
 
+    rng = np.random.default_rng(3)
     layer = keras.layers.GRU(4, reset_after=True, return_sequences=True)
-    x = np.random.default_rng(3).standard_normal((2, 3, 5)).astype("float32")
+    layer.build((2, 3, 5))
+    layer.set_weights([rng.normal(scale=0.5, size=(5, 12)), rng.normal(scale=0.5, size=(4, 12)), rng.normal(scale=0.5, size=(2, 12))])
+    x = rng.standard_normal((2, 3, 5)).astype("float32")
     mask = np.array([[True, True, True], [True, True, False]])
     clean = keras.ops.convert_to_numpy(layer(x, mask=mask))
     with faults.injected("gru_reset_gate_other_side") as injection:
