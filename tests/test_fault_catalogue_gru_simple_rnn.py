@@ -20,6 +20,7 @@ import subprocess
 import sys
 from typing import Any
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, SESSION_BACKEND
@@ -189,7 +190,7 @@ def test_the_cell_attributes_are_restored_after_each_faulty_call(session_backend
 
 
 @pytest.mark.backend
-def test_candidate_recurrent_bias_fault_refuses_a_gru_without_that_bias(session_backend):
+def test_a_fault_refuses_a_cell_without_what_it_drops(session_backend):
     import keras
     import numpy as np
 
@@ -201,6 +202,11 @@ def test_candidate_recurrent_bias_fault_refuses_a_gru_without_that_bias(session_
         with faults.injected("gru_candidate_recurrent_bias_dropped") as injection:
             layer(x)
     assert injection.errors and "FaultNotApplicable" in injection.errors[0]
+    layer = keras.layers.SimpleRNN(4, use_bias=False)
+    with pytest.raises(faults.FaultNotApplicable, match="no bias to drop"):
+        with faults.injected("simple_rnn_bias_dropped") as injection:
+            layer(x)
+    assert injection.calls["SimpleRNNCell.call"] > 0 and "FaultNotApplicable" in injection.errors[0]
 
 
 @pytest.mark.backend
@@ -236,3 +242,116 @@ def test_gru_faults_on_the_unmasked_reset_after_gru_are_detected_only_where_gru_
             assert run["patch_calls"] == {"GRUCell.call": 0} and run["status"] == "pass"
             assert run["reason"] == "the patched function (GRUCell.call) was never called during the case", run["reason"]
     assert report["exit_code"] == (0 if GRU_CELL_RUNS_UNMASKED[session_backend] else 2), report["summary"]
+
+
+# --- each fault computes the bug it names ----------------------------------------------------------------------------
+# The faulted Keras layer equals the float64 reference (reference.gru, reference.simple_rnn) run on the weights that
+# express the bug, and differs from the reference on the true weights. The GRUs take the generic loop on every backend
+# (a mask, or reset_after=False).
+BUG_BATCH, BUG_TIME, BUG_FEATURES, BUG_UNITS = 2, 5, 4, 3
+BUG_MAGNITUDE = 0.3  # the offsets, large enough to tell the bug from the correct layer at a float32 tolerance
+GRU_CONFIGURATIONS = {
+    "reset_after_masked_implementation1": {"reset_after": True, "implementation": 1, "use_bias": True},
+    "reset_after_masked_implementation2": {"reset_after": True, "implementation": 2, "use_bias": True},
+    "reset_before_implementation2": {"reset_after": False, "implementation": 2, "use_bias": True},
+    "reset_before_implementation1_no_bias": {"reset_after": False, "implementation": 1, "use_bias": False},
+}
+
+
+def _swapped_update_reset(array, units):
+    update, reset, candidate = (array[..., n * units:(n + 1) * units] for n in range(3))
+    return np.concatenate([reset, update, candidate], axis=-1)
+
+
+def _gru_bug_weights(name, kernel, recurrent, bias, reset_after, units):
+    """(kernel, recurrent kernel, bias, reset_after) of the correct-layer reference that computes fault ``name``'s bug."""
+    if name == "gru_update_reset_gates_swapped":
+        return (_swapped_update_reset(kernel, units), _swapped_update_reset(recurrent, units),
+                None if bias is None else _swapped_update_reset(bias, units), reset_after)
+    if name == "gru_reset_gate_other_side":
+        if bias is None:
+            return kernel, recurrent, None, not reset_after
+        return kernel, recurrent, (bias[0] + bias[1] if reset_after else np.stack([bias, np.zeros_like(bias)])), not reset_after
+    if name == "gru_candidate_recurrent_bias_dropped":
+        dropped = bias.copy()
+        dropped[1, 2 * units:] = 0.0
+        return kernel, recurrent, dropped, reset_after
+    if name == "gru_update_gate_bias_offset":
+        shift = np.zeros(3 * units)
+        shift[:units] = BUG_MAGNITUDE
+        if reset_after:
+            shift = np.stack([shift, np.zeros(3 * units)])
+        return kernel, recurrent, shift if bias is None else bias + shift, reset_after
+    raise AssertionError(name)
+
+
+def _bug_inputs(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((BUG_BATCH, BUG_TIME, BUG_FEATURES)).astype("float32")
+    mask = np.array([[True] * BUG_TIME, [True] * (BUG_TIME - 2) + [False] * 2])
+    return rng, x, mask
+
+
+# Every GRU fault in every configuration, but the candidate's recurrent bias only where it exists (with reset_after=True
+# and a bias; elsewhere the patch refuses: test_a_fault_refuses_a_cell_without_what_it_drops).
+GRU_BUG_RUNS = [(name, configuration) for name in GRU_FAULTS for configuration, options in GRU_CONFIGURATIONS.items()
+                if name != "gru_candidate_recurrent_bias_dropped" or (options["reset_after"] and options["use_bias"])]
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("name, configuration", GRU_BUG_RUNS)
+def test_each_gru_fault_computes_the_bug_it_names(session_backend, name, configuration):
+    import keras
+
+    from harness.execute import faults
+    from reference.gru import gru as reference_gru
+
+    options = GRU_CONFIGURATIONS[configuration]
+    reset_after, units = options["reset_after"], BUG_UNITS
+    rng, x, mask = _bug_inputs(21)
+    kernel = rng.normal(scale=0.6, size=(BUG_FEATURES, 3 * units))
+    recurrent = rng.normal(scale=0.6, size=(units, 3 * units))
+    bias = rng.normal(scale=0.4, size=(2, 3 * units) if reset_after else (3 * units,)) if options["use_bias"] else None
+    layer = keras.layers.GRU(units, return_sequences=True, **options)
+    layer.build((BUG_BATCH, BUG_TIME, BUG_FEATURES))
+    layer.set_weights([kernel, recurrent] + ([] if bias is None else [bias]))
+    layer_mask = mask if reset_after else None  # reset_after=False takes the generic loop unmasked too
+    with faults.injected(name, BUG_MAGNITUDE) as injection:
+        faulty = keras.ops.convert_to_numpy(layer(x, mask=layer_mask))
+    assert injection.calls["GRUCell.call"] > 0 and not injection.errors, (injection.calls, injection.errors)
+    bug_kernel, bug_recurrent, bug_bias, bug_reset_after = _gru_bug_weights(name, kernel, recurrent, bias, reset_after, units)
+    expected_bug = reference_gru(x, bug_kernel, bug_recurrent, bug_bias, reset_after=bug_reset_after, mask=layer_mask,
+                                 return_sequences=True)
+    np.testing.assert_allclose(faulty, expected_bug, rtol=1e-5, atol=1e-5)
+    correct = reference_gru(x, kernel, recurrent, bias, reset_after=reset_after, mask=layer_mask, return_sequences=True)
+    assert np.max(np.abs(faulty - correct)) > 1e-2  # the bug is not the GRU
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("name, use_bias", [(name, use_bias) for name in SIMPLE_RNN_FAULTS for use_bias in (True, False)
+                                            if name != "simple_rnn_bias_dropped" or use_bias])
+def test_each_simple_rnn_fault_computes_the_bug_it_names(session_backend, name, use_bias):
+    import keras
+
+    from harness.execute import faults
+    from reference.simple_rnn import simple_rnn as reference_simple_rnn
+
+    rng, x, mask = _bug_inputs(22)
+    kernel = rng.normal(scale=0.6, size=(BUG_FEATURES, BUG_UNITS))
+    recurrent = rng.normal(scale=0.6, size=(BUG_UNITS, BUG_UNITS))
+    bias = rng.normal(scale=0.4, size=(BUG_UNITS,)) if use_bias else None
+    layer = keras.layers.SimpleRNN(BUG_UNITS, return_sequences=True, use_bias=use_bias)
+    layer.build((BUG_BATCH, BUG_TIME, BUG_FEATURES))
+    layer.set_weights([kernel, recurrent] + ([] if bias is None else [bias]))
+    with faults.injected(name, BUG_MAGNITUDE) as injection:
+        faulty = keras.ops.convert_to_numpy(layer(x, mask=mask))
+    assert injection.calls["SimpleRNNCell.call"] > 0 and not injection.errors, (injection.calls, injection.errors)
+    bug = {
+        "simple_rnn_recurrent_kernel_transposed": (recurrent.T, bias),
+        "simple_rnn_bias_dropped": (recurrent, None),
+        "simple_rnn_bias_offset": (recurrent, (np.zeros(BUG_UNITS) if bias is None else bias) + BUG_MAGNITUDE),
+    }[name]
+    expected_bug = reference_simple_rnn(x, kernel, bug[0], bug[1], mask=mask, return_sequences=True)
+    np.testing.assert_allclose(faulty, expected_bug, rtol=1e-5, atol=1e-5)
+    correct = reference_simple_rnn(x, kernel, recurrent, bias, mask=mask, return_sequences=True)
+    assert np.max(np.abs(faulty - correct)) > 1e-2  # the bug is not the SimpleRNN
