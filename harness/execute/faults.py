@@ -323,6 +323,8 @@ FAULTS: dict[str, Fault] = {
         "GRU: the reset gate is applied on the other side of the recurrent matmul than reset_after says (same weights)",
         ("gru_layer_resetafterfalse",), cell_class="GRUCell", cell_attributes=_reset_gate_other_side,
     ),
+    # gru_layer_implementation1 is unmasked with reset_after=True: only TensorFlow runs it through GRUCell on CPU; JAX
+    # and PyTorch run their backend's own GRU loop, where the study reports this patch as never called (measured).
     "gru_candidate_recurrent_bias_dropped": Fault(
         "GRU (reset_after=True): the candidate's recurrent bias (bias row 1, last block) is dropped",
         ("gru_layer_implementation1",), cell_class="GRUCell", cell_attributes=_candidate_recurrent_bias_dropped,
