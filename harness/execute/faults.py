@@ -3,6 +3,10 @@
 Each fault patches Keras (never the reference) while a run lasts, on every code path an LSTM takes on
 CPU: ``LSTMCell`` (TensorFlow, JAX, and PyTorch with a mask), PyTorch's fused ``_fallback_lstm``
 (PyTorch without a mask), and the ``LSTM`` layer itself for faults about sequences, masks and state.
+The GRU and SimpleRNN faults patch ``call`` of the Keras cell class they name (``Fault.cell_class``:
+``GRUCell``, ``SimpleRNNCell``), which computes a step inside Keras's generic loop only: an unmasked
+GRU with reset_after=True runs, on JAX and PyTorch, the backend's own GRU loop (``backend.gru``)
+instead, which no cell fault reaches (its call counter stays at zero: the fault is not applicable there).
 Each fault names the built-in cases that exercise it. A record made with a fault says so in its
 ``fault`` field, so it cannot be mistaken for a real measurement.
 
@@ -42,6 +46,11 @@ class Fault:
     doubles_cell_bias: bool = False  # LSTMCell reads its bias twice (the fused PyTorch loop: see ``weights``)
     # (activation, keras, the cell state the step starts from) -> replacement: an activation that needs the carried state
     stateful_activation: Callable[[Callable, Any, Any], Callable] | None = None
+    # A fault of another cell kind: the Keras cell class whose ``call`` it patches (a name in keras.layers: "GRUCell"),
+    # and (cell, keras, magnitude) -> the cell attributes the faulty step computes with instead of the cell's own
+    # (kernel, recurrent_kernel, bias, reset_after, ...), set for the duration of one call.
+    cell_class: str | None = None
+    cell_attributes: Callable[[Any, Any, float], dict[str, Any]] | None = None
 
 
 def _blocks(array: Any, units: int) -> list:
@@ -169,6 +178,93 @@ def _zero_output_ignored(original, self, sequences, initial_state, mask, trainin
         self.zero_output_for_mask = saved
 
 
+# --- GRU and SimpleRNN: the attributes a faulty step computes with ---------------------------------------------
+# Each takes the cell (a GRUCell: kernel (features, 3 units), recurrent_kernel (units, 3 units), bias (3 units,) or,
+# with reset_after=True, (2, 3 units): row 0 the input bias, row 1 the recurrent bias; blocks z, r, h; a
+# SimpleRNNCell: kernel (features, units), recurrent_kernel (units, units), bias (units,)), Keras and the magnitude.
+
+
+def _tensor(keras: Any, variable: Any) -> Any:
+    """A variable's value as a tensor (inside a stateless or traced call: the value that call sees). keras.ops.copy,
+    not convert_to_tensor: on TensorFlow that returns the variable itself, which keras.ops.stack cannot take."""
+    return keras.ops.copy(variable)
+
+
+def _gru_blocks(array: Any, units: int) -> list:
+    return [array[..., n * units : (n + 1) * units] for n in range(3)]
+
+
+def _swap_update_reset(cell: Any, keras: Any, magnitude: float) -> dict[str, Any]:
+    """The z and r blocks exchanged in the kernel, the recurrent kernel and the bias (both rows with reset_after)."""
+
+    def swap(array: Any) -> Any:
+        update, reset, candidate = _gru_blocks(_tensor(keras, array), cell.units)
+        return keras.ops.concatenate([reset, update, candidate], axis=-1)
+
+    changed = {"kernel": swap(cell.kernel), "recurrent_kernel": swap(cell.recurrent_kernel)}
+    if cell.use_bias:
+        changed["bias"] = swap(cell.bias)
+    return changed
+
+
+def _reset_gate_other_side(cell: Any, keras: Any, magnitude: float) -> dict[str, Any]:
+    """reset_after flipped with the same weights. reset_after=True -> the reset gate multiplies h before the recurrent
+    matmul, and the recurrent bias row is added to the input bias row (as the reset_after=False form reads one bias);
+    reset_after=False -> r multiplies h @ recurrent_kernel, with a zero recurrent bias row."""
+    changed: dict[str, Any] = {"reset_after": not cell.reset_after}
+    if cell.use_bias:
+        bias = _tensor(keras, cell.bias)
+        changed["bias"] = bias[0] + bias[1] if cell.reset_after else keras.ops.stack([bias, keras.ops.zeros_like(bias)])
+    return changed
+
+
+def _candidate_recurrent_bias_dropped(cell: Any, keras: Any, magnitude: float) -> dict[str, Any]:
+    """With reset_after=True, bias row 1's last block (the candidate's recurrent bias, inside r * (h @ R_h + b_rh))
+    set to zero. A GRU without that bias (reset_after=False, or no bias) has nothing to drop: the patch raises."""
+    if not (cell.reset_after and cell.use_bias):
+        raise FaultNotApplicable("the candidate's recurrent bias exists only in a GRU with reset_after=True and a bias")
+    bias = _tensor(keras, cell.bias)
+    input_bias, recurrent_bias = bias[0], bias[1]
+    kept = recurrent_bias[: 2 * cell.units]
+    recurrent_bias = keras.ops.concatenate([kept, keras.ops.zeros_like(recurrent_bias[2 * cell.units :])])
+    return {"bias": keras.ops.stack([input_bias, recurrent_bias])}
+
+
+def _gru_gate_offset(block: int) -> Callable[[Any, Any, float], dict[str, Any]]:
+    """Gate ``block`` (0: z, 1: r, 2: h)'s pre-activation shifted by the magnitude, through the input bias (row 0
+    with reset_after); a GRU without a bias gets one that holds only the shift."""
+
+    def offset(cell: Any, keras: Any, magnitude: float) -> dict[str, Any]:
+        kernel = _tensor(keras, cell.kernel)
+        zeros = keras.ops.zeros_like(kernel[0, : cell.units])  # built from the kernel: same dtype and device
+        parts = [zeros, zeros, zeros]
+        parts[block] = zeros + magnitude
+        shift = keras.ops.concatenate(parts)
+        if cell.reset_after:
+            shift = keras.ops.stack([shift, keras.ops.zeros_like(shift)])
+        if not cell.use_bias:
+            return {"use_bias": True, "bias": shift}
+        return {"bias": _tensor(keras, cell.bias) + shift}
+
+    return offset
+
+
+def _recurrent_kernel_transposed(cell: Any, keras: Any, magnitude: float) -> dict[str, Any]:
+    return {"recurrent_kernel": keras.ops.transpose(_tensor(keras, cell.recurrent_kernel))}
+
+
+def _bias_dropped(cell: Any, keras: Any, magnitude: float) -> dict[str, Any]:
+    if cell.bias is None:
+        raise FaultNotApplicable("the cell has no bias to drop")
+    return {"bias": None}
+
+
+def _simple_rnn_offset(cell: Any, keras: Any, magnitude: float) -> dict[str, Any]:
+    """The pre-activation shifted by the magnitude through the bias (a bias that holds only the shift without one)."""
+    zeros = keras.ops.zeros_like(_tensor(keras, cell.kernel)[0])
+    return {"bias": zeros + magnitude if cell.bias is None else _tensor(keras, cell.bias) + magnitude}
+
+
 GATE_CASES = ("lstm_sequences", "lstm_right_padded_mask")
 FAULTS: dict[str, Fault] = {
     "swap_input_forget_gates": Fault(
@@ -218,6 +314,35 @@ FAULTS: dict[str, Fault] = {
     "zero_output_for_mask_ignored": Fault(
         "zero_output_for_mask=True is ignored: masked steps repeat the previous output",
         ("zero_output_rightpadded_seqon_unrolloff_backoff",), layer_call=_zero_output_ignored,
+    ),
+    "gru_update_reset_gates_swapped": Fault(
+        "GRU: the update (z) and reset (r) gate blocks of kernel, recurrent_kernel and bias are read in swapped order",
+        ("gru_layer_resetafterfalse",), cell_class="GRUCell", cell_attributes=_swap_update_reset,
+    ),
+    "gru_reset_gate_other_side": Fault(
+        "GRU: the reset gate is applied on the other side of the recurrent matmul than reset_after says (same weights)",
+        ("gru_layer_resetafterfalse",), cell_class="GRUCell", cell_attributes=_reset_gate_other_side,
+    ),
+    # gru_layer_implementation1 is unmasked with reset_after=True: only TensorFlow runs it through GRUCell on CPU; JAX
+    # and PyTorch run their backend's own GRU loop, where the study reports this patch as never called (measured).
+    "gru_candidate_recurrent_bias_dropped": Fault(
+        "GRU (reset_after=True): the candidate's recurrent bias (bias row 1, last block) is dropped",
+        ("gru_layer_implementation1",), cell_class="GRUCell", cell_attributes=_candidate_recurrent_bias_dropped,
+    ),
+    "gru_update_gate_bias_offset": Fault(
+        "GRU: the update gate's pre-activation is off by a small constant", ("gru_layer_resetafterfalse",),
+        cell_class="GRUCell", cell_attributes=_gru_gate_offset(0),
+    ),
+    "simple_rnn_recurrent_kernel_transposed": Fault(
+        "SimpleRNN: the recurrent kernel is used transposed (h @ U.T)", ("simple_rnn_layer",),
+        cell_class="SimpleRNNCell", cell_attributes=_recurrent_kernel_transposed,
+    ),
+    "simple_rnn_bias_dropped": Fault(
+        "SimpleRNN: the bias is not added", ("simple_rnn_layer",), cell_class="SimpleRNNCell", cell_attributes=_bias_dropped,
+    ),
+    "simple_rnn_bias_offset": Fault(
+        "SimpleRNN: the pre-activation is off by a small constant", ("simple_rnn_layer",),
+        cell_class="SimpleRNNCell", cell_attributes=_simple_rnn_offset,
     ),
 }
 
@@ -385,6 +510,32 @@ def _torch_fallback_patch(fault: Fault, magnitude: float, keras: Any) -> list[_P
     return [_Patch(torch_rnn, "_fallback_lstm", "torch rnn._fallback_lstm", faulty, FALLBACK_LOOP)]
 
 
+def _other_cell_patch(fault: Fault, magnitude: float, keras: Any) -> list[_Patch]:
+    """``call`` of the cell class the fault names (``Fault.cell_class``), run with the attributes its
+    ``cell_attributes`` gives in place of the cell's own, restored after the call. The cell computes a step only
+    inside Keras's generic loop."""
+    if fault.cell_class is None or fault.cell_attributes is None:
+        return []
+    layers = _import("keras.layers")
+    cell = _lookup(layers, fault.cell_class, f"keras.layers.{fault.cell_class}")
+    label = f"{fault.cell_class}.call"
+    original_call = _lookup(cell, "call", label)
+
+    def faulty_call(self, inputs, states, training=False):
+        changed = fault.cell_attributes(self, keras, magnitude)
+        saved = {name: getattr(self, name) for name in changed}
+        # object.__setattr__: Keras's Layer.__setattr__ would track a substituted tensor as a new weight.
+        for name, value in changed.items():
+            object.__setattr__(self, name, value)
+        try:
+            return original_call(self, inputs, states, training=training)
+        finally:
+            for name, value in saved.items():
+                object.__setattr__(self, name, value)
+
+    return [_Patch(cell, "call", label, faulty_call, GENERIC_LOOP)]
+
+
 def _layer_patch(fault: Fault) -> list[_Patch]:
     if fault.layer_call is None:
         return []
@@ -405,9 +556,12 @@ def patches_of(name: str, magnitude: float = DEFAULT_MAGNITUDE) -> list[_Patch]:
     import keras
 
     fault = FAULTS[name]
-    patches = _layer_patch(fault) if fault.layer_call is not None else (
-        _cell_patches(fault, magnitude, keras) + _torch_fallback_patch(fault, magnitude, keras)
-    )
+    if fault.layer_call is not None:
+        patches = _layer_patch(fault)
+    elif fault.cell_class is not None:
+        patches = _other_cell_patch(fault, magnitude, keras)
+    else:
+        patches = _cell_patches(fault, magnitude, keras) + _torch_fallback_patch(fault, magnitude, keras)
     if not patches:
         raise FaultNotApplicable(f"fault {name!r} patches nothing on the {keras.backend.backend()} backend")
     return patches
