@@ -33,7 +33,8 @@ def test_weights_are_seeded_random_and_not_symmetric():
                         assert distinct > array.size // 2
         kernel = data.layer_weights[0][0][0]
         units = case.layers[0].units
-        gate_blocks = [kernel[:, g * units : (g + 1) * units] for g in range(4)]
+        gates = kernel.shape[1] // units  # 4 for an LSTM, 3 for a GRU, 1 for a SimpleRNN
+        gate_blocks = [kernel[:, g * units : (g + 1) * units] for g in range(gates)]
         assert all((gate_blocks[0] != block).any() for block in gate_blocks[1:])
 
 

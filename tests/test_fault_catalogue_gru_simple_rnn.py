@@ -44,15 +44,15 @@ CASES = GENERIC_GRU_CASES + [UNMASKED_GRU_CASE, SIMPLE_RNN_CASE]
 GRU_FAULTS = ("gru_update_reset_gates_swapped", "gru_reset_gate_other_side", "gru_candidate_recurrent_bias_dropped",
               "gru_update_gate_bias_offset")
 SIMPLE_RNN_FAULTS = ("simple_rnn_recurrent_kernel_transposed", "simple_rnn_bias_dropped", "simple_rnn_bias_offset")
-# The built-in cases the catalogue names (they exist once the GRU and SimpleRNN cases are merged into cases.toml).
+# The built-in cases the catalogue names .
 BUILTIN_CASES = {
     "gru_update_reset_gates_swapped": ("gru_layer_resetafterfalse",),
     "gru_reset_gate_other_side": ("gru_layer_resetafterfalse",),
-    "gru_candidate_recurrent_bias_dropped": ("gru_layer_implementation1",),
+    "gru_candidate_recurrent_bias_dropped": ("gru_mask_rightpadded_backoff_unrolloff",),
     "gru_update_gate_bias_offset": ("gru_layer_resetafterfalse",),
-    "simple_rnn_recurrent_kernel_transposed": ("simple_rnn_layer",),
-    "simple_rnn_bias_dropped": ("simple_rnn_layer",),
-    "simple_rnn_bias_offset": ("simple_rnn_layer",),
+    "simple_rnn_recurrent_kernel_transposed": ("simplernn_layer",),
+    "simple_rnn_bias_dropped": ("simplernn_layer",),
+    "simple_rnn_bias_offset": ("simplernn_layer",),
 }
 # The test cases each fault is run on here: every GRU fault on the generic-loop GRUs whose configuration has what it
 # changes (the candidate's recurrent bias exists only with reset_after=True), and on the unmasked reset_after=True GRU.

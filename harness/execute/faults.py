@@ -323,25 +323,25 @@ FAULTS: dict[str, Fault] = {
         "GRU: the reset gate is applied on the other side of the recurrent matmul than reset_after says (same weights)",
         ("gru_layer_resetafterfalse",), cell_class="GRUCell", cell_attributes=_reset_gate_other_side,
     ),
-    # gru_layer_implementation1 is unmasked with reset_after=True: only TensorFlow runs it through GRUCell on CPU; JAX
-    # and PyTorch run their backend's own GRU loop, where the study reports this patch as never called (measured).
+    # A masked reset_after=True GRU: the one form with a candidate recurrent bias that every backend runs through GRUCell
+    # on CPU (unmasked, JAX and PyTorch run their own GRU loop, where the study reports this patch as never called).
     "gru_candidate_recurrent_bias_dropped": Fault(
         "GRU (reset_after=True): the candidate's recurrent bias (bias row 1, last block) is dropped",
-        ("gru_layer_implementation1",), cell_class="GRUCell", cell_attributes=_candidate_recurrent_bias_dropped,
+        ("gru_mask_rightpadded_backoff_unrolloff",), cell_class="GRUCell", cell_attributes=_candidate_recurrent_bias_dropped,
     ),
     "gru_update_gate_bias_offset": Fault(
         "GRU: the update gate's pre-activation is off by a small constant", ("gru_layer_resetafterfalse",),
         cell_class="GRUCell", cell_attributes=_gru_gate_offset(0),
     ),
     "simple_rnn_recurrent_kernel_transposed": Fault(
-        "SimpleRNN: the recurrent kernel is used transposed (h @ U.T)", ("simple_rnn_layer",),
+        "SimpleRNN: the recurrent kernel is used transposed (h @ U.T)", ("simplernn_layer",),
         cell_class="SimpleRNNCell", cell_attributes=_recurrent_kernel_transposed,
     ),
     "simple_rnn_bias_dropped": Fault(
-        "SimpleRNN: the bias is not added", ("simple_rnn_layer",), cell_class="SimpleRNNCell", cell_attributes=_bias_dropped,
+        "SimpleRNN: the bias is not added", ("simplernn_layer",), cell_class="SimpleRNNCell", cell_attributes=_bias_dropped,
     ),
     "simple_rnn_bias_offset": Fault(
-        "SimpleRNN: the pre-activation is off by a small constant", ("simple_rnn_layer",),
+        "SimpleRNN: the pre-activation is off by a small constant", ("simplernn_layer",),
         cell_class="SimpleRNNCell", cell_attributes=_simple_rnn_offset,
     ),
 }
