@@ -331,3 +331,15 @@ def test_wrapped_kinds_through_the_gradient_study(session_backend, tmp_path):
     assert {"grad/input/state_0", "grad/input/state_1", "grad/bidirectional_0/backward_recurrent_kernel"} \
         <= set(report["wrap_bidi_gru_state"]["keys"])
     assert {"grad/branches_0/a_kernel", "grad/branches_0/b_bias"} <= set(report["wrap_branches_gru_separate"]["keys"])
+
+
+def test_a_training_mode_case_refuses_a_wrapped_gru_in_one_line():
+    """The training-mode study has dropout references for the LSTM's masks only: a Bidirectional(GRU) is refused
+    with the kinds it takes (before, the message itself raised AttributeError: its KINDS was the study's own tuple)."""
+    from harness.studies.training_mode import check_case
+
+    entry = {"name": "dropout_bidi_gru", "dtype": "float32", "batch": 3, "time": 5, "features": 4,
+             "layers": [{"type": "bidirectional", "layer": "gru", "units": 2, "return_sequences": True, "dropout": 0.25}]}
+    with pytest.raises(CaseError) as raised:
+        check_case(parse_case(entry, "test"), "test")
+    assert str(raised.value) == "test: case 'dropout_bidi_gru': expected one lstm or bidirectional of lstm layer"
