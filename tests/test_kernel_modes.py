@@ -118,12 +118,12 @@ def test_every_builtin_case_that_could_take_the_fused_path_has_its_fused_variant
     "old, new, expected",
     [
         ('layer_form = "rnn_cell"', 'layer_form = "cell"', "field 'layer_form' is 'cell'; accepted: layer, rnn_cell, stacked_cells"),
-        ('name = "unrolled"', 'name = "unrolled"\nkernel = "fused_on_cpu"', "case 'unrolled': field 'kernel' is 'fused_on_cpu', but no LSTM"),
+        ('name = "unrolled"', 'name = "unrolled"\nkernel = "fused_on_cpu"', "case 'unrolled': field 'kernel' is 'fused_on_cpu', but no recurrent layer of the case can take the fused path (only lstm has one here"),
         ('name = "cell_holes"', 'name = "cell_holes"\nkernel = "generic"', "field 'kernel' is 'generic', but layer_form 'rnn_cell' always runs"),
         ('units = 5, return_sequences = true, go_backwards = true }', 'units = 5, use_cudnn = false }',
-         "field 'layer_form' is 'rnn_cell', whose LSTMCell has no use_cudnn option"),
+         "field 'layer_form' is 'rnn_cell', whose recurrent cells have no use_cudnn option"),
         ('{ type = "lstm", units = 5 }, { type = "dense"', '{ type = "lstm", units = 5, go_backwards = true }, { type = "dense"',
-         "field 'layer_form' is 'stacked_cells': the stacked LSTMs must share"),
+         "field 'layer_form' is 'stacked_cells': the stacked recurrent layers must share"),
         ('where = "fused_path_possible"', 'where = "sometimes"', "variant '{name}_fused_cpu': field 'where' is 'sometimes'; accepted: always"),
     ],
 )

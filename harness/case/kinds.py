@@ -3,8 +3,9 @@
 An entry says which options a layer table of that kind accepts (with Keras's defaults and a check), the
 weight arrays it owns as a function of (input width, units, options), the names of its states, and how it
 is put together: a *cell* kind (lstm, gru, simple_rnn) is one recurrent layer; a *wrapper* (bidirectional,
-branches) runs copies of a cell kind (the one it wraps: an LSTM today, Bidirectional(GRU) would be one more
-entry naming "gru"); the others (dense, time_distributed_dense) are not recurrent.
+branches) runs copies of any cell kind, named in the case data (bidirectional: ``layer = "gru"``, default
+"lstm", its other options being that cell's; branches: ``layer = {type = "gru", ...}``); the others (dense,
+time_distributed_dense) are not recurrent.
 The truth stage (harness.truth.kinds) and the execute stage (harness.execute.kinds) key their own tables
 by the same names. Nothing in this module imports Keras.
 """
@@ -93,9 +94,12 @@ class LayerKind:
 
     role: "cell" (one recurrent layer: it carries states, can be stateful, can be written as RNN(cell)),
         "wrapper" (runs ``copies`` of the cell kind it wraps), or "feedforward" (acts on the last axis).
-    options: option -> (default, check); a default of None means the option is required.
-    wraps: the cell kinds a wrapper may wrap: the first is the one a flat table means (bidirectional's
-        options are its wrapped cell's); a ``nested`` wrapper (branches) names it in its ``layer`` table.
+    options: option -> (default, check); a default of None means the option is required. A flat wrapper's
+        (bidirectional's) are those it takes around its default cell; ``accepted_options`` gives them for the
+        cell a table names.
+    wraps: the cell kinds a wrapper may wrap: the first is the one a flat table means when its ``layer``
+        option is left out (bidirectional's other options are its wrapped cell's, ``wrapper_options`` of
+        that cell's table); a ``nested`` wrapper (branches) names its cell in its ``layer`` table.
     copies: the names of a wrapper's copies of its cell (bidirectional: forward, backward; branches: a, b).
     state_names: a cell's states in Keras's order (h and c for an LSTM); its state outputs bear these names.
     state_scales: the standard deviation of each seeded random initial state (h small, c larger).
@@ -116,6 +120,22 @@ class LayerKind:
     needs_time_axis: bool = False  # a feedforward layer that takes a sequence (TimeDistributed)
     copies_go_backwards: tuple[bool, ...] = ()  # whether each copy of a flat wrapper reads backwards
     options_from: tuple[tuple[str, str], ...] = ()  # (option, the option whose value a flat wrapper gives it)
+    # a flat wrapper's options around a cell kind's option table (bidirectional_options)
+    wrapper_options: Callable[[OptionTable], OptionTable] | None = None
+
+    @property
+    def names_its_cell(self) -> bool:
+        """Whether a table of this kind names the cell kind it wraps in a ``layer`` option of its own (a flat
+        wrapper: bidirectional, ``layer = "gru"``); a nested one holds a whole layer table there instead."""
+        return self.role == "wrapper" and not self.nested
+
+    def accepted_options(self, wrapped: str | None = None) -> OptionTable:
+        """The options a table of this kind accepts: for a flat wrapper, those around cell kind ``wrapped``
+        (its default when None), its own ``layer`` option first."""
+        if not self.names_its_cell:
+            return self.options
+        cell = kind_of(wrapped or self.wraps[0])
+        return {"layer": self.options["layer"], **self.wrapper_options(cell.options)}
 
     @property
     def recurrent(self) -> bool:
@@ -150,7 +170,7 @@ class LayerKind:
             return self
         if self.role != "wrapper":
             raise ValueError(f"a {self.name} layer has no recurrent cell")
-        return kind_of(spec.inner.type if self.nested else self.wraps[0])
+        return kind_of(spec.inner.type if self.nested else spec.wrapped or self.wraps[0])
 
     def cell_spec_options(self, spec: LayerSpec) -> dict[str, Any]:
         """The options of the recurrent layer Keras builds for this layer (a branch's inner layer)."""
@@ -259,14 +279,6 @@ def bidirectional_options(cell: OptionTable) -> OptionTable:
 
 LSTM = LayerKind("lstm", "cell", _RNN_OPTIONS, state_names=("h", "c"), state_scales=(0.5, 1.0),
                  cell_weights=recurrent_weights(4, lambda options, units: (4 * units,)), fused_path=_lstm_fused_path)
-BIDIRECTIONAL = LayerKind("bidirectional", "wrapper", bidirectional_options(_RNN_OPTIONS), wraps=("lstm",),
-                          copies=("forward", "backward"), copies_go_backwards=(False, True),
-                          # Keras's Bidirectional sets zero_output_for_mask = return_sequences on both copies
-                          # (documented in keras/src/layers/rnn/bidirectional.py).
-                          options_from=(("zero_output_for_mask", "return_sequences"),))
-BRANCHES = LayerKind("branches", "wrapper",
-                     {"shared": (None, is_bool), "layer": (None, lambda value: "" if isinstance(value, dict) else "expected an lstm table")},
-                     wraps=("lstm",), nested=True, copies=("a", "b"))
 # GRU: Keras's options (reset_after, default true, puts the recurrent bias apart: bias (2, 3 units)); no fused
 # path is declared (its cuDNN path is not observed by harness.execute.kernels yet, so no fused_on_cpu variant).
 _GRU_OPTIONS: OptionTable = {**_RNN_OPTIONS, "reset_after": (True, is_bool)}
@@ -277,6 +289,20 @@ GRU = LayerKind("gru", "cell", _GRU_OPTIONS, state_names=("h",), state_scales=(0
                 cell_weights=recurrent_weights(3, lambda options, units: (2, 3 * units) if options["reset_after"] else (3 * units,)))
 SIMPLE_RNN = LayerKind("simple_rnn", "cell", _SIMPLE_RNN_OPTIONS, state_names=("h",), state_scales=(0.5,),
                        cell_weights=recurrent_weights(1, lambda options, units: (units,)))
+# The cell kinds a wrapper may run copies of, its default (what a table without ``layer`` means) first.
+_WRAPPABLE = tuple(kind.name for kind in (LSTM, GRU, SIMPLE_RNN))
+BIDIRECTIONAL = LayerKind("bidirectional", "wrapper",
+                          {"layer": (_WRAPPABLE[0], one_of(*_WRAPPABLE)), **bidirectional_options(_RNN_OPTIONS)},
+                          wraps=_WRAPPABLE, copies=("forward", "backward"), copies_go_backwards=(False, True),
+                          # Keras's Bidirectional sets zero_output_for_mask = return_sequences on both copies
+                          # (documented in keras/src/layers/rnn/bidirectional.py).
+                          options_from=(("zero_output_for_mask", "return_sequences"),),
+                          wrapper_options=bidirectional_options)
+BRANCHES = LayerKind("branches", "wrapper",
+                     {"shared": (None, is_bool),
+                      "layer": (None, lambda value: "" if isinstance(value, dict) else
+                                "expected a recurrent layer table (" + ", ".join(_WRAPPABLE) + ")")},
+                     wraps=_WRAPPABLE, nested=True, copies=("a", "b"))
 DENSE = LayerKind("dense", "feedforward", _DENSE_OPTIONS, cell_weights=dense_weights)
 TIME_DISTRIBUTED_DENSE = LayerKind("time_distributed_dense", "feedforward", _DENSE_OPTIONS, cell_weights=dense_weights,
                                    needs_time_axis=True)

@@ -56,6 +56,8 @@ class CaseError(ValueError):
 # accepted, else the accepted values. Defaults are Keras's.
 LAYER_OPTIONS: dict[str, OptionTable] = {name: kind.options for name, kind in KINDS.items()}
 RECURRENT_TYPES = recurrent_kind_names()
+_CELL_NAMES = ", ".join(name for name, kind in KINDS.items() if kind.is_cell)  # "lstm, gru, simple_rnn"
+_FUSED_NAMES = " or ".join(name for name, kind in KINDS.items() if kind.fused_path is not None)  # "lstm"
 _NAME_PATTERN = re.compile(r"^[a-z0-9_]+$")
 
 
@@ -64,6 +66,9 @@ class LayerSpec:
     type: str
     options: dict[str, Any]
     inner: "LayerSpec | None" = None  # the layer a nested wrapper ('branches') applies on each branch
+    # the cell kind a flat wrapper ('bidirectional') runs copies of: its ``layer`` option (default "lstm"),
+    # kept apart from ``options`` (which are the wrapped layer's and merge_mode, passed on to Keras as they are)
+    wrapped: str | None = None
 
     @property
     def kind(self) -> LayerKind:
@@ -173,13 +178,21 @@ def _parse_layer(raw: Any, where: str) -> LayerSpec:
     layer_type = raw.get("type")
     if layer_type not in LAYER_OPTIONS:
         raise _fail(where, "type", f"is {layer_type!r}; accepted: {', '.join(LAYER_OPTIONS)}")
+    kind = kind_of(layer_type)
     allowed = LAYER_OPTIONS[layer_type]
+    if kind.names_its_cell:  # a Bidirectional: its options are those of the cell kind it names
+        wrapped = raw.get("layer", allowed["layer"][0])
+        problem = allowed["layer"][1](wrapped)
+        if problem:
+            raise _fail(where, "layer", f"is {wrapped!r}; {problem}")
+        allowed = kind.accepted_options(wrapped)
     options = {key: default for key, (default, _) in allowed.items()}
     for key, value in raw.items():
         if key == "type":
             continue
         if key not in allowed:
-            raise _fail(where, key, f"is not an option of a {layer_type} layer; accepted: {', '.join(allowed)}")
+            of = f"{layer_type} layer of {options['layer']}" if kind.names_its_cell else f"{layer_type} layer"
+            raise _fail(where, key, f"is not an option of a {of}; accepted: {', '.join(allowed)}")
         problem = allowed[key][1](value)
         if problem:
             raise _fail(where, key, f"is {value!r}; {problem}")
@@ -187,13 +200,14 @@ def _parse_layer(raw: Any, where: str) -> LayerSpec:
     for key, (default, _) in allowed.items():
         if default is None and key not in raw:
             raise _fail(where, key, f"is missing from the {layer_type} layer")
-    inner = None
-    kind = kind_of(layer_type)
+    inner = wrapped = None
     if kind.nested:
         inner = _parse_layer(options.pop("layer"), f"{where}, branch layer")
         if inner.type not in kind.wraps or inner.options["return_state"]:
-            raise _fail(where, "layer", f"must be an {' or '.join(kind.wraps)} without return_state")
-    return LayerSpec(type=layer_type, options=options, inner=inner)
+            raise _fail(where, "layer", f"must be a recurrent layer ({', '.join(kind.wraps)}) without return_state")
+    elif kind.names_its_cell:
+        wrapped = options.pop("layer")
+    return LayerSpec(type=layer_type, options=options, inner=inner, wrapped=wrapped)
 
 
 def _check_stack(layers: tuple[LayerSpec, ...], where: str) -> None:
@@ -289,7 +303,7 @@ def _case_problem(case: Case) -> tuple[str, str] | None:
         if case.initial_state != "none" or case.mask != "none":
             return "stateful_batches", "cannot be combined with initial_state or a mask"
         if any(not layer.kind.is_cell for layer in case.layers if layer.kind.recurrent):
-            return "stateful_batches", "is only supported for stacks of plain lstm layers"
+            return "stateful_batches", f"is only supported for stacks of plain recurrent layers ({_CELL_NAMES})"
         if case.layers[-1].output_names != ("output",):
             return "stateful_batches", "cannot be combined with return_state on the last layer"
     if case.predict_batch_size is not None and case.entry_point != "predict":
@@ -310,7 +324,7 @@ def _fused_candidates(case: Case) -> list[tuple[LayerKind, dict[str, Any]]]:
 
 
 def fused_path_possible(case: Case) -> bool:
-    """Whether some LSTM of the case is configured so that Keras would try its fused (cuDNN) path on a GPU:
+    """Whether some recurrent layer of the case (an LSTM: the kinds with a fused_path) is configured so that Keras would try its fused (cuDNN) path on a GPU:
     tanh and sigmoid, a bias, not unrolled, use_cudnn not False, no recurrent dropout. This only selects
     which cases get a fused_on_cpu variant; which path really ran is observed (harness.execute.kernels)."""
     if case.layer_form != "layer":
@@ -323,12 +337,12 @@ def _kernel_problem(case: Case) -> tuple[str, str] | None:
         return None
     if case.layer_form != "layer":
         return "kernel", (f"is {case.kernel!r}, but layer_form {case.layer_form!r} always runs the generic loop "
-                          "(an LSTMCell has no fused path); use kernel = \"as_shipped\"")
+                          "(a recurrent cell has no fused path); use kernel = \"as_shipped\"")
     if case.kernel == "fused_on_cpu" and not fused_path_possible(case):
-        return "kernel", ("is 'fused_on_cpu', but no LSTM of the case can take the fused path (it needs tanh, sigmoid, "
-                          "use_bias, unroll false, use_cudnn auto or true, no recurrent_dropout)")
+        return "kernel", (f"is 'fused_on_cpu', but no recurrent layer of the case can take the fused path (only {_FUSED_NAMES} has "
+                          "one here; it needs tanh, sigmoid, use_bias, unroll false, use_cudnn auto or true, no recurrent_dropout)")
     if case.kernel == "generic" and any(options.get("use_cudnn") is True for options in recurrent_options(case)):
-        return "kernel", "is 'generic', which builds every LSTM with use_cudnn=False; remove use_cudnn = true"
+        return "kernel", f"is 'generic', which builds every recurrent layer ({_CELL_NAMES}) with use_cudnn=False; remove use_cudnn = true"
     return None
 
 
@@ -336,17 +350,17 @@ def _layer_form_problem(case: Case) -> tuple[str, str] | None:
     if case.layer_form == "layer":
         return None
     if any(options.get("use_cudnn", "auto") != "auto" for options in recurrent_options(case)):
-        return "layer_form", f"is {case.layer_form!r}, whose LSTMCell has no use_cudnn option; leave use_cudnn at auto"
+        return "layer_form", f"is {case.layer_form!r}, whose recurrent cells have no use_cudnn option; leave use_cudnn at auto"
     if case.layer_form == "stacked_cells":
         recurrent = [layer for layer in case.layers if layer.kind.recurrent]
         if len(recurrent) < 2 or any(not layer.kind.is_cell for layer in recurrent) or \
                 any(not layer.kind.recurrent for layer in case.layers[:len(recurrent)]):
-            return "layer_form", "is 'stacked_cells', which needs the stack to start with two or more plain lstm layers"
+            return "layer_form", f"is 'stacked_cells', which needs the stack to start with two or more plain recurrent layers ({_CELL_NAMES})"
         wrapper = [{key: value for key, value in layer.options.items() if key not in CELL_OPTIONS + ("return_sequences", "use_cudnn")}
                    for layer in recurrent]
         if any(options != wrapper[0] for options in wrapper) or wrapper[0]["go_backwards"] or wrapper[0]["return_state"] \
                 or wrapper[0]["zero_output_for_mask"]:
-            return "layer_form", ("is 'stacked_cells': the stacked LSTMs must share unroll and the other RNN options, "
+            return "layer_form", ("is 'stacked_cells': the stacked recurrent layers must share unroll and the other RNN options, "
                                   "without go_backwards, return_state or zero_output_for_mask (one RNN wraps them all)")
         if case.stateful:
             return "layer_form", "is 'stacked_cells', which is not combined with stateful_batches here"

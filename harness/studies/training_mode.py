@@ -45,7 +45,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from harness.case.kinds import KINDS
+from harness.case.kinds import KINDS as LAYER_KINDS
 from harness.case.schema import Case, CaseError, LayerSpec, name_matches, parse_case
 from harness.case.tolerances import Tolerances, load_tolerances, tolerance_table_json
 from harness.case.weights import DEFAULT_SEED, CaseData, make_case_data
@@ -145,9 +145,17 @@ def _has_dropout_reference(layer: LayerSpec) -> bool:
 
 
 def _training_kinds() -> list[str]:
-    """The layer kinds a training-mode case may use (for the message)."""
-    return [name for name, kind in KINDS.items() if kind.recurrent and not kind.nested
-            and getattr(CELLS.get(kind.wraps[0] if kind.wraps else name), "with_dropout", None) is not None]
+    """The layer kinds a training-mode case may use (for the message): a flat wrapper names the cells it may wrap
+    ('bidirectional of lstm')."""
+    names = []
+    for name, kind in LAYER_KINDS.items():
+        if not kind.recurrent or kind.nested:
+            continue
+        cells = [cell for cell in (kind.wraps if kind.is_wrapper else (name,))
+                 if getattr(CELLS.get(cell), "with_dropout", None) is not None]
+        if cells:
+            names.append(f"{name} of {' or '.join(cells)}" if kind.is_wrapper else name)
+    return names
 
 
 def select(cases: list[Case], pattern: str | None) -> list[Case]:

@@ -1,7 +1,7 @@
 """The float64 reference of each layer kind, composed the way Keras composes its layers. No Keras here.
 
-A cell layer (an LSTM) runs its cell's reference (harness.truth.cells); a Bidirectional runs a forward copy
-and a go_backwards copy of its cell and flips the backward sequence back before merging; branches run their
+A cell layer (an LSTM, a GRU, a SimpleRNN) runs its cell's reference (harness.truth.cells); a Bidirectional runs a
+forward copy and a go_backwards copy of the cell kind it wraps and flips the backward sequence back before merging; branches run their
 cell (one instance, or two) on the same input and concatenate; Dense and TimeDistributed(Dense) act on the
 last axis. Every forward function takes (layer, x, weights, mask, initial_state, semantics) and returns the
 layer's outputs in Keras's order; every backward function takes the same and (grads, outputs) and returns
@@ -9,6 +9,8 @@ layer's outputs in Keras's order; every backward function takes the same and (gr
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -153,7 +155,7 @@ def cell_layer_backward(layer: LayerSpec, x: np.ndarray, weights: tuple, mask, i
 def _bidirectional_halves(layer: LayerSpec, x, weights, mask, initial_state,
                           semantics: Semantics = DOCUMENTED) -> tuple[np.ndarray, np.ndarray]:
     """The forward and (flipped back) backward sequences a Bidirectional merges, from the reference."""
-    plain = LayerSpec(layer.type, dict(layer.options, merge_mode="none", return_state=False), layer.inner)
+    plain = replace(layer, options=dict(layer.options, merge_mode="none", return_state=False))
     forward, backward = bidirectional_forward(plain, x, weights, mask, initial_state, semantics)[:2]
     return forward, backward
 
