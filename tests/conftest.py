@@ -32,3 +32,33 @@ def load_noxfile():
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+_GRADIENT_STUDY_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from harness.execute.backends import activate
+
+backend = activate(sys.argv[1])
+from harness.case.schema import parse_case
+from harness.studies.gradients import run_gradient_study
+
+cases = [parse_case(entry, "test") for entry in json.loads(sys.argv[2])]
+record = run_gradient_study(cases, [], backend, Path(sys.argv[3]))
+print(json.dumps({result["case"]: {"verdict": result["verdict"], "status": result["status"],
+                                   "explained_by": result["explained_by"], "problems": result["problems"],
+                                   "keys": sorted({key for build in result["apis"].values() for key in build["items"]})}
+                  for result in record["cases"]}))
+"""
+
+
+def gradient_study_of_entries(backend: str, entries: list, out: Path) -> dict:
+    """The gradient study (harness.studies.gradients) on case tables defined in a test, in a fresh process on
+    ``backend``: per case its verdict, status, explaining claims, problems and gradient keys."""
+    import json
+    import subprocess
+
+    completed = subprocess.run([sys.executable, "-c", _GRADIENT_STUDY_SCRIPT, backend, json.dumps(entries), str(out)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -11,13 +11,11 @@ central differences and the harness's run command and gradient study on the sess
 import copy
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_harness
+from conftest import gradient_study_of_entries, run_harness
 from harness.case.schema import CaseError, load_case_file, parse_case
 from harness.case.semantics import DOCUMENTED
 from harness.case.weights import make_case_data
@@ -270,22 +268,6 @@ VERDICTS = ("pass", "known")
 GRADIENT_EXCESS = {("tensorflow", "wrap_bidi_gru_v1_none"): 2.0, ("jax", "wrap_bidi_gru_v1_none"): 2.0,
                    ("jax", "wrap_bidi_simple_rnn_state"): 2.0}
 
-SCRIPT = r"""
-import json, sys
-from pathlib import Path
-from harness.execute.backends import activate
-
-backend = activate(sys.argv[1])
-from harness.case.schema import parse_case
-from harness.studies.gradients import run_gradient_study
-
-cases = [parse_case(entry, "test") for entry in json.loads(sys.argv[2])]
-record = run_gradient_study(cases, [], backend, Path(sys.argv[3]))
-print(json.dumps({result["case"]: {"verdict": result["verdict"], "status": result["status"],
-                                   "explained_by": result["explained_by"], "problems": result["problems"],
-                                   "keys": sorted({key for build in result["apis"].values() for key in build["items"]})}
-                  for result in record["cases"]}))
-"""
 
 
 @pytest.mark.backend
@@ -313,10 +295,7 @@ def test_wrapped_kinds_through_the_run_command(session_backend, tmp_path):
 
 @pytest.mark.backend
 def test_wrapped_kinds_through_the_gradient_study(session_backend, tmp_path):
-    completed = subprocess.run([sys.executable, "-c", SCRIPT, session_backend, json.dumps(CASES), str(tmp_path)], cwd=ROOT,
-                               capture_output=True, text=True, timeout=900)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    report = gradient_study_of_entries(session_backend, CASES, tmp_path)
     assert set(report) == set(BY_NAME)
     for name, result in report.items():
         if (session_backend, name) in GRADIENT_EXCESS and result["verdict"] == "fail":
