@@ -137,7 +137,9 @@ def test_gradient_rows_and_selection():
     assert {"seed_example3_shared_instance", "seed_example2_separate_instances"} <= names
     assert pairs == [{"shared": "seed_example3_shared_instance", "separate": "seed_example2_separate_instances"}]
     kinds = {layer.type for case in cases for layer in case.layers}
-    assert kinds == {"lstm", "bidirectional", "branches", "dense", "time_distributed_dense"}
+    assert kinds == {"lstm", "gru", "simple_rnn", "bidirectional", "branches", "dense", "time_distributed_dense"}
+    wrapped = {layer.kind.cell_kind(layer).name for case in cases for layer in case.layers if layer.kind.is_wrapper}
+    assert wrapped == {"lstm", "gru", "simple_rnn"}  # each kind inside a Bidirectional or branches too
 
 
 # --- on the session's backend -------------------------------------------------------------------------------
