@@ -367,3 +367,23 @@ def test_the_committed_records_pass_the_claim_study_and_say_what_they_cannot_stu
     section = markdown.split("## Known divergences under injected faults")[1].split("\n## ")[0]
     assert "| torch_go_backwards_unroll_mask_error |" in section and "it no longer explains, not studied" not in section
     assert "Under injected faults:" in render_html(report, {})
+
+
+def test_the_gate_swap_fault_applies_to_gated_kinds_only():
+    """The claim study's gate swap exchanges the first two gate blocks of the first recurrent kernel: an LSTM's input
+    and forget gates, a GRU's update and reset gates; a SimpleRNN's kernel is one block, so it does not apply (the
+    study crashed on a float64 SimpleRNN case before)."""
+    import numpy as np
+
+    from harness.case.schema import builtin_cases
+    from harness.case.weights import make_case_data
+    from harness.studies.claim_study import input_forget_swap
+
+    cases = {case.name: case for case in builtin_cases()}
+    for name, units in (("lstm_last_step", 6), ("gru_layer", 6)):
+        data = make_case_data(cases[name])
+        swapped = input_forget_swap(cases[name], data)
+        kernel, new = data.layer_weights[0][0][0], swapped.layer_weights[0][0][0]
+        assert np.array_equal(new[:, :units], kernel[:, units:2 * units]) and np.array_equal(new[:, units:2 * units], kernel[:, :units])
+        assert np.array_equal(new[:, 2 * units:], kernel[:, 2 * units:])
+    assert input_forget_swap(cases["simplernn_dtype_float64"], make_case_data(cases["simplernn_dtype_float64"])) is None

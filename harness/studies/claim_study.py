@@ -133,12 +133,15 @@ def forget_bias_offset(case: Case, data: CaseData, offset: float) -> CaseData | 
 
 
 def input_forget_swap(case: Case, data: CaseData) -> CaseData | None:
-    """The case data with the input and forget gate columns of the first LSTM's kernel swapped."""
+    """The case data with the first two gate blocks of the first recurrent layer's kernel swapped (an LSTM's input and
+    forget gates, a GRU's update and reset gates); None for a kernel of one block (a SimpleRNN has no gates)."""
     located = _first_lstm_arrays(case, data)
     if located is None:
         return None
     index, units = located
     kernel = np.asarray(data.layer_weights[index][0][0], dtype=np.float64).copy()
+    if kernel.shape[1] < 2 * units:
+        return None
     kernel[:, :units], kernel[:, units:2 * units] = kernel[:, units:2 * units].copy(), kernel[:, :units].copy()
     return _with_first_lstm(data, index, [kernel])
 
