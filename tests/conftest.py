@@ -62,3 +62,19 @@ def gradient_study_of_entries(backend: str, entries: list, out: Path) -> dict:
                                capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def run_entries(backend: str, entries: list, out: Path) -> tuple[dict, dict]:
+    """``harness run --case-file`` on case tables defined in a test, on ``backend``, into ``out``: the run record and
+    its verdicts by case (the run must exit 0)."""
+    import json
+
+    from harness.studies.fuzz import to_toml
+
+    case_file = out / "cases.toml"
+    case_file.write_text("\n".join(to_toml(entry) for entry in entries), encoding="utf-8")
+    completed = run_harness("run", "--backend", backend, "--out", str(out / "out"), "--case-file", str(case_file))
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    record = json.loads((out / "out" / f"{backend}.json").read_text())
+    verdicts = json.loads((out / "out" / f"{backend}.verdicts.json").read_text())["cases"]
+    return record, verdicts

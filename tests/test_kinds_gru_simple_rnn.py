@@ -6,13 +6,12 @@ The numbers are the harness's own: seeded normal weights and inputs (harness.cas
 batch, time, features and units all different, so that a transposed or mis-sliced array cannot pass.
 """
 
-import json
 import re
 
 import numpy as np
 import pytest
 
-from conftest import gradient_study_of_entries, run_harness
+from conftest import gradient_study_of_entries, run_entries
 from harness.case.schema import parse_case
 from harness.case.semantics import DOCUMENTED
 from harness.case.weights import make_case_data
@@ -110,14 +109,7 @@ GRADIENT_EXCESS = {("jax", "kind_simple_rnn_state"): 3.0}
 
 @pytest.mark.backend
 def test_gru_and_simple_rnn_cases_through_the_run_command(session_backend, tmp_path):
-    from harness.studies.fuzz import to_toml
-
-    case_file = tmp_path / "kinds.toml"
-    case_file.write_text("\n".join(to_toml(entry) for entry in CASES), encoding="utf-8")
-    completed = run_harness("run", "--backend", session_backend, "--out", str(tmp_path / "out"), "--case-file", str(case_file))
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    record = json.loads((tmp_path / "out" / f"{session_backend}.json").read_text())
-    verdicts = json.loads((tmp_path / "out" / f"{session_backend}.verdicts.json").read_text())["cases"]
+    record, verdicts = run_entries(session_backend, CASES, tmp_path)
     assert set(verdicts) == {entry["name"] for entry in CASES}
     for result in record["cases"]:
         verdict = verdicts[result["case"]]

@@ -9,13 +9,12 @@ central differences and the harness's run command and gradient study on the sess
 """
 
 import copy
-import json
 import re
 
 import numpy as np
 import pytest
 
-from conftest import gradient_study_of_entries, run_harness
+from conftest import gradient_study_of_entries, run_entries
 from harness.case.schema import CaseError, load_case_file, parse_case
 from harness.case.semantics import DOCUMENTED
 from harness.case.weights import make_case_data
@@ -272,14 +271,7 @@ GRADIENT_EXCESS = {("tensorflow", "wrap_bidi_gru_v1_none"): 2.0, ("jax", "wrap_b
 
 @pytest.mark.backend
 def test_wrapped_kinds_through_the_run_command(session_backend, tmp_path):
-    from harness.studies.fuzz import to_toml
-
-    case_file = tmp_path / "wrapped.toml"
-    case_file.write_text("\n".join(to_toml(entry) for entry in CASES), encoding="utf-8")
-    completed = run_harness("run", "--backend", session_backend, "--out", str(tmp_path / "out"), "--case-file", str(case_file))
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    record = json.loads((tmp_path / "out" / f"{session_backend}.json").read_text())
-    verdicts = json.loads((tmp_path / "out" / f"{session_backend}.verdicts.json").read_text())["cases"]
+    record, verdicts = run_entries(session_backend, CASES, tmp_path)
     assert set(verdicts) == set(BY_NAME)
     for result in record["cases"]:
         verdict = verdicts[result["case"]]

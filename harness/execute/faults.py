@@ -53,8 +53,9 @@ class Fault:
     cell_attributes: Callable[[Any, Any, float], dict[str, Any]] | None = None
 
 
-def _blocks(array: Any, units: int) -> list:
-    return [array[..., n * units : (n + 1) * units] for n in range(4)]
+def _blocks(array: Any, units: int, count: int = 4) -> list:
+    """The ``count`` gate blocks of a kernel, recurrent kernel or bias (4 for an LSTM: i, f, g, o; 3 for a GRU)."""
+    return [array[..., n * units : (n + 1) * units] for n in range(count)]
 
 
 def _swap_input_forget_weights(kernel, recurrent, bias, units, magnitude):
@@ -190,15 +191,11 @@ def _tensor(keras: Any, variable: Any) -> Any:
     return keras.ops.copy(variable)
 
 
-def _gru_blocks(array: Any, units: int) -> list:
-    return [array[..., n * units : (n + 1) * units] for n in range(3)]
-
-
 def _swap_update_reset(cell: Any, keras: Any, magnitude: float) -> dict[str, Any]:
     """The z and r blocks exchanged in the kernel, the recurrent kernel and the bias (both rows with reset_after)."""
 
     def swap(array: Any) -> Any:
-        update, reset, candidate = _gru_blocks(_tensor(keras, array), cell.units)
+        update, reset, candidate = _blocks(_tensor(keras, array), cell.units, 3)
         return keras.ops.concatenate([reset, update, candidate], axis=-1)
 
     changed = {"kernel": swap(cell.kernel), "recurrent_kernel": swap(cell.recurrent_kernel)}

@@ -188,6 +188,7 @@ class CaseResult:
     worst: Item | None
     api_judged: Judged  # the largest API disagreement relative to its bound
     kernel_paths: tuple[tuple[str, str], ...] = ()  # (api, the kernel path its build ran, as observed); a build that raised: "... (raised)"
+    kinds: str = "?"  # the cell kinds of its recurrent layers (case_kinds), read once from the recorded definition
     stand_in_calls: int = 0  # kernel = fused_on_cpu: calls of the CPU stand-in kernel over every build
 
     @property
@@ -296,7 +297,7 @@ def _case_result(backend: str, raw: dict[str, Any], verdict: dict[str, Any] | No
         possibly_resolved=tuple(verdict.get("possibly_resolved") or ()),
         judged=worst.judged if worst else NOT_MEASURED, worst=worst,
         api_judged=_worst(row.judged for row in agreement),
-        kernel_paths=_kernel_paths(raw),
+        kernel_paths=_kernel_paths(raw), kinds=case_kinds(dict(raw.get("definition") or {})),
         stand_in_calls=sum(int((entry.get("stand_in") or {}).get("stand_in_calls") or 0)
                            for entry in (raw.get("apis") or {}).values() if isinstance(entry, dict)),
     )
@@ -523,7 +524,7 @@ class Claim:
     @property
     def kinds(self) -> tuple[str, ...]:
         """The layer kinds of the cases it explained, on any backend (``case_kinds``), sorted."""
-        return tuple(sorted({case_kinds(case.definition) for cases in self.explained.values() for case in cases}))
+        return tuple(sorted({case.kinds for cases in self.explained.values() for case in cases}))
 
     def impact(self, backend: str) -> "ClaimImpact":
         cases = self.explained.get(backend, ())
@@ -860,7 +861,7 @@ def _kind_rows(backends: tuple[str, ...], results: dict[str, dict[str, CaseResul
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for backend in backends:
         for result in results[backend].values():
-            per_backend = counts.setdefault(case_kinds(result.definition), {}).setdefault(backend, {})
+            per_backend = counts.setdefault(result.kinds, {}).setdefault(backend, {})
             per_backend[result.verdict] = per_backend.get(result.verdict, 0) + 1
     order = sorted(counts, key=lambda kinds: ("+" in kinds, kinds))
     return tuple(KindRow(kinds, counts[kinds]) for kinds in order)
