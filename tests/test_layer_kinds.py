@@ -85,3 +85,19 @@ def test_the_check_flags_a_branch_on_a_layer_type(source, expected):
 ])
 def test_the_check_passes_what_is_no_branch_on_a_layer_type(source):
     assert layer_type_branches(source) == []
+
+
+def test_the_cell_fact_names_the_computing_kinds_and_a_claim_on_it_says_no_to_the_others():
+    """The ``cell`` condition fact holds the recurrent kinds that compute (a wrapper counts as the kind it wraps); the
+    PyTorch stateful-training claim names lstm and gru, so it must not apply to the SimpleRNN, which trains."""
+    from harness.case.divergences import case_facts, load_divergences
+    from harness.case.schema import builtin_cases
+
+    cases = {case.name: case for case in builtin_cases()}
+    assert case_facts(cases["bidi_gru_concat_holes"])["cell"] == {"gru"}
+    assert case_facts(cases["bidi_concat_seqon_holes"])["cell"] == {"lstm"}
+    assert case_facts(cases["stateful_mixed_fit"])["cell"] == {"gru", "simple_rnn"}
+    claim = next(d for d in load_divergences() if d.id == "torch_stateful_training_inplace_error")
+    holds = {name: all(condition.holds(case_facts(cases[name])) for condition in claim.conditions)
+             for name in ("stateful_fit", "gru_stateful_fit", "simplernn_stateful_fit")}
+    assert holds == {"stateful_fit": True, "gru_stateful_fit": True, "simplernn_stateful_fit": False}
