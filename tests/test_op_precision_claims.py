@@ -97,7 +97,8 @@ def test_every_jax_case_the_bound_explained_is_still_known() -> None:
     raw = store.read_arrays(RESULTS / "jax.npz")
     committed = store.read_json_file(RESULTS / "jax.verdicts.json")["cases"]
     explained_before = [name for name, verdict in committed.items() if CLAIM in verdict["explained_by"]]
-    assert len(explained_before) == 6
+    # Not vacuous: the claim explains float64 cases of more than one kind (the LSTM and GRU calls among them).
+    assert {"lstm_float64_call", "gru_float64_call"} <= set(explained_before)
     for result in run["cases"]:
         if result["case"] in explained_before:
             case = parse_case(result["definition"], "jax.json")
