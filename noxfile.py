@@ -586,10 +586,12 @@ def _unexplained_findings(folder: Path) -> list[str]:
     return findings
 
 
-@nox.session(python="3.11")
+@nox.session(python="3.11", allow_parallel=True)
 @nox.parametrize("backend", BACKENDS)
 def tests(session: nox.Session, backend: str) -> None:
-    """The pytest suite with Keras on one backend; torch's session also checks the reference against torch.nn.LSTM."""
+    """The pytest suite with Keras on one backend; torch's session also checks the reference against torch.nn.LSTM.
+    The three run one per core at once (nox.options.parallel): most of a suite is single-threaded Python (model
+    building, tracing, record reading), so on CI's 2 cores two suites at once take far less than one after another."""
     _install_backend(session, backend, "test")
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
                 env={"KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""})
