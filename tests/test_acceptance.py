@@ -17,7 +17,7 @@ from harness.case.schema import parse_case
 from harness.case.tolerances import load_tolerances
 from harness.records import store
 from harness.verdicts.acceptance import acceptance_possibly_resolved, judge_acceptance
-from harness.verdicts.classify import classify_result
+from harness.verdicts.classify import classify_result, divergence_summary
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -168,3 +168,31 @@ def test_an_acceptance_claim_explains_no_gradient(committed):
                                                          load_tolerances("cpu", "torch"))
         assert explained == [] and unexplained == [f"{TORCH}: an acceptance claim says the backend runs this configuration; "
                                                    "it explains no gradient"]
+
+
+def test_the_report_lists_an_unexplained_acceptance_difference_as_needing_attention(tmp_path, committed):
+    from harness.reports.markdown import render_report
+    from harness.reports.model import build_report
+
+    for backend in BACKENDS:
+        store.write_json(tmp_path / f"{backend}.json", committed[backend])
+        verdicts = store.read_json_file(RESULTS / f"{backend}.verdicts.json")
+        verdicts["cases"] = {name: entry for name, entry in verdicts["cases"].items() if "cudnn" in name}
+        verdicts["divergences"] = divergence_summary(load_divergences())  # the claims as classify records them
+        store.write_json(tmp_path / f"{backend}.verdicts.json", verdicts)
+        store.write_arrays(tmp_path / f"{backend}.npz", {})
+    cross = {"schema": "keras-parity/cross-backend", "schema_version": store.read_json_file(RESULTS / "cross_backend.json")["schema_version"],
+             "backends": list(BACKENDS), "pairs": [], "not_compared": [], "missing": [], "never_compared": [],
+             "acceptance": judge_acceptance(committed, load_divergences()), "acceptance_possibly_resolved": []}
+    store.write_json(tmp_path / "cross_backend.json", cross)
+    explained = build_report(tmp_path)
+    assert len(explained.cross.acceptance) == 5 and not explained.cross.unexplained_acceptance
+    torch_claim = next(claim for claim in explained.claims if claim.id == TORCH)
+    assert sorted(case.case for case in torch_claim.explained["torch"]) == ["cudnn_on_impl1", "cudnn_on_impl2", "gru_cudnn_on_reseton"]
+    cross["acceptance"] = judge_acceptance(committed, [claim for claim in load_divergences() if claim.id != JAX])
+    store.write_json(tmp_path / "cross_backend.json", cross)
+    report = build_report(tmp_path)
+    assert report.attention_count == explained.attention_count + 1
+    markdown = render_report(tmp_path)
+    assert "### Refused on some backends, run on others, unexplained (1)" in markdown
+    assert ("- gru_cudnn_on_reseton: refused on tensorflow, runs on jax, torch: no acceptance claim applies on jax" in markdown)
