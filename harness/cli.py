@@ -149,7 +149,7 @@ def _run_summary(args: argparse.Namespace, device: str, record: dict, verdicts: 
 
 def _command_classify(args: argparse.Namespace) -> int:
     from harness.verdicts.classify import classify_record
-    from harness.verdicts.cross_backend import compare_backends, summary_line
+    from harness.verdicts.cross_backend import compare_backends, summary_line, unexplained_acceptance
 
     backends = sorted(path.name[: -len(".json")] for path in args.dir.glob("*.json") if path.name.count(".") == 1
                       and path.name[: -len(".json")] in BACKENDS)
@@ -172,7 +172,13 @@ def _command_classify(args: argparse.Namespace) -> int:
     for entry in cross["missing"]:
         print(f"  {entry['case']} ({' vs '.join(entry['backends'])}): raw output {entry['raw_output']} named by the record "
               "is missing from its arrays", file=sys.stderr)
-    return EXIT_FAILED if failing or cross["missing"] else EXIT_OK
+    not_accepted = unexplained_acceptance(cross)
+    for line in not_accepted:
+        print(f"  accepted on some backends only, unexplained: {line}", file=sys.stderr)
+    for entry in cross["acceptance_possibly_resolved"]:
+        print(f"  possibly resolved: {entry['divergence']}: {entry['case']} runs on {entry['backend']} and on every other "
+              "backend measured", file=sys.stderr)
+    return EXIT_FAILED if failing or cross["missing"] or not_accepted else EXIT_OK
 
 
 def _command_merge(args: argparse.Namespace) -> int:

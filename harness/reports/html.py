@@ -166,6 +166,8 @@ def _attention(report: Report) -> list[str]:
         body.append(
             f'<p class="banner bad"><strong>{report.attention_count} need attention</strong>: {len(report.failures)} failing case '
             f"results, {len(report.cross.missing)} raw outputs missing from the records"
+            + (f", {len(report.cross.unexplained_acceptance)} cases refused on some backends and run on others without a claim"
+               if report.cross.unexplained_acceptance else "")
             + (f", {report.record_failures} recorded statuses contradicted by the raw outputs" if report.record_failures else "")
             + ".</p>"
         )
@@ -191,6 +193,16 @@ def _attention(report: Report) -> list[str]:
     else:
         body.append("<ul>" + "".join(f"<li>{_e(case)} ({_e(' vs '.join(backends))}): <code>{_e(name)}</code></li>"
                                      for case, backends, name in report.cross.missing) + "</ul>")
+    unexplained = report.cross.unexplained_acceptance
+    body.append(f"<h3>Refused on some backends, run on others, unexplained ({len(unexplained)})</h3>")
+    if not report.cross.ran:
+        body.append("<p>Not checked (no cross_backend.json).</p>")
+    elif not unexplained:
+        body.append(f"<p>None: {len(report.cross.acceptance)} such cases, each explained by an acceptance claim "
+                    "(see Known divergences).</p>")
+    else:
+        body.append("<ul>" + "".join(f"<li>{_e(row.case)}: refused on {_e(', '.join(row.refused_on))}, runs on "
+                                     f"{_e(', '.join(row.ran_on))}: {_e('; '.join(row.unexplained))}</li>" for row in unexplained) + "</ul>")
     return body
 
 

@@ -105,6 +105,16 @@ def _attention(report: Report) -> list[str]:
         lines.append("None: every output a run record names is in its arrays.")
     else:
         lines += [f"- {_cell(case)} ({' vs '.join(backends)}): {_cell(name)}" for case, backends, name in report.cross.missing]
+    unexplained = report.cross.unexplained_acceptance
+    lines += ["", f"### Refused on some backends, run on others, unexplained ({len(unexplained)})", ""]
+    if not report.cross.ran:
+        lines.append("Not checked (no cross_backend.json).")
+    elif not unexplained:
+        lines.append(f"None: {len(report.cross.acceptance)} such cases, each explained by an acceptance claim "
+                     "(see Known divergences).")
+    else:
+        lines += [f"- {_cell(row.case)}: refused on {', '.join(row.refused_on)}, runs on {', '.join(row.ran_on)}: "
+                  f"{_cell('; '.join(row.unexplained))}" for row in unexplained]
     return lines
 
 

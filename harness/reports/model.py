@@ -478,6 +478,18 @@ class PairSummary:
 
 
 @dataclass(frozen=True)
+class AcceptanceRow:
+    """A case refused on some backends and run on others (cross_backend.json ``acceptance``), judged against the
+    acceptance claims: explained (``explained_by``) or a finding (``unexplained``)."""
+
+    case: str
+    refused_on: tuple[str, ...]
+    ran_on: tuple[str, ...]
+    explained_by: tuple[str, ...]
+    unexplained: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CrossBackend:
     ran: bool
     rows: tuple[CrossRow, ...]  # every (case, pair) measured, largest absolute difference first
@@ -485,6 +497,13 @@ class CrossBackend:
     skipped: tuple[tuple[str, tuple[str, ...], str], ...]  # (case, backends, reason): no numbers on a side
     missing: tuple[tuple[str, tuple[str, ...], str], ...] = ()  # (case, backends, raw output): named by a record, absent
     never_compared: tuple[str, ...] = ()  # cases measured on no pair of backends
+    acceptance: tuple[AcceptanceRow, ...] = ()  # cases refused on some backends and run on others
+    # (claim, case, backend): an acceptance claim on a case no backend refuses any more
+    acceptance_resolved: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def unexplained_acceptance(self) -> tuple[AcceptanceRow, ...]:
+        return tuple(row for row in self.acceptance if row.unexplained)
 
 
 @dataclass(frozen=True)
@@ -815,7 +834,7 @@ class Report:
 
     @property
     def attention_count(self) -> int:
-        return len(self.failures) + len(self.cross.missing) + self.record_failures
+        return len(self.failures) + len(self.cross.missing) + len(self.cross.unexplained_acceptance) + self.record_failures
 
 
 # ------------------------------------------------------------------------------------------ builders
@@ -957,7 +976,14 @@ def _cross_backend(folder: Path, results: dict[str, dict[str, CaseResult]], note
     )
     missing = tuple((str(m.get("case")), tuple(str(b) for b in m.get("backends") or ()), str(m.get("raw_output") or ""))
                     for m in data.get("missing") or [])
-    return CrossBackend(True, tuple(rows), tuple(summaries), skipped, missing, tuple(str(c) for c in data.get("never_compared") or ()))
+    acceptance = tuple(AcceptanceRow(str(a.get("case")), tuple(str(b) for b in a.get("refused_on") or ()),
+                                     tuple(str(b) for b in a.get("ran_on") or ()), tuple(str(c) for c in a.get("explained_by") or ()),
+                                     tuple(str(u) for u in a.get("unexplained") or ()))
+                       for a in data.get("acceptance") or [])
+    acceptance_resolved = tuple((str(r.get("divergence")), str(r.get("case")), str(r.get("backend")))
+                                for r in data.get("acceptance_possibly_resolved") or [])
+    return CrossBackend(True, tuple(rows), tuple(summaries), skipped, missing, tuple(str(c) for c in data.get("never_compared") or ()),
+                        acceptance, acceptance_resolved)
 
 
 def _failures(results: dict[str, dict[str, CaseResult]], cross: CrossBackend) -> tuple[Failure, ...]:
@@ -977,7 +1003,19 @@ def _failures(results: dict[str, dict[str, CaseResult]], cross: CrossBackend) ->
     return tuple(failures)
 
 
-def _claims(verdict_files: dict[str, dict[str, Any]], results: dict[str, dict[str, CaseResult]]) -> tuple[Claim, ...]:
+def _accepted(claim_id: str, cross: CrossBackend, results: dict[str, dict[str, CaseResult]]) -> dict[str, tuple[CaseResult, ...]]:
+    """Backend -> the cases an acceptance claim explained there: run on that backend while others refused them."""
+    accepted: dict[str, list[CaseResult]] = {}
+    for row in cross.acceptance:
+        if claim_id in row.explained_by:
+            for backend in row.ran_on:
+                if row.case in results.get(backend, {}):
+                    accepted.setdefault(backend, []).append(results[backend][row.case])
+    return {backend: tuple(cases) for backend, cases in accepted.items()}
+
+
+def _claims(verdict_files: dict[str, dict[str, Any]], results: dict[str, dict[str, CaseResult]],
+            cross: CrossBackend) -> tuple[Claim, ...]:
     described: dict[str, dict[str, Any]] = {}
     for data in verdict_files.values():
         for entry in data.get("divergences") or []:
@@ -993,8 +1031,11 @@ def _claims(verdict_files: dict[str, dict[str, Any]], results: dict[str, dict[st
         }
         resolved = {
             backend: tuple(r.case for r in per_case.values() if claim_id in r.possibly_resolved)
+            + tuple(case for claim, case, where in cross.acceptance_resolved if claim == claim_id and where == backend)
             for backend, per_case in results.items()
         }
+        if entry.get("kind") == "acceptance":  # it explains what the backends accept, judged across them
+            explained = _accepted(claim_id, cross, results)
         versions = entry.get("versions") or {}
         claims.append(Claim(
             id=claim_id, kind=str(entry.get("kind") or "?"), when=" ".join(str(entry.get("when") or "").split()),
@@ -1017,6 +1058,9 @@ def _claim_checks(entry: dict[str, Any]) -> str:
         return "every output matches the reference computed with " + ", ".join(f"{k}={v}" for k, v in entry["semantics"].items())
     if kind == "crash" and entry.get("exception"):
         return f"the innermost exception is {entry['exception']}" + (f" with a message matching {entry['message']!r}" if entry.get("message") else "")
+    if kind == "acceptance" and entry.get("exception"):
+        return (f"the backends it names run the case while the others refuse it with {entry['exception']}"
+                + (f" matching {entry['message']!r}" if entry.get("message") else ""))
     if kind == "bound" and entry.get("outputs"):
         bound = _number(entry.get("max_abs_error"))
         outputs = [str(o) for o in entry["outputs"]]
@@ -1405,7 +1449,7 @@ def build_report(folder: Path) -> Report:
     tolerances, tolerance_differences = _tolerances(records)
     float32_atol = next((row.atol for row in tolerances if row.dtype == "float32" and row.quantity == "outputs"), None)
     api_summaries = _api_summaries(results)
-    claims = _claims({b: v for b, v in verdict_files.items() if v is not None}, results)
+    claims = _claims({b: v for b, v in verdict_files.items() if v is not None}, results, cross)
     claim_study = claim_study_summary(folder, notes)
     if claim_study is not None:
         studied = {row.claim: row for row in claim_study.rows}
