@@ -273,7 +273,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ModelRaised(f"the model raised on {args.backend}: {type(error).__name__}: {_first_line(error)}") from None
     np.savez(args.out / f"{args.backend}.npz", **arrays)
     _write_json(args.out / f"{args.backend}.json", {
-        "backend": args.backend, "python": sys.executable, "versions": info.versions, "device": info.device,
+        "backend": args.backend, "python": sys.executable, "versions": info.versions, "device": info.device, "device_class": info.device_class,
         "safe_mode": not args.unsafe, "inputs": [entry.to_json() for entry in described], "calls": calls,
         "fault": os.environ.get(FAULT_VARIABLE) if fault_applied else None,
     })
