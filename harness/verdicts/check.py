@@ -340,10 +340,19 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+def _across(row: LayerRow) -> str:
+    """The worst pair of backends on this layer: its summed tolerance ratio, "x" when not comparable, "-" alone."""
+    if not row.cross:
+        return "-"
+    if any(pair.get("summed_tolerance_ratio") is None for pair in row.cross):
+        return "x"
+    return _ratio(_worst([float(pair["summed_tolerance_ratio"]) for pair in row.cross]))
+
+
 def render_table(verdict: Verdict, backends: list[str]) -> str:
     """The per-layer table: per layer and backend, the tolerance ratio against the reference of its own inputs and
     chained from the model input (at most 1 passes), the amplification, and the status; then the findings."""
-    header = f"{'layer':<28} {'class':<15} {'backend':<11} {'own inputs':>10} {'chained':>9} {'amplif.':>9}  status"
+    header = f"{'layer':<28} {'class':<15} {'backend':<11} {'own inputs':>10} {'chained':>9} {'amplif.':>9} {'across':>8}  status"
     lines = [header, "-" * len(header)]
     for row in verdict.rows:
         for index, backend in enumerate(backends):
@@ -354,10 +363,12 @@ def render_table(verdict: Verdict, backends: list[str]) -> str:
             status = row.status if index == 0 else ""
             if index == 0 and row.status == NO_REFERENCE:
                 status = row.reference
+            across = _across(row) if index == 0 else ""
             lines.append(f"{row.name if index == 0 else '':<28} {row.class_name if index == 0 else '':<15} {backend:<11} "
-                         f"{_ratio(entry.own_ratio):>10} {_ratio(entry.chained_ratio):>9} {amplification:>9}  {status}")
+                         f"{_ratio(entry.own_ratio):>10} {_ratio(entry.chained_ratio):>9} {amplification:>9} {across:>8}  {status}")
     lines.append("own inputs / chained: largest |error| / tolerance against the float64 reference fed the layer's own "
-                 "inputs / fed the reference chained from the model input (at most 1 passes)")
+                 "inputs / fed the reference chained from the model input; across: largest |difference| between two "
+                 "backends / their summed tolerance (each: at most 1 passes)")
     floors = ", ".join(f"{dtype}: {value:g}" for dtype, value in sorted(verdict.floors.items()))
     lines.append(f"{FLOOR_NOTE} ({floors}); * the floor applied")
     for problem in verdict.problems:
