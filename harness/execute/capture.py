@@ -4,8 +4,8 @@
     python -m harness.execute.capture --backend jax --model MODEL.keras --out DIR (--inputs X.npy|X.npz | --input-spec SPEC) [--unsafe]
 
 It loads the model (Keras safe mode unless ``--unsafe``), wraps the ``call`` of every layer the model holds
-(nested models, wrappers such as Bidirectional and the layers inside them; not a recurrent layer's cell, which
-runs once per step), runs the model once eagerly on the inputs (``model(x, training=False)``) and writes:
+(nested models, wrappers such as Bidirectional and the layers inside them; not a recurrent layer's cell nor the
+layer inside a TimeDistributed, which run once per step), runs the model once eagerly on the inputs (``model(x, training=False)``) and writes:
 
 - ``DIR/<backend>.npz``: per layer call its positional input tensors, initial states, mask and outputs, per layer
   its weights as the model file gave them, and the model's inputs;
@@ -47,7 +47,11 @@ class BadInput(Exception):
 
 
 def _first_line(error: BaseException, limit: int = 300) -> str:
-    text = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    """The error's message in one line: its first line, or the one after Keras's "Exception encountered when calling"."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
+        lines = lines[1:]
+    text = lines[0] if lines else type(error).__name__
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -72,21 +76,24 @@ def _children(layer: Any) -> list[Any]:
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
-def _cells(model: Any) -> set[int]:
-    """The ids of every recurrent cell (and what it holds): they run inside the time loop, once per step."""
+def _per_step(model: Any) -> set[int]:
+    """The ids of every layer that runs once per step inside another (and what it holds): a recurrent layer's cell,
+    the layer a TimeDistributed applies to each step. The layer around it is recorded instead."""
     import keras
 
     ids: set[int] = set()
     for layer in model._flatten_layers(include_self=True, recursive=True):
-        cell = getattr(layer, "cell", None)
-        if isinstance(cell, keras.layers.Layer):
-            ids |= {id(inner) for inner in cell._flatten_layers(include_self=True, recursive=True)}
+        inner = getattr(layer, "cell", None)
+        if isinstance(layer, keras.layers.TimeDistributed):
+            inner = layer.layer
+        if isinstance(inner, keras.layers.Layer):
+            ids |= {id(held) for held in inner._flatten_layers(include_self=True, recursive=True)}
     return ids
 
 
 def layer_paths(model: Any) -> list[tuple[str, Any, str | None]]:
-    """(path, layer, parent path) of every layer in the model but the cells, parents first."""
-    cells = _cells(model)
+    """(path, layer, parent path) of every layer in the model but those that run per step, parents first."""
+    cells = _per_step(model)
     found: list[tuple[str, Any, str | None]] = []
     seen: set[int] = set()
 

@@ -1,0 +1,221 @@
+"""``keras-parity check`` end to end on the session's backend (KERAS_BACKEND): small models built here with seeded,
+non-symmetric weights, saved as .keras, checked layer by layer in a capture subprocess (this interpreter for the
+session's backend), and, where the project's other nox virtualenvs exist, on a second backend too.
+
+Every model here has different sizes on every axis (batch 3, time 5, features 4, units 6 and 7) so that a
+transposed or mis-sliced weight cannot pass by symmetry.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SESSION_BACKEND, run_harness
+from harness.studies.check import check
+
+pytestmark = pytest.mark.backend
+
+BATCH, TIME, FEATURES = 3, 5, 4
+OTHER_BACKENDS = [b for b in ("tensorflow", "jax", "torch") if b != SESSION_BACKEND]
+
+
+def _other_backend() -> tuple[str, Path] | None:
+    """A second backend with its nox virtualenv here (absent in CI jobs that install one backend)."""
+    for backend in OTHER_BACKENDS:
+        python = ROOT / ".nox" / f"tests-backend-{backend}" / "bin" / "python"
+        if python.is_file():
+            return backend, python
+    return None
+
+
+def _seeded(model, seed: int) -> None:
+    """Every weight of the model (nested models and wrapped layers included) drawn from a seeded normal distribution."""
+    rng = np.random.default_rng(seed)
+    for variable in model.weights:
+        shape = tuple(variable.shape)
+        scale = 0.8 / np.sqrt(shape[0]) if len(shape) > 1 else 0.5
+        variable.assign((rng.standard_normal(shape) * scale).astype(variable.dtype))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """The models and an input, saved once: lstm (Sequential regressor), mixed (Functional), noref, lambda."""
+    if SESSION_BACKEND is None:
+        pytest.skip("KERAS_BACKEND is not set: run through 'nox -s tests'")
+    import keras
+
+    folder = tmp_path_factory.mktemp("check_models")
+    layers = keras.layers
+
+    regressor = keras.Sequential([keras.Input((TIME, FEATURES), name="series"), layers.LSTM(6, return_sequences=True, name="lstm_a"),
+                                  layers.LSTM(7, name="lstm_b"), layers.Dense(2, name="head")])
+    _seeded(regressor, 1)
+    regressor.save(folder / "lstm.keras")
+
+    a, b = keras.Input((TIME, FEATURES), name="a"), keras.Input((TIME, FEATURES), name="b")
+    shared = layers.LSTM(6, return_sequences=True, name="shared")
+    inner = keras.Sequential([keras.Input((7,)), layers.Dense(5, activation="tanh", name="inner_dense")], name="inner")
+    first = inner(layers.GRU(7, reset_after=True, name="gru")(shared(a)))
+    second = layers.TimeDistributed(layers.Dense(2), name="per_step")(
+        layers.Bidirectional(layers.SimpleRNN(3, return_sequences=True), name="bi")(shared(b)))
+    mixed = keras.Model([a, b], [first, second])
+    _seeded(mixed, 2)
+    mixed.save(folder / "mixed.keras")
+
+    ids = keras.Input((None,), dtype="int32", name="ids")  # the time axis free: the input spec's time sets it
+    hidden = layers.LSTM(6, name="lstm")(layers.Embedding(11, FEATURES, mask_zero=True, name="embed")(ids))
+    noref = keras.Model(ids, layers.Dense(2, name="out")(layers.LayerNormalization(name="norm")(hidden)))
+    _seeded(noref, 4)
+    noref.save(folder / "noref.keras")
+
+    series = keras.Input((TIME, FEATURES), name="series")
+    logged = keras.Model(series, layers.Dense(2, name="out")(layers.LSTM(6, name="lstm")(
+        layers.Lambda(lambda x: x ** 0.5, name="sqrt")(series))))
+    _seeded(logged, 5)
+    logged.save(folder / "lambda.keras")
+
+    rng = np.random.default_rng(6)
+    np.save(folder / "series.npy", rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32))
+    np.savez(folder / "ab.npz", a=rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32),
+             b=rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32))
+    return folder
+
+
+def _here() -> dict[str, str]:
+    return {SESSION_BACKEND: sys.executable}
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def regressor_run(saved, tmp_path_factory):
+    """The CLI on the regressor: the session's backend, and a second one where its virtualenv exists."""
+    other = _other_backend()
+    backends = [SESSION_BACKEND] + ([other[0]] if other else [])
+    python = [f"--python={SESSION_BACKEND}={sys.executable}"] + ([f"--python={other[0]}={other[1]}"] if other else [])
+    out = tmp_path_factory.mktemp("regressor") / "check.json"
+    completed = run_harness("check", str(saved / "lstm.keras"), "--input", str(saved / "series.npy"),
+                            "--backends", ",".join(backends), *python, "--json", str(out))
+    return completed, json.loads(out.read_text()) if out.is_file() else None, backends
+
+
+def test_sequential_lstm_regressor_every_layer_within_tolerance_exit_0(regressor_run):
+    completed, result, backends = regressor_run
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert [layer["name"] for layer in result["layers"]] == ["lstm_a", "lstm_b", "head"]
+    assert [layer["reference"] for layer in result["layers"]] == ["lstm", "lstm", "dense"]
+    for layer in result["layers"]:
+        own = layer["backends"][SESSION_BACKEND]
+        assert layer["status"] == "pass" and 0 < own["own_ratio"] <= 1 and 0 < own["chained_ratio"] <= 1, layer
+    assert result["safe_mode"] and result["passed"] and result["first_divergent"] is None
+    assert "lstm_b" in completed.stdout and "PASS: every layer within tolerance" in completed.stdout
+
+
+def test_cross_backend_the_regressor_agrees_on_two_backends(regressor_run):
+    completed, result, backends = regressor_run
+    if len(backends) < 2:
+        pytest.skip(f"no nox virtualenv of {' or '.join(OTHER_BACKENDS)} under {ROOT / '.nox'}: only {SESSION_BACKEND} was "
+                    "checked (the cross-backend comparison itself is tested on synthetic captures in test_check_verdicts.py)")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert result["versions"][backends[1]]["keras"] == result["versions"][backends[0]]["keras"]
+    for layer in result["layers"]:
+        assert set(layer["backends"]) == set(backends)
+        assert layer["cross"] and all(pair["passed"] and pair["summed_tolerance_ratio"] <= 1 for pair in layer["cross"]), layer
+    assert "and across them" in completed.stdout
+
+
+def test_gru_shared_lstm_two_inputs_two_outputs_nested_model_every_call_judged(saved):
+    result = check(saved / "mixed.keras", saved / "ab.npz", [SESSION_BACKEND], python=_here())
+    rows = {row.name: row for row in result.layers}
+    assert set(rows) == {"shared", "shared#2", "gru", "inner", "inner/inner_dense", "bi", "bi/forward_simple_rnn",
+                         "bi/backward_simple_rnn", "per_step"}, sorted(rows)
+    assert {name: row.reference for name, row in rows.items() if row.status != "container"} == {
+        "shared": "lstm", "shared#2": "lstm", "gru": "gru", "inner/inner_dense": "dense", "bi": "bidirectional",
+        "bi/forward_simple_rnn": "simple_rnn", "bi/backward_simple_rnn": "simple_rnn", "per_step": "time_distributed_dense"}
+    assert rows["inner"].status == "container"
+    for name, row in rows.items():
+        if name != "inner":
+            entry = row.backends[SESSION_BACKEND]
+            assert row.status == "pass" and entry.own_ratio <= 1 and entry.chained_ratio <= 1, (name, row.reasons)
+    # The chain: the GRU is fed the shared LSTM's first call, the Dense inside the nested model the GRU's output.
+    assert not rows["gru"].backends[SESSION_BACKEND].restarted and not rows["inner/inner_dense"].backends[SESSION_BACKEND].restarted
+    assert result.passed and result.exit_code == 0
+
+
+def test_a_fault_in_one_layer_is_localized_to_that_layer_with_finite_amplification(saved):
+    # lstm_b computes with a recurrent kernel 1e-5 off what the file holds (8 float32 eps at 0.1): only lstm_b's own
+    # comparison can fail; the head is right on what it was given, and wrong only chained from the model input.
+    result = check(saved / "lstm.keras", saved / "series.npy", [SESSION_BACKEND], python=_here(),
+                   fault=(SESSION_BACKEND, "lstm_b:weight1:1e-5"))
+    rows = {row.name: row for row in result.layers}
+    assert result.first_divergent == "lstm_b" and result.exit_code == 1
+    assert [rows[name].status for name in ("lstm_a", "lstm_b", "head")] == ["pass", "fail", "fail"]
+    lstm_a, lstm_b, head = (rows[name].backends[SESSION_BACKEND] for name in ("lstm_a", "lstm_b", "head"))
+    assert lstm_b.own_ratio > 1 and head.own_ratio <= 1 < head.chained_ratio
+    assert "vs the reference of its own inputs" in rows["lstm_b"].reasons[0]
+    assert "vs the reference chained from the model input" in rows["head"].reasons[0]
+    for entry in (lstm_a, lstm_b, head):
+        assert np.isfinite(entry.amplification)
+    # lstm_a's and lstm_b's inputs carry less error than the floor (the float32 atol): the floor applies; the head's
+    # input carries lstm_b's error, which the head passes on (amplification about 1, no floor).
+    assert lstm_a.floor_applied and lstm_b.floor_applied and not head.floor_applied
+    assert lstm_b.amplification > 1 and 0.05 < head.amplification < 20
+    assert "first divergent layer: lstm_b (LSTM)" in result.table()
+
+
+def test_layers_without_reference_are_said_so_and_the_rest_judged_with_seeded_embedding_ids(saved, tmp_path):
+    result = check(saved / "noref.keras", backends=[SESSION_BACKEND], input_spec="seed=3,batch=4,time=6",
+                   python=_here(), workdir=tmp_path)
+    rows = {row.name: row for row in result.layers}
+    assert {name: row.status for name, row in rows.items()} == {"embed": "no reference", "lstm": "pass",
+                                                                "norm": "no reference", "out": "pass"}
+    assert rows["norm"].reference == "no reference: the reference has no LayerNormalization"
+    assert result.passed and "2 without a reference" in result.table()
+    # The drawn ids are within the Embedding's vocabulary, left-padded with zeros on every other row (mask_zero), and
+    # the LSTM was judged with that mask.
+    with np.load(tmp_path / f"{SESSION_BACKEND}.npz") as arrays:
+        ids, mask = arrays["input/ids"], arrays[_call(tmp_path, "lstm")["mask"]]
+    assert ids.shape == (4, 6) and ids.min() >= 0 and ids.max() < 11
+    assert (ids[1, :1] == 0).all() and (ids[3, :3] == 0).all() and (ids[0] > 0).all()
+    assert np.array_equal(mask, ids != 0)
+
+
+def _call(folder: Path, name: str) -> dict:
+    manifest = json.loads((folder / f"{SESSION_BACKEND}.json").read_text())
+    return next(call for call in manifest["calls"] if call["name"] == name)
+
+
+def test_safe_mode_refuses_a_lambda_in_one_line_exit_2(saved):
+    completed = run_harness("check", str(saved / "lambda.keras"), "--backends", SESSION_BACKEND, f"--python={SESSION_BACKEND}={sys.executable}")
+    assert completed.returncode == 2
+    line = _one_line(completed.stderr)
+    assert "safe mode refuses" in line and "--unsafe" in line and "lambda.keras" in line
+
+
+def test_unsafe_loads_the_lambda_and_its_nan_is_the_first_divergence_exit_1(saved):
+    # The square root of normal draws: NaN wherever the input is negative. The Lambda has no reference, yet its NaN fails it.
+    completed = run_harness("check", str(saved / "lambda.keras"), "--input", str(saved / "series.npy"), "--unsafe",
+                            "--backends", SESSION_BACKEND, f"--python={SESSION_BACKEND}={sys.executable}")
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "UNSAFE: safe mode off (--unsafe)" in completed.stdout
+    assert "first divergent layer: sqrt (Lambda)" in completed.stdout and "non-finite output value(s)" in completed.stdout
+
+
+def test_inputs_that_do_not_fit_the_model_exit_2_in_one_line(saved, tmp_path):
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((BATCH, TIME, FEATURES + 1), dtype=np.float32))
+    completed = run_harness("check", str(saved / "lstm.keras"), "--input", str(wrong), "--backends", SESSION_BACKEND,
+                            f"--python={SESSION_BACKEND}={sys.executable}")
+    assert completed.returncode == 2
+    line = _one_line(completed.stderr)
+    assert "input series has shape (3, 5, 5); the model takes series (None, 5, 4) float32" in line
