@@ -589,7 +589,8 @@ def _command_check(args: argparse.Namespace) -> int:
     if args.json is not None and not args.json.parent.is_dir():
         return _fail(f"--json {args.json}: folder {args.json.parent} does not exist")
     try:
-        result = check(args.model, args.input, backends, input_spec=args.input_spec, python=python, unsafe=args.unsafe)
+        result = check(args.model, args.input, backends, input_spec=args.input_spec, python=python, unsafe=args.unsafe,
+                       imports=args.modules)
     except CheckProblem as error:
         return _fail(str(error))
     print(result.table())
@@ -805,6 +806,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the interpreter that runs BACKEND (repeatable); default: .nox/tests-backend-BACKEND, "
                                "else this one when it has BACKEND")
     checking.add_argument("--unsafe", action="store_true", help="load with Keras's safe mode off (Lambda layers' code)")
+    checking.add_argument("--import", dest="modules", action="append", default=[], metavar="MODULE",
+                          help="a module that defines the model's custom classes (registered with "
+                               "@keras.saving.register_keras_serializable), imported before loading (repeatable)")
     checking.add_argument("--json", type=Path, metavar="OUT.json", help="write the result here (atomically)")
 
     listing = commands.add_parser("list", help="list the cases")

@@ -131,3 +131,20 @@ def test_drawn_inputs_are_seeded_and_fit_the_model():
     assert (ids[0] > 0).all() and (ids[1, :1] == 0).all() and (ids[1, 1:] > 0).all() and (ids[3, :3] == 0).all()
     assert not np.array_equal(draw_inputs([SERIES], InputSpec(seed=8, batch=4))["series"], first["series"])
     fit_inputs([SERIES, IDS], first)  # what is drawn fits
+
+
+def test_custom_classes_are_named_from_the_model_config(tmp_path):
+    """What the one-line error names when Keras cannot rebuild a model: its classes from outside Keras."""
+    import json
+
+    from harness.execute.capture import custom_classes
+
+    config = {"class_name": "Functional", "registered_name": "Functional", "module": "keras", "config": {"layers": [
+        {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None, "config": {}},
+        {"module": None, "class_name": "Scale", "registered_name": "mine>Scale", "config": {}},
+        {"module": "my_project.layers", "class_name": "Gate", "registered_name": None, "config": {}},
+        {"module": "keras.layers", "class_name": "Dense", "registered_name": None, "config": {}}]}}
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+    assert custom_classes(path) == ["mine>Scale", "my_project.layers.Gate"]

@@ -1,9 +1,10 @@
 """Every layer's inputs and outputs of one run of a saved Keras model, on one backend: the backend side of
 ``keras-parity check`` (harness.studies.check runs it once per backend, each in its own interpreter)::
 
-    python -m harness.execute.capture --backend jax --model MODEL.keras --out DIR (--inputs X.npy|X.npz | --input-spec SPEC) [--unsafe]
+    python -m harness.execute.capture --backend jax --model MODEL.keras --out DIR (--inputs X.npy|X.npz | --input-spec SPEC) [--unsafe] [--import MODULE]
 
-It loads the model (Keras safe mode unless ``--unsafe``), wraps the ``call`` of every layer the model holds
+It imports each ``--import`` module (where the model's custom classes are registered), loads the model (Keras
+safe mode unless ``--unsafe``), wraps the ``call`` of every layer the model holds
 (nested models, wrappers such as Bidirectional and the layers inside them; not a recurrent layer's cell nor the
 layer inside a TimeDistributed, which run once per step), runs the model once eagerly on the inputs (``model(x, training=False)``) and writes:
 
@@ -26,11 +27,13 @@ its K-th weight after the weights were recorded (the layer computes with weights
 from __future__ import annotations
 
 import argparse
+import importlib
 import itertools
 import json
 import os
 import sys
 import traceback
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +58,45 @@ def _first_line(error: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def load_model(path: Path, unsafe: bool) -> Any:
-    """The model in ``path`` (safe mode unless ``unsafe``); BadInput saying why it cannot be loaded."""
+def custom_classes(path: Path) -> list[str]:
+    """The classes the model's config.json names from outside Keras (registered name, else module.class)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    found: list[str] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, dict):
+            module = value.get("module")
+            registered = value.get("registered_name")
+            outside = (isinstance(registered, str) and ">" in registered) or (isinstance(module, str) and not module.startswith("keras"))
+            if "class_name" in value and "config" in value and outside:
+                name = value.get("registered_name") or f"{module}.{value['class_name']}"
+                if name not in found:
+                    found.append(name)
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, list):
+            for item in value:
+                visit(item)
+
+    visit(config)
+    return found
+
+
+def load_model(path: Path, unsafe: bool, modules: list[str] = ()) -> Any:
+    """The model in ``path`` (safe mode unless ``unsafe``), after importing ``modules`` (the user's custom classes);
+    BadInput saying why it cannot be loaded."""
     import keras
 
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # the user's module: any error it raises on import is a bad --import
+            raise BadInput(f"--import {module}: cannot import it ({type(error).__name__}: {_first_line(error)}); name a module "
+                           f"importable from the current folder or PYTHONPATH") from None
     try:
         return keras.saving.load_model(str(path), safe_mode=not unsafe, compile=False)
     except Exception as error:  # Keras raises ValueError, TypeError, KeyError, OSError... for a file it cannot load
@@ -66,9 +104,11 @@ def load_model(path: Path, unsafe: bool) -> Any:
         if "safe_mode" in message:
             raise BadInput(f"{path} holds Python code (a Lambda layer's function) that Keras's safe mode refuses to load; "
                            f"if you trust the file, pass --unsafe") from None
-        if "Could not locate" in message or "Unknown layer" in message or "custom" in message.lower():
-            raise BadInput(f"{path} uses a custom class whose code is not importable here ({_first_line(error)}); register "
-                           f"it with @keras.saving.register_keras_serializable in an importable module") from None
+        custom = custom_classes(path)
+        if custom:
+            raise BadInput(f"{path} uses custom class {', '.join(custom)}, whose code is not loaded here, so Keras cannot "
+                           f"rebuild the model; pass --import MODULE, the module that defines it with "
+                           f"@keras.saving.register_keras_serializable") from None
         raise BadInput(f"cannot load {path} as a Keras model: {_first_line(error)}") from None
 
 
@@ -240,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", type=Path)
     parser.add_argument("--input-spec")
     parser.add_argument("--unsafe", action="store_true")
+    parser.add_argument("--import", dest="modules", action="append", default=[])
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     error_path = args.out / f"{args.backend}.error.json"
@@ -267,7 +308,7 @@ def _run(args: argparse.Namespace) -> int:
         info = activate(args.backend)
     except (BackendUnavailable, ValueError) as error:
         raise BadInput(f"{sys.executable} cannot run backend {args.backend}: {error}") from None
-    model = load_model(args.model, args.unsafe)
+    model = load_model(args.model, args.unsafe, args.modules)
     described = model_inputs(model)
     if args.inputs is not None:
         inputs = fit_inputs(described, load_input_file(args.inputs))

@@ -198,8 +198,10 @@ def _inputs_argument(inputs: Any, input_spec: str | None, folder: Path) -> tuple
 
 
 def _environment(backend: str, fault: tuple[str, str] | None) -> dict[str, str]:
+    """The capture's environment: the project and the current folder importable (for --import), the backend chosen."""
     environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT)] + [p for p in [environment.get("PYTHONPATH")] if p])
+    paths = [str(PROJECT_ROOT), os.getcwd()] + [p for p in [environment.get("PYTHONPATH")] if p]
+    environment["PYTHONPATH"] = os.pathsep.join(paths)
     environment["KERAS_BACKEND"] = backend
     environment.pop(FAULT_VARIABLE, None)
     if fault is not None and fault[0] == backend:
@@ -214,12 +216,14 @@ def _last_line(path: Path) -> str:
 
 def check(model_path: str | Path, inputs: Any = None, backends: Sequence[str] | None = None, *,
           input_spec: str | None = None, python: Mapping[str, str] | None = None, unsafe: bool = False,
-          fault: tuple[str, str] | None = None, workdir: str | Path | None = None) -> CheckResult:
+          imports: Sequence[str] = (), fault: tuple[str, str] | None = None,
+          workdir: str | Path | None = None) -> CheckResult:
     """Run the model at ``model_path`` on each backend (all that have an interpreter when None) and judge it.
 
     inputs: a .npy / .npz path, an array (one input) or {input name: array}; or ``input_spec``
     ("seed=N,batch=B[,time=T]"; the default when neither is given: seed=0,batch=2). python: backend -> interpreter.
-    unsafe: load with Keras's safe mode off. fault: (backend, "LAYER:output:DELTA" | "LAYER:weightK:DELTA"), for the
+    unsafe: load with Keras's safe mode off. imports: modules each capture imports first (where the model's custom
+    classes are registered; importable from the current folder). fault: (backend, "LAYER:output:DELTA" | "LAYER:weightK:DELTA"), for the
     tests: a fault injected into one layer on one backend (harness.execute.capture). workdir: keep each backend's
     capture (arrays, manifest, log) there instead of a temporary folder.
     Raises CheckProblem on bad input."""
@@ -228,14 +232,15 @@ def check(model_path: str | Path, inputs: Any = None, backends: Sequence[str] | 
     chosen = interpreters(backends, python)
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
-        return _check_in(model, inputs, input_spec, chosen, unsafe, fault, Path(workdir))
+        return _check_in(model, inputs, input_spec, chosen, unsafe, imports, fault, Path(workdir))
     with tempfile.TemporaryDirectory(prefix="keras-parity-check-") as folder:
-        return _check_in(model, inputs, input_spec, chosen, unsafe, fault, Path(folder))
+        return _check_in(model, inputs, input_spec, chosen, unsafe, imports, fault, Path(folder))
 
 
 def _check_in(model: Path, inputs: Any, input_spec: str | None, chosen: dict[str, str], unsafe: bool,
-              fault: tuple[str, str] | None, folder: Path) -> CheckResult:
+              imports: Sequence[str], fault: tuple[str, str] | None, folder: Path) -> CheckResult:
     arguments, described = _inputs_argument(inputs, input_spec, folder)
+    arguments += [argument for module in imports for argument in ("--import", module)]
     processes = {}
     for backend, interpreter in chosen.items():
         argv = [interpreter, "-m", "harness.execute.capture", "--backend", backend, "--model", str(model.resolve()),
