@@ -137,7 +137,7 @@ def test_custom_classes_are_named_from_the_model_config(tmp_path):
     """What the one-line error names when Keras cannot rebuild a model: its classes from outside Keras."""
     import json
 
-    from harness.execute.capture import custom_classes
+    from harness.case.model_file import custom_classes, read_config
 
     config = {"class_name": "Functional", "registered_name": "Functional", "module": "keras", "config": {"layers": [
         {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None, "config": {}},
@@ -147,4 +147,4 @@ def test_custom_classes_are_named_from_the_model_config(tmp_path):
     path = tmp_path / "model.keras"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("config.json", json.dumps(config))
-    assert custom_classes(path) == ["mine>Scale", "my_project.layers.Gate"]
+    assert custom_classes(read_config(path)) == ["mine>Scale", "my_project.layers.Gate"]

@@ -74,8 +74,7 @@ def saved(tmp_path_factory):
     noref.save(folder / "noref.keras")
 
     series = keras.Input((TIME, FEATURES), name="series")
-    logged = keras.Model(series, layers.Dense(2, name="out")(layers.LSTM(6, name="lstm")(
-        layers.Lambda(lambda x: x ** 0.5, name="sqrt")(series))))
+    logged = keras.Model(series, layers.Dense(2, name="out")(layers.Lambda(lambda x: x ** 0.5, name="sqrt")(series)))
     _seeded(logged, 5)
     logged.save(folder / "lambda.keras")
 
@@ -193,6 +192,20 @@ def test_layers_without_reference_are_said_so_and_the_rest_judged_with_seeded_em
 def _call(folder: Path, name: str) -> dict:
     manifest = json.loads((folder / f"{SESSION_BACKEND}.json").read_text())
     return next(call for call in manifest["calls"] if call["name"] == name)
+
+
+def test_the_model_file_declares_its_inputs_and_python_code_as_keras_saved_them(saved):
+    """What check reads from config.json before any backend starts (harness.case.model_file), on files Keras wrote."""
+    from harness.case.model_file import declared_inputs, python_code_layers, read_config
+    from harness.case.model_inputs import ModelInput
+
+    series = ModelInput("series", (None, TIME, FEATURES), "float32")
+    assert declared_inputs(read_config(saved / "lstm.keras")) == [series]
+    assert declared_inputs(read_config(saved / "mixed.keras")) == [ModelInput("a", (None, TIME, FEATURES), "float32"),
+                                                                   ModelInput("b", (None, TIME, FEATURES), "float32")]
+    assert declared_inputs(read_config(saved / "noref.keras")) == [ModelInput("ids", (None, None), "int32")]
+    assert python_code_layers(read_config(saved / "lambda.keras")) == ["sqrt"]
+    assert python_code_layers(read_config(saved / "mixed.keras")) == []
 
 
 def test_safe_mode_refuses_a_lambda_in_one_line_exit_2(saved):

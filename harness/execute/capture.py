@@ -33,12 +33,12 @@ import json
 import os
 import sys
 import traceback
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.case.model_file import ModelFileProblem, custom_classes, read_config
 from harness.case.model_inputs import InputProblem, ModelInput, draw_inputs, fit_inputs, load_input_file, parse_input_spec
 
 FAULT_VARIABLE = "KERAS_PARITY_CHECK_FAULT"
@@ -56,34 +56,6 @@ def _first_line(error: BaseException, limit: int = 300) -> str:
         lines = lines[1:]
     text = lines[0] if lines else type(error).__name__
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def custom_classes(path: Path) -> list[str]:
-    """The classes the model's config.json names from outside Keras (registered name, else module.class)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return []
-    found: list[str] = []
-
-    def visit(value: Any) -> None:
-        if isinstance(value, dict):
-            module = value.get("module")
-            registered = value.get("registered_name")
-            outside = (isinstance(registered, str) and ">" in registered) or (isinstance(module, str) and not module.startswith("keras"))
-            if "class_name" in value and "config" in value and outside:
-                name = value.get("registered_name") or f"{module}.{value['class_name']}"
-                if name not in found:
-                    found.append(name)
-            for item in value.values():
-                visit(item)
-        elif isinstance(value, list):
-            for item in value:
-                visit(item)
-
-    visit(config)
-    return found
 
 
 def load_model(path: Path, unsafe: bool, modules: list[str] = ()) -> Any:
@@ -104,7 +76,10 @@ def load_model(path: Path, unsafe: bool, modules: list[str] = ()) -> Any:
         if "safe_mode" in message:
             raise BadInput(f"{path} holds Python code (a Lambda layer's function) that Keras's safe mode refuses to load; "
                            f"if you trust the file, pass --unsafe") from None
-        custom = custom_classes(path)
+        try:
+            custom = custom_classes(read_config(path))
+        except ModelFileProblem:
+            custom = []
         if custom:
             raise BadInput(f"{path} uses custom class {', '.join(custom)}, whose code is not loaded here, so Keras cannot "
                            f"rebuild the model; pass --import MODULE, the module that defines it with "

@@ -25,14 +25,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness.case.model_inputs import InputProblem, load_input_file, parse_input_spec
+from harness.case.model_file import ModelFileProblem, declared_inputs, python_code_layers, read_config
+from harness.case.model_inputs import InputProblem, fit_inputs, load_input_file, parse_input_spec
 from harness.case.tolerances import load_tolerances
 from harness.execute.backends import BACKENDS, backend_module
 from harness.execute.capture import FAULT_VARIABLE
@@ -160,17 +160,26 @@ def interpreters(backends: Sequence[str] | None, python: Mapping[str, str] | Non
     return found
 
 
-def _check_model_file(path: Path) -> None:
-    if not path.is_file():
-        raise CheckProblem(f"model file {path} does not exist; give a model saved with model.save('NAME.keras')")
+def _precheck(model: Path, inputs: Any, unsafe: bool) -> None:
+    """Refuse at once what the model file itself shows to be bad input (harness.case.model_file), before any backend
+    starts: no Keras model, Python code under safe mode, inputs that do not fit the declared inputs. The captures
+    check again, with Keras."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        raise CheckProblem(f"{path} is not a Keras model file (a .keras zip archive, as model.save('NAME.keras') writes)") from None
-    if "config.json" not in names:
-        raise CheckProblem(f"{path} is a zip archive without config.json, not a Keras model file; give a .keras "
-                           f"file written by model.save") from None
+        config = read_config(model)
+    except ModelFileProblem as error:
+        raise CheckProblem(str(error)) from None
+    code = python_code_layers(config)
+    if code and not unsafe:
+        raise CheckProblem(f"{model} holds Python code (the function of Lambda layer {', '.join(code)}) that Keras's safe "
+                           f"mode refuses to load; if you trust the file, pass --unsafe")
+    declared = declared_inputs(config)
+    if declared is None or inputs is None:
+        return
+    try:
+        given = load_input_file(Path(inputs)) if isinstance(inputs, (str, Path)) else inputs
+        fit_inputs(declared, dict(given) if isinstance(given, Mapping) else np.asarray(given))
+    except InputProblem as error:
+        raise CheckProblem(str(error)) from None
 
 
 def _inputs_argument(inputs: Any, input_spec: str | None, folder: Path) -> tuple[list[str], str]:
@@ -228,7 +237,7 @@ def check(model_path: str | Path, inputs: Any = None, backends: Sequence[str] | 
     capture (arrays, manifest, log) there instead of a temporary folder.
     Raises CheckProblem on bad input."""
     model = Path(model_path)
-    _check_model_file(model)
+    _precheck(model, inputs, unsafe)
     chosen = interpreters(backends, python)
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
