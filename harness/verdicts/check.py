@@ -246,7 +246,7 @@ def judge_backend(capture: Capture, tolerances: Tolerances) -> dict[str, Backend
         entry.chained_error = _worst(chained_errors)
         entry.input_error = input_error
         entry.restarted = restarted
-        entry.floor_applied = not input_error >= floor  # a NaN input error is not floored
+        entry.floor_applied = bool(input_error < floor)  # a NaN input error is not floored
         with np.errstate(invalid="ignore", divide="ignore"):
             entry.amplification = float(entry.chained_error / max(input_error, floor)) if not np.isnan(input_error) else float("nan")
         judged[call["name"]] = entry
