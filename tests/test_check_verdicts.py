@@ -123,3 +123,17 @@ def test_weights_or_inputs_that_differ_between_backends_are_problems():
     assert not verdict.passed
     assert verdict.problems == ["weight/second/0 differs between jax and torch (the same file and inputs must give "
                                 "bitwise the same weights)"]
+
+
+def test_a_nan_carried_into_the_next_layer_fails_it_too_and_is_not_floored():
+    capture = _capture()
+    for key in ("call/0/out/0", "call/1/in/0"):
+        capture.arrays[key] = capture.arrays[key].copy()
+        capture.arrays[key][0, 2] = np.nan
+    capture.arrays["call/1/out/0"] = capture.arrays["call/1/out/0"].copy()
+    capture.arrays["call/1/out/0"][0, :] = np.nan
+    verdict = judge([capture], {"jax": TOLERANCES})
+    rows = _rows(verdict)
+    assert verdict.first_divergent == "first" and rows["second"].status == FAIL
+    second = rows["second"].backends["jax"]
+    assert np.isnan(second.input_error) and np.isnan(second.amplification) and not second.floor_applied
