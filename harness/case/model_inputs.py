@@ -9,7 +9,8 @@ model; this module loads the user's arrays, checks they fit, and draws random on
 - ``--input-spec seed=N,batch=B[,time=T]``: seeded normal floats of each input's shape and dtype (free axes:
   ``batch`` for the first, ``time`` for the others, default 5), integer ids in [0, vocabulary) for an input
   feeding an Embedding, in [1, vocabulary) with ``mask_zero``, where every other row starts with zeros (left
-  padding: row ``b`` of an odd index has its first ``min(b, time - 1)`` steps zero).
+  padding: row ``b`` of an odd index has its first ``min(b, time - 1)`` steps zero); other integer inputs in [0, 10),
+  bool inputs true or false at random.
 
 Arrays are loaded with ``allow_pickle=False``. Every problem is an ``InputProblem`` whose message is one line
 naming what is wrong and what is accepted.

@@ -19,9 +19,9 @@ not fit) writes ``DIR/<backend>.error.json`` with ``kind = "bad_input"`` and one
 raising on this backend writes ``kind = "model_error"`` and exits 3. Anything else is a crash (traceback on stderr,
 exit 4).
 
-``KERAS_PARITY_CHECK_FAULT`` (tests only) injects a fault into one layer: ``PATH:output:DELTA`` adds DELTA to every
-element of that layer's first output (later layers compute on the faulty value), ``PATH:weightK:DELTA`` adds DELTA to
-its K-th weight after the weights were recorded (the layer computes with weights the file does not hold).
+``KERAS_PARITY_CHECK_FAULT`` (tests only) injects a fault into one layer: ``PATH:weightK:DELTA`` adds DELTA to the
+layer's K-th weight after the weights were recorded, so that the layer computes with weights the file does not hold
+(``weight1`` of a recurrent layer: its recurrent kernel); the layers after it compute on its faulty output.
 """
 
 from __future__ import annotations
@@ -147,23 +147,24 @@ def model_inputs(model: Any) -> list[ModelInput]:
     return described
 
 
-def _parse_fault(text: str | None) -> tuple[str, str, float] | None:
+def _parse_fault(text: str | None) -> tuple[str, int, float] | None:
+    """(layer path, weight index, delta) of ``PATH:weightK:DELTA``; None without a fault."""
     if not text:
         return None
     path, where, delta = text.rsplit(":", 2)
-    return path, where, float(delta)
+    if not where.startswith("weight"):
+        raise ValueError(f"{FAULT_VARIABLE}={text!r}: expected PATH:weightK:DELTA")
+    return path, int(where[len("weight"):]), float(delta)
 
 
 class Recorder:
     """Wraps each layer's ``call`` and keeps what every call saw and returned, as NumPy arrays."""
 
-    def __init__(self, fault: tuple[str, str, float] | None) -> None:
+    def __init__(self) -> None:
         self.events = itertools.count()
         self.calls: list[dict[str, Any]] = []
         self.arrays: dict[str, np.ndarray] = {}
         self.counts: dict[str, int] = {}
-        self.fault = fault
-        self.fault_applied = False
 
     def _keep(self, key: str, tensor: Any) -> str:
         import keras
@@ -180,11 +181,6 @@ class Recorder:
         def recorded_call(*args: Any, **kwargs: Any) -> Any:
             start = next(recorder.events)
             outputs = original(*args, **kwargs)
-            if recorder.fault is not None and recorder.fault[0] == path and recorder.fault[1] == "output":
-                flat = keras.tree.flatten(outputs)
-                flat[0] = flat[0] + recorder.fault[2]
-                outputs = keras.tree.pack_sequence_as(outputs, flat)
-                recorder.fault_applied = True
             recorder.counts[path] = recorder.counts.get(path, 0) + 1
             name = path if recorder.counts[path] == 1 else f"{path}#{recorder.counts[path]}"
             base = f"call/{len(recorder.calls)}"
@@ -221,24 +217,25 @@ def capture(model: Any, inputs: dict[str, np.ndarray], described: list[ModelInpu
             ) -> tuple[list[dict[str, Any]], dict[str, np.ndarray], bool]:
     """Run ``model`` once on ``inputs`` with every layer recorded: (calls, arrays, whether the fault applied)."""
     fault = _parse_fault(fault_text)
-    recorder = Recorder(fault)
+    recorder = Recorder()
+    fault_applied = False
     for path, layer, parent in layer_paths(model):
         weights = layer.get_weights()
         keys = []
         for index, weight in enumerate(weights):
             keys.append(f"weight/{path}/{index}")
             recorder.arrays[keys[-1]] = np.asarray(weight)
-        if fault is not None and fault[0] == path and fault[1].startswith("weight"):
-            position = int(fault[1][len("weight"):])
+        if fault is not None and fault[0] == path:
+            position = fault[1]
             weights[position] = weights[position] + np.asarray(fault[2], dtype=weights[position].dtype)
             layer.set_weights(weights)
-            recorder.fault_applied = True
+            fault_applied = True
         recorder.wrap(path, layer, parent, keys)
     ordered = [inputs[entry.name] for entry in described]
     for entry, array in zip(described, ordered):
         recorder.arrays[f"input/{entry.name}"] = array
     model(ordered[0] if len(ordered) == 1 else ordered, training=False)
-    return recorder.calls, recorder.arrays, recorder.fault_applied
+    return recorder.calls, recorder.arrays, fault_applied
 
 
 def _write_json(path: Path, content: dict[str, Any]) -> None:

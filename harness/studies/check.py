@@ -37,7 +37,7 @@ from harness.case.tolerances import load_tolerances
 from harness.execute.backends import BACKENDS, backend_module
 from harness.execute.capture import FAULT_VARIABLE
 from harness.records.store import write_text
-from harness.verdicts.check import Capture, Verdict, judge, render_table
+from harness.verdicts.check import Capture, LayerRow, Verdict, judge, render_table
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_INPUT_SPEC = "seed=0,batch=2"
@@ -76,11 +76,16 @@ class CheckResult:
         return self.verdict.first_divergent
 
     @property
-    def layers(self) -> list[Any]:
+    def layers(self) -> list[LayerRow]:
+        """The per-layer table: one row per layer call, in the order the calls finished."""
         return self.verdict.rows
 
-    def layer(self, name: str) -> Any:
-        return next(row for row in self.verdict.rows if row.name == name)
+    def layer(self, name: str) -> LayerRow:
+        """The row of layer call ``name`` (a shared layer's second call: NAME#2); KeyError when there is none."""
+        for row in self.verdict.rows:
+            if row.name == name:
+                return row
+        raise KeyError(f"no layer call {name!r}; the calls: {', '.join(row.name for row in self.verdict.rows)}")
 
     def table(self) -> str:
         judged = [b for b in self.backends if b not in self.model_errors]
@@ -232,8 +237,8 @@ def check(model_path: str | Path, inputs: Any = None, backends: Sequence[str] | 
     inputs: a .npy / .npz path, an array (one input) or {input name: array}; or ``input_spec``
     ("seed=N,batch=B[,time=T]"; the default when neither is given: seed=0,batch=2). python: backend -> interpreter.
     unsafe: load with Keras's safe mode off. imports: modules each capture imports first (where the model's custom
-    classes are registered; importable from the current folder). fault: (backend, "LAYER:output:DELTA" | "LAYER:weightK:DELTA"), for the
-    tests: a fault injected into one layer on one backend (harness.execute.capture). workdir: keep each backend's
+    classes are registered; importable from the current folder). fault: (backend, "LAYER:weightK:DELTA"), for the tests: one layer on
+    one backend computes with its K-th weight DELTA off the file's (harness.execute.capture). workdir: keep each backend's
     capture (arrays, manifest, log) there instead of a temporary folder.
     Raises CheckProblem on bad input."""
     model = Path(model_path)
