@@ -23,7 +23,7 @@ from harness.case.schema import LayerSpec
 from harness.case.semantics import DOCUMENTED
 from harness.truth.kinds import truth_kind
 
-# (what the config says, the option of the kind's table): Keras's merge_mode None (a list of the two sequences)
+# Keras's merge_mode None (the two sequences apart) is the kind table's "none"
 _MERGE_MODE_NONE = "none"
 # a feedforward kind -> the kind of that layer wrapped in TimeDistributed
 TIME_DISTRIBUTED = {"dense": "time_distributed_dense"}
@@ -85,17 +85,15 @@ def _bidirectional_spec(config: dict[str, Any]) -> LayerSpec | str:
     backward = (config.get("backward_layer") or {}).get("config")
     if backward is not None and not _same_but_direction(inner, backward):
         return "a Bidirectional with a backward layer of its own"
-    merge_mode = config.get("merge_mode", "concat")
-    allowed = bidirectional_options(kind_of(entry.kind).options)
-    options = _options(entry.kind, dict(inner, merge_mode=_MERGE_MODE_NONE if merge_mode is None else merge_mode),
-                       skip=("go_backwards",))
+    options = _options(entry.kind, inner, skip=("go_backwards",))
     if isinstance(options, str):
         return options
-    merge = dict(merge_mode=_MERGE_MODE_NONE if merge_mode is None else merge_mode)
-    problem = allowed["merge_mode"][1](merge["merge_mode"])
+    merge_mode = config.get("merge_mode", "concat")
+    merge_mode = _MERGE_MODE_NONE if merge_mode is None else merge_mode
+    problem = bidirectional_options(kind_of(entry.kind).options)["merge_mode"][1](merge_mode)
     if problem:
         return f"merge_mode = {merge_mode!r} ({problem})"
-    return LayerSpec("bidirectional", {**options, **merge}, wrapped=entry.kind)
+    return LayerSpec("bidirectional", {**options, "merge_mode": merge_mode}, wrapped=entry.kind)
 
 
 def _time_distributed_spec(config: dict[str, Any]) -> LayerSpec | str:
@@ -131,11 +129,6 @@ def layer_spec(class_name: str, config: dict[str, Any]) -> LayerSpec | str:
     if entry is None:
         return f"the reference has no {class_name}"
     return entry.spec(config)
-
-
-def output_names(spec: LayerSpec) -> tuple[str, ...]:
-    """The names of the layer's outputs in Keras's order (output, h, c, ...)."""
-    return spec.output_names
 
 
 def _as_compute(array: np.ndarray, compute_dtype: str) -> np.ndarray:
