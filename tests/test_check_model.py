@@ -60,10 +60,14 @@ def saved(tmp_path_factory):
     a, b = keras.Input((TIME, FEATURES), name="a"), keras.Input((TIME, FEATURES), name="b")
     shared = layers.LSTM(6, return_sequences=True, name="shared")
     inner = keras.Sequential([keras.Input((7,)), layers.Dense(5, activation="tanh", name="inner_dense")], name="inner")
-    first = inner(layers.GRU(7, reset_after=True, name="gru")(shared(a)))
+    gru_output, _ = layers.GRU(7, reset_after=True, return_state=True, name="gru")(shared(a))
+    # b's zero steps masked (ab.npz has some): the shared LSTM's second call, the Bidirectional and the LSTM reading
+    # backwards get the mask.
+    masked = shared(layers.Masking(0.0, name="masking")(b))
+    summed = layers.Bidirectional(layers.SimpleRNN(3, return_sequences=True), merge_mode="sum", name="bi")(masked)
     second = layers.TimeDistributed(layers.Dense(2), name="per_step")(
-        layers.Bidirectional(layers.SimpleRNN(3, return_sequences=True), name="bi")(shared(b)))
-    mixed = keras.Model([a, b], [first, second])
+        layers.LSTM(5, return_sequences=True, go_backwards=True, name="back")(summed))
+    mixed = keras.Model([a, b], [inner(gru_output), second])
     _seeded(mixed, 2)
     mixed.save(folder / "mixed.keras")
 
@@ -80,8 +84,10 @@ def saved(tmp_path_factory):
 
     rng = np.random.default_rng(6)
     np.save(folder / "series.npy", rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32))
-    np.savez(folder / "ab.npz", a=rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32),
-             b=rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32))
+    b = rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32)
+    b[1, :2] = 0.0  # left padding
+    b[2, 3] = 0.0  # a hole
+    np.savez(folder / "ab.npz", a=rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32), b=b)
     return folder
 
 
@@ -133,22 +139,37 @@ def test_cross_backend_the_regressor_agrees_on_two_backends(regressor_run):
     assert "and across them" in completed.stdout
 
 
-def test_gru_shared_lstm_two_inputs_two_outputs_nested_model_every_call_judged(saved):
-    result = check(saved / "mixed.keras", saved / "ab.npz", [SESSION_BACKEND], python=_here())
+def test_gru_shared_lstm_two_inputs_two_outputs_nested_model_masks_every_call_judged(saved, tmp_path):
+    result = check(saved / "mixed.keras", saved / "ab.npz", [SESSION_BACKEND], python=_here(), workdir=tmp_path)
     rows = {row.name: row for row in result.layers}
-    assert set(rows) == {"shared", "shared#2", "gru", "inner", "inner/inner_dense", "bi", "bi/forward_simple_rnn",
-                         "bi/backward_simple_rnn", "per_step"}, sorted(rows)
-    assert {name: row.reference for name, row in rows.items() if row.status != "container"} == {
+    assert set(rows) == {"shared", "masking", "shared#2", "gru", "inner", "inner/inner_dense", "bi", "bi/forward_simple_rnn",
+                         "bi/backward_simple_rnn", "back", "per_step"}, sorted(rows)
+    assert {name: row.reference for name, row in rows.items() if row.status not in ("container", "no reference")} == {
         "shared": "lstm", "shared#2": "lstm", "gru": "gru", "inner/inner_dense": "dense", "bi": "bidirectional",
-        "bi/forward_simple_rnn": "simple_rnn", "bi/backward_simple_rnn": "simple_rnn", "per_step": "time_distributed_dense"}
-    assert rows["inner"].status == "container"
+        "bi/forward_simple_rnn": "simple_rnn", "bi/backward_simple_rnn": "simple_rnn", "back": "lstm",
+        "per_step": "time_distributed_dense"}
+    assert rows["inner"].status == "container" and rows["masking"].status == "no reference"
     for name, row in rows.items():
-        if name != "inner":
+        if name not in ("inner", "masking"):
             entry = row.backends[SESSION_BACKEND]
             assert row.status == "pass" and entry.own_ratio <= 1 and entry.chained_ratio <= 1, (name, row.reasons)
-    # The chain: the GRU is fed the shared LSTM's first call, the Dense inside the nested model the GRU's output.
-    assert not rows["gru"].backends[SESSION_BACKEND].restarted and not rows["inner/inner_dense"].backends[SESSION_BACKEND].restarted
+    # The chain: the GRU is fed the shared LSTM's call on a, the Dense inside the nested model the GRU's output; the
+    # shared LSTM's call on b (the one with a mask; the calls are named in the order they ran) restarts after the
+    # Masking layer, which has no reference.
+    for name in ("gru", "inner/inner_dense", "bi", "back", "per_step"):
+        assert not rows[name].backends[SESSION_BACKEND].restarted, name
+    on_b = [name for name in ("shared", "shared#2") if _call(tmp_path, name)["mask"] is not None]
+    assert len(on_b) == 1 and rows[on_b[0]].backends[SESSION_BACKEND].restarted
     assert result.passed and result.exit_code == 0
+    # The mask of b's zero steps reached the recurrent layers after the Masking layer; the GRU's state was judged too.
+    with np.load(tmp_path / f"{SESSION_BACKEND}.npz") as arrays:
+        masks = {name: arrays[_call(tmp_path, name)["mask"]] for name in (on_b[0], "bi", "back")}
+        b = arrays["input/b"]
+        gru_outputs = _call(tmp_path, "gru")["outputs"]
+    for name, mask in masks.items():
+        assert np.array_equal(mask, (b != 0).any(axis=-1)), name
+    assert not masks["back"][1, :2].any() and not masks["back"][2, 3]
+    assert len(gru_outputs) == 2  # the output and the state h, each compared with the reference
 
 
 def test_a_fault_in_one_layer_is_localized_to_that_layer_with_finite_amplification(saved):
