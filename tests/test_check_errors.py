@@ -13,6 +13,7 @@ import pytest
 
 from conftest import run_harness
 from harness.case.model_inputs import InputProblem, InputSpec, ModelInput, draw_inputs, fit_inputs, parse_input_spec
+from harness.studies.check import CheckProblem, check
 
 
 def _one_line(stderr: str) -> str:
@@ -32,10 +33,20 @@ def fake_model(tmp_path):
 
 
 def _check(*args: str):
+    """The command line: exit 2, nothing on stdout, one line on stderr (returned)."""
     completed = run_harness("check", *args)
     assert completed.returncode == 2, completed.stdout + completed.stderr
     assert completed.stdout == ""
     return _one_line(completed.stderr)
+
+
+def _problem(model, *args, **kwargs) -> str:
+    """The Python API, in this process: the one-line CheckProblem the command line prints."""
+    with pytest.raises(CheckProblem) as raised:
+        check(model, *args, **kwargs)
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
 
 
 def test_missing_model_file(tmp_path):
@@ -45,11 +56,11 @@ def test_missing_model_file(tmp_path):
 def test_a_file_that_is_not_a_keras_model(tmp_path):
     text = tmp_path / "model.keras"
     text.write_text("not a model")
-    assert "is not a Keras model file (a .keras zip archive" in _check(str(text))
+    assert "is not a Keras model file (a .keras zip archive" in _problem(text)
     other_zip = tmp_path / "other.keras"
     with zipfile.ZipFile(other_zip, "w") as archive:
         archive.writestr("weights.bin", "x")
-    assert "a zip archive without config.json, not a Keras model file" in _check(str(other_zip))
+    assert "a zip archive without config.json, not a Keras model file" in _problem(other_zip)
 
 
 def test_unknown_backend(fake_model):
@@ -58,7 +69,7 @@ def test_unknown_backend(fake_model):
 
 
 def test_interpreter_that_does_not_exist_or_is_malformed(fake_model, tmp_path):
-    line = _check(str(fake_model), "--backends", "jax", "--python", f"jax={tmp_path / 'nope' / 'python'}")
+    line = _problem(fake_model, backends=["jax"], python={"jax": str(tmp_path / "nope" / "python")})
     assert "no such executable; give the python of a virtualenv with keras and jax" in line
     assert "expected BACKEND=INTERPRETER" in _check(str(fake_model), "--python", "jax")
 
@@ -78,18 +89,19 @@ def test_interpreter_that_lacks_the_backend(fake_model):
     ("seed=1,batch=2,units=3", "'units=3' is not one of seed, batch, time"),
 ])
 def test_bad_input_spec(fake_model, spec, expected):
-    assert expected in _check(str(fake_model), "--input-spec", spec)
+    assert expected in _problem(fake_model, input_spec=spec)
 
 
 def test_unreadable_or_pickled_input_files(fake_model, tmp_path):
     garbage = tmp_path / "x.npy"
     garbage.write_bytes(b"garbage")
-    assert f"cannot read input file {garbage} as .npy without pickle" in _check(str(fake_model), "--input", str(garbage))
+    assert f"cannot read input file {garbage} as .npy without pickle" in _problem(fake_model, garbage)
     pickled = tmp_path / "objects.npy"
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     assert "without pickle" in _check(str(fake_model), "--input", str(pickled))
-    assert "neither .npy nor .npz" in _check(str(fake_model), "--input", str(fake_model))
-    assert "does not exist" in _check(str(fake_model), "--input", str(tmp_path / "none.npz"))
+    assert "neither .npy nor .npz" in _problem(fake_model, fake_model)
+    assert "does not exist" in _problem(fake_model, tmp_path / "none.npz")
+    assert "either inputs (a .npy or .npz) or an input spec, not both" in _problem(fake_model, garbage, input_spec="seed=1,batch=2")
 
 
 def test_json_into_a_missing_folder(fake_model, tmp_path):

@@ -44,7 +44,7 @@ def _seeded(model, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """The models and an input, saved once: lstm (Sequential regressor), mixed (Functional), noref, lambda."""
+    """The models and an input, saved once: lstm (Sequential regressor), mixed (Functional), lambda."""
     if SESSION_BACKEND is None:
         pytest.skip("KERAS_BACKEND is not set: run through 'nox -s tests'")
     import keras
@@ -57,37 +57,29 @@ def saved(tmp_path_factory):
     _seeded(regressor, 1)
     regressor.save(folder / "lstm.keras")
 
-    a, b = keras.Input((TIME, FEATURES), name="a"), keras.Input((TIME, FEATURES), name="b")
+    # Two inputs, two outputs: a float series a and integer ids; the LSTM "shared" is called on both, the second time
+    # with the mask of the ids' zeros (Embedding mask_zero), which reaches the Bidirectional, the layer normalization
+    # and the LSTM reading backwards. Embedding and LayerNormalization have no reference.
+    a, ids = keras.Input((TIME, FEATURES), name="a"), keras.Input((None,), dtype="int32", name="ids")
     shared = layers.LSTM(6, return_sequences=True, name="shared")
     inner = keras.Sequential([keras.Input((7,)), layers.Dense(5, activation="tanh", name="inner_dense")], name="inner")
     gru_output, _ = layers.GRU(7, reset_after=True, return_state=True, name="gru")(shared(a))
-    # b's zero steps masked (ab.npz has some): the shared LSTM's second call, the Bidirectional and the LSTM reading
-    # backwards get the mask.
-    masked = shared(layers.Masking(0.0, name="masking")(b))
+    masked = shared(layers.Embedding(11, FEATURES, mask_zero=True, name="embed")(ids))
     summed = layers.Bidirectional(layers.SimpleRNN(3, return_sequences=True), merge_mode="sum", name="bi")(masked)
     second = layers.TimeDistributed(layers.Dense(2), name="per_step")(
-        layers.LSTM(5, return_sequences=True, go_backwards=True, name="back")(summed))
-    mixed = keras.Model([a, b], [inner(gru_output), second])
+        layers.LSTM(5, return_sequences=True, go_backwards=True, name="back")(layers.LayerNormalization(name="norm")(summed)))
+    mixed = keras.Model([a, ids], [inner(gru_output), second])
     _seeded(mixed, 2)
     mixed.save(folder / "mixed.keras")
-
-    ids = keras.Input((None,), dtype="int32", name="ids")  # the time axis free: the input spec's time sets it
-    hidden = layers.LSTM(6, name="lstm")(layers.Embedding(11, FEATURES, mask_zero=True, name="embed")(ids))
-    noref = keras.Model(ids, layers.Dense(2, name="out")(layers.LayerNormalization(name="norm")(hidden)))
-    _seeded(noref, 4)
-    noref.save(folder / "noref.keras")
 
     series = keras.Input((TIME, FEATURES), name="series")
     logged = keras.Model(series, layers.Dense(2, name="out")(layers.Lambda(lambda x: x ** 0.5, name="sqrt")(series)))
     _seeded(logged, 5)
     logged.save(folder / "lambda.keras")
 
-    rng = np.random.default_rng(6)
-    np.save(folder / "series.npy", rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32))
-    b = rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32)
-    b[1, :2] = 0.0  # left padding
-    b[2, 3] = 0.0  # a hole
-    np.savez(folder / "ab.npz", a=rng.standard_normal((BATCH, TIME, FEATURES)).astype(np.float32), b=b)
+    series = np.random.default_rng(6).standard_normal((BATCH, TIME, FEATURES)).astype(np.float32)
+    np.save(folder / "series.npy", series)
+    np.savez(folder / "series.npz", series=series)
     return folder
 
 
@@ -139,37 +131,63 @@ def test_cross_backend_the_regressor_agrees_on_two_backends(regressor_run):
     assert "and across them" in completed.stdout
 
 
-def test_gru_shared_lstm_two_inputs_two_outputs_nested_model_masks_every_call_judged(saved, tmp_path):
-    result = check(saved / "mixed.keras", saved / "ab.npz", [SESSION_BACKEND], python=_here(), workdir=tmp_path)
-    rows = {row.name: row for row in result.layers}
-    assert set(rows) == {"shared", "masking", "shared#2", "gru", "inner", "inner/inner_dense", "bi", "bi/forward_simple_rnn",
-                         "bi/backward_simple_rnn", "back", "per_step"}, sorted(rows)
-    assert {name: row.reference for name, row in rows.items() if row.status not in ("container", "no reference")} == {
+@pytest.fixture(scope="module")
+def mixed_run(saved, tmp_path_factory):
+    """The Functional model checked on the session's backend, its inputs drawn from a seeded spec; the capture kept."""
+    folder = tmp_path_factory.mktemp("mixed")
+    result = check(saved / "mixed.keras", backends=[SESSION_BACKEND], input_spec=f"seed=3,batch={BATCH},time=7",
+                   python=_here(), workdir=folder)
+    return result, {row.name: row for row in result.layers}, folder
+
+
+def test_gru_shared_lstm_two_inputs_two_outputs_nested_model_masks_every_call_judged(mixed_run):
+    result, rows, folder = mixed_run
+    assert set(rows) == {"shared", "shared#2", "gru", "inner", "inner/inner_dense", "embed", "bi", "bi/forward_simple_rnn",
+                         "bi/backward_simple_rnn", "norm", "back", "per_step"}, sorted(rows)
+    assert {name: row.reference for name, row in rows.items() if row.status == "pass"} == {
         "shared": "lstm", "shared#2": "lstm", "gru": "gru", "inner/inner_dense": "dense", "bi": "bidirectional",
         "bi/forward_simple_rnn": "simple_rnn", "bi/backward_simple_rnn": "simple_rnn", "back": "lstm",
         "per_step": "time_distributed_dense"}
-    assert rows["inner"].status == "container" and rows["masking"].status == "no reference"
-    for name, row in rows.items():
-        if name not in ("inner", "masking"):
+    assert rows["inner"].status == "container"
+    for row in rows.values():
+        if row.status == "pass":
             entry = row.backends[SESSION_BACKEND]
-            assert row.status == "pass" and entry.own_ratio <= 1 and entry.chained_ratio <= 1, (name, row.reasons)
-    # The chain: the GRU is fed the shared LSTM's call on a, the Dense inside the nested model the GRU's output; the
-    # shared LSTM's call on b (the one with a mask; the calls are named in the order they ran) restarts after the
-    # Masking layer, which has no reference.
-    for name in ("gru", "inner/inner_dense", "bi", "back", "per_step"):
-        assert not rows[name].backends[SESSION_BACKEND].restarted, name
-    on_b = [name for name in ("shared", "shared#2") if _call(tmp_path, name)["mask"] is not None]
-    assert len(on_b) == 1 and rows[on_b[0]].backends[SESSION_BACKEND].restarted
+            assert entry.own_ratio <= 1 and entry.chained_ratio <= 1, (row.name, row.reasons)
     assert result.passed and result.exit_code == 0
-    # The mask of b's zero steps reached the recurrent layers after the Masking layer; the GRU's state was judged too.
-    with np.load(tmp_path / f"{SESSION_BACKEND}.npz") as arrays:
-        masks = {name: arrays[_call(tmp_path, name)["mask"]] for name in (on_b[0], "bi", "back")}
-        b = arrays["input/b"]
-        gru_outputs = _call(tmp_path, "gru")["outputs"]
+    # The chain: the GRU is fed the shared LSTM's call on a, the Dense inside the nested model the GRU's output; the
+    # shared LSTM's call on the ids (the one with a mask: the calls are named in the order they ran) restarts after
+    # the Embedding, the LSTM reading backwards after the layer normalization, neither having a reference.
+    on_ids = [name for name in ("shared", "shared#2") if _call(folder, name)["mask"] is not None]
+    assert len(on_ids) == 1
+    restarted = {name for name, row in rows.items() if row.status == "pass" and row.backends[SESSION_BACKEND].restarted}
+    assert restarted == {on_ids[0], "back"}
+    # The ids' mask reached every recurrent layer after the Embedding; the GRU's state was judged too.
+    with np.load(folder / f"{SESSION_BACKEND}.npz") as arrays:
+        masks = {name: arrays[_call(folder, name)["mask"]] for name in (on_ids[0], "bi", "back")}
+        ids = arrays["input/ids"]
     for name, mask in masks.items():
-        assert np.array_equal(mask, (b != 0).any(axis=-1)), name
-    assert not masks["back"][1, :2].any() and not masks["back"][2, 3]
-    assert len(gru_outputs) == 2  # the output and the state h, each compared with the reference
+        assert np.array_equal(mask, ids != 0), name
+    assert len(_call(folder, "gru")["outputs"]) == 2  # the output and the state h, each compared with the reference
+
+
+def test_layers_without_reference_are_said_so_and_the_rest_judged(mixed_run):
+    result, rows, folder = mixed_run
+    assert {name: row.status for name, row in rows.items() if row.status not in ("pass", "container")} == {
+        "embed": "no reference", "norm": "no reference"}
+    assert rows["norm"].reference == "no reference: the reference has no LayerNormalization"
+    assert rows["embed"].reference == "no reference: the reference has no Embedding"
+    assert result.passed and "2 without a reference, compared across backends only: embed, norm" in result.table()
+
+
+def test_seeded_inputs_have_the_model_shapes_and_ids_within_the_embedding_vocabulary(mixed_run):
+    result, rows, folder = mixed_run
+    with np.load(folder / f"{SESSION_BACKEND}.npz") as arrays:
+        a, ids = arrays["input/a"], arrays["input/ids"]
+    assert a.shape == (BATCH, TIME, FEATURES) and a.dtype == np.float32
+    # mask_zero: ids from 1, every other row left-padded with zeros
+    assert ids.shape == (BATCH, 7) and ids.dtype == np.int32 and ids.max() < 11
+    assert (ids[0] > 0).all() and ids[1, 0] == 0 and (ids[1, 1:] > 0).all() and (ids[2] > 0).all()
+    assert result.inputs == f"drawn from --input-spec seed=3,batch={BATCH},time=7"
 
 
 def test_a_fault_in_one_layer_is_localized_to_that_layer_with_finite_amplification(saved):
@@ -193,23 +211,6 @@ def test_a_fault_in_one_layer_is_localized_to_that_layer_with_finite_amplificati
     assert "first divergent layer: lstm_b (LSTM)" in result.table()
 
 
-def test_layers_without_reference_are_said_so_and_the_rest_judged_with_seeded_embedding_ids(saved, tmp_path):
-    result = check(saved / "noref.keras", backends=[SESSION_BACKEND], input_spec="seed=3,batch=4,time=6",
-                   python=_here(), workdir=tmp_path)
-    rows = {row.name: row for row in result.layers}
-    assert {name: row.status for name, row in rows.items()} == {"embed": "no reference", "lstm": "pass",
-                                                                "norm": "no reference", "out": "pass"}
-    assert rows["norm"].reference == "no reference: the reference has no LayerNormalization"
-    assert result.passed and "2 without a reference" in result.table()
-    # The drawn ids are within the Embedding's vocabulary, left-padded with zeros on every other row (mask_zero), and
-    # the LSTM was judged with that mask.
-    with np.load(tmp_path / f"{SESSION_BACKEND}.npz") as arrays:
-        ids, mask = arrays["input/ids"], arrays[_call(tmp_path, "lstm")["mask"]]
-    assert ids.shape == (4, 6) and ids.min() >= 0 and ids.max() < 11
-    assert (ids[1, :1] == 0).all() and (ids[3, :3] == 0).all() and (ids[0] > 0).all()
-    assert np.array_equal(mask, ids != 0)
-
-
 def _call(folder: Path, name: str) -> dict:
     manifest = json.loads((folder / f"{SESSION_BACKEND}.json").read_text())
     return next(call for call in manifest["calls"] if call["name"] == name)
@@ -223,8 +224,7 @@ def test_the_model_file_declares_its_inputs_and_python_code_as_keras_saved_them(
     series = ModelInput("series", (None, TIME, FEATURES), "float32")
     assert declared_inputs(read_config(saved / "lstm.keras")) == [series]
     assert declared_inputs(read_config(saved / "mixed.keras")) == [ModelInput("a", (None, TIME, FEATURES), "float32"),
-                                                                   ModelInput("b", (None, TIME, FEATURES), "float32")]
-    assert declared_inputs(read_config(saved / "noref.keras")) == [ModelInput("ids", (None, None), "int32")]
+                                                                   ModelInput("ids", (None, None), "int32")]
     assert python_code_layers(read_config(saved / "lambda.keras")) == ["sqrt"]
     assert python_code_layers(read_config(saved / "mixed.keras")) == []
 
@@ -238,7 +238,7 @@ def test_safe_mode_refuses_a_lambda_in_one_line_exit_2(saved):
 
 def test_unsafe_loads_the_lambda_and_its_nan_is_the_first_divergence_exit_1(saved):
     # The square root of normal draws: NaN wherever the input is negative. The Lambda has no reference, yet its NaN fails it.
-    completed = run_harness("check", str(saved / "lambda.keras"), "--input", str(saved / "series.npy"), "--unsafe",
+    completed = run_harness("check", str(saved / "lambda.keras"), "--input", str(saved / "series.npz"), "--unsafe",
                             "--backends", SESSION_BACKEND, f"--python={SESSION_BACKEND}={sys.executable}")
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert "UNSAFE: safe mode off (--unsafe)" in completed.stdout
@@ -253,3 +253,9 @@ def test_inputs_that_do_not_fit_the_model_exit_2_in_one_line(saved, tmp_path):
     assert completed.returncode == 2
     line = _one_line(completed.stderr)
     assert "input series has shape (3, 5, 5); the model takes series (None, 5, 4) float32" in line
+    wrong_names = tmp_path / "wrong.npz"
+    np.savez(wrong_names, a=np.zeros((BATCH, TIME, FEATURES), dtype=np.float32), idz=np.ones((BATCH, 7), dtype=np.int32))
+    completed = run_harness("check", str(saved / "mixed.keras"), "--input", str(wrong_names))
+    assert completed.returncode == 2
+    assert ("the input arrays' names do not fit: lacks ids; has unknown idz; the model takes a (None, 5, 4) float32, "
+            "ids (None, None) int32") in _one_line(completed.stderr)

@@ -189,8 +189,6 @@ def _precheck(model: Path, inputs: Any, unsafe: bool) -> None:
 
 def _inputs_argument(inputs: Any, input_spec: str | None, folder: Path) -> tuple[list[str], str]:
     """The capture's input arguments and a description; user arrays are saved once into ``folder``."""
-    if inputs is not None and input_spec is not None:
-        raise CheckProblem("give either inputs (a .npy or .npz) or an input spec, not both")
     try:
         if inputs is None:
             spec = input_spec or DEFAULT_INPUT_SPEC
@@ -241,6 +239,8 @@ def check(model_path: str | Path, inputs: Any = None, backends: Sequence[str] | 
     one backend computes with its K-th weight DELTA off the file's (harness.execute.capture). workdir: keep each backend's
     capture (arrays, manifest, log) there instead of a temporary folder.
     Raises CheckProblem on bad input."""
+    if inputs is not None and input_spec is not None:
+        raise CheckProblem("give either inputs (a .npy or .npz) or an input spec, not both")
     model = Path(model_path)
     _precheck(model, inputs, unsafe)
     chosen = interpreters(backends, python)
