@@ -160,3 +160,26 @@ def test_custom_classes_are_named_from_the_model_config(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("config.json", json.dumps(config))
     assert custom_classes(read_config(path)) == ["mine>Scale", "my_project.layers.Gate"]
+
+
+def test_interpreters_given_then_nox_virtualenvs_then_this_one(tmp_path, monkeypatch):
+    """Which interpreter runs each backend: --python first, then the project's .nox virtualenv, then this interpreter
+    when it has the backend; without --backends, every backend that has one."""
+    from harness.studies import check as study
+
+    monkeypatch.setattr(study, "PROJECT_ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    nox_jax = tmp_path / ".nox" / "tests-backend-jax" / "bin" / "python"
+    nox_torch = tmp_path / ".nox" / "parity-3-11-keras-release-backend-torch" / "bin" / "python"
+    given = tmp_path / "venv" / "bin" / "python"
+    for path in (nox_jax, nox_torch, given):
+        path.parent.mkdir(parents=True)
+        path.write_text("")
+        path.chmod(0o755)
+    monkeypatch.setattr(study, "_has_backend", lambda backend: backend == "tensorflow")
+    assert study.interpreters(None) == {"tensorflow": sys.executable, "jax": str(nox_jax), "torch": str(nox_torch)}
+    assert study.interpreters(["jax"], {"jax": str(given)}) == {"jax": str(given)}
+    monkeypatch.setattr(study, "_has_backend", lambda backend: False)
+    assert study.interpreters(None) == {"jax": str(nox_jax), "torch": str(nox_torch)}
+    with pytest.raises(study.CheckProblem, match="no interpreter with backend tensorflow: .* pass --python tensorflow="):
+        study.interpreters(["tensorflow"])
