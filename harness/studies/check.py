@@ -241,6 +241,11 @@ def check(model_path: str | Path, inputs: Any = None, backends: Sequence[str] | 
     Raises CheckProblem on bad input."""
     if inputs is not None and input_spec is not None:
         raise CheckProblem("give either inputs (a .npy or .npz) or an input spec, not both")
+    if input_spec is not None:
+        try:
+            parse_input_spec(input_spec)
+        except InputProblem as error:
+            raise CheckProblem(str(error)) from None
     model = Path(model_path)
     _precheck(model, inputs, unsafe)
     chosen = interpreters(backends, python)
