@@ -190,7 +190,7 @@ class Recorder:
             recorder.calls.append({
                 "name": name, "layer": path, "parent": parent, "class": type(layer).__name__,
                 "container": isinstance(layer, keras.Model),
-                "config": _json_safe(layer.get_config()),
+                "config": _config(layer),
                 "compute_dtype": str(layer.compute_dtype),
                 "start": start, "end": next(recorder.events),
                 "inputs": [recorder._keep(f"{base}/in/{i}", t) for i, t in enumerate(tensors)],
@@ -209,8 +209,13 @@ def _is_tensor(value: Any) -> bool:
     return value is not None and hasattr(value, "shape") and hasattr(value, "dtype")
 
 
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=repr))
+def _config(layer: Any) -> dict[str, Any]:
+    """The layer's config as JSON; empty for a custom layer that cannot give one (it has no reference anyway)."""
+    try:
+        config = layer.get_config()
+    except Exception:  # a custom layer's get_config may raise anything (NotImplementedError, TypeError, ...)
+        return {}
+    return json.loads(json.dumps(config, default=repr))
 
 
 def capture(model: Any, inputs: dict[str, np.ndarray], described: list[ModelInput], fault_text: str | None = None
