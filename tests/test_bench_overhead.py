@@ -72,3 +72,19 @@ def test_bad_input_is_one_line_and_exit_2(option, tmp_path):
     assert completed.returncode == 2
     assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
     assert not list(tmp_path.glob("*.bench_overhead.json"))
+
+
+
+@pytest.mark.parametrize("medians, expected", [
+    ((0.010, 0.020, 0.030), (0.0, 0.01)),              # a clean line through the origin
+    ((0.012, 0.022, 0.032), (0.002, 0.01)),            # a fixed part and a slope, both kept
+    ((0.030, 0.020, 0.025), (0.025, 0.0)),             # noise slopes it down: flat at the mean, not shrinking
+    ((0.001, 0.030, 0.060), (0.0, 0.241 / 14)),        # noise puts the intercept at -0.029: through the origin instead
+])
+def test_the_write_fit_never_gives_a_negative_time(medians, expected):
+    """Three noisy medians on a loaded machine gave a negative intercept, and the run's write totals came out
+    negative (-0.02 s, -137 s); the fit holds both parts at zero or above, by least squares under that bound."""
+    from harness.studies.bench_overhead import _fit
+
+    points = [{"cases": n, "write_s": {"median": t}} for n, t in zip((1, 2, 3), medians)]
+    assert _fit(points, "write_s") == pytest.approx(expected, abs=1e-12)

@@ -283,12 +283,19 @@ def _plain_verdict(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fit(points: list[dict[str, Any]], field: str) -> tuple[float, float]:
-    """(fixed_s, per_case_s) of the least-squares line through the medians of ``field`` against the cases."""
+    """(fixed_s, per_case_s) of the least-squares line through the medians of ``field`` against the cases, both
+    held non-negative (a time neither shrinks with more cases nor starts below zero): on a loaded machine a few noisy
+    medians gave a negative slope or intercept, and the run's extrapolated write totals came out negative. Where the
+    free fit breaks a bound, the best line with that part at zero is taken (least squares under the constraint)."""
     n_values = np.asarray([point["cases"] for point in points], dtype=float)
     t_values = np.asarray([point[field]["median"] for point in points], dtype=float)
     if len(points) < 2:
-        return float(t_values[0]), 0.0
+        return max(float(t_values[0]), 0.0), 0.0
     per_case, fixed = (float(value) for value in np.polyfit(n_values, t_values, 1))
+    if per_case < 0:  # flat: the mean
+        return max(float(t_values.mean()), 0.0), 0.0
+    if fixed < 0:  # through the origin
+        return 0.0, max(float(np.dot(n_values, t_values) / np.dot(n_values, n_values)), 0.0)
     return fixed, per_case
 
 
