@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import store
+from harness.reports import report_document
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
+from harness.reports.document import BulletList, Content, JudgedText, Paragraph, Section, Table, blocks_for
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_names, format_number, format_ratio,
     format_seconds, format_tolerance, kind_cell,
@@ -132,6 +134,32 @@ def _folded(header: list[str], rows: list[list[str]], what: str, numeric: set[in
 
 def _section(anchor: str, title: str, body: list[str]) -> list[str]:
     return [f'<section id="{anchor}">', f"<h2>{_e(title)}</h2>", *body, "</section>"]
+
+
+def _prose(text: str) -> str:
+    """Fixed wording of a paragraph, escaped for HTML content (quotes kept as they are)."""
+    return html.escape(text, quote=False)
+
+
+def _text(content: Content, escape=_e) -> str:
+    """Document content as HTML: its text through ``escape``, a judged error as _ratio writes it."""
+    parts = content if isinstance(content, tuple) else (content,)
+    return "".join(_ratio(part.judged) if isinstance(part, JudgedText) else escape(part) for part in parts)
+
+
+def _block(block: Paragraph | Table | BulletList) -> str:
+    if isinstance(block, Paragraph):
+        return f"<p>{_text(block.content, _prose)}</p>"
+    if isinstance(block, Table):
+        return _table(list(block.header), [[_text(cell) for cell in row] for row in block.rows], set(block.numeric))
+    if isinstance(block, BulletList):
+        return "<ul>" + "".join(f"<li>{_text(item)}</li>" for item in block.items) + "</ul>"
+    raise TypeError(f"not a document block: {block!r}")
+
+
+def _section_body(section: Section) -> list[str]:
+    """A document section's blocks as HTML, one element each."""
+    return [_block(block) for block in blocks_for(section, "html")]
 
 
 def _failure(failure: Failure) -> str:
@@ -510,39 +538,6 @@ def _pairwise(report: Report) -> list[str]:
     return body
 
 
-def _serialization(report: Report) -> list[str]:
-    if report.serialization is None:
-        return ["<p>Not run (nox runs it after the parity sessions: nox -s serialization).</p>"]
-    return [
-        "<p>Each case's Functional model saved with model.save() on one backend and loaded on another: against the float64 "
-        "reference, and the largest difference from the saving backend's own outputs.</p>",
-        _table(
-            ["saved on", "loaded on", "models", "pass", "worst ratio (abs)", "largest difference from the saving backend", "not passing"],
-            [[_e(r.saved_on), _e(r.loaded_on), str(r.models), str(r.passed), _ratio(r.judged), _e(format_number(r.largest_difference)),
-              _e(", ".join(r.failures) or "none")] for r in report.serialization],
-            numeric={2, 3, 5},
-        ),
-    ]
-
-
-def _growth(report: Report) -> list[str]:
-    growth = report.growth
-    if growth is None:
-        return ["<p>Not run (python -m harness growth, part of the parity sessions).</p>"]
-    rows = []
-    for time, units in growth.keys:
-        cells = []
-        for backend in growth.backends:
-            point = growth.point(backend, time, units)
-            cells.append("not run" if point is None else ("error" if point.status == "error" else _ratio(point.judged)))
-        rows.append([str(time), str(units), *cells])
-    return [
-        "<p>One float32 LSTM against the float64 reference: the largest ratio of error to tolerance over output, h and c.</p>",
-        _table(["steps", "units", *growth.backends], rows, numeric={0, 1}),
-        f"<p>Largest ratio anywhere: {_ratio(growth.worst)}.</p>",
-    ]
-
-
 def _gradients(report: Report) -> list[str]:
     """Gradient errors per case and backend, the shared layer against two instances, training against NumPy."""
     data = report.gradients
@@ -636,22 +631,6 @@ def _faults(report: Report) -> list[str]:
     return body
 
 
-def _tolerances(report: Report) -> list[str]:
-    rows = [
-        [_e(t.dtype), _e(t.quantity), _e(format_tolerance(t.rtol)), _e(format_tolerance(t.atol)), _e(format_tolerance(t.rel_floor)),
-         {True: "yes", False: "no", None: "n/a"}[t.measured], _e(t.reason)]
-        for t in report.tolerances
-    ]
-    body = [
-        "<p>An element fails when |actual - expected| &gt; atol + rtol * |expected|; the ratio is the largest "
-        "|actual - expected| / (atol + rtol * |expected|) over the elements.</p>",
-        _table(["dtype", "quantity", "rtol", "atol", "rel floor", "measured", "reason"], rows, numeric={2, 3, 4}),
-    ]
-    if report.tolerance_differences:
-        body.append("<ul>" + "".join(f"<li>{_e(d)}</li>" for d in report.tolerance_differences) + "</ul>")
-    return body
-
-
 def _settings(settings: dict[str, Any]) -> str:
     return _e(", ".join(f"{k}={v}" for k, v in settings.items()) or "none")
 
@@ -726,8 +705,9 @@ def render_html(report: Report, figures: dict[str, bytes]) -> str:
     bodies = {
         "attention": _attention(report), "known": _known(report), "between-versions": _between_versions(report), "closest": _closest(report), "summary": _summary(report),
         "figures": _figures(figures), "reference": _reference(report), "apis": _apis(report), "pairwise": _pairwise(report),
-        "serialization": _serialization(report), "growth": _growth(report), "gradients": _gradients(report), "claims": _claim_study(report), "faults": _faults(report),
-        "tolerances": _tolerances(report), "environment": _environment(report),
+        "serialization": _section_body(report_document.serialization_section(report)),
+        "growth": _section_body(report_document.growth_section(report)), "gradients": _gradients(report), "claims": _claim_study(report), "faults": _faults(report),
+        "tolerances": _section_body(report_document.tolerances_section(report)), "environment": _environment(report),
     }
     lines = [
         "<!DOCTYPE html>",

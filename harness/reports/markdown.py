@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.reports import report_document
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
+from harness.reports.document import BulletList, Content, JudgedText, Paragraph, Section, Table, blocks_for
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_agreement, format_case,
     format_judged, format_names, format_number, format_ratio, format_seconds, format_tolerance, kind_cell,
@@ -51,6 +53,32 @@ def _folded_table(header: list[str], rows: list[list[str]], what: str) -> list[s
         lines += ["", f"<details><summary>{len(rest)} more {what} (smaller ratios)</summary>", ""]
         lines += _table(header, rest)
         lines += ["", "</details>"]
+    return lines
+
+
+def _text(content: Content, escape=lambda text: text) -> str:
+    """Document content as Markdown: its text through ``escape``, a judged error as _judged writes it."""
+    parts = content if isinstance(content, tuple) else (content,)
+    return "".join(_judged(part.judged) if isinstance(part, JudgedText) else escape(part) for part in parts)
+
+
+def _block_lines(block: Paragraph | Table | BulletList) -> list[str]:
+    if isinstance(block, Paragraph):
+        return [_text(block.content)]
+    if isinstance(block, Table):
+        return _table(list(block.header), [[_text(cell, _cell) for cell in row] for row in block.rows])
+    if isinstance(block, BulletList):
+        return [f"- {_text(item)}" for item in block.items]
+    raise TypeError(f"not a document block: {block!r}")
+
+
+def _section_lines(section: Section) -> list[str]:
+    """A document section: its heading, then its blocks, a blank line between two (none before a list under_previous)."""
+    lines = [f"## {section.title}", ""]
+    for index, block in enumerate(blocks_for(section, "markdown")):
+        if index and not (isinstance(block, BulletList) and block.under_previous):
+            lines.append("")
+        lines += _block_lines(block)
     return lines
 
 
@@ -426,37 +454,6 @@ def _cross(report: Report) -> list[str]:
     return lines
 
 
-def _serialization(report: Report) -> list[str]:
-    lines = ["## Train on one backend, serve on another", ""]
-    if report.serialization is None:
-        return lines + ["Not run (nox runs it after the parity sessions: nox -s serialization)."]
-    lines += ["Each case's Functional model saved with model.save() on one backend and loaded on another: against the "
-              "float64 reference (worst ratio to the tolerance), and the largest difference from the saving backend's own outputs.", ""]
-    return lines + _table(
-        ["saved on", "loaded on", "models", "pass", "worst ratio", "largest difference from the saving backend", "not passing"],
-        [[r.saved_on, r.loaded_on, str(r.models), str(r.passed), _judged(r.judged), format_number(r.largest_difference),
-          _cell(", ".join(r.failures)) or "none"] for r in report.serialization],
-    )
-
-
-def _growth(report: Report) -> list[str]:
-    lines = ["## Error as the sequence grows", ""]
-    growth = report.growth
-    if growth is None:
-        return lines + ["Not run (python -m harness growth, part of the parity sessions)."]
-    lines += ["One float32 LSTM against the float64 reference: the largest ratio of error to tolerance over output, h and c, "
-              "with its absolute error.", ""]
-    rows = []
-    for time, units in growth.keys:
-        cells = []
-        for backend in growth.backends:
-            point = growth.point(backend, time, units)
-            cells.append("not run" if point is None else ("error" if point.status == "error" else _judged(point.judged)))
-        rows.append([str(time), str(units), *cells])
-    lines += _table(["steps", "units", *growth.backends], rows)
-    return lines + ["", f"Largest ratio anywhere: {_judged(growth.worst)}."]
-
-
 def _gradient_lines(report: Report) -> list[str]:
     """The "Gradients and training" section: gradient errors per case and backend, the shared layer against two
     instances, backends against each other, and the training trajectories against the NumPy loop."""
@@ -568,18 +565,6 @@ def _faults(report: Report) -> list[str]:
     return lines
 
 
-def _tolerances(report: Report) -> list[str]:
-    lines = ["## Tolerances", "", "An element fails when |actual - expected| > atol + rtol * |expected|; the ratio is the "
-             "largest |actual - expected| / (atol + rtol * |expected|) over the elements.", ""]
-    lines += _table(
-        ["dtype", "quantity", "rtol", "atol", "rel floor", "measured", "reason"],
-        [[t.dtype, t.quantity, format_tolerance(t.rtol), format_tolerance(t.atol), format_tolerance(t.rel_floor),
-          {True: "yes", False: "no", None: "n/a"}[t.measured], _cell(t.reason)] for t in report.tolerances],
-    )
-    lines += [f"- {d}" for d in report.tolerance_differences]
-    return lines
-
-
 def _environment(report: Report) -> list[str]:
     lines = ["## Environment and how to reproduce", ""]
     runs = [e for e in report.environments if e.kind == "run"]
@@ -615,33 +600,6 @@ def _environment(report: Report) -> list[str]:
         )
     if report.notes:
         lines += [""] + [f"- {_cell(n)}" for n in report.notes]
-    return lines
-
-
-def _training_mode_lines(report: Report) -> list[str]:
-    """The "Training mode (dropout)" section: each case's verdict and worst tolerance ratio per backend."""
-    data = report.training_mode
-    lines = ["## Training mode (dropout)", ""]
-    if data is None:
-        return lines + ["Not run (python -m harness training-mode, part of the release parity sessions)."]
-    lines += ["dropout and recurrent_dropout with training=True: the masks Keras draws (one per sequence, 0 or 1/(1-rate), "
-              "the rate within 5 binomial standard deviations, per gate with implementation 1), the output against the NumPy "
-              "reference fed those masks, and with the harness's seeded masks the output and the train_on_batch / fit loss. "
-              "Worst ratio: the largest error-to-tolerance ratio of the case's compared quantities.", "",
-              "| case | " + " | ".join(data.backends) + " |", "|---|" + "---|" * len(data.backends)]
-    cells = {(row.case, row.backend): row for row in data.rows}
-    for case in dict.fromkeys(row.case for row in data.rows):
-        entries = []
-        for backend in data.backends:
-            row = cells.get((case, backend))
-            entries.append("" if row is None else f"{row.verdict} ({row.worst_ratio:.2g})")
-        lines.append(f"| {case} | " + " | ".join(entries) + " |")
-    explained = [row for row in data.rows if row.verdict != "pass"]
-    if explained:
-        lines.append("")
-        lines += [f"- {row.backend} {row.case}: {row.verdict}: {row.detail}" for row in explained]
-    if data.faults:
-        lines += ["", "Records made with a fault injected (not shown above): " + ", ".join(f"{b} ({f})" for b, f in data.faults)]
     return lines
 
 
@@ -696,9 +654,12 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    for section in (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross, _serialization, _growth, _gradient_lines, _training_mode_lines, _claim_study_lines, _faults,
-                    _tolerances, _environment):
-        lines += section(report) + [""]
+    sections = (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross,
+                report_document.serialization_section, report_document.growth_section, _gradient_lines,
+                report_document.training_mode_section, _claim_study_lines, _faults, report_document.tolerances_section, _environment)
+    for section in sections:  # the sections built as a document (report_document) are formatted; the others still write lines
+        written = section(report)
+        lines += (_section_lines(written) if isinstance(written, Section) else written) + [""]
     return "\n".join(lines)
 
 

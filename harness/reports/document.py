@@ -1,0 +1,92 @@
+"""The report as a neutral document: sections of paragraphs, tables and lists, built once from the report model
+(harness.reports.report_document) and formatted by the renderers (markdown, html), which compute nothing and word
+nothing themselves.
+
+Text is plain: each formatter escapes it for its format. A few values keep their meaning until formatted
+(``JudgedText``: an error judged by its tolerance, which Markdown writes in bold when over and HTML colours). Where the
+two reports differ in content, not only in format, the difference is data here: ``OnlyIn`` holds a block one format
+shows and the other leaves out, ``Alternatives`` the same information worded for each format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from harness.reports.judged import Judged
+
+FORMATS = ("markdown", "html")
+
+
+@dataclass(frozen=True)
+class JudgedText:
+    """An error next to the tolerance that judged it: its ratio and its absolute error."""
+
+    judged: Judged
+
+
+Inline = Union[str, JudgedText]
+Content = Union[Inline, tuple[Inline, ...]]  # one piece of text, or pieces written one after another
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    content: Content
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[Content, ...], ...]
+    numeric: frozenset[int] = frozenset()  # columns of numbers (HTML aligns them right)
+
+
+@dataclass(frozen=True)
+class BulletList:
+    items: tuple[Content, ...]
+    under_previous: bool = False  # Markdown: written directly under the previous block, without a blank line
+
+
+@dataclass(frozen=True)
+class OnlyIn:
+    """A block one format shows and the other leaves out."""
+
+    format: str  # one of FORMATS
+    block: "Block"
+
+
+@dataclass(frozen=True)
+class Alternatives:
+    """The same information, worded for each format."""
+
+    markdown: "Block"
+    html: "Block"
+
+    def for_format(self, format: str) -> "Block":
+        return self.markdown if format == "markdown" else self.html
+
+
+Block = Union[Paragraph, Table, BulletList, OnlyIn, Alternatives]
+
+
+@dataclass(frozen=True)
+class Section:
+    anchor: str  # the HTML id, and the link target of the contents
+    title: str  # the Markdown heading
+    short_title: str  # the HTML heading and its entry in the contents
+    blocks: tuple[Block, ...]
+    formats: tuple[str, ...] = FORMATS  # the reports that show it
+
+
+def blocks_for(section: Section, format: str) -> list[Block]:
+    """The section's blocks as ``format`` shows them: OnlyIn blocks of the other format left out, Alternatives chosen."""
+    chosen: list[Block] = []
+    for block in section.blocks:
+        if isinstance(block, OnlyIn):
+            if block.format == format:
+                chosen.append(block.block)
+        elif isinstance(block, Alternatives):
+            chosen.append(block.for_format(format))
+        else:
+            chosen.append(block)
+    return chosen
