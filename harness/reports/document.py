@@ -13,19 +13,50 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from harness.reports.case_results import CaseResult
 from harness.reports.judged import Judged
 
 FORMATS = ("markdown", "html")
 
 
+MARKDOWN_JUDGED = ("ratio and error", "ratio", "plain")
+
+
 @dataclass(frozen=True)
 class JudgedText:
-    """An error next to the tolerance that judged it: its ratio and its absolute error."""
+    """An error next to the tolerance that judged it: HTML shows its ratio coloured by band, its absolute error beside it.
+
+    ``markdown``: how REPORT.md writes it: "ratio and error" (format_judged) or "ratio" (format_ratio), in bold when over
+    the tolerance; "plain": format_judged, never in bold."""
 
     judged: Judged
+    markdown: str = "ratio and error"  # one of MARKDOWN_JUDGED
 
 
-Inline = Union[str, JudgedText]
+@dataclass(frozen=True)
+class CaseOutcome:
+    """A case on one backend in a table cell: its verdict, then its largest ratio and absolute error or what it raised
+    (None: not run). REPORT.md writes it in bold when over the tolerance; report.html colours the verdict and the ratio."""
+
+    result: CaseResult | None
+
+
+@dataclass(frozen=True)
+class Strong:
+    """Text in bold."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Marked:
+    """Text marked by a band ("ok", "close", "over", "missing"): HTML colours it; Markdown writes it in bold when over."""
+
+    text: str
+    band: str
+
+
+Inline = Union[str, JudgedText, CaseOutcome, Strong, Marked]
 Content = Union[Inline, tuple[Inline, ...]]  # one piece of text, or pieces written one after another
 
 
@@ -39,6 +70,7 @@ class Table:
     header: tuple[str, ...]
     rows: tuple[tuple[Content, ...], ...]
     numeric: frozenset[int] = frozenset()  # columns of numbers (HTML aligns them right)
+    folded: str | None = None  # what the rows are ("cases"): the rows after the first SHOWN_ROWS are folded away
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,12 @@ from typing import Any
 from harness.records import store
 from harness.reports import report_document
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
-from harness.reports.document import BulletList, Content, JudgedText, Paragraph, Section, Table, blocks_for
+from harness.reports.document import (
+    BulletList, CaseOutcome, Content, Inline, JudgedText, Marked, Paragraph, Section, Strong, Table, blocks_for,
+)
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_names, format_number, format_ratio,
-    format_seconds, format_tolerance, kind_cell,
+    format_seconds, kind_cell,
 )
 
 SHOWN_ROWS = 20
@@ -141,17 +143,32 @@ def _prose(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def _inline(part: Inline, escape) -> str:
+    """One piece of document content as HTML; plain text through ``escape``."""
+    if isinstance(part, JudgedText):
+        return _ratio(part.judged)
+    if isinstance(part, CaseOutcome):
+        return _case_cell(part.result)
+    if isinstance(part, Strong):
+        return f"<strong>{_e(part.text)}</strong>"
+    if isinstance(part, Marked):
+        return f'<span class="r-{part.band}">{_e(part.text)}</span>'
+    return escape(part)
+
+
 def _text(content: Content, escape=_e) -> str:
-    """Document content as HTML: its text through ``escape``, a judged error as _ratio writes it."""
     parts = content if isinstance(content, tuple) else (content,)
-    return "".join(_ratio(part.judged) if isinstance(part, JudgedText) else escape(part) for part in parts)
+    return "".join(_inline(part, escape) for part in parts)
 
 
 def _block(block: Paragraph | Table | BulletList) -> str:
     if isinstance(block, Paragraph):
         return f"<p>{_text(block.content, _prose)}</p>"
     if isinstance(block, Table):
-        return _table(list(block.header), [[_text(cell) for cell in row] for row in block.rows], set(block.numeric))
+        rows = [[_text(cell) for cell in row] for row in block.rows]
+        if block.folded is not None:
+            return "\n".join(_folded(list(block.header), rows, block.folded, set(block.numeric)))
+        return _table(list(block.header), rows, set(block.numeric))
     if isinstance(block, BulletList):
         return "<ul>" + "".join(f"<li>{_text(item)}</li>" for item in block.items) + "</ul>"
     raise TypeError(f"not a document block: {block!r}")
@@ -355,20 +372,6 @@ def _between_view(view, tag: str, prefix: str) -> list[str]:
     return body
 
 
-def _closest(report: Report) -> list[str]:
-    body = ["<p>The passing cases nearest their tolerance (ratio = error / tolerance; above 1 would fail).</p>"]
-    if not report.closest_calls:
-        return body + ["<p>No passing case was measured.</p>"]
-    rows = []
-    for r in report.closest_calls:
-        item = r.worst
-        rows.append([
-            _e(r.case), _e(r.backend), _e(r.dtype), _ratio(r.judged), _e(f"{item.api}/{item.output}" if item else "n/a"),
-            _e(f"rtol {format_tolerance(item.rtol)}, atol {format_tolerance(item.atol)}" if item else "n/a"),
-        ])
-    return body + [_table(["case", "backend", "dtype", "ratio (abs)", "where", "tolerance"], rows)]
-
-
 def _summary(report: Report) -> list[str]:
     verdicts = list(report.summaries[0].counts) if report.summaries else []
     rows = []
@@ -468,40 +471,6 @@ def _figures(figures: dict[str, bytes]) -> list[str]:
     ]
 
 
-def _reference(report: Report) -> list[str]:
-    body = ["<p>Each cell: verdict, then the largest ratio of error to tolerance over every API and output of the case, with "
-            "that output's absolute error. Largest ratio first.</p>"]
-    rows = [[_e(r.case), _e(r.dtype), _e(r.entry_point), *(_case_cell(r.cells[b]) for b in report.backends)] for r in report.case_rows]
-    return body + _folded(["case", "dtype", "entry point", *report.backends], rows, "cases")
-
-
-def _apis(report: Report) -> list[str]:
-    body = ["<p>The same case built in every API it can be written in, with identical weights, compared output by output "
-            "against the bound the APIs must meet (0: bitwise).</p>"]
-    body.append("<ul>" + "".join(
-        f"<li>{_e(s.backend)}: {s.bitwise} of {s.cases} cases bitwise equal across APIs, {s.within} within their bound"
-        + (f"; outside: {_e(', '.join(s.outside))}" if s.outside else "") + ".</li>"
-        for s in report.api_summaries
-    ) + "</ul>")
-    differing = [r for r in report.api_rows if not r.bitwise]
-    if differing:
-        rows = []
-        for r in differing:
-            cells = []
-            for b in report.backends:
-                cell = r.cells[b]
-                if cell is None or not cell.api_agreement:
-                    cells.append("n/a")
-                elif all(a.bitwise_equal for a in cell.api_agreement):
-                    cells.append("bitwise equal")
-                else:
-                    cells.append(_ratio(cell.api_judged))
-            rows.append([_e(r.case), _e(", ".join(r.apis)), *cells])
-        body.append("<p>Cases whose APIs are not bitwise equal somewhere (largest ratio first):</p>")
-        body += _folded(["case", "APIs", *report.backends], rows, "cases")
-    return body
-
-
 def _pairwise(report: Report) -> list[str]:
     cross = report.cross
     if not cross.ran:
@@ -592,44 +561,8 @@ def _gradients(report: Report) -> list[str]:
 
 
 def _faults(report: Report) -> list[str]:
-    faults = report.faults
-    if faults is None:
-        return ["<p>Not run (nox -s faults).</p>"]
-    body = [
-        "<p>Each fault is patched into Keras at run time (never into the reference) and run through the harness on the cases "
-        "it names; a case detects it when its verdict after the known-divergence claims fails while the same case run unmodified "
-        "does not fail, its outputs differ from the unmodified ones, and its builds ran the kernel path the fault patches. The "
-        "same cases run unmodified must pass (or be explained by a claim).</p>",
-        "<p>Detection: " + _e("; ".join(
-            f"{d.backend} {d.detected} of {d.total}" + (f" ({d.errors} errors of the study)" if d.errors else "") + f", {len(d.false_alarms)} false alarms"
-            for d in faults.detection
-        )) + ".</p>",
-    ]
-    for detection in faults.detection:
-        for blind in detection.blind_sweeps:
-            body.append(f'<p><span class="r-over">{_e(f"{detection.backend}: the sweep detected no perturbation ({blind}).")}</span></p>')
-        if detection.missed:
-            missed = f"Missed at this precision ({detection.backend}, {detection.precision}): {', '.join(detection.missed)}."
-            body.append(f'<p><span class="r-over">{_e(missed)}</span></p>')
-    rows = []
-    for row in faults.rows:
-        cells = []
-        for backend in faults.backends:
-            cell = row.cells[backend]
-            band = {"detected": "ok", "undetected": "over", "error": "over"}.get(cell.status, "missing")
-            text = cell.status if cell.status == "not run" else f"{cell.status} ({cell.flagged}/{cell.runs} cases, error up to {format_number(cell.worst_error)})"
-            cells.append(f'<span class="r-{band}">{_e(text)}</span>')
-        rows.append([_e(row.name), _e(row.description), *cells])
-    body.append(_table(["fault", "what it does", *faults.backends], rows))
-    if faults.sweep:
-        body.append("<p>Smallest constant added to the forget gate's pre-activation that the tolerances flag, per dtype:</p>")
-        body.append(_table(["dtype", "case", *faults.backends], [[_e(s.dtype), _e(s.case), *(_e(s.cells[b]) for b in faults.backends)] for s in faults.sweep]))
-    if faults.cases:
-        body.append("<p>Per case: the verdict, the faulted run's verdict after claims against the unmodified run's, and the kernel path "
-                    "its builds ran:</p>")
-        body.append(_table(["fault", "case", *faults.backends], [[_e(c.fault), _e(c.case), *(_e(c.cells[b]) for b in faults.backends)] for c in faults.cases]))
-    return body
-
+    """The fault section, formatted (as render_html writes it)."""
+    return _section_body(report_document.faults_section(report))
 
 def _settings(settings: dict[str, Any]) -> str:
     return _e(", ".join(f"{k}={v}" for k, v in settings.items()) or "none")
@@ -703,8 +636,9 @@ def _navigation() -> list[str]:
 def render_html(report: Report, figures: dict[str, bytes]) -> str:
     """The whole report.html for a built report model; ``figures`` maps caption -> PNG bytes."""
     bodies = {
-        "attention": _attention(report), "known": _known(report), "between-versions": _between_versions(report), "closest": _closest(report), "summary": _summary(report),
-        "figures": _figures(figures), "reference": _reference(report), "apis": _apis(report), "pairwise": _pairwise(report),
+        "attention": _attention(report), "known": _known(report), "between-versions": _between_versions(report), "closest": _section_body(report_document.closest_section(report)), "summary": _summary(report),
+        "figures": _figures(figures), "reference": _section_body(report_document.reference_section(report)),
+        "apis": _section_body(report_document.apis_section(report)), "pairwise": _pairwise(report),
         "serialization": _section_body(report_document.serialization_section(report)),
         "growth": _section_body(report_document.growth_section(report)), "gradients": _gradients(report), "claims": _claim_study(report), "faults": _faults(report),
         "tolerances": _section_body(report_document.tolerances_section(report)), "environment": _environment(report),

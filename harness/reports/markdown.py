@@ -12,10 +12,12 @@ from typing import Any
 
 from harness.reports import report_document
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
-from harness.reports.document import BulletList, Content, JudgedText, Paragraph, Section, Table, blocks_for
+from harness.reports.document import (
+    BulletList, CaseOutcome, Content, Inline, JudgedText, Marked, Paragraph, Section, Strong, Table, blocks_for,
+)
 from harness.reports.model import (
-    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_agreement, format_case,
-    format_judged, format_names, format_number, format_ratio, format_seconds, format_tolerance, kind_cell,
+    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_case,
+    format_judged, format_names, format_number, format_ratio, format_seconds, kind_cell,
 )
 
 SHOWN_ROWS = 20  # rows of a long table shown before the rest is folded
@@ -56,17 +58,35 @@ def _folded_table(header: list[str], rows: list[list[str]], what: str) -> list[s
     return lines
 
 
-def _text(content: Content, escape=lambda text: text) -> str:
-    """Document content as Markdown: its text through ``escape``, a judged error as _judged writes it."""
+def _inline(part: Inline) -> str:
+    """One piece of document content as Markdown."""
+    if isinstance(part, JudgedText):
+        if part.markdown == "ratio":
+            return _ratio(part.judged)
+        return format_judged(part.judged) if part.markdown == "plain" else _judged(part.judged)
+    if isinstance(part, CaseOutcome):
+        text = format_case(part.result)
+        return f"**{text}**" if part.result is not None and part.result.judged.band == "over" else text
+    if isinstance(part, Strong):
+        return f"**{part.text}**"
+    if isinstance(part, Marked):
+        return f"**{part.text}**" if part.band == "over" else part.text
+    return part
+
+
+def _text(content: Content) -> str:
     parts = content if isinstance(content, tuple) else (content,)
-    return "".join(_judged(part.judged) if isinstance(part, JudgedText) else escape(part) for part in parts)
+    return "".join(_inline(part) for part in parts)
 
 
 def _block_lines(block: Paragraph | Table | BulletList) -> list[str]:
     if isinstance(block, Paragraph):
         return [_text(block.content)]
     if isinstance(block, Table):
-        return _table(list(block.header), [[_text(cell, _cell) for cell in row] for row in block.rows])
+        rows = [[_cell(_text(cell)) for cell in row] for row in block.rows]
+        if block.folded is not None:
+            return _folded_table(list(block.header), rows, block.folded)
+        return _table(list(block.header), rows)
     if isinstance(block, BulletList):
         return [f"- {_text(item)}" for item in block.items]
     raise TypeError(f"not a document block: {block!r}")
@@ -269,21 +289,6 @@ def _between_view(view, level: str) -> list[str]:
     return lines
 
 
-def _closest(report: Report) -> list[str]:
-    lines = ["## Closest calls", "", "The passing cases nearest their tolerance (ratio = error / tolerance; 1 would fail).", ""]
-    if not report.closest_calls:
-        return lines + ["No passing case was measured."]
-    rows = []
-    for r in report.closest_calls:
-        item = r.worst
-        rows.append([
-            _cell(r.case), r.backend, r.dtype, _ratio(r.judged), format_number(r.judged.abs_error),
-            f"{item.api}/{item.output}" if item else "n/a",
-            f"rtol {format_tolerance(item.rtol)}, atol {format_tolerance(item.atol)}" if item else "n/a",
-        ])
-    return lines + _table(["case", "backend", "dtype", "ratio", "abs error", "where", "tolerance"], rows)
-
-
 def _summary(report: Report) -> list[str]:
     verdicts = [v for v in report.summaries[0].counts] if report.summaries else []
     rows = []
@@ -371,44 +376,6 @@ def _fused_on_cpu(report: Report) -> list[str]:
         lines += ["", "What the fused path does differently (cases by verdict and the claim that explains them):", ""]
         lines += _table(["backend", "verdict", "explained by", "cases"],
                         [[backend, verdict, _cell(explained), _cell(format_names(tuple(cases), 4))] for (backend, verdict, explained), cases in claims.items()])
-    return lines
-
-
-def _reference(report: Report) -> list[str]:
-    lines = [
-        "## Against the float64 NumPy reference", "",
-        "Each cell: verdict, then the largest ratio of error to tolerance over every API and output of the case, with that "
-        "output's absolute error. Rows: largest ratio first.", "",
-    ]
-    rows = [[_cell(r.case), r.dtype, r.entry_point, *(_cell(format_case(r.cells[b])) if r.cells[b] is None or r.cells[b].judged.band != "over" else f"**{_cell(format_case(r.cells[b]))}**" for b in report.backends)] for r in report.case_rows]
-    return lines + _folded_table(["case", "dtype", "entry point", *report.backends], rows, "cases")
-
-
-def _apis(report: Report) -> list[str]:
-    lines = [
-        "## Sequential, Functional and subclassed models", "",
-        "The same case built in every API it can be written in, with identical weights, compared output by output "
-        "against the bound the APIs must meet (0: bitwise).", "",
-    ]
-    lines += [
-        f"- {s.backend}: {s.bitwise} of {s.cases} cases bitwise equal across APIs, {s.within} within their bound"
-        + (f"; outside: {', '.join(s.outside)}" if s.outside else "") + "."
-        for s in report.api_summaries
-    ]
-    differing = [r for r in report.api_rows if not r.bitwise]
-    if differing:
-        lines += ["", "Cases whose APIs are not bitwise equal somewhere (largest ratio first):", ""]
-        rows = []
-        for r in differing:
-            cells = []
-            for b in report.backends:
-                cell = r.cells[b]
-                if cell is None or not cell.api_agreement:
-                    cells.append("n/a")
-                else:
-                    cells.append(format_agreement(cell.api_judged, all(a.bitwise_equal for a in cell.api_agreement)))
-            rows.append([_cell(r.case), ", ".join(r.apis), *cells])
-        lines += _folded_table(["case", "APIs", *report.backends], rows, "cases")
     return lines
 
 
@@ -527,43 +494,8 @@ def _gradient_lines(report: Report) -> list[str]:
 
 
 def _faults(report: Report) -> list[str]:
-    lines = ["## Fault injection: do the tolerances catch real bugs?", ""]
-    faults = report.faults
-    if faults is None:
-        return lines + ["Not run (nox -s faults)."]
-    lines += [
-        "Each fault is patched into Keras at run time (never into the reference) and run through the harness on the cases it "
-        "names; a case detects it when its verdict after the known-divergence claims fails while the same case run unmodified "
-        "does not fail, its outputs differ from the unmodified ones, and its builds ran the kernel path the fault patches. "
-        "The same cases run unmodified must pass (or be explained by a claim).", "",
-        "Detection: " + "; ".join(
-            f"{d.backend} {d.detected} of {d.total}" + (f" ({d.errors} errors of the study)" if d.errors else "")
-            + f", {len(d.false_alarms)} false alarms" for d in faults.detection
-        ) + ".", "",
-    ]
-    for detection in faults.detection:
-        for blind in detection.blind_sweeps:
-            lines += [f"**{detection.backend}: the sweep detected no perturbation ({blind}).**", ""]
-        if detection.missed:
-            lines += [f"**Missed at this precision ({detection.backend}, {detection.precision}): {', '.join(detection.missed)}.**", ""]
-    rows = []
-    for row in faults.rows:
-        cells = []
-        for backend in faults.backends:
-            cell = row.cells[backend]
-            status = {"undetected": "**MISSED**", "error": "**ERROR**"}.get(cell.status, cell.status)
-            cells.append(status if cell.status == "not run" else f"{status} ({cell.flagged}/{cell.runs} cases, error up to {format_number(cell.worst_error)})")
-        rows.append([row.name, _cell(row.description), *cells])
-    lines += _table(["fault", "what it does", *faults.backends], rows)
-    if faults.sweep:
-        lines += ["", "Smallest constant added to the forget gate's pre-activation that the tolerances flag, per dtype:", ""]
-        lines += _table(["dtype", "case", *faults.backends], [[s.dtype, s.case, *(s.cells[b] for b in faults.backends)] for s in faults.sweep])
-    if faults.cases:
-        lines += ["", "Per case: the verdict, the faulted run's verdict after claims against the unmodified run's, and the kernel "
-                  "path its builds ran:", ""]
-        lines += _table(["fault", "case", *faults.backends], [[c.fault, c.case, *(_cell(c.cells[b]) for b in faults.backends)] for c in faults.cases])
-    return lines
-
+    """The fault section, formatted (as render_markdown writes it)."""
+    return _section_lines(report_document.faults_section(report))
 
 def _environment(report: Report) -> list[str]:
     lines = ["## Environment and how to reproduce", ""]
@@ -654,9 +586,10 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    sections = (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross,
-                report_document.serialization_section, report_document.growth_section, _gradient_lines,
-                report_document.training_mode_section, _claim_study_lines, _faults, report_document.tolerances_section, _environment)
+    sections = (_attention, _known, report_document.closest_section, _between_versions, _summary, report_document.reference_section,
+                report_document.apis_section, _cross, report_document.serialization_section, report_document.growth_section,
+                _gradient_lines, report_document.training_mode_section, _claim_study_lines, report_document.faults_section,
+                report_document.tolerances_section, _environment)
     for section in sections:  # the sections built as a document (report_document) are formatted; the others still write lines
         written = section(report)
         lines += (_section_lines(written) if isinstance(written, Section) else written) + [""]

@@ -6,7 +6,9 @@ The sections not yet built here are still written by each renderer on its own (i
 
 from __future__ import annotations
 
-from harness.reports.document import Alternatives, BulletList, JudgedText, Paragraph, Section, Table
+from harness.reports.document import (
+    Alternatives, BulletList, CaseOutcome, Content, JudgedText, Marked, Paragraph, Section, Strong, Table,
+)
 from harness.reports.formatting import format_number, format_tolerance
 from harness.reports.model import Report
 
@@ -108,3 +110,118 @@ def tolerances_section(report: Report) -> Section:
     if report.tolerance_differences:
         blocks.append(BulletList(tuple(report.tolerance_differences), under_previous=True))
     return Section("tolerances", "Tolerances", "Tolerances", tuple(blocks))
+
+
+def closest_section(report: Report) -> Section:
+    """The passing cases nearest their tolerance."""
+    title = "Closest calls"
+    intro = Alternatives(
+        Paragraph("The passing cases nearest their tolerance (ratio = error / tolerance; 1 would fail)."),
+        Paragraph("The passing cases nearest their tolerance (ratio = error / tolerance; above 1 would fail)."),
+    )
+    if not report.closest_calls:
+        return Section("closest", title, title, (intro, Paragraph("No passing case was measured.")))
+    markdown_rows, html_rows = [], []
+    for r in report.closest_calls:
+        item = r.worst
+        where = f"{item.api}/{item.output}" if item else "n/a"
+        tolerance = f"rtol {format_tolerance(item.rtol)}, atol {format_tolerance(item.atol)}" if item else "n/a"
+        markdown_rows.append((r.case, r.backend, r.dtype, JudgedText(r.judged, markdown="ratio"), format_number(r.judged.abs_error),
+                              where, tolerance))
+        html_rows.append((r.case, r.backend, r.dtype, JudgedText(r.judged), where, tolerance))
+    return Section("closest", title, title, (intro, Alternatives(
+        Table(("case", "backend", "dtype", "ratio", "abs error", "where", "tolerance"), tuple(markdown_rows)),
+        Table(("case", "backend", "dtype", "ratio (abs)", "where", "tolerance"), tuple(html_rows)),
+    )))
+
+
+def reference_section(report: Report) -> Section:
+    """Every case across backends against the float64 reference, largest ratio first."""
+    rows = tuple((r.case, r.dtype, r.entry_point, *(CaseOutcome(r.cells[b]) for b in report.backends)) for r in report.case_rows)
+    return Section("reference", "Against the float64 NumPy reference", "Against the float64 reference", (
+        Alternatives(
+            Paragraph("Each cell: verdict, then the largest ratio of error to tolerance over every API and output of the case, with "
+                      "that output's absolute error. Rows: largest ratio first."),
+            Paragraph("Each cell: verdict, then the largest ratio of error to tolerance over every API and output of the case, with "
+                      "that output's absolute error. Largest ratio first."),
+        ),
+        Table(("case", "dtype", "entry point", *report.backends), rows, folded="cases"),
+    ))
+
+
+def apis_section(report: Report) -> Section:
+    """The APIs of one case against each other: per backend, then the cases whose APIs are not bitwise equal."""
+    blocks: list = [
+        Paragraph("The same case built in every API it can be written in, with identical weights, compared output by output "
+                  "against the bound the APIs must meet (0: bitwise)."),
+        BulletList(tuple(
+            f"{s.backend}: {s.bitwise} of {s.cases} cases bitwise equal across APIs, {s.within} within their bound"
+            + (f"; outside: {', '.join(s.outside)}" if s.outside else "") + "."
+            for s in report.api_summaries
+        )),
+    ]
+    differing = [r for r in report.api_rows if not r.bitwise]
+    if differing:
+        rows = []
+        for r in differing:
+            cells: list[Content] = []
+            for b in report.backends:
+                cell = r.cells[b]
+                if cell is None or not cell.api_agreement:
+                    cells.append("n/a")
+                elif all(a.bitwise_equal for a in cell.api_agreement):
+                    cells.append("bitwise equal")
+                else:
+                    cells.append(JudgedText(cell.api_judged, markdown="plain"))
+            rows.append((r.case, ", ".join(r.apis), *cells))
+        blocks += [Paragraph("Cases whose APIs are not bitwise equal somewhere (largest ratio first):"),
+                   Table(("case", "APIs", *report.backends), tuple(rows), folded="cases")]
+    return Section("apis", "Sequential, Functional and subclassed models", "Sequential, Functional and subclassed", tuple(blocks))
+
+
+def faults_section(report: Report) -> Section:
+    """The fault study: which injected faults the tolerances detect, the sweep, and each faulted case. Reads only
+    ``report.faults``."""
+    title, short_title = "Fault injection: do the tolerances catch real bugs?", "Fault injection"
+    faults = report.faults
+    if faults is None:
+        return Section("faults", title, short_title, (Paragraph("Not run (nox -s faults)."),))
+    blocks: list = [
+        Paragraph("Each fault is patched into Keras at run time (never into the reference) and run through the harness on the cases it "
+                  "names; a case detects it when its verdict after the known-divergence claims fails while the same case run unmodified "
+                  "does not fail, its outputs differ from the unmodified ones, and its builds ran the kernel path the fault patches. "
+                  "The same cases run unmodified must pass (or be explained by a claim)."),
+        Paragraph("Detection: " + "; ".join(
+            f"{d.backend} {d.detected} of {d.total}" + (f" ({d.errors} errors of the study)" if d.errors else "")
+            + f", {len(d.false_alarms)} false alarms" for d in faults.detection
+        ) + "."),
+    ]
+    for detection in faults.detection:
+        for blind in detection.blind_sweeps:
+            blocks.append(Paragraph(Marked(f"{detection.backend}: the sweep detected no perturbation ({blind}).", "over")))
+        if detection.missed:
+            blocks.append(Paragraph(Marked(f"Missed at this precision ({detection.backend}, {detection.precision}): "
+                                           f"{', '.join(detection.missed)}.", "over")))
+    markdown_rows, html_rows = [], []
+    for row in faults.rows:
+        markdown_cells: list[Content] = []
+        html_cells: list[Content] = []
+        for backend in faults.backends:
+            cell = row.cells[backend]
+            counts = f" ({cell.flagged}/{cell.runs} cases, error up to {format_number(cell.worst_error)})"
+            shown = {"undetected": Strong("MISSED"), "error": Strong("ERROR")}.get(cell.status, cell.status)
+            markdown_cells.append(shown if cell.status == "not run" else (shown, counts))
+            band = {"detected": "ok", "undetected": "over", "error": "over"}.get(cell.status, "missing")
+            html_cells.append(Marked(cell.status if cell.status == "not run" else cell.status + counts, band))
+        markdown_rows.append((row.name, row.description, *markdown_cells))
+        html_rows.append((row.name, row.description, *html_cells))
+    header = ("fault", "what it does", *faults.backends)
+    blocks.append(Alternatives(Table(header, tuple(markdown_rows)), Table(header, tuple(html_rows))))
+    if faults.sweep:
+        blocks += [Paragraph("Smallest constant added to the forget gate's pre-activation that the tolerances flag, per dtype:"),
+                   Table(("dtype", "case", *faults.backends), tuple((s.dtype, s.case, *(s.cells[b] for b in faults.backends)) for s in faults.sweep))]
+    if faults.cases:
+        blocks += [Paragraph("Per case: the verdict, the faulted run's verdict after claims against the unmodified run's, and the kernel "
+                             "path its builds ran:"),
+                   Table(("fault", "case", *faults.backends), tuple((c.fault, c.case, *(c.cells[b] for b in faults.backends)) for c in faults.cases))]
+    return Section("faults", title, short_title, tuple(blocks))
