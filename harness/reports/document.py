@@ -56,7 +56,21 @@ class Marked:
     band: str
 
 
-Inline = Union[str, JudgedText, CaseOutcome, Strong, Marked]
+@dataclass(frozen=True)
+class Code:
+    """Text in a monospace font (a command, a file, a claim id)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class OneLine:
+    """Text from the records kept on one line (Markdown: its whitespace runs and line breaks collapsed, '|' escaped)."""
+
+    text: str
+
+
+Inline = Union[str, JudgedText, CaseOutcome, Strong, Marked, Code, OneLine]
 Content = Union[Inline, tuple[Inline, ...]]  # one piece of text, or pieces written one after another
 
 
@@ -77,6 +91,15 @@ class Table:
 class BulletList:
     items: tuple[Content, ...]
     under_previous: bool = False  # Markdown: written directly under the previous block, without a blank line
+    caption: str | None = None  # a line that introduces the list
+
+
+@dataclass(frozen=True)
+class Folded:
+    """Blocks folded away under a summary line (a <details> element in both formats)."""
+
+    summary: str
+    blocks: tuple["Block", ...]
 
 
 @dataclass(frozen=True)
@@ -89,16 +112,17 @@ class OnlyIn:
 
 @dataclass(frozen=True)
 class Alternatives:
-    """The same information, worded for each format."""
+    """The same information, worded (or laid out) for each format: a block, or blocks one after another."""
 
-    markdown: "Block"
-    html: "Block"
+    markdown: "Block | tuple[Block, ...]"
+    html: "Block | tuple[Block, ...]"
 
-    def for_format(self, format: str) -> "Block":
-        return self.markdown if format == "markdown" else self.html
+    def for_format(self, format: str) -> "tuple[Block, ...]":
+        chosen = self.markdown if format == "markdown" else self.html
+        return chosen if isinstance(chosen, tuple) else (chosen,)
 
 
-Block = Union[Paragraph, Table, BulletList, OnlyIn, Alternatives]
+Block = Union[Paragraph, Table, BulletList, Folded, OnlyIn, Alternatives]
 
 
 @dataclass(frozen=True)
@@ -118,7 +142,7 @@ def blocks_for(section: Section, format: str) -> list[Block]:
             if block.format == format:
                 chosen.append(block.block)
         elif isinstance(block, Alternatives):
-            chosen.append(block.for_format(format))
+            chosen += block.for_format(format)
         else:
             chosen.append(block)
     return chosen

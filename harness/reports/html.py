@@ -20,7 +20,8 @@ from harness.records import store
 from harness.reports import report_document
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.document import (
-    BulletList, CaseOutcome, Content, Inline, JudgedText, Marked, Paragraph, Section, Strong, Table, blocks_for,
+    Block, BulletList, CaseOutcome, Code, Content, Folded, Inline, JudgedText, Marked, OneLine, Paragraph, Section, Strong, Table,
+    blocks_for,
 )
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_names, format_number, format_ratio,
@@ -153,6 +154,10 @@ def _inline(part: Inline, escape) -> str:
         return f"<strong>{_e(part.text)}</strong>"
     if isinstance(part, Marked):
         return f'<span class="r-{part.band}">{_e(part.text)}</span>'
+    if isinstance(part, Code):
+        return f"<code>{_e(part.text)}</code>"
+    if isinstance(part, OneLine):
+        return _e(part.text)
     return escape(part)
 
 
@@ -161,7 +166,7 @@ def _text(content: Content, escape=_e) -> str:
     return "".join(_inline(part, escape) for part in parts)
 
 
-def _block(block: Paragraph | Table | BulletList) -> str:
+def _block(block: Block) -> str:
     if isinstance(block, Paragraph):
         return f"<p>{_text(block.content, _prose)}</p>"
     if isinstance(block, Table):
@@ -170,7 +175,10 @@ def _block(block: Paragraph | Table | BulletList) -> str:
             return "\n".join(_folded(list(block.header), rows, block.folded, set(block.numeric)))
         return _table(list(block.header), rows, set(block.numeric))
     if isinstance(block, BulletList):
-        return "<ul>" + "".join(f"<li>{_text(item)}</li>" for item in block.items) + "</ul>"
+        caption = f"<p>{_prose(block.caption)}</p>" if block.caption is not None else ""
+        return caption + "<ul>" + "".join(f"<li>{_text(item)}</li>" for item in block.items) + "</ul>"
+    if isinstance(block, Folded):
+        return "\n".join([f"<details><summary>{_e(block.summary)}</summary>", *(_block(inner) for inner in block.blocks), "</details>"])
     raise TypeError(f"not a document block: {block!r}")
 
 
@@ -564,44 +572,6 @@ def _faults(report: Report) -> list[str]:
     """The fault section, formatted (as render_html writes it)."""
     return _section_body(report_document.faults_section(report))
 
-def _settings(settings: dict[str, Any]) -> str:
-    return _e(", ".join(f"{k}={v}" for k, v in settings.items()) or "none")
-
-
-def _environment(report: Report) -> list[str]:
-    runs = [e for e in report.environments if e.kind == "run"]
-    keys = [k for k in dict.fromkeys(k for e in runs for k in e.versions) if k not in report.backends]
-    rows = [
-        [_e(e.backend), _e(f"{e.device} ({e.device_class})"), _e(e.precision_mode), *(_e(e.versions.get(k, "n/a")) for k in keys), _e(e.versions.get(e.backend, "n/a")),
-         _settings(e.settings), _e("none" if e.seed is None else e.seed), _e(e.started), _e(e.finished), _e(format_seconds(e.wall_time_s)), f"<code>{_e(e.command)}</code>"]
-        for e in runs
-    ]
-    body = [_table(["backend", "device (class)", "precision", *keys, "backend version", "settings", "seed", "started", "finished", "wall time", "command"], rows)]
-    details = [e for e in runs if e.device_details]
-    if details:
-        body.append("<p>Devices:</p><ul>" + "".join(
-            f"<li>{_e(e.backend)}: {_e(', '.join(f'{name} {value}' for name, value in e.device_details))}</li>" for e in details) + "</ul>")
-    body.append("<p>Verdicts: the divergence file each backend's cases were classified against.</p>")
-    body.append(_table(
-        ["backend", "divergence file", "sha256", "classified", "run classified"],
-        [[_e(e.backend), f"<code>{_e(e.verdicts.file)}</code>", f"<code>{_e(e.verdicts.sha256)}</code>", _e(e.verdicts.classified),
-          _e(e.verdicts.run_started) + ("" if e.verdicts.matches_run else " <strong>(not this run)</strong>")]
-         if e.verdicts else [_e(e.backend), "not classified", "-", "-", "-"] for e in runs],
-    ))
-    side = [e for e in report.environments if e.kind != "run"]
-    if side:
-        body.append("<details><summary>Side records (probes, growth, faults, serialization)</summary>")
-        body.append(_table(
-            ["record", "backend", "device (class)", "settings", "seed", "started", "finished", "command"],
-            [[_e(e.kind), _e(e.backend), _e(f"{e.device} ({e.device_class})"), _settings(e.settings), _e("none" if e.seed is None else e.seed), _e(e.started),
-              _e(e.finished), f"<code>{_e(e.command)}</code>"] for e in side],
-        ))
-        body.append("</details>")
-    if report.notes:
-        body.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in report.notes) + "</ul>")
-    return body
-
-
 def _claim_study(report: Report) -> list[str]:
     """Per known-divergence claim, the largest injected fault it absorbs against the largest error it explains."""
     data = report.claim_study
@@ -641,7 +611,7 @@ def render_html(report: Report, figures: dict[str, bytes]) -> str:
         "apis": _section_body(report_document.apis_section(report)), "pairwise": _pairwise(report),
         "serialization": _section_body(report_document.serialization_section(report)),
         "growth": _section_body(report_document.growth_section(report)), "gradients": _gradients(report), "claims": _claim_study(report), "faults": _faults(report),
-        "tolerances": _section_body(report_document.tolerances_section(report)), "environment": _environment(report),
+        "tolerances": _section_body(report_document.tolerances_section(report)), "environment": _section_body(report_document.environment_section(report)),
     }
     lines = [
         "<!DOCTYPE html>",

@@ -13,7 +13,8 @@ from typing import Any
 from harness.reports import report_document
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.document import (
-    BulletList, CaseOutcome, Content, Inline, JudgedText, Marked, Paragraph, Section, Strong, Table, blocks_for,
+    Block, BulletList, CaseOutcome, Code, Content, Folded, Inline, JudgedText, Marked, OneLine, Paragraph, Section, Strong, Table,
+    blocks_for,
 )
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_case,
@@ -71,6 +72,10 @@ def _inline(part: Inline) -> str:
         return f"**{part.text}**"
     if isinstance(part, Marked):
         return f"**{part.text}**" if part.band == "over" else part.text
+    if isinstance(part, Code):
+        return f"`{part.text}`"
+    if isinstance(part, OneLine):
+        return _cell(part.text)
     return part
 
 
@@ -79,7 +84,7 @@ def _text(content: Content) -> str:
     return "".join(_inline(part) for part in parts)
 
 
-def _block_lines(block: Paragraph | Table | BulletList) -> list[str]:
+def _block_lines(block: Block) -> list[str]:
     if isinstance(block, Paragraph):
         return [_text(block.content)]
     if isinstance(block, Table):
@@ -88,18 +93,26 @@ def _block_lines(block: Paragraph | Table | BulletList) -> list[str]:
             return _folded_table(list(block.header), rows, block.folded)
         return _table(list(block.header), rows)
     if isinstance(block, BulletList):
-        return [f"- {_text(item)}" for item in block.items]
+        caption = [block.caption, ""] if block.caption is not None else []
+        return caption + [f"- {_text(item)}" for item in block.items]
+    if isinstance(block, Folded):
+        return [f"<details><summary>{block.summary}</summary>", ""] + _blocks_lines(list(block.blocks)) + ["", "</details>"]
     raise TypeError(f"not a document block: {block!r}")
 
 
-def _section_lines(section: Section) -> list[str]:
-    """A document section: its heading, then its blocks, a blank line between two (none before a list under_previous)."""
-    lines = [f"## {section.title}", ""]
-    for index, block in enumerate(blocks_for(section, "markdown")):
+def _blocks_lines(blocks: list[Block]) -> list[str]:
+    """Blocks one after another, a blank line between two (none before a list under_previous)."""
+    lines: list[str] = []
+    for index, block in enumerate(blocks):
         if index and not (isinstance(block, BulletList) and block.under_previous):
             lines.append("")
         lines += _block_lines(block)
     return lines
+
+
+def _section_lines(section: Section) -> list[str]:
+    """A document section: its heading, then its blocks, a blank line between two (none before a list under_previous)."""
+    return [f"## {section.title}", ""] + _blocks_lines(blocks_for(section, "markdown"))
 
 
 def _case_line(result: CaseResult) -> str:
@@ -497,44 +510,6 @@ def _faults(report: Report) -> list[str]:
     """The fault section, formatted (as render_markdown writes it)."""
     return _section_lines(report_document.faults_section(report))
 
-def _environment(report: Report) -> list[str]:
-    lines = ["## Environment and how to reproduce", ""]
-    runs = [e for e in report.environments if e.kind == "run"]
-    keys = list(dict.fromkeys(k for e in runs for k in e.versions))
-    rows = []
-    for e in runs:
-        rows.append([
-            e.backend, _cell(f"{e.device} ({e.device_class})"), _cell(e.precision_mode), *(_cell(e.versions.get(k, "n/a")) for k in keys if k not in report.backends),
-            _cell(e.versions.get(e.backend, "n/a")),
-            _cell(", ".join(f"{k}={v}" for k, v in e.settings.items()) or "none"), _cell("none" if e.seed is None else e.seed),
-            e.started, e.finished, format_seconds(e.wall_time_s), f"`{_cell(e.command)}`",
-        ])
-    version_keys = [k for k in keys if k not in report.backends]
-    lines += _table(["backend", "device (class)", "precision", *version_keys, "backend version", "settings", "seed", "started", "finished", "wall time", "command"], rows)
-    details = [e for e in runs if e.device_details]
-    if details:
-        lines += ["", "Devices:", ""]
-        lines += [f"- {e.backend}: " + _cell(", ".join(f"{name} {value}" for name, value in e.device_details)) for e in details]
-    lines += ["", "Verdicts (which divergence file each backend's cases were classified against):", ""]
-    lines += _table(
-        ["backend", "divergence file", "sha256", "classified", "run classified"],
-        [[e.backend, f"`{e.verdicts.file}`", f"`{e.verdicts.sha256}`", e.verdicts.classified,
-          e.verdicts.run_started + ("" if e.verdicts.matches_run else " (**not this run**)")]
-         if e.verdicts else [e.backend, "not classified", "-", "-", "-"] for e in runs],
-    )
-    side = [e for e in report.environments if e.kind != "run"]
-    if side:
-        lines += ["", "Side records:", ""]
-        lines += _table(
-            ["record", "backend", "device (class)", "settings", "seed", "started", "finished", "command"],
-            [[e.kind, e.backend, _cell(f"{e.device} ({e.device_class})"), _cell(", ".join(f"{k}={v}" for k, v in e.settings.items()) or "none"),
-              _cell("none" if e.seed is None else e.seed), e.started, e.finished, f"`{_cell(e.command)}`"] for e in side],
-        )
-    if report.notes:
-        lines += [""] + [f"- {_cell(n)}" for n in report.notes]
-    return lines
-
-
 def _gradient_distance(row: dict[str, Any]) -> str:
     if row.get("max_abs_diff") is None:
         return f"{row.get('case')} {row.get('output')}: shapes differ"
@@ -589,7 +564,7 @@ def render_markdown(report: Report) -> str:
     sections = (_attention, _known, report_document.closest_section, _between_versions, _summary, report_document.reference_section,
                 report_document.apis_section, _cross, report_document.serialization_section, report_document.growth_section,
                 _gradient_lines, report_document.training_mode_section, _claim_study_lines, report_document.faults_section,
-                report_document.tolerances_section, _environment)
+                report_document.tolerances_section, report_document.environment_section)
     for section in sections:  # the sections built as a document (report_document) are formatted; the others still write lines
         written = section(report)
         lines += (_section_lines(written) if isinstance(written, Section) else written) + [""]
