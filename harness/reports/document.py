@@ -70,7 +70,15 @@ class OneLine:
     text: str
 
 
-Inline = Union[str, JudgedText, CaseOutcome, Strong, Marked, Code, OneLine]
+@dataclass(frozen=True)
+class Verdict:
+    """Text standing for a verdict (the verdict itself, or a number of cases with it): HTML colours it by the verdict."""
+
+    text: str
+    verdict: str
+
+
+Inline = Union[str, JudgedText, CaseOutcome, Strong, Marked, Code, OneLine, Verdict]
 Content = Union[Inline, tuple[Inline, ...]]  # one piece of text, or pieces written one after another
 
 
@@ -100,6 +108,15 @@ class Folded:
 
     summary: str
     blocks: tuple["Block", ...]
+    one_line: bool = False  # HTML: the element written on one line
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A heading inside a section (level 3: a subsection)."""
+
+    text: str
+    level: int = 3
 
 
 @dataclass(frozen=True)
@@ -122,7 +139,7 @@ class Alternatives:
         return chosen if isinstance(chosen, tuple) else (chosen,)
 
 
-Block = Union[Paragraph, Table, BulletList, Folded, OnlyIn, Alternatives]
+Block = Union[Paragraph, Table, BulletList, Folded, Heading, OnlyIn, Alternatives]
 
 
 @dataclass(frozen=True)

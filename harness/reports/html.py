@@ -20,12 +20,11 @@ from harness.records import store
 from harness.reports import report_document
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.document import (
-    Block, BulletList, CaseOutcome, Code, Content, Folded, Inline, JudgedText, Marked, OneLine, Paragraph, Section, Strong, Table,
-    blocks_for,
+    Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Marked, OneLine, Paragraph, Section, Strong,
+    Table, Verdict, blocks_for,
 )
 from harness.reports.model import (
-    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_names, format_number, format_ratio,
-    format_seconds, kind_cell,
+    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_number, format_ratio,
 )
 
 SHOWN_ROWS = 20
@@ -158,6 +157,8 @@ def _inline(part: Inline, escape) -> str:
         return f"<code>{_e(part.text)}</code>"
     if isinstance(part, OneLine):
         return _e(part.text)
+    if isinstance(part, Verdict):
+        return f'<span class="st-{_e(part.verdict)}">{_e(part.text)}</span>'
     return escape(part)
 
 
@@ -177,8 +178,11 @@ def _block(block: Block) -> str:
     if isinstance(block, BulletList):
         caption = f"<p>{_prose(block.caption)}</p>" if block.caption is not None else ""
         return caption + "<ul>" + "".join(f"<li>{_text(item)}</li>" for item in block.items) + "</ul>"
+    if isinstance(block, Heading):
+        return f"<h{block.level}>{_e(block.text)}</h{block.level}>"
     if isinstance(block, Folded):
-        return "\n".join([f"<details><summary>{_e(block.summary)}</summary>", *(_block(inner) for inner in block.blocks), "</details>"])
+        parts = [f"<details><summary>{_e(block.summary)}</summary>", *(_block(inner) for inner in block.blocks), "</details>"]
+        return ("" if block.one_line else "\n").join(parts)
     raise TypeError(f"not a document block: {block!r}")
 
 
@@ -380,90 +384,6 @@ def _between_view(view, tag: str, prefix: str) -> list[str]:
     return body
 
 
-def _summary(report: Report) -> list[str]:
-    verdicts = list(report.summaries[0].counts) if report.summaries else []
-    rows = []
-    for s in report.summaries:
-        counts = [f'<span class="st-{_e(v)}">{s.counts.get(v, 0)}</span>' if s.counts.get(v) else "0" for v in verdicts]
-        rows.append([
-            _e(s.backend), _e(f"{s.device} ({s.device_class})"), str(s.cases), *counts, _e(format_seconds(s.wall_time_s)),
-            _e(s.fault or "none"), "yes" if s.classified else "<strong>no</strong>",
-        ])
-    body = [_table(["backend", "device (class)", "cases", *verdicts, "wall time", "fault injected", "classified"], rows,
-                   numeric=set(range(2, 3 + len(verdicts))))]
-    if len(report.kind_rows) > 1:
-        body += ["<h3>By layer kind</h3>", "<p>Cases per recurrent kind (mixed stacks as <code>a+b</code>; a Bidirectional or "
-                 "branches counts as the kind it wraps), the verdicts on each backend:</p>",
-                 _table(["kind", *map(_e, report.backends)],
-                        [[f"<code>{_e(row.kinds)}</code>", *(_e(kind_cell(row, b)) for b in report.backends)] for row in report.kind_rows])]
-    c = report.coverage
-    if c.configurations:
-        body.append(
-            f"<p>Combinations exercised: {c.configurations} distinct configurations (combinations of axis values), {c.model_runs} "
-            f"model runs (configuration x API x backend), covering {c.values} values of {len(c.axes)} axes.</p>"
-        )
-        body.append("<details><summary>Axes</summary><p>" + _e("; ".join(f"{a} ({n})" for a, n in c.axes)) + ".</p></details>")
-    return body + _kernels(report)
-
-
-def _fused_on_cpu(report: Report) -> list[str]:
-    """The kernel = fused_on_cpu cases: Keras's fused-path code driven on CPU through a stand-in kernel."""
-    if not report.fused_on_cpu:
-        return []
-    body = [
-        "<h3>Fused path on CPU</h3>",
-        "<p>Cases with <code>kernel = fused_on_cpu</code> run Keras's own fused-path code with its GPU check opened and the "
-        "cuDNN kernel replaced by a CPU stand-in: <code>jax.experimental.rnn.lstm_ref</code> on JAX, <code>torch._VF.lstm</code> "
-        "on CPU on PyTorch; TensorFlow's <code>CudnnRNNV3</code> has no CPU kernel, so a recorder checks that the fused path "
-        "reaches it and declines (the numbers are then the generic loop's). Worst error against the reference of the passing "
-        "ones, beside their as-shipped twins:</p>",
-    ]
-    rows = [
-        [_e(f.backend), str(f.cases), _e(", ".join(f"{verdict} {n}" for verdict, n in f.verdicts)), str(f.ran_fused),
-         str(f.reached_kernel), str(f.never_reached), format_number(f.worst_fused), format_number(f.worst_twin)]
-        for f in report.fused_on_cpu
-    ]
-    body.append(_table(["backend", "cases", "verdicts", "ran the stand-in kernel", "reached the kernel", "declined before it",
-                        "worst error, fused", "worst error, as shipped"], rows, {1, 3, 4, 5}))
-    claims: dict[tuple[str, str, str], list[str]] = {}
-    for f in report.fused_on_cpu:
-        for case, verdict, explained in f.not_passing:
-            claims.setdefault((f.backend, verdict, explained), []).append(case)
-    if claims:
-        body.append("<p>What the fused path does differently (cases by verdict and the claim that explains them):</p>")
-        body.append(_table(["backend", "verdict", "explained by", "cases"],
-                           [[_e(backend), _e(verdict), _e(explained), _e(format_names(tuple(cases), 4))]
-                            for (backend, verdict, explained), cases in claims.items()]))
-    return body
-
-
-def _kernels(report: Report) -> list[str]:
-    """Which kernel path the builds ran, as observed during each run (not inferred from Keras's rules)."""
-    if not report.kernels:
-        return []
-    body = [
-        "<h3>Kernel paths</h3>",
-        "<p>Observed while each build ran: <code>fused</code> (the layer's fused entry point computed it: a cuDNN kernel, or "
-        "JAX's own GRU scan, which runs on CPU), <code>generic</code> (Keras's loop, "
-        "<code>backend.rnn</code>), <code>fallback_loop</code> (the backend's own non-cuDNN loop inside its fused entry point: "
-        "PyTorch's <code>_fallback_lstm</code> and <code>_fallback_gru</code>); <code>fused_declined-&gt;</code> the fused entry point refused before any kernel "
-        "ran, <code>fused_failed-&gt;</code> a cuDNN kernel ran and failed, then the next path. Builds (case x API) per path:</p>",
-    ]
-    rows = [
-        [_e(k.backend), _e(k.precision_mode), str(k.builds), _e("; ".join(f"{path}: {n}" for path, n in k.paths)),
-         _e(format_names(k.fused_cases)), _e(format_names(k.failed_cases)),
-         _e(f"{k.unrecorded} builds without a recorded path" if k.unrecorded else "")]
-        for k in report.kernels
-    ]
-    body.append(_table(["backend", "precision", "builds", "paths (builds)", "cases that ran fused", "cases whose fused kernel failed", "note"], rows, {2}))
-    body += _fused_on_cpu(report)
-    if report.kernel_rows:
-        body.append(f"<details><summary>Kernel path per case ({len(report.kernel_rows)} cases)</summary>\n"
-                    + _table(["case", *report.backends], [[_e(r.case), *(_e(r.cells[b]) for b in report.backends)] for r in report.kernel_rows])
-                    + "\n</details>")
-    return body
-
-
 def _figure_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -606,7 +526,7 @@ def _navigation() -> list[str]:
 def render_html(report: Report, figures: dict[str, bytes]) -> str:
     """The whole report.html for a built report model; ``figures`` maps caption -> PNG bytes."""
     bodies = {
-        "attention": _attention(report), "known": _known(report), "between-versions": _between_versions(report), "closest": _section_body(report_document.closest_section(report)), "summary": _summary(report),
+        "attention": _attention(report), "known": _known(report), "between-versions": _between_versions(report), "closest": _section_body(report_document.closest_section(report)), "summary": _section_body(report_document.summary_section(report)),
         "figures": _figures(figures), "reference": _section_body(report_document.reference_section(report)),
         "apis": _section_body(report_document.apis_section(report)), "pairwise": _pairwise(report),
         "serialization": _section_body(report_document.serialization_section(report)),

@@ -13,12 +13,12 @@ from typing import Any
 from harness.reports import report_document
 from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.document import (
-    Block, BulletList, CaseOutcome, Code, Content, Folded, Inline, JudgedText, Marked, OneLine, Paragraph, Section, Strong, Table,
-    blocks_for,
+    Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Marked, OneLine, Paragraph, Section, Strong,
+    Table, Verdict, blocks_for,
 )
 from harness.reports.model import (
-    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_case,
-    format_judged, format_names, format_number, format_ratio, format_seconds, kind_cell,
+    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_case, format_judged, format_number,
+    format_ratio,
 )
 
 SHOWN_ROWS = 20  # rows of a long table shown before the rest is folded
@@ -76,6 +76,8 @@ def _inline(part: Inline) -> str:
         return f"`{part.text}`"
     if isinstance(part, OneLine):
         return _cell(part.text)
+    if isinstance(part, Verdict):
+        return part.text
     return part
 
 
@@ -95,6 +97,8 @@ def _block_lines(block: Block) -> list[str]:
     if isinstance(block, BulletList):
         caption = [block.caption, ""] if block.caption is not None else []
         return caption + [f"- {_text(item)}" for item in block.items]
+    if isinstance(block, Heading):
+        return ["#" * block.level + " " + block.text]
     if isinstance(block, Folded):
         return [f"<details><summary>{block.summary}</summary>", ""] + _blocks_lines(list(block.blocks)) + ["", "</details>"]
     raise TypeError(f"not a document block: {block!r}")
@@ -302,96 +306,6 @@ def _between_view(view, level: str) -> list[str]:
     return lines
 
 
-def _summary(report: Report) -> list[str]:
-    verdicts = [v for v in report.summaries[0].counts] if report.summaries else []
-    rows = []
-    for s in report.summaries:
-        device = s.device + (f" ({s.device_class})" if s.device_class not in ("cpu", "?") else "")
-        rows.append([
-            s.backend, device, str(s.cases), *(str(s.counts.get(v, 0)) for v in verdicts), format_seconds(s.wall_time_s),
-            s.fault or "none", "yes" if s.classified else "**no**",
-        ])
-    lines = ["## Summary", ""] + _table(["backend", "device", "cases", *verdicts, "wall time", "fault injected", "classified"], rows)
-    lines += _kinds(report)
-    c = report.coverage
-    if c.configurations:
-        lines += [
-            "",
-            f"Combinations exercised: {c.configurations} distinct configurations (combinations of axis values), "
-            f"{c.model_runs} model runs (configuration x API x backend), covering {c.values} values of {len(c.axes)} axes:",
-            "",
-            "; ".join(f"{axis} ({count})" for axis, count in c.axes) + ".",
-        ]
-    return lines + _kernels(report)
-
-
-def _kinds(report: Report) -> list[str]:
-    """The layer kinds side by side: each kind's cases and verdicts on every backend."""
-    if len(report.kind_rows) < 2:
-        return []
-    rows = [[f"`{row.kinds}`", *(kind_cell(row, backend) for backend in report.backends)] for row in report.kind_rows]
-    return ["", "### By layer kind", "", "Cases per recurrent kind (mixed stacks as `a+b`; a Bidirectional or branches "
-            "counts as the kind it wraps), the verdicts on each backend:", ""] + _table(["kind", *report.backends], rows)
-
-
-def _kernels(report: Report) -> list[str]:
-    """Which kernel path the builds ran, as observed during each run (not inferred from Keras's rules)."""
-    if not report.kernels:
-        return []
-    lines = [
-        "", "### Kernel paths", "",
-        "Observed while each build ran: `fused` (the layer's fused entry point computed it: a cuDNN kernel, or JAX's own GRU "
-        "scan, which runs on CPU), `generic` (Keras's loop, `backend.rnn`), `fallback_loop` "
-        "(the backend's own non-cuDNN loop inside its fused entry point: PyTorch's `_fallback_lstm` and `_fallback_gru`); `fused_declined->` "
-        "the fused entry point refused before any kernel ran, `fused_failed->` a cuDNN kernel ran and failed, then the next "
-        "path. Builds (case x API) per path:", "",
-    ]
-    rows = [
-        [k.backend, k.precision_mode, str(k.builds), _cell("; ".join(f"{path}: {n}" for path, n in k.paths)),
-         _cell(format_names(k.fused_cases)), _cell(format_names(k.failed_cases))]
-        + ([f"{k.unrecorded} builds without a recorded path"] if k.unrecorded else [""])
-        for k in report.kernels
-    ]
-    lines += _table(["backend", "precision", "builds", "paths (builds)", "cases that ran fused", "cases whose fused kernel failed", "note"], rows)
-    lines += _fused_on_cpu(report)
-    if report.kernel_rows:
-        lines += ["", f"<details><summary>Kernel path per case ({len(report.kernel_rows)} cases)</summary>", ""]
-        lines += _table(["case", *report.backends], [[_cell(r.case), *(_cell(r.cells[b]) for b in report.backends)] for r in report.kernel_rows])
-        lines += ["", "</details>"]
-    return lines
-
-
-def _fused_on_cpu(report: Report) -> list[str]:
-    """The kernel = fused_on_cpu cases: Keras's fused-path code driven on CPU through a stand-in kernel."""
-    if not report.fused_on_cpu:
-        return []
-    lines = [
-        "", "### Fused path on CPU", "",
-        "Cases with `kernel = fused_on_cpu` run Keras's own fused-path code (weight re-layout, go_backwards, states, "
-        "Bidirectional's fused call) with its GPU check opened and the cuDNN kernel replaced by a CPU stand-in: "
-        "`jax.experimental.rnn.lstm_ref` on JAX, `torch._VF.lstm` on CPU on PyTorch; TensorFlow's `CudnnRNNV3` has no CPU "
-        "kernel, so a recorder checks that the fused path reaches it and declines (the numbers are then the generic "
-        "loop's). Every case that could take the fused path on a GPU has such a twin. Worst error against the reference "
-        "of the passing ones, beside their as-shipped twins:", "",
-    ]
-    rows = [
-        [f.backend, str(f.cases), _cell(", ".join(f"{verdict} {n}" for verdict, n in f.verdicts)), str(f.ran_fused),
-         str(f.reached_kernel), str(f.never_reached), format_number(f.worst_fused), format_number(f.worst_twin)]
-        for f in report.fused_on_cpu
-    ]
-    lines += _table(["backend", "cases", "verdicts", "ran the stand-in kernel", "reached the kernel", "declined before it",
-                     "worst error, fused", "worst error, as shipped"], rows)
-    findings = [(f.backend, *row) for f in report.fused_on_cpu for row in f.not_passing]
-    if findings:
-        claims: dict[tuple[str, str, str], list[str]] = {}
-        for backend, case, verdict, explained in findings:
-            claims.setdefault((backend, verdict, explained), []).append(case)
-        lines += ["", "What the fused path does differently (cases by verdict and the claim that explains them):", ""]
-        lines += _table(["backend", "verdict", "explained by", "cases"],
-                        [[backend, verdict, _cell(explained), _cell(format_names(tuple(cases), 4))] for (backend, verdict, explained), cases in claims.items()])
-    return lines
-
-
 def _cross(report: Report) -> list[str]:
     lines = ["## Backend against backend (measurements)", ""]
     cross = report.cross
@@ -561,7 +475,8 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    sections = (_attention, _known, report_document.closest_section, _between_versions, _summary, report_document.reference_section,
+    sections = (_attention, _known, report_document.closest_section, _between_versions, report_document.summary_section,
+                report_document.reference_section,
                 report_document.apis_section, _cross, report_document.serialization_section, report_document.growth_section,
                 _gradient_lines, report_document.training_mode_section, _claim_study_lines, report_document.faults_section,
                 report_document.tolerances_section, report_document.environment_section)
