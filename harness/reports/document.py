@@ -78,7 +78,19 @@ class Verdict:
     verdict: str
 
 
-Inline = Union[str, JudgedText, CaseOutcome, Strong, Marked, Code, OneLine, Verdict]
+@dataclass(frozen=True)
+class Linked:
+    """Text from the records whose https URLs HTML turns into links (Markdown: kept on one line)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Arrow:
+    """"becomes": between an old and a new value."""
+
+
+Inline = Union[str, JudgedText, CaseOutcome, Strong, Marked, Code, OneLine, Verdict, Linked, Arrow]
 Content = Union[Inline, tuple[Inline, ...]]  # one piece of text, or pieces written one after another
 
 
@@ -115,8 +127,9 @@ class Folded:
 class Heading:
     """A heading inside a section (level 3: a subsection)."""
 
-    text: str
+    text: Content
     level: int = 3
+    anchor: str | None = None  # the HTML id, when something links to it
 
 
 @dataclass(frozen=True)

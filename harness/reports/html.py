@@ -18,10 +18,9 @@ from typing import Any
 
 from harness.records import store
 from harness.reports import report_document
-from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.document import (
-    Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Marked, OneLine, Paragraph, Section, Strong,
-    Table, Verdict, blocks_for,
+    Arrow, Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Linked, Marked, OneLine, Paragraph,
+    Section, Strong, Table, Verdict, blocks_for,
 )
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_number, format_ratio,
@@ -159,6 +158,10 @@ def _inline(part: Inline, escape) -> str:
         return _e(part.text)
     if isinstance(part, Verdict):
         return f'<span class="st-{_e(part.verdict)}">{_e(part.text)}</span>'
+    if isinstance(part, Linked):
+        return _linkify(part.text)
+    if isinstance(part, Arrow):
+        return " &rarr; "
     return escape(part)
 
 
@@ -179,7 +182,8 @@ def _block(block: Block) -> str:
         caption = f"<p>{_prose(block.caption)}</p>" if block.caption is not None else ""
         return caption + "<ul>" + "".join(f"<li>{_text(item)}</li>" for item in block.items) + "</ul>"
     if isinstance(block, Heading):
-        return f"<h{block.level}>{_e(block.text)}</h{block.level}>"
+        anchor = f' id="{block.anchor}"' if block.anchor is not None else ""
+        return f"<h{block.level}{anchor}>{_text(block.text)}</h{block.level}>"
     if isinstance(block, Folded):
         parts = [f"<details><summary>{_e(block.summary)}</summary>", *(_block(inner) for inner in block.blocks), "</details>"]
         return ("" if block.one_line else "\n").join(parts)
@@ -333,57 +337,6 @@ def _known(report: Report) -> list[str]:
     return body
 
 
-def _between_versions(report: Report) -> list[str]:
-    view = report.between_versions
-    if view is None and not report.other_between_versions:
-        return ["<p>No other Keras version was compared with this folder (<code>nox</code> runs keras-nightly beside the "
-                "release and compares them; or <code>python -m harness between-versions results results/keras-nightly</code>).</p>"]
-    body = _between_view(view, "h3", "between") if view is not None else []
-    for index, other in enumerate(report.other_between_versions, start=2):  # e.g. Keras 2 against this Keras 3
-        body.append(f'<h3 id="between{index}">{_e(other.keras_line())}</h3>')
-        body += _between_view(other, "h4", f"between{index}")
-    return body
-
-
-def _between_view(view, tag: str, prefix: str) -> list[str]:
-    """One comparison's counts, its changes by kind and its known divergences still present."""
-    counts = view.counts
-    body = [
-        f"<p>What changed per case and backend from {_e(view.keras_line())}, from the classified records of both (compared "
-        f"{_e(view.compared)}): {counts.get('fixed', 0)} fixed, {counts.get('regression', 0)} regressions, "
-        f"{counts.get('changed', 0)} changed behaviour, {counts.get('drift', 0)} drift beyond the sum of the two tolerances; "
-        f"{counts.get('still_present', 0)} known divergences still present, {counts.get('unchanged', 0)} unchanged. A failure on "
-        "the second version is judged with that version's numbers: a claim observed on the first never absorbs it.</p>",
-    ]
-    for kind in KINDS:
-        changes = view.of_kind(kind)
-        body.append(f'<{tag} id="{prefix}-{kind}">{_e(TITLES[kind])} ({len(changes)})</{tag}>')
-        if not changes:
-            body.append("<p>None.</p>")
-            continue
-        body.append(_table(
-            ["case", "backend", "verdict", "magnitude", "what changed", "reproducer"],
-            [[_e(c.case), _e(c.backend), f"{_verdict(c.old_verdict)} &rarr; {_verdict(c.new_verdict)}", _e(c.magnitude),
-              _linkify(c.detail), f"<code>{_e(c.reproducer)}</code>"] for c in changes],
-        ))
-    grouped = still_present_by_claim(view)
-    body.append(f'<{tag} id="{prefix}-still-present">Known divergences still present ({len(view.still_present)})</{tag}>')
-    if not grouped:
-        body.append("<p>None.</p>")
-    else:
-        body.append("<p>Known on the first version and failing on the second only because the claim's version range stops at "
-                    "the first: the same claim, its range ignored, describes the second measurement exactly (widen the range "
-                    "once confirmed).</p>")
-        body.append("<ul>" + "".join(f"<li><code>{_e(claims)}</code> on {_e(backend)}: {len(cases)} case{'s' if len(cases) != 1 else ''} ({_e(', '.join(cases))})</li>"
-                                     for claims, backend, cases in grouped) + "</ul>")
-    others = [f"{len(view.only_old)} cases only in {view.old_folder}" if view.only_old else "",
-              f"{len(view.only_new)} cases only in {view.new_folder}" if view.only_new else "",
-              f"{len(view.not_compared)} not compared ({'; '.join(view.not_compared[:5])})" if view.not_compared else ""]
-    if any(others):
-        body.append(f"<p>Not classified: {_e(', '.join(part for part in others if part))}.</p>")
-    return body
-
-
 def _figure_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -526,7 +479,7 @@ def _navigation() -> list[str]:
 def render_html(report: Report, figures: dict[str, bytes]) -> str:
     """The whole report.html for a built report model; ``figures`` maps caption -> PNG bytes."""
     bodies = {
-        "attention": _attention(report), "known": _known(report), "between-versions": _between_versions(report), "closest": _section_body(report_document.closest_section(report)), "summary": _section_body(report_document.summary_section(report)),
+        "attention": _attention(report), "known": _known(report), "between-versions": _section_body(report_document.between_versions_section(report)), "closest": _section_body(report_document.closest_section(report)), "summary": _section_body(report_document.summary_section(report)),
         "figures": _figures(figures), "reference": _section_body(report_document.reference_section(report)),
         "apis": _section_body(report_document.apis_section(report)), "pairwise": _pairwise(report),
         "serialization": _section_body(report_document.serialization_section(report)),

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.reports import report_document
-from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
 from harness.reports.document import (
-    Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Marked, OneLine, Paragraph, Section, Strong,
-    Table, Verdict, blocks_for,
+    Arrow, Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Linked, Marked, OneLine, Paragraph,
+    Section, Strong, Table, Verdict, blocks_for,
 )
 from harness.reports.model import (
     ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_case, format_judged, format_number,
@@ -78,6 +77,10 @@ def _inline(part: Inline) -> str:
         return _cell(part.text)
     if isinstance(part, Verdict):
         return part.text
+    if isinstance(part, Linked):
+        return _cell(part.text)
+    if isinstance(part, Arrow):
+        return " -> "
     return part
 
 
@@ -98,7 +101,7 @@ def _block_lines(block: Block) -> list[str]:
         caption = [block.caption, ""] if block.caption is not None else []
         return caption + [f"- {_text(item)}" for item in block.items]
     if isinstance(block, Heading):
-        return ["#" * block.level + " " + block.text]
+        return ["#" * block.level + " " + _text(block.text)]
     if isinstance(block, Folded):
         return [f"<details><summary>{block.summary}</summary>", ""] + _blocks_lines(list(block.blocks)) + ["", "</details>"]
     raise TypeError(f"not a document block: {block!r}")
@@ -250,59 +253,6 @@ def _known(report: Report) -> list[str]:
                      "from the reference: the bug may be fixed.")
         lines.append("")
         lines += [f"- `{c.claim}` on {c.backend}: {', '.join(c.cases)}" for c in report.possibly_resolved]
-    return lines
-
-
-def _between_versions(report: Report) -> list[str]:
-    lines = ["## Between Keras versions", ""]
-    view = report.between_versions
-    if view is None and not report.other_between_versions:
-        return lines + ["No other Keras version was compared with this folder (`nox` runs keras-nightly beside the release "
-                        "and compares them; or `python -m harness between-versions results results/keras-nightly`)."]
-    if view is not None:
-        lines += _between_view(view, "###")
-    for other in report.other_between_versions:  # e.g. Keras 2 (results/tf-keras) against this folder's Keras 3
-        lines += ["", f"### {_cell(other.keras_line())}", ""] + _between_view(other, "####")
-    return lines
-
-
-def _between_view(view, level: str) -> list[str]:
-    """One comparison's counts, its changes by kind and its known divergences still present."""
-    lines: list[str] = []
-    counts = view.counts
-    lines += [
-        f"What changed per case and backend from {_cell(view.keras_line())}, from the classified records of both "
-        f"(compared {view.compared}): {counts.get('fixed', 0)} fixed, {counts.get('regression', 0)} regressions, "
-        f"{counts.get('changed', 0)} changed behaviour, {counts.get('drift', 0)} drift beyond the sum of the two tolerances; "
-        f"{counts.get('still_present', 0)} known divergences still present, {counts.get('unchanged', 0)} unchanged. A failure on "
-        "the second version is judged with that version's numbers: a claim observed on the first never absorbs it.", "",
-    ]
-    for kind in KINDS:
-        changes = view.of_kind(kind)
-        lines += [f"{level} {TITLES[kind]} ({len(changes)})", ""]
-        if not changes:
-            lines += ["None.", ""]
-            continue
-        lines += _table(
-            ["case", "backend", "verdict", "magnitude", "what changed", "reproducer"],
-            [[_cell(c.case), c.backend, f"{c.old_verdict} -> {c.new_verdict}", _cell(c.magnitude), _cell(c.detail),
-              f"`{_cell(c.reproducer)}`"] for c in changes],
-        )
-        lines += [""]
-    grouped = still_present_by_claim(view)
-    lines += [f"{level} Known divergences still present ({len(view.still_present)})", ""]
-    if grouped:
-        lines += ["Known on the first version and failing on the second only because the claim's version range stops at the "
-                  "first: the same claim, its range ignored, describes the second measurement exactly (widen the range once "
-                  "confirmed).", ""]
-        lines += [f"- `{claims}` on {backend}: {len(cases)} case{'s' if len(cases) != 1 else ''} ({_cell(', '.join(cases))})" for claims, backend, cases in grouped]
-    else:
-        lines += ["None."]
-    others = [f"{len(view.only_old)} cases only in {_cell(view.old_folder)}" if view.only_old else "",
-              f"{len(view.only_new)} cases only in {_cell(view.new_folder)}" if view.only_new else "",
-              f"{len(view.not_compared)} not compared ({_cell('; '.join(view.not_compared[:5]))})" if view.not_compared else ""]
-    if any(others):
-        lines += ["", "Not classified: " + ", ".join(part for part in others if part) + "."]
     return lines
 
 
@@ -475,7 +425,7 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    sections = (_attention, _known, report_document.closest_section, _between_versions, report_document.summary_section,
+    sections = (_attention, _known, report_document.closest_section, report_document.between_versions_section, report_document.summary_section,
                 report_document.reference_section,
                 report_document.apis_section, _cross, report_document.serialization_section, report_document.growth_section,
                 _gradient_lines, report_document.training_mode_section, _claim_study_lines, report_document.faults_section,
