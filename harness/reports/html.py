@@ -352,42 +352,6 @@ def _figures(figures: dict[str, bytes]) -> list[str]:
     ]
 
 
-def _pairwise(report: Report) -> list[str]:
-    cross = report.cross
-    if not cross.ran:
-        return ["<p>Not run (no cross_backend.json in this folder).</p>"]
-    body = ["<p>How far apart the same case (same inputs, same weights) is on two backends: every case both backends produced "
-            "numbers for, whatever their verdicts, the output with the largest difference per case. <strong>These are "
-            "measurements, not a check</strong>: a case that passes on both backends is within the sum of their tolerances by "
-            "construction (each side is within its own tolerance of the same float64 reference), and a known or failing side "
-            "is already reported against the reference. 'x tol' is the difference in units of the two sides' tolerances summed.</p>"]
-    body.append(_table(
-        ["backends", "cases measured", "pass on both", "largest difference", "its case (verdicts)", "largest, both pass", "its case"],
-        [[_e(f"{p.backends[0]} vs {p.backends[1]}"), str(p.compared), str(p.both_pass),
-          _cross_distance(p.largest) if p.largest else "n/a",
-          _e(f"{p.largest.case} ({'/'.join(p.largest.verdicts)})") if p.largest else "n/a",
-          _cross_distance(p.largest_both_pass) if p.largest_both_pass else "n/a",
-          _e(p.largest_both_pass.case) if p.largest_both_pass else "n/a"] for p in cross.pairs],
-        numeric={1, 2},
-    ))
-    if cross.never_compared:
-        body.append(f"<p>{len(cross.never_compared)} cases were measured on no pair of backends (numbers on at most one): "
-                    + ", ".join(_e(case) for case in cross.never_compared) + ".</p>")
-    if cross.rows:
-        rows = [[_e(r.case), _e(f"{r.backends[0]} vs {r.backends[1]}"), _e("/".join(r.verdicts)), _e(r.worst.output),
-                 "shapes differ" if r.worst.shapes_differ else _e(format_number(r.worst.max_abs_diff)),
-                 _e(format_number(r.worst.max_rel_diff)), _e(format_ratio(r.worst.judged)), _e(", ".join(r.explained_by) or "-")]
-                for r in cross.rows]
-        body.append(f"<details><summary>Every measurement ({len(rows)}), largest difference first</summary>")
-        body.append(_table(["case", "backends", "verdicts", "output", "abs difference", "rel difference", "x tol", "known divergence"],
-                           rows, numeric={4, 5, 6}))
-        body.append("</details>")
-    if cross.skipped:
-        items = "".join(f"<li>{_e(case)} ({_e(' vs '.join(b))}): {_e(reason)}</li>" for case, b, reason in cross.skipped)
-        body.append(f"<details><summary>{len(cross.skipped)} case pairs not measured</summary><ul>{items}</ul></details>")
-    return body
-
-
 def _gradients(report: Report) -> list[str]:
     """Gradient errors per case and backend, the shared layer against two instances, training against NumPy."""
     data = report.gradients
@@ -481,7 +445,7 @@ def render_html(report: Report, figures: dict[str, bytes]) -> str:
     bodies = {
         "attention": _attention(report), "known": _known(report), "between-versions": _section_body(report_document.between_versions_section(report)), "closest": _section_body(report_document.closest_section(report)), "summary": _section_body(report_document.summary_section(report)),
         "figures": _figures(figures), "reference": _section_body(report_document.reference_section(report)),
-        "apis": _section_body(report_document.apis_section(report)), "pairwise": _pairwise(report),
+        "apis": _section_body(report_document.apis_section(report)), "pairwise": _section_body(report_document.cross_section(report)),
         "serialization": _section_body(report_document.serialization_section(report)),
         "growth": _section_body(report_document.growth_section(report)), "gradients": _gradients(report), "claims": _claim_study(report), "faults": _faults(report),
         "tolerances": _section_body(report_document.tolerances_section(report)), "environment": _section_body(report_document.environment_section(report)),

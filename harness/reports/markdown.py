@@ -256,48 +256,6 @@ def _known(report: Report) -> list[str]:
     return lines
 
 
-def _cross(report: Report) -> list[str]:
-    lines = ["## Backend against backend (measurements)", ""]
-    cross = report.cross
-    if not cross.ran:
-        return lines + ["Not run (no cross_backend.json in this folder)."]
-    lines += ["How far apart the same case (same inputs, same weights) is on two backends: every case both backends "
-              "produced numbers for, whatever their verdicts, the output with the largest difference per case. These are "
-              "measurements, not a check: a case that passes on both backends is within the sum of their tolerances by "
-              "construction (each side is within its own tolerance of the same float64 reference), and a known or failing "
-              "side is already reported against the reference. 'x tol' is the difference in units of the two sides' "
-              "tolerances summed.", ""]
-    lines += _table(
-        ["backends", "cases measured", "pass on both", "largest difference", "its case (verdicts)", "largest, both pass", "its case"],
-        [[f"{p.backends[0]} vs {p.backends[1]}", str(p.compared), str(p.both_pass),
-          _cross_distance(p.largest) if p.largest else "n/a",
-          f"{_cell(p.largest.case)} ({'/'.join(p.largest.verdicts)})" if p.largest else "n/a",
-          _cross_distance(p.largest_both_pass) if p.largest_both_pass else "n/a",
-          _cell(p.largest_both_pass.case) if p.largest_both_pass else "n/a"] for p in cross.pairs],
-    )
-    if cross.never_compared:
-        lines += ["", f"{len(cross.never_compared)} cases were measured on no pair of backends (numbers on at most one): "
-                      + ", ".join(_cell(case) for case in cross.never_compared) + "."]
-    if cross.rows:
-        shown = cross.rows[:SHOWN_ROWS]
-        lines += ["", f"The {len(shown)} cases with the largest differences:", ""]
-        lines += _table(
-            ["case", "backends", "verdicts", "output", "abs difference", "rel difference", "x tol", "known divergence"],
-            [[_cell(r.case), f"{r.backends[0]} vs {r.backends[1]}", "/".join(r.verdicts), _cell(r.worst.output),
-              "shapes differ" if r.worst.shapes_differ else format_number(r.worst.max_abs_diff), format_number(r.worst.max_rel_diff),
-              format_ratio(r.worst.judged), _cell(", ".join(r.explained_by) or "-")] for r in shown],
-        )
-        rest = cross.rows[SHOWN_ROWS:]
-        if rest:
-            lines += ["", f"{len(rest)} more cases, each with a difference of at most {format_number(rest[0].worst.max_abs_diff)} "
-                      "(every measurement is in report.html and cross_backend.json)."]
-    if cross.skipped:
-        lines += ["", f"<details><summary>{len(cross.skipped)} case pairs not measured</summary>", ""]
-        lines += [f"- {_cell(case)} ({' vs '.join(backends)}): {_cell(reason)}" for case, backends, reason in cross.skipped]
-        lines += ["", "</details>"]
-    return lines
-
-
 def _gradient_lines(report: Report) -> list[str]:
     """The "Gradients and training" section: gradient errors per case and backend, the shared layer against two
     instances, backends against each other, and the training trajectories against the NumPy loop."""
@@ -427,7 +385,7 @@ def render_markdown(report: Report) -> str:
     ]
     sections = (_attention, _known, report_document.closest_section, report_document.between_versions_section, report_document.summary_section,
                 report_document.reference_section,
-                report_document.apis_section, _cross, report_document.serialization_section, report_document.growth_section,
+                report_document.apis_section, report_document.cross_section, report_document.serialization_section, report_document.growth_section,
                 _gradient_lines, report_document.training_mode_section, _claim_study_lines, report_document.faults_section,
                 report_document.tolerances_section, report_document.environment_section)
     for section in sections:  # the sections built as a document (report_document) are formatted; the others still write lines
