@@ -180,7 +180,7 @@ def _block(block: Block) -> str:
         return _table(list(block.header), rows, set(block.numeric))
     if isinstance(block, BulletList):
         caption = f"<p>{_prose(block.caption)}</p>" if block.caption is not None else ""
-        return caption + "<ul>" + "".join(f"<li>{_text(item)}</li>" for item in block.items) + "</ul>"
+        return caption + "<ul>" + "".join(f"<li>{_text(item, _prose)}</li>" for item in block.items) + "</ul>"
     if isinstance(block, Heading):
         anchor = f' id="{block.anchor}"' if block.anchor is not None else ""
         return f"<h{block.level}{anchor}>{_text(block.text)}</h{block.level}>"
@@ -353,56 +353,8 @@ def _figures(figures: dict[str, bytes]) -> list[str]:
 
 
 def _gradients(report: Report) -> list[str]:
-    """Gradient errors per case and backend, the shared layer against two instances, training against NumPy."""
-    data = report.gradients
-    if data is None:
-        return ["<p>Not run (python -m harness gradients / training, part of the release parity sessions).</p>"]
-    by = {(row.case, row.backend): row for row in data.rows}
-    rows = []
-    for case in sorted({row.case for row in data.rows}):
-        cells = []
-        for backend in data.backends:
-            row = by.get((case, backend))
-            cells.append("not run" if row is None else f"{_verdict(row.verdict)} {_ratio(row.judged)}"
-                         + ("" if row.verdict == "pass" else f" at {_e(row.where)}"
-                            + (f" (forward: {_e(', '.join(row.forward_divergences))})" if row.forward_divergences else "")))
-        rows.append([_e(case), *cells])
-    body = ["<p>Each backend's own autodiff of a seeded MSE loss, in every API, against the float64 NumPy backward pass: "
-            "the largest ratio of error to tolerance over every gradient and the loss.</p>",
-            _table(["case", *data.backends], rows)]
-    pairs = [f"{_e(backend)}: shared layer = sum of two instances' gradients: {'yes' if passed else '<strong>no</strong>'}"
-             + (f" (largest ratio {ratio:.2g})" if ratio is not None else "") for backend, _, _, passed, ratio, _ in data.shared_pairs]
-    if pairs:
-        body.append("<ul>" + "".join(f"<li>{pair}</li>" for pair in pairs) + "</ul>")
-    if data.cross_compared is not None:
-        largest = "; ".join(f"{_e(name)}: " + (f"shapes differ at {_e(row.get('case'))} {_e(row.get('output'))}"
-                                                  if row.get("max_abs_diff") is None else
-                                                  f"{_e(format_number(row['max_abs_diff']))} at {_e(row.get('case'))} {_e(row.get('output'))}")
-                            for name, row in data.cross_largest)
-        body.append(f"<p>Backend against backend (measurements, not a check): {data.cross_compared} gradients measured on two "
-                    f"backends, whatever their verdicts; the largest difference per pair: {largest or 'n/a'}.</p>")
-        if data.cross_missing:
-            body.append("<ul>" + "".join(f"<li><strong>{_e(entry.get('case'))}: gradient {_e(entry.get('raw_output'))} named by the "
-                                         "record is missing from its arrays</strong></li>" for entry in data.cross_missing) + "</ul>")
-    if data.training:
-        body.append(_table(["backend", "optimizer", "entry point", "status", "largest ratio", "losses reported"], [
-            [_e(run.backend), _e(run.optimizer), _e(run.entry_point), _verdict(run.status) + (f": {_e(run.error)}" if run.error else ""),
-             _ratio(run.judged), _e(", ".join(f"{value:.7g}" for value in run.keras_losses))] for run in data.training]))
-    longs = [f"{_e(backend)} {_e(optimizer)}: {distances[-1]:.2g} after {len(distances)} steps"
-             for backend, optimizer, distances in data.long_runs if distances]
-    if longs:
-        body.append("<p>Largest weight difference to the NumPy trajectory: " + "; ".join(longs) + ".</p>")
-    drifts = [f"{_e(line.backend)} {_e(line.optimizer)} {_e(line.policy)}: "
-              + (f"<strong>cannot train: {_e(line.error)}</strong>" if line.error else
-                 f"{line.distances[-1]:.2g} after {len(line.distances)} steps, worst {line.worst_ratio:.2g} of its bound"
-                 + ("" if line.passed else f" (beyond the bound, known: {_e(' '.join(line.known.split()))})" if line.known
-                    else " (<strong>beyond what rounding explains</strong>)")
-                 + (f", loss scale {line.loss_scale:g}" if line.loss_scale is not None else ""))
-              for line in data.drift if line.passed is not None or line.error]
-    if drifts:
-        body.append("<p>Drift against what rounding explains (see the drift figure):</p><ul>"
-                    + "".join(f"<li>{text}</li>" for text in drifts) + "</ul>")
-    return body
+    """The gradients and training section, formatted (as render_html writes it)."""
+    return _section_body(report_document.gradients_section(report))
 
 
 def _faults(report: Report) -> list[str]:

@@ -8,7 +8,6 @@ ratio first, with all but their first rows folded. ``harness.reports.publish.wri
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from harness.reports import report_document
 from harness.reports.document import (
@@ -257,88 +256,13 @@ def _known(report: Report) -> list[str]:
 
 
 def _gradient_lines(report: Report) -> list[str]:
-    """The "Gradients and training" section: gradient errors per case and backend, the shared layer against two
-    instances, backends against each other, and the training trajectories against the NumPy loop."""
-    lines = ["## Gradients and training", ""]
-    data = report.gradients
-    if data is None:
-        return lines + ["Not run (python -m harness gradients / training, part of the release parity sessions)."]
-    lines += ["Each backend's own autodiff (TensorFlow's GradientTape, jax.value_and_grad over stateless_call, torch.autograd) "
-              "of a seeded MSE loss, in every API, against the float64 NumPy backward pass: the largest ratio of error to "
-              "tolerance over every weight's gradient, the input's and the loss.", ""]
-    cases = sorted({row.case for row in data.rows})
-    by = {(row.case, row.backend): row for row in data.rows}
-    rows = []
-    for case in cases:
-        cells = []
-        for backend in data.backends:
-            row = by.get((case, backend))
-            if row is None:
-                cells.append("not run")
-                continue
-            text = f"{row.verdict} {_judged(row.judged)}"
-            if row.verdict not in ("pass",):
-                text += f" at {row.where}" + (f" (forward: {', '.join(row.forward_divergences)})" if row.forward_divergences else "")
-            cells.append(_cell(text))
-        rows.append([_cell(case), *cells])
-    lines += _table(["case", *data.backends], rows)
-    for backend, shared, separate, passed, ratio, _ in data.shared_pairs:
-        lines += ["", f"- {backend}: the shared layer of {shared} against two separate instances holding its weights "
-                      f"({separate}): its gradient {'is' if passed else 'is NOT'} the sum of the two instances' gradients "
-                      f"(largest ratio {ratio if ratio is None else f'{ratio:.2g}'})."]
-    if data.cross_compared is not None:
-        lines += ["", f"Backend against backend (measurements, not a check): {data.cross_compared} gradients measured on two "
-                      "backends, whatever their verdicts; the largest difference per pair:"]
-        lines += [f"- {name}: {_gradient_distance(row)}" for name, row in data.cross_largest]
-        lines += [f"- **{entry.get('case')} ({' vs '.join(entry.get('backends') or ())}): gradient {entry.get('raw_output')} named by "
-                  "the record is missing from its arrays**" for entry in data.cross_missing]
-    if data.training:
-        lines += ["", "Training (identical weights and batches, no shuffling) against the NumPy loop: the losses Keras reported "
-                      "(train_on_batch: each batch's; fit: the running mean) and the final weights.", ""]
-        rows = []
-        for run in data.training:
-            losses = ", ".join(f"{value:.7g}" for value in run.keras_losses)
-            status = run.status + (f": {run.error}" if run.error else "")
-            rows.append([run.backend, run.optimizer, run.entry_point, _cell(status), _judged(run.judged), _cell(losses)])
-        lines += _table(["backend", "optimizer", "entry point", "status", "largest ratio", "losses reported"], rows)
-    for backend, optimizer, distances in data.long_runs:
-        if distances:
-            marks = sorted({0, len(distances) // 4, len(distances) // 2, len(distances) - 1})
-            lines += ["", f"- {backend} {optimizer}, {len(distances)} train_on_batch steps: largest weight difference to the NumPy "
-                          "trajectory " + ", ".join(f"{distances[k]:.2g} after step {k + 1}" for k in marks) + "."]
-    judged = [line for line in data.drift if line.passed is not None or line.error]
-    if judged:
-        lines += ["", "Drift of the long runs against what rounding explains (float32: k * eps32 * W_k; a mixed policy: "
-                      "eps_compute / eps32 times the float32 drift measured; the drift plot in report.html):"]
-        for line in judged:
-            scale = f"; loss scale {line.loss_scale:g}" if line.loss_scale is not None else ""
-            if line.error:
-                lines.append(f"- **{line.backend} {line.optimizer} {line.policy}: cannot train: {line.error}**")
-            else:
-                text = (f"{line.backend} {line.optimizer} {line.policy}: {line.distances[-1]:.2g} after {len(line.distances)} steps, "
-                        f"worst {line.worst_ratio:.2g} of its bound{scale}")
-                if line.passed:
-                    lines.append(f"- {text}")
-                elif line.known:
-                    lines.append(f"- {text}: beyond the bound, known: {' '.join(line.known.split())}")
-                else:
-                    lines.append(f"- **{text}: beyond what rounding explains**")
-    if data.faults:
-        lines += ["", "Records made with a fault injected (not measurements): " + ", ".join(f"{b} {f}" for b, f in data.faults) + "."]
-    return lines
+    """The gradients and training section, formatted (as render_markdown writes it)."""
+    return _section_lines(report_document.gradients_section(report))
 
 
 def _faults(report: Report) -> list[str]:
     """The fault section, formatted (as render_markdown writes it)."""
     return _section_lines(report_document.faults_section(report))
-
-def _gradient_distance(row: dict[str, Any]) -> str:
-    if row.get("max_abs_diff") is None:
-        return f"{row.get('case')} {row.get('output')}: shapes differ"
-    verdicts = row.get("verdicts")
-    return (f"{format_number(row['max_abs_diff'])} at {row.get('case')} {row.get('output')}"
-            + (f" ({'/'.join(str(v) for v in verdicts)})" if verdicts else ""))
-
 
 def _claim_study_lines(report: Report) -> list[str]:
     """The "Known divergences under injected faults" section: per claim, the largest fault it absorbs."""
