@@ -361,32 +361,6 @@ def _faults(report: Report) -> list[str]:
     """The fault section, formatted (as render_html writes it)."""
     return _section_body(report_document.faults_section(report))
 
-def _claim_study(report: Report) -> list[str]:
-    """Per known-divergence claim, the largest injected fault it absorbs against the largest error it explains."""
-    data = report.claim_study
-    if data is None:
-        return ["<p>Not run (python -m harness claims DIR, part of the report session).</p>"]
-    body = [f"<p>Every case a claim explains, replayed with faults injected into its recorded outputs (a forget-gate bias offset "
-            f"stepped down until undetected, a gate swap, an error in an output the claim does not name, another exception or "
-            f"message) and judged again. A claim fails when it absorbs a fault more than {data.factor:g}x the largest error it "
-            f"explains. " + ("Every claim holds." if data.passed else "<strong>Some claims absorb faults.</strong>") + "</p>"]
-    rows = [[_e(row.claim), _e(row.kind), _e(", ".join(row.backends)), str(row.cases), str(row.faults_tried), str(row.faults_absorbed),
-             _e(format_number(row.largest_explained_error)), _e(format_number(row.largest_absorbed_error)), _e(format_number(row.ratio)),
-             "ok" if row.passed else "<strong>too loose</strong>: " + _e("; ".join(row.reasons))]
-            for row in data.rows]
-    body.append(_table(["claim", "kind", "backends", "cases", "faults tried", "absorbed", "largest error explained",
-                        "absorbs no fault larger than", "ratio", "verdict"], rows, numeric={3, 4, 5, 6, 7, 8}))
-    bounds = [f"<li><code>{_e(row.claim)}</code>: {_e(row.bound_line())}</li>" for row in data.rows if row.gradient_cases]
-    if bounds:
-        body.append("<p>Gradient faults (a zeroed kernel gradient, the kernel gradient scaled by 1 + k stepped down until "
-                    "absorbed), judged by the gradient study:</p><ul>" + "".join(bounds) + "</ul>")
-    lost = [f"<li><code>{_e(row.claim)}</code>: {len(row.not_explained_now)} recorded cases it no longer explains, not studied "
-            f"(first: {_e(row.not_explained_now[0])})</li>" for row in data.rows if row.not_explained_now]
-    if lost:
-        body.append("<p>Claims that no longer explain what their records say they explained (re-judged):</p><ul>" + "".join(lost) + "</ul>")
-    return body
-
-
 def _navigation() -> list[str]:
     items = "".join(f'<li><a href="#{anchor}">{_e(title)}</a></li>' for anchor, title in SECTIONS)
     return [f'<nav id="contents"><ul>{items}</ul></nav>']
@@ -399,7 +373,7 @@ def render_html(report: Report, figures: dict[str, bytes]) -> str:
         "figures": _figures(figures), "reference": _section_body(report_document.reference_section(report)),
         "apis": _section_body(report_document.apis_section(report)), "pairwise": _section_body(report_document.cross_section(report)),
         "serialization": _section_body(report_document.serialization_section(report)),
-        "growth": _section_body(report_document.growth_section(report)), "gradients": _gradients(report), "claims": _claim_study(report), "faults": _faults(report),
+        "growth": _section_body(report_document.growth_section(report)), "gradients": _gradients(report), "claims": _section_body(report_document.claim_study_section(report)), "faults": _faults(report),
         "tolerances": _section_body(report_document.tolerances_section(report)), "environment": _section_body(report_document.environment_section(report)),
     }
     lines = [

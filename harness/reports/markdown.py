@@ -41,7 +41,8 @@ def _judged(judged: Judged) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    """A Markdown table; an empty header cell is written as one space."""
+    lines = ["|" + "|".join(f" {name} " if name else " " for name in header) + "|", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
 
@@ -264,31 +265,6 @@ def _faults(report: Report) -> list[str]:
     """The fault section, formatted (as render_markdown writes it)."""
     return _section_lines(report_document.faults_section(report))
 
-def _claim_study_lines(report: Report) -> list[str]:
-    """The "Known divergences under injected faults" section: per claim, the largest fault it absorbs."""
-    data = report.claim_study
-    lines = ["## Known divergences under injected faults", ""]
-    if data is None:
-        return lines + ["Not run (python -m harness claims DIR, part of the report session)."]
-    lines += [f"Every case a claim explains, replayed with faults injected into its recorded outputs (a forget-gate bias offset "
-              f"stepped down until undetected, a gate swap, an error in an output the claim does not name, another exception or "
-              f"message) and judged again. A claim fails when it absorbs a fault more than {data.factor:g}x the largest error it "
-              f"explains. " + ("Every claim holds." if data.passed else "**Some claims absorb faults.**"), "",
-              "| claim | kind | backends | cases | faults tried | absorbed | largest error explained | absorbs no fault larger than | ratio | |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in data.rows:
-        lines.append(f"| {row.claim} | {row.kind} | {', '.join(row.backends)} | {row.cases} | {row.faults_tried} | {row.faults_absorbed} | "
-                     f"{format_number(row.largest_explained_error)} | {format_number(row.largest_absorbed_error)} | "
-                     f"{format_number(row.ratio)} | {'ok' if row.passed else '**TOO LOOSE**'} |")
-    reasons = [f"- {row.claim}: {reason}" for row in data.rows for reason in row.reasons]
-    bounds = [f"- {row.claim}: {_cell(row.bound_line())}" for row in data.rows if row.gradient_cases]
-    lost = [f"- {row.claim}: {len(row.not_explained_now)} recorded case{'s' if len(row.not_explained_now) != 1 else ''} it no longer "
-            f"explains, not studied (first: {_cell(row.not_explained_now[0])})" for row in data.rows if row.not_explained_now]
-    return (lines + ([""] + reasons if reasons else []) + (["", "Gradient faults (a zeroed kernel gradient, the kernel gradient scaled by "
-            "1 + k stepped down until absorbed), judged by the gradient study:", ""] + bounds if bounds else [])
-            + (["", "Claims that no longer explain what their records say they explained (re-judged):", ""] + lost if lost else []))
-
-
 def render_markdown(report: Report) -> str:
     """REPORT.md for a built report model."""
     attention = report.attention_count
@@ -310,7 +286,7 @@ def render_markdown(report: Report) -> str:
     sections = (_attention, _known, report_document.closest_section, report_document.between_versions_section, report_document.summary_section,
                 report_document.reference_section,
                 report_document.apis_section, report_document.cross_section, report_document.serialization_section, report_document.growth_section,
-                _gradient_lines, report_document.training_mode_section, _claim_study_lines, report_document.faults_section,
+                _gradient_lines, report_document.training_mode_section, report_document.claim_study_section, report_document.faults_section,
                 report_document.tolerances_section, report_document.environment_section)
     for section in sections:  # the sections built as a document (report_document) are formatted; the others still write lines
         written = section(report)
