@@ -124,6 +124,15 @@ class Folded:
 
 
 @dataclass(frozen=True)
+class Figure:
+    """A figure (PNG bytes drawn by harness.reports.plots), numbered, with its caption (report.html only)."""
+
+    number: int
+    caption: str
+    png: bytes
+
+
+@dataclass(frozen=True)
 class Heading:
     """A heading inside a section (level 3: a subsection)."""
 
@@ -152,7 +161,7 @@ class Alternatives:
         return chosen if isinstance(chosen, tuple) else (chosen,)
 
 
-Block = Union[Paragraph, Table, BulletList, Folded, Heading, OnlyIn, Alternatives]
+Block = Union[Paragraph, Table, BulletList, Folded, Figure, Heading, OnlyIn, Alternatives]
 
 
 @dataclass(frozen=True)

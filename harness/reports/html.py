@@ -19,7 +19,7 @@ from typing import Any
 from harness.records import store
 from harness.reports import report_document
 from harness.reports.document import (
-    Arrow, Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Linked, Marked, OneLine, Paragraph,
+    Arrow, Block, BulletList, CaseOutcome, Code, Content, Figure, Folded, Heading, Inline, JudgedText, Linked, Marked, OneLine, Paragraph,
     Section, Strong, Table, Verdict, blocks_for,
 )
 from harness.reports.model import (
@@ -181,6 +181,9 @@ def _block(block: Block) -> str:
     if isinstance(block, BulletList):
         caption = f"<p>{_prose(block.caption)}</p>" if block.caption is not None else ""
         return caption + "<ul>" + "".join(f"<li>{_text(item, _prose)}</li>" for item in block.items) + "</ul>"
+    if isinstance(block, Figure):
+        return (f'<figure id="figure-{block.number}"><img src="{_figure_uri(block.png)}" alt="{_e(block.caption)}">'
+                f"<figcaption>Figure {block.number}. {_e(block.caption)}</figcaption></figure>")
     if isinstance(block, Heading):
         anchor = f' id="{block.anchor}"' if block.anchor is not None else ""
         return f"<h{block.level}{anchor}>{_text(block.text)}</h{block.level}>"
@@ -341,17 +344,6 @@ def _figure_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _figures(figures: dict[str, bytes]) -> list[str]:
-    """Each figure in the given order, embedded as a data: URI, with its caption as caption and alt text."""
-    if not figures:
-        return ["<p>No figures were supplied.</p>"]
-    return [
-        f'<figure id="figure-{index}"><img src="{_figure_uri(png)}" alt="{_e(caption)}">'
-        f"<figcaption>Figure {index}. {_e(caption)}</figcaption></figure>"
-        for index, (caption, png) in enumerate(figures.items(), start=1)
-    ]
-
-
 def _gradients(report: Report) -> list[str]:
     """The gradients and training section, formatted (as render_html writes it)."""
     return _section_body(report_document.gradients_section(report))
@@ -370,7 +362,7 @@ def render_html(report: Report, figures: dict[str, bytes]) -> str:
     """The whole report.html for a built report model; ``figures`` maps caption -> PNG bytes."""
     bodies = {
         "attention": _attention(report), "known": _known(report), "between-versions": _section_body(report_document.between_versions_section(report)), "closest": _section_body(report_document.closest_section(report)), "summary": _section_body(report_document.summary_section(report)),
-        "figures": _figures(figures), "reference": _section_body(report_document.reference_section(report)),
+        "figures": _section_body(report_document.figures_section(figures)), "reference": _section_body(report_document.reference_section(report)),
         "apis": _section_body(report_document.apis_section(report)), "pairwise": _section_body(report_document.cross_section(report)),
         "serialization": _section_body(report_document.serialization_section(report)),
         "growth": _section_body(report_document.growth_section(report)), "gradients": _gradients(report), "claims": _section_body(report_document.claim_study_section(report)), "faults": _faults(report),

@@ -10,7 +10,7 @@ from typing import Any
 
 from harness.reports.between_versions import KINDS, TITLES, BetweenVersions, still_present_by_claim
 from harness.reports.document import (
-    Alternatives, Arrow, Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Linked, Marked, OneLine,
+    Alternatives, Arrow, Block, BulletList, CaseOutcome, Code, Content, Figure, Folded, Heading, Inline, JudgedText, Linked, Marked, OneLine,
     OnlyIn, Paragraph, Section, Strong, Table, Verdict,
 )
 from harness.reports.formatting import format_names, format_number, format_ratio, format_seconds, format_tolerance
@@ -669,3 +669,9 @@ def claim_study_section(report: Report) -> Section:
                               OneLine(row.not_explained_now[0]), ")") for row in lost_rows), caption=caption),
         ))
     return Section("claims", title, title, tuple(blocks))
+
+
+def figures_section(figures: dict[str, bytes]) -> Section:
+    """The figures (caption -> PNG bytes, from harness.reports.plots), numbered in the given order: report.html only."""
+    blocks: tuple[Block, ...] = tuple(Figure(number, caption, png) for number, (caption, png) in enumerate(figures.items(), start=1))
+    return Section("figures", "Figures", "Figures", blocks or (Paragraph("No figures were supplied."),), formats=("html",))
