@@ -6,6 +6,11 @@ Every piece of text taken from the records is escaped with ``html.escape``. Erro
 ratio to the tolerance that judged them, coloured (green below 0.1, amber up to 1, red above 1 or
 non-finite), with the absolute error beside them; long tables show their first rows and fold the rest
 into a <details> element.
+
+Most sections are built once as a neutral document (harness.reports.report_document) and only formatted here
+(_section_body): the wording of paragraphs and list items is escaped as content (quotes kept), table cells and
+record text (OneLine, Code, ...) as attribute-safe text. Needs attention, Known divergences, the head, the banner
+and the contents are still written here.
 """
 
 from __future__ import annotations
@@ -195,6 +200,8 @@ def _block(block: Block) -> str:
 
 def _section_body(section: Section) -> list[str]:
     """A document section's blocks as HTML, one element each."""
+    if "html" not in section.formats:
+        raise ValueError(f"the {section.anchor} section is not part of report.html")
     return [_block(block) for block in blocks_for(section, "html")]
 
 

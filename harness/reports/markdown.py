@@ -3,6 +3,9 @@
 It leads with what needs attention (failures, unexplained cross-backend disagreements), then the known
 divergences and the possibly resolved ones, then the closest calls; the long tables come after, largest
 ratio first, with all but their first rows folded. ``harness.reports.publish.write_report`` writes it.
+
+Most sections are built once as a neutral document (harness.reports.report_document) and only formatted here
+(_section_lines); Needs attention, Known divergences and the title and attention line are still written here.
 """
 
 from __future__ import annotations
@@ -119,6 +122,8 @@ def _blocks_lines(blocks: list[Block]) -> list[str]:
 
 def _section_lines(section: Section) -> list[str]:
     """A document section: its heading, then its blocks, a blank line between two (none before a list under_previous)."""
+    if "markdown" not in section.formats:
+        raise ValueError(f"the {section.anchor} section is not part of REPORT.md")
     return [f"## {section.title}", ""] + _blocks_lines(blocks_for(section, "markdown"))
 
 
