@@ -46,6 +46,7 @@ class Strong:
     """Text in bold."""
 
     text: str
+    anchor: str | None = None  # HTML: the id of the element, when something links to it
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Verdict:
 
     text: str
     verdict: str
+    markdown_mark: bool = False  # Markdown: a verdict that needs attention in capitals and bold ("**FAIL**")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,15 @@ Content = Union[Inline, tuple[Inline, ...]]  # one piece of text, or pieces writ
 @dataclass(frozen=True)
 class Paragraph:
     content: Content
+    style: str | None = None  # HTML: the class of the paragraph ("banner bad")
+
+
+@dataclass(frozen=True)
+class ListItem:
+    """A list item with items under it."""
+
+    content: Content
+    children: tuple[Content, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,9 +120,15 @@ class Table:
 
 @dataclass(frozen=True)
 class BulletList:
-    items: tuple[Content, ...]
+    items: tuple[Content | ListItem, ...]
     under_previous: bool = False  # Markdown: written directly under the previous block, without a blank line
     caption: str | None = None  # a line that introduces the list
+    item_style: str | None = None  # HTML: the class of each item ("warning")
+
+
+@dataclass(frozen=True)
+class Spacer:
+    """Markdown: one more blank line between the blocks around it (REPORT.md's layout). Used under OnlyIn("markdown")."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +178,7 @@ class Alternatives:
         return chosen if isinstance(chosen, tuple) else (chosen,)
 
 
-Block = Union[Paragraph, Table, BulletList, Folded, Figure, Heading, OnlyIn, Alternatives]
+Block = Union[Paragraph, Table, BulletList, Spacer, Folded, Figure, Heading, OnlyIn, Alternatives]
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from typing import Any
 from harness.records import store
 from harness.reports import report_document
 from harness.reports.document import (
-    Arrow, Block, BulletList, CaseOutcome, Code, Content, Figure, Folded, Heading, Inline, JudgedText, Linked, Marked, OneLine, Paragraph,
-    Section, Strong, Table, Verdict, blocks_for,
+    Arrow, Block, BulletList, CaseOutcome, Code, Content, Figure, Folded, Heading, Inline, JudgedText, Linked, ListItem, Marked,
+    OneLine, Paragraph, Section, Strong, Table, Verdict, blocks_for,
 )
 from harness.reports.model import (
-    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_number, format_ratio,
+    CaseResult, Claim, Judged, Report, build_report, format_number, format_ratio,
 )
 
 SHOWN_ROWS = 20
@@ -154,7 +154,8 @@ def _inline(part: Inline, escape) -> str:
     if isinstance(part, CaseOutcome):
         return _case_cell(part.result)
     if isinstance(part, Strong):
-        return f"<strong>{_e(part.text)}</strong>"
+        anchor = f' id="{part.anchor}"' if part.anchor is not None else ""
+        return f"<strong{anchor}>{_e(part.text)}</strong>"
     if isinstance(part, Marked):
         return f'<span class="r-{part.band}">{_e(part.text)}</span>'
     if isinstance(part, Code):
@@ -175,9 +176,17 @@ def _text(content: Content, escape=_e) -> str:
     return "".join(_inline(part, escape) for part in parts)
 
 
+def _list_item(item: Content | ListItem) -> str:
+    if not isinstance(item, ListItem):
+        return _text(item, _prose)
+    children = "".join(f"<li>{_text(child, _prose)}</li>" for child in item.children)
+    return _text(item.content, _prose) + (f"<ul>{children}</ul>" if children else "")
+
+
 def _block(block: Block) -> str:
     if isinstance(block, Paragraph):
-        return f"<p>{_text(block.content, _prose)}</p>"
+        style = f' class="{block.style}"' if block.style is not None else ""
+        return f"<p{style}>{_text(block.content, _prose)}</p>"
     if isinstance(block, Table):
         rows = [[_text(cell) for cell in row] for row in block.rows]
         if block.folded is not None:
@@ -185,7 +194,8 @@ def _block(block: Block) -> str:
         return _table(list(block.header), rows, set(block.numeric))
     if isinstance(block, BulletList):
         caption = f"<p>{_prose(block.caption)}</p>" if block.caption is not None else ""
-        return caption + "<ul>" + "".join(f"<li>{_text(item, _prose)}</li>" for item in block.items) + "</ul>"
+        opening = f'<li class="{block.item_style}">' if block.item_style is not None else "<li>"
+        return caption + "<ul>" + "".join(opening + _list_item(item) + "</li>" for item in block.items) + "</ul>"
     if isinstance(block, Figure):
         return (f'<figure id="figure-{block.number}"><img src="{_figure_uri(block.png)}" alt="{_e(block.caption)}">'
                 f"<figcaption>Figure {block.number}. {_e(block.caption)}</figcaption></figure>")
@@ -203,75 +213,6 @@ def _section_body(section: Section) -> list[str]:
     if "html" not in section.formats:
         raise ValueError(f"the {section.anchor} section is not part of report.html")
     return [_block(block) for block in blocks_for(section, "html")]
-
-
-def _failure(failure: Failure) -> str:
-    result = failure.result
-    where = f" at {_e(result.worst.api)}/{_e(result.worst.output)}" if result.worst is not None else ""
-    head = (f'<strong id="{_anchor("fail", result.backend + "-" + result.case)}">{_e(result.case)}</strong> '
-            f"({_e(result.dtype)}, {_e(result.entry_point)}): {_verdict(result.verdict)}")
-    if result.items:
-        head += f", worst ratio {_ratio(result.judged)}{where}"
-    details = []
-    if result.error is not None:
-        where = f" ({_e(result.error.where)})" if result.error.where else ""
-        details.append(f"raised <code>{_e(result.error.type)}</code>{where}: {_e(result.error.message)}")
-    details += [f"<code>{_e(item.message)}</code> (ratio {_ratio(item.judged)})" for item in failure.failing_items]
-    details += [_e(problem) for problem in failure.other_problems]
-    details += [
-        f"APIs disagree: {_e(row.apis[0])} vs {_e(row.apis[1])} on {_e(row.output)}: {_e(format_number(row.max_abs_diff))} "
-        f"(bound {_e(format_number(row.bound))}, ratio {_ratio(row.judged)})"
-        for row in failure.api_disagreements
-    ]
-    details += [f"{_e(row.backends[0])} vs {_e(row.backends[1])} (measured): {_cross_distance(row)}" for row in failure.cross_distances]
-    details += [f"applicable divergence did not match: {_e(reason)}" for reason in result.unexplained]
-    if not result.classified:
-        details.append("not classified (no verdict file): known divergences were not checked")
-    inner = "".join(f"<li>{d}</li>" for d in details)
-    return f"<li>{head}" + (f"<ul>{inner}</ul>" if inner else "") + "</li>"
-
-
-def _attention(report: Report) -> list[str]:
-    body = []
-    if report.attention_count:
-        body.append(
-            f'<p class="banner bad"><strong>{report.attention_count} need attention</strong>: {len(report.failures)} failing case '
-            f"results, {len(report.cross.missing)} raw outputs missing from the records"
-            + (f", {report.record_failures} recorded statuses contradicted by the raw outputs" if report.record_failures else "")
-            + ".</p>"
-        )
-    else:
-        body.append('<p class="banner good"><strong>Nothing needs attention</strong>: every case passed, is a documented known '
-                    "divergence, or was refused by design.</p>")
-    if report.warnings:
-        body.append("<ul>" + "".join(f'<li class="warning">Warning: {_e(w)}</li>' for w in report.warnings) + "</ul>")
-    body.append(f"<h3>Failures ({len(report.failures)})</h3>")
-    if not report.failures:
-        body.append("<p>None: no case failed, raised, timed out or was invalid.</p>")
-    for backend in report.backends:
-        mine = [f for f in report.failures if f.result.backend == backend]
-        if mine:
-            counts = ", ".join(f"{sum(f.result.verdict == v for f in mine)} {v}" for v in ATTENTION_VERDICTS if any(f.result.verdict == v for f in mine))
-            body.append(f"<h4>{_e(backend)} ({_e(counts)})</h4>")
-            body.append("<ul>" + "".join(_failure(f) for f in mine) + "</ul>")
-    body.append(f"<h3>Raw outputs missing from the records ({len(report.cross.missing)})</h3>")
-    if not report.cross.ran:
-        body.append("<p>Not checked (no cross_backend.json).</p>")
-    elif not report.cross.missing:
-        body.append("<p>None: every output a run record names is in its arrays.</p>")
-    else:
-        body.append("<ul>" + "".join(f"<li>{_e(case)} ({_e(' vs '.join(backends))}): <code>{_e(name)}</code></li>"
-                                     for case, backends, name in report.cross.missing) + "</ul>")
-    return body
-
-
-def _cross_distance(row: CrossRow) -> str:
-    """One measured distance: the largest absolute and relative difference, on which output, in units of the summed tolerances."""
-    pair = row.worst
-    if pair.shapes_differ:
-        return f"{_e(pair.output)}: shapes differ"
-    return (f"{_e(pair.output)}: {_e(format_number(pair.max_abs_diff))} abs, {_e(format_number(pair.max_rel_diff))} rel, "
-            f"{_e(format_ratio(pair.judged))} of the summed tolerances")
 
 
 def _raised(case: CaseResult) -> str:
@@ -368,7 +309,7 @@ def _navigation() -> list[str]:
 def render_html(report: Report, figures: dict[str, bytes]) -> str:
     """The whole report.html for a built report model; ``figures`` maps caption -> PNG bytes."""
     bodies = {
-        "attention": _attention(report), "known": _known(report), "between-versions": _section_body(report_document.between_versions_section(report)), "closest": _section_body(report_document.closest_section(report)), "summary": _section_body(report_document.summary_section(report)),
+        "attention": _section_body(report_document.attention_section(report)), "known": _known(report), "between-versions": _section_body(report_document.between_versions_section(report)), "closest": _section_body(report_document.closest_section(report)), "summary": _section_body(report_document.summary_section(report)),
         "figures": _section_body(report_document.figures_section(figures)), "reference": _section_body(report_document.reference_section(report)),
         "apis": _section_body(report_document.apis_section(report)), "pairwise": _section_body(report_document.cross_section(report)),
         "serialization": _section_body(report_document.serialization_section(report)),

@@ -14,12 +14,11 @@ from pathlib import Path
 
 from harness.reports import report_document
 from harness.reports.document import (
-    Arrow, Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Linked, Marked, OneLine, Paragraph,
-    Section, Strong, Table, Verdict, blocks_for,
+    Arrow, Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Linked, ListItem, Marked, OneLine,
+    Paragraph, Section, Spacer, Strong, Table, Verdict, blocks_for,
 )
 from harness.reports.model import (
-    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_case, format_judged, format_number,
-    format_ratio,
+    CaseResult, Claim, Judged, Report, build_report, format_case, format_judged, format_ratio,
 )
 
 SHOWN_ROWS = 20  # rows of a long table shown before the rest is folded
@@ -79,7 +78,7 @@ def _inline(part: Inline) -> str:
     if isinstance(part, OneLine):
         return _cell(part.text)
     if isinstance(part, Verdict):
-        return part.text
+        return VERDICT_MARK.get(part.verdict, part.text) if part.markdown_mark else part.text
     if isinstance(part, Linked):
         return _cell(part.text)
     if isinstance(part, Arrow):
@@ -102,7 +101,15 @@ def _block_lines(block: Block) -> list[str]:
         return _table(list(block.header), rows)
     if isinstance(block, BulletList):
         caption = [block.caption, ""] if block.caption is not None else []
-        return caption + [f"- {_text(item)}" for item in block.items]
+        lines = list(caption)
+        for item in block.items:
+            if isinstance(item, ListItem):
+                lines += [f"- {_text(item.content)}"] + [f"  - {_text(child)}" for child in item.children]
+            else:
+                lines.append(f"- {_text(item)}")
+        return lines
+    if isinstance(block, Spacer):
+        return []
     if isinstance(block, Heading):
         return ["#" * block.level + " " + _text(block.text)]
     if isinstance(block, Folded):
@@ -125,69 +132,6 @@ def _section_lines(section: Section) -> list[str]:
     if "markdown" not in section.formats:
         raise ValueError(f"the {section.anchor} section is not part of REPORT.md")
     return [f"## {section.title}", ""] + _blocks_lines(blocks_for(section, "markdown"))
-
-
-def _case_line(result: CaseResult) -> str:
-    mark = VERDICT_MARK.get(result.verdict, result.verdict)
-    where = f" at {result.worst.api}/{result.worst.output}" if result.worst is not None else ""
-    measured = "" if not result.items else f", worst ratio {_judged(result.judged)}{where}"
-    return f"- **{result.case}** ({result.dtype}, {result.entry_point}): {mark}{measured}"
-
-
-def _failure(failure: Failure) -> list[str]:
-    result = failure.result
-    lines = [_case_line(result)]
-    if result.error is not None:
-        where = f" ({_cell(result.error.where)})" if result.error.where else ""
-        lines.append(f"  - raised {result.error.type}{where}: {_cell(result.error.message)}")
-    for item in failure.failing_items:
-        lines.append(f"  - {_cell(item.message)} (ratio {_ratio(item.judged)})")
-    lines += [f"  - {_cell(problem)}" for problem in failure.other_problems]
-    for row in failure.api_disagreements:
-        lines.append(
-            f"  - APIs disagree: {row.apis[0]} vs {row.apis[1]} on {row.output}: {format_number(row.max_abs_diff)} "
-            f"(bound {format_number(row.bound)}, ratio {_ratio(row.judged)})"
-        )
-    for row in failure.cross_distances:
-        lines.append(f"  - {row.backends[0]} vs {row.backends[1]} (measured): {_cross_distance(row)}")
-    lines += [f"  - applicable divergence did not match: {_cell(reason)}" for reason in result.unexplained]
-    if not result.classified:
-        lines.append("  - not classified (no verdict file): known divergences were not checked")
-    return lines
-
-
-def _attention(report: Report) -> list[str]:
-    lines = ["## Needs attention", ""]
-    if report.warnings:
-        lines += [f"- Warning: {_cell(w)}" for w in report.warnings] + [""]
-    lines += [f"### Failures ({len(report.failures)})", ""]
-    if not report.failures:
-        lines.append("None: no case failed, raised, timed out or was invalid.")
-    for backend in report.backends:
-        mine = [f for f in report.failures if f.result.backend == backend]
-        if mine:
-            counts = ", ".join(f"{sum(f.result.verdict == v for f in mine)} {v}" for v in ATTENTION_VERDICTS if any(f.result.verdict == v for f in mine))
-            lines += [f"#### {backend} ({counts})", ""]
-            for failure in mine:
-                lines += _failure(failure)
-            lines.append("")
-    lines += ["", f"### Raw outputs missing from the records ({len(report.cross.missing)})", ""]
-    if not report.cross.ran:
-        lines.append("Not checked (no cross_backend.json).")
-    elif not report.cross.missing:
-        lines.append("None: every output a run record names is in its arrays.")
-    else:
-        lines += [f"- {_cell(case)} ({' vs '.join(backends)}): {_cell(name)}" for case, backends, name in report.cross.missing]
-    return lines
-
-
-def _cross_distance(row: CrossRow) -> str:
-    """One measured distance: the largest absolute and relative difference, on which output, in units of the summed tolerances."""
-    pair = row.worst
-    if pair.shapes_differ:
-        return f"{_cell(pair.output)}: shapes differ"
-    return (f"{_cell(pair.output)}: {format_number(pair.max_abs_diff)} abs, {format_number(pair.max_rel_diff)} rel, "
-            f"{format_ratio(pair.judged)} of the summed tolerances")
 
 
 def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
@@ -288,7 +232,7 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    sections = (_attention, _known, report_document.closest_section, report_document.between_versions_section, report_document.summary_section,
+    sections = (report_document.attention_section, _known, report_document.closest_section, report_document.between_versions_section, report_document.summary_section,
                 report_document.reference_section,
                 report_document.apis_section, report_document.cross_section, report_document.serialization_section, report_document.growth_section,
                 _gradient_lines, report_document.training_mode_section, report_document.claim_study_section, report_document.faults_section,

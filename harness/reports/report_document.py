@@ -2,15 +2,16 @@
 harness.reports.document_sections, in the order both reports show them. Every word and number of those sections is
 chosen there; markdown.py and html.py only format them.
 
-Not built as document sections yet: Needs attention and Known divergences (their Markdown and HTML differ in layout
-throughout: nested failure lists, per-claim bullet lists against paragraphs and tables, Markdown's extra blank lines),
-and each report's frame (REPORT.md's title and attention line; report.html's head, banner and contents). Each renderer
-still writes those on its own (issue 17).
+Not built as document sections yet: Known divergences (REPORT.md gives each claim as a bullet list with nested items
+and folded case names, report.html as paragraphs and a table of cases with their ratios), and each report's frame
+(REPORT.md's title and attention line; report.html's head, banner and contents). Each renderer still writes those on
+its own (issue 17).
 """
 
 from __future__ import annotations
 
 from harness.reports.document_sections.apis import apis_section
+from harness.reports.document_sections.attention import attention_section
 from harness.reports.document_sections.between_versions import between_versions_section
 from harness.reports.document_sections.claim_study import claim_study_section
 from harness.reports.document_sections.closest import closest_section
@@ -27,7 +28,7 @@ from harness.reports.document_sections.tolerances import tolerances_section
 from harness.reports.document_sections.training_mode import training_mode_section
 
 __all__ = [
-    "closest_section", "between_versions_section", "summary_section", "figures_section", "reference_section",
+    "attention_section", "closest_section", "between_versions_section", "summary_section", "figures_section", "reference_section",
     "apis_section", "cross_section", "serialization_section", "growth_section", "gradients_section",
     "training_mode_section", "claim_study_section", "faults_section", "tolerances_section", "environment_section",
 ]

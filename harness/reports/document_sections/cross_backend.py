@@ -12,7 +12,7 @@ from harness.reports.model import CrossRow, Report
 SHOWN_CROSS_ROWS = 20  # REPORT.md lists the cases with the largest differences, report.html folds every measurement
 
 
-def _cross_distance(row: CrossRow) -> tuple[Inline, ...]:
+def cross_distance(row: CrossRow) -> tuple[Inline, ...]:
     """One measured distance: the largest absolute and relative difference, on which output, in units of the summed tolerances."""
     pair = row.worst
     if pair.shapes_differ:
@@ -45,9 +45,9 @@ def cross_section(report: Report) -> Section:
                      Paragraph((before, Strong("These are measurements, not a check"), after))),
         Table(("backends", "cases measured", "pass on both", "largest difference", "its case (verdicts)", "largest, both pass", "its case"), tuple(
             (f"{p.backends[0]} vs {p.backends[1]}", str(p.compared), str(p.both_pass),
-             _cross_distance(p.largest) if p.largest else "n/a",
+             cross_distance(p.largest) if p.largest else "n/a",
              f"{p.largest.case} ({'/'.join(p.largest.verdicts)})" if p.largest else "n/a",
-             _cross_distance(p.largest_both_pass) if p.largest_both_pass else "n/a",
+             cross_distance(p.largest_both_pass) if p.largest_both_pass else "n/a",
              p.largest_both_pass.case if p.largest_both_pass else "n/a") for p in cross.pairs
         ), numeric=frozenset({1, 2})),
     ]
