@@ -571,9 +571,10 @@ def _classify_and_report(session: nox.Session, folder: Path, *report_args: str) 
 
 
 def _unexplained_findings(folder: Path) -> list[str]:
-    """Failing verdicts in the classified records, and raw outputs a record names but its arrays lack (found by
-    the cross-backend measurement). The cross-backend distances themselves are measurements, not findings: two
-    passing backends are within the sum of their tolerances by construction (harness/verdicts/cross_backend.py)."""
+    """Failing verdicts in the classified records, raw outputs a record names but its arrays lack (found by the
+    cross-backend measurement), and cases refused on some backends and run on others that no acceptance claim
+    explains (harness/verdicts/acceptance.py). The cross-backend distances themselves are measurements, not
+    findings: two passing backends are within the sum of their tolerances by construction."""
     findings = []
     for path in sorted(folder.glob("*.verdicts.json")):
         verdicts = json.loads(path.read_text())
@@ -581,15 +582,20 @@ def _unexplained_findings(folder: Path) -> list[str]:
                      if entry["verdict"] in ("fail", "error", "timeout", "invalid")]
     cross = folder / "cross_backend.json"
     if cross.exists():
+        cross_record = json.loads(cross.read_text())
         findings += [f"{entry['case']} ({' vs '.join(entry['backends'])}): raw output {entry['raw_output']} missing"
-                     for entry in json.loads(cross.read_text()).get("missing", [])]
+                     for entry in cross_record.get("missing", [])]
+        findings += [f"{entry['case']}: refused on {', '.join(entry['refused_on'])}, runs on {', '.join(entry['ran_on'])}, "
+                     "no acceptance claim explains it" for entry in cross_record.get("acceptance", []) if entry["unexplained"]]
     return findings
 
 
-@nox.session(python="3.11")
+@nox.session(python="3.11", allow_parallel=True)
 @nox.parametrize("backend", BACKENDS)
 def tests(session: nox.Session, backend: str) -> None:
-    """The pytest suite with Keras on one backend; torch's session also checks the reference against torch.nn.LSTM."""
+    """The pytest suite with Keras on one backend; torch's session also checks the reference against torch.nn.LSTM.
+    The three run one per core at once (nox.options.parallel): most of a suite is single-threaded Python (model
+    building, tracing, record reading), so on CI's 2 cores two suites at once take far less than one after another."""
     _install_backend(session, backend, "test")
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
                 env={"KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""})

@@ -22,11 +22,14 @@ SHAPE = (3, 5, 4)  # batch, time, units: distinct sizes
 
 
 def run_case(name: str, status: str, outputs: tuple[str, ...] = ("output",)) -> dict[str, Any]:
-    """One case result of a run record; an error or refused case has no APIs with items."""
+    """One case result of a run record; an error or refused case has no APIs with items. Its definition: a small
+    LSTM (the acceptance judgement parses the definition of a case refused on one side and run on the other)."""
+    definition = {"name": name, "dtype": "float32", "batch": 3, "time": 5, "features": 2, "layers": [{"type": "lstm", "units": 4}]}
     if status in ("error", "refused"):
-        return {"case": name, "status": status, "apis": {}}
+        return {"case": name, "status": status, "apis": {}, "definition": definition}
     items = {output: {"rtol": RTOL, "atol": ATOL, "passed": status == "pass"} for output in outputs}
-    return {"case": name, "status": status, "apis": {"functional": {"items": items}, "sequential": {"items": dict(items)}}}
+    return {"case": name, "status": status, "apis": {"functional": {"items": items}, "sequential": {"items": dict(items)}},
+            "definition": definition}
 
 
 def write_run(folder: Path, backend: str, cases: list[dict[str, Any]], arrays: dict[str, np.ndarray],
@@ -104,7 +107,9 @@ def test_a_raw_output_the_record_names_but_the_arrays_lack_is_a_finding(folder: 
     assert "both_pass" not in {row["case"] for row in record["pairs"]}
     findings = load_noxfile()._unexplained_findings(path)
     assert findings == ["errors_on_jax@jax: error", "fails_on_torch@torch: fail",  # the verdicts' own findings
-                        "both_pass (jax vs torch): raw output torch: both_pass/functional/output missing"]
+                        "both_pass (jax vs torch): raw output torch: both_pass/functional/output missing",
+                        # refused on one backend, run on the other, and no acceptance claim says so
+                        "refused_on_torch: refused on torch, runs on jax, no acceptance claim explains it"]
 
 
 def test_a_passing_pair_far_apart_is_no_finding_for_nox(folder: tuple[Path, dict[str, np.ndarray]]) -> None:
@@ -116,7 +121,8 @@ def test_a_passing_pair_far_apart_is_no_finding_for_nox(folder: tuple[Path, dict
     record = compare_backends(path)
     row = next(row for row in record["pairs"] if row["case"] == "both_pass")
     assert row["max_abs_diff"] == pytest.approx(1.0, rel=1e-5) and row["summed_tolerance_ratio"] > 1
-    assert load_noxfile()._unexplained_findings(path) == ["errors_on_jax@jax: error", "fails_on_torch@torch: fail"]
+    assert load_noxfile()._unexplained_findings(path) == ["errors_on_jax@jax: error", "fails_on_torch@torch: fail",
+                                                          "refused_on_torch: refused on torch, runs on jax, no acceptance claim explains it"]
 
 
 def test_distance_finds_the_planted_difference_and_its_relative_size(rng: np.random.Generator) -> None:

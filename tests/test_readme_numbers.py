@@ -5,6 +5,7 @@ checked against the records here. Record-only: no Keras.
 """
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +19,13 @@ from harness.reports.readme import BEGIN, END, ReadmeError, current_block, measu
 
 README = ROOT / "README.md"
 RESULTS = ROOT / "results"
+
+# Record-only, so the same on every backend, and each test rebuilds the report model of the whole matrix's records
+# (10 to 11 min a session on CI's 2 cores, the largest module of the suite): it runs once, in the JAX session of
+# 'nox -s tests' (the shortest), and wherever KERAS_BACKEND is unset.
+ONCE_IN = "jax"
+pytestmark = pytest.mark.skipif(os.environ.get("KERAS_BACKEND", ONCE_IN) != ONCE_IN,
+                                reason=f"record-only: runs once, in the {ONCE_IN} session of nox -s tests")
 
 
 @pytest.fixture(scope="module")

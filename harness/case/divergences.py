@@ -14,7 +14,12 @@ to check:
   regular expression ``message`` (a full match, as if between ^ and $); with ``raised_in`` (optional) the
   innermost traceback frame is in that source file, as records give it (e.g.
   "keras/src/backend/torch/rnn.py"); the builds that ran before the one that raised must pass;
-- ``kind = "bound"``: only the outputs named in ``outputs`` mismatch, each by at most ``max_abs_error``.
+- ``kind = "bound"``: only the outputs named in ``outputs`` mismatch, each by at most ``max_abs_error``;
+- ``kind = "acceptance"``: the backends the claim names RUN a configuration that Keras refuses on the other
+  backends, which raise ``exception`` with a message matching ``message`` (a full match). It explains no
+  numbers (the run is judged against the reference as any case is) and no crash: it explains a difference in
+  what the backends accept, judged across backends (``harness.verdicts.acceptance``). On a backend it names,
+  a refusal of the case is a sign that it no longer holds (possibly resolved).
 
 This module only reads the file and decides whether an entry applies to a case; checking the claim
 against measurements is the verdicts stage's job. Nothing here imports Keras.
@@ -36,7 +41,7 @@ from harness.case.semantics import Semantics
 from harness.case.toml_file import read_toml
 
 DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
-KINDS = ("semantics", "crash", "bound")
+KINDS = ("semantics", "crash", "bound", "acceptance")
 BACKENDS = ("tensorflow", "jax", "torch")
 _FIELDS = {"id", "backends", "versions", "when", "kind", "semantics", "exception", "message", "raised_in", "outputs",
            "max_abs_error", "api_max_abs_diff", "ulps", "change", "observed", "reference", "upstream", "reproducer"}
@@ -44,12 +49,13 @@ _FIELDS = {"id", "backends", "versions", "when", "kind", "semantics", "exception
 # hard_sigmoid): a version that moves to the documented behaviour then reads as changed, not fixed.
 CHANGES = ("bug", "definition")
 _REQUIRED = {"id", "backends", "versions", "when", "kind", "observed", "reference", "upstream", "reproducer"}
-_KIND_FIELDS = {"semantics": {"semantics"}, "crash": {"exception", "message"}, "bound": {"outputs", "max_abs_error"}}
+_KIND_FIELDS = {"semantics": {"semantics"}, "crash": {"exception", "message"}, "bound": {"outputs", "max_abs_error"},
+                "acceptance": {"exception", "message"}}
 # A bound may also let the builds of one case differ from each other by at most api_max_abs_diff
 # (e.g. when two APIs take different kernels); without it, builds that disagree stay unexplained.
 # A crash may name the source file its exception is raised in (raised_in), so that a generic message (an
 # AttributeError any code could raise) is explained only where the claim says it comes from.
-_KIND_OPTIONAL = {"bound": {"api_max_abs_diff"}, "crash": {"raised_in"}, "semantics": {"ulps"}}
+_KIND_OPTIONAL = {"bound": {"api_max_abs_diff"}, "crash": {"raised_in"}, "semantics": {"ulps"}, "acceptance": {"raised_in"}}
 _RAISED_IN = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*\.py")
 
 # Case-level facts a condition can name; the options of recurrent layers are facts too.
@@ -250,7 +256,7 @@ def _parse_entry(entry: dict[str, Any], index: int, path: Path) -> Divergence:
         raise DivergenceFileError(f"{where}: semantics: {error}") from None
     if entry.get("change", "bug") not in CHANGES:
         raise DivergenceFileError(f"{where}: change is {entry['change']!r}; accepted: {', '.join(CHANGES)}")
-    if kind == "crash":
+    if kind in ("crash", "acceptance"):
         if not isinstance(entry["message"], str) or not entry["message"]:
             raise DivergenceFileError(f"{where}: message must be a non-empty regular expression that matches the whole message")
         try:

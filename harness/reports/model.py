@@ -40,7 +40,9 @@ from harness.reports.sections.claims import (
     Claim, ClaimImpact, ResolvedCandidate, build_claims, build_resolved_candidates, with_claim_study,
 )
 from harness.reports.sections.coverage import Coverage, build_coverage
-from harness.reports.sections.cross_backend import CrossBackend, CrossPair, CrossRow, PairSummary, build_cross_backend
+from harness.reports.sections.cross_backend import (
+    AcceptanceRow, CrossBackend, CrossPair, CrossRow, PairSummary, build_cross_backend,
+)
 from harness.reports.sections.environment import Environment, VerdictSource, build_environment
 from harness.reports.sections.failures import Failure, build_failures
 from harness.reports.sections.faults import FaultCaseRow, FaultCell, FaultDetection, FaultRow, Faults, SweepRow, build_faults
@@ -69,7 +71,7 @@ __all__ = [
     "format_short", "format_tolerance",
     # the sections
     "ApiRow", "ApiSummary", "CLOSEST_CALLS", "CaseRow", "ClaimStudy", "ClaimStudyRow", "claim_study_summary",
-    "Claim", "ClaimImpact", "ResolvedCandidate", "Coverage", "CrossBackend", "CrossPair", "CrossRow", "PairSummary",
+    "Claim", "ClaimImpact", "ResolvedCandidate", "Coverage", "AcceptanceRow", "CrossBackend", "CrossPair", "CrossRow", "PairSummary",
     "Environment", "VerdictSource", "Failure", "FaultCaseRow", "FaultCell", "FaultDetection", "FaultRow", "Faults", "SweepRow",
     "DriftLine", "GradientRow", "GradientsAndTraining", "TrainingRun", "gradients_and_training", "Growth", "GrowthPoint",
     "FUSED_STEPS", "FusedOnCpu", "KernelRow", "KernelSummary", "ran_fused", "KindRow", "kind_cell", "SerializationRow",
@@ -119,7 +121,7 @@ class Report:
 
     @property
     def attention_count(self) -> int:
-        return len(self.failures) + len(self.cross.missing) + self.record_failures
+        return len(self.failures) + len(self.cross.missing) + len(self.cross.unexplained_acceptance) + self.record_failures
 
 
 def build_report(folder: Path) -> Report:
@@ -146,7 +148,7 @@ def build_report(folder: Path) -> Report:
     tolerances, tolerance_differences = build_tolerances(records)
     float32_atol = next((row.atol for row in tolerances if row.dtype == "float32" and row.quantity == "outputs"), None)
     api_summaries = build_api_summaries(results)
-    claims = build_claims({b: v for b, v in verdict_files.items() if v is not None}, results)
+    claims = build_claims({b: v for b, v in verdict_files.items() if v is not None}, results, cross)
     claim_study = claim_study_summary(folder, notes)
     claims = with_claim_study(claims, claim_study)
     between_versions = load_between_versions(folder, notes)

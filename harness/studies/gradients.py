@@ -119,6 +119,8 @@ def _gradient_mismatch(divergence: Any, case: Case, result: dict[str, Any], raw:
                        seed: int, tolerances: Tolerances) -> str | None:
     """Why the claim does not describe the gradient result; None when it does."""
     status = result["status"]
+    if divergence.kind == "acceptance":
+        return "an acceptance claim says the backend runs this configuration; it explains no gradient"
     if divergence.kind == "crash":
         if status != "error":
             return f"claims a {divergence.exception}, but the gradient run did not raise ({status})"

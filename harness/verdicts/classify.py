@@ -58,11 +58,17 @@ def classify_result(
     """The verdict on one measured case result. ``arrays`` holds its raw outputs by (api, output);
     ``device`` ("cpu" or "gpu") is where it was measured, for claims that name the device."""
     status = result["status"]
-    applicable = [d for d in divergences if d.applies_to(case, backend, versions, device)]
+    every_applicable = [d for d in divergences if d.applies_to(case, backend, versions, device)]
     verdict: dict[str, Any] = {
-        "measured_status": status, "verdict": status, "explained_by": [], "applicable": [d.id for d in applicable],
+        "measured_status": status, "verdict": status, "explained_by": [], "applicable": [d.id for d in every_applicable],
         "unexplained": [], "possibly_resolved": [],
     }
+    # An acceptance claim says this backend runs the case (judged across backends); it explains no numbers and no
+    # crash. Here it can only be contradicted: the backend now refuses the case, as the others do.
+    accepting = [d for d in every_applicable if d.kind == "acceptance"]
+    applicable = [d for d in every_applicable if d.kind != "acceptance"]
+    if status == "refused":
+        verdict["possibly_resolved"] = [d.id for d in accepting]
     if not applicable or status in ("refused", "timeout", "invalid"):
         return verdict
     if status == "pass":

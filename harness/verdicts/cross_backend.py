@@ -13,9 +13,11 @@ could never fail on its own (an adversarial search over 10^6 such pairs peaked a
 that is known or fails is already reported as such. What the per-backend verdicts do not say is the
 distance itself, "how far apart will my numbers be on JAX and on TensorFlow": that is what this writes.
 
-The one thing judged here is the records themselves: a case whose run record says it produced an
+Two things are judged here. The records themselves: a case whose run record says it produced an
 output that its ``.npz`` does not hold is listed under ``missing`` and is a finding (a broken record,
-which nothing else would notice). A case that produced no numbers on a side (error, refused) is listed
+which nothing else would notice). And what the backends accept: a case refused on some backends and run
+on others is listed under ``acceptance``, explained by acceptance claims or a finding
+(``harness.verdicts.acceptance``). A case that produced no numbers on a side (error, refused) is listed
 under ``not_compared`` with the reason.
 """
 
@@ -28,9 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from harness.case.divergences import DIVERGENCES_FILE, load_divergences
 from harness.execute.backends import BACKENDS
 from harness.records import store
 from harness.records.header import SCHEMAS, now
+from harness.verdicts.acceptance import acceptance_possibly_resolved, judge_acceptance
 from harness.verdicts.classify import verdicts_path
 
 PREFERRED_APIS = ("functional", "sequential", "subclassed")
@@ -163,13 +167,18 @@ def measure_records(loaded: dict[str, tuple[dict[str, Any], dict[str, np.ndarray
     return measured
 
 
-def compare_backends(folder: Path) -> dict[str, Any]:
-    """Every pair of backends with records in ``folder``; writes ``folder/cross_backend.json``."""
+def compare_backends(folder: Path, divergences_path: Path = DIVERGENCES_FILE) -> dict[str, Any]:
+    """Every pair of backends with records in ``folder``, and the cases they do not all accept (judged against
+    the acceptance claims of ``divergences_path``); writes ``folder/cross_backend.json``."""
     loaded = _load(folder)
     schema, version = SCHEMAS["cross_backend"]
     record: dict[str, Any] = {"schema": schema, "schema_version": version, "compared": now(),
                               "backends": sorted(loaded), "measurements_only": True}
     record.update(measure_records(loaded))
+    runs = {backend: run for backend, (run, _, _) in loaded.items()}
+    divergences = load_divergences(divergences_path)
+    record["acceptance"] = judge_acceptance(runs, divergences)
+    record["acceptance_possibly_resolved"] = acceptance_possibly_resolved(runs, divergences, record["acceptance"])
     store.write_json(folder / "cross_backend.json", record)
     return record
 
@@ -201,4 +210,16 @@ def summary_line(record: dict[str, Any]) -> str:
             for name, row in sorted(largest.items()))
     if record["missing"]:
         line += f"; {len(record['missing'])} raw outputs named by a record are MISSING from its arrays"
+    acceptance = record.get("acceptance", [])
+    if acceptance:
+        unexplained = [entry for entry in acceptance if entry["unexplained"]]
+        line += (f"; {len(acceptance)} cases refused on some backends and run on others, "
+                 f"{len(acceptance) - len(unexplained)} explained by acceptance claims"
+                 + (f", {len(unexplained)} UNEXPLAINED" if unexplained else ""))
     return line
+
+
+def unexplained_acceptance(record: dict[str, Any]) -> list[str]:
+    """One line per case the backends do not all accept that no acceptance claim explains (a finding)."""
+    return [f"{entry['case']}: refused on {', '.join(entry['refused_on'])}, runs on {', '.join(entry['ran_on'])}: "
+            + "; ".join(entry["unexplained"]) for entry in record.get("acceptance", []) if entry["unexplained"]]

@@ -24,6 +24,8 @@ def _banner(report: Report) -> Paragraph:
                           "design."), style="banner good")
     return Paragraph((Strong(f"{report.attention_count} need attention"), f": {len(report.failures)} failing case results, "
                       f"{len(report.cross.missing)} raw outputs missing from the records"
+                      + (f", {len(report.cross.unexplained_acceptance)} cases refused on some backends and run on others without a claim"
+                         if report.cross.unexplained_acceptance else "")
                       + (f", {report.record_failures} recorded statuses contradicted by the raw outputs" if report.record_failures else "")
                       + "."), style="banner bad")
 
@@ -82,4 +84,14 @@ def attention_section(report: Report) -> Section:
             BulletList(tuple((OneLine(case), " (", OneLine(" vs ".join(backends)), "): ", Code(name))
                              for case, backends, name in report.cross.missing)),
         ))
+    unexplained = report.cross.unexplained_acceptance
+    blocks.append(Heading(f"Refused on some backends, run on others, unexplained ({len(unexplained)})"))
+    if not report.cross.ran:
+        blocks.append(Paragraph("Not checked (no cross_backend.json)."))
+    elif not unexplained:
+        blocks.append(Paragraph(f"None: {len(report.cross.acceptance)} such cases, each explained by an acceptance claim "
+                                "(see Known divergences)."))
+    else:
+        blocks.append(BulletList(tuple((OneLine(row.case), f": refused on {', '.join(row.refused_on)}, runs on {', '.join(row.ran_on)}: ",
+                                        OneLine("; ".join(row.unexplained))) for row in unexplained)))
     return Section("attention", "Needs attention", "Needs attention", tuple(blocks))

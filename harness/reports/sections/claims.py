@@ -9,6 +9,7 @@ from typing import Any
 from harness.reports.case_results import UNMEASURED, CaseResult
 from harness.reports.judged import Judged, read_number, worst_judged
 from harness.reports.sections.claim_study import ClaimStudy, ClaimStudyRow
+from harness.reports.sections.cross_backend import CrossBackend
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,19 @@ class ResolvedCandidate:
     cases: tuple[str, ...]
 
 
-def build_claims(verdict_files: dict[str, dict[str, Any]], results: dict[str, dict[str, CaseResult]]) -> tuple[Claim, ...]:
+def _accepted(claim_id: str, cross: CrossBackend, results: dict[str, dict[str, CaseResult]]) -> dict[str, tuple[CaseResult, ...]]:
+    """Backend -> the cases an acceptance claim explained there: run on that backend while others refused them."""
+    accepted: dict[str, list[CaseResult]] = {}
+    for row in cross.acceptance:
+        if claim_id in row.explained_by:
+            for backend in row.ran_on:
+                if row.case in results.get(backend, {}):
+                    accepted.setdefault(backend, []).append(results[backend][row.case])
+    return {backend: tuple(cases) for backend, cases in accepted.items()}
+
+
+def build_claims(verdict_files: dict[str, dict[str, Any]], results: dict[str, dict[str, CaseResult]],
+                 cross: CrossBackend) -> tuple[Claim, ...]:
     described: dict[str, dict[str, Any]] = {}
     for data in verdict_files.values():
         for entry in data.get("divergences") or []:
@@ -75,8 +88,11 @@ def build_claims(verdict_files: dict[str, dict[str, Any]], results: dict[str, di
         }
         resolved = {
             backend: tuple(r.case for r in per_case.values() if claim_id in r.possibly_resolved)
+            + tuple(case for claim, case, where in cross.acceptance_resolved if claim == claim_id and where == backend)
             for backend, per_case in results.items()
         }
+        if entry.get("kind") == "acceptance":  # it explains what the backends accept, judged across them
+            explained = _accepted(claim_id, cross, results)
         versions = entry.get("versions") or {}
         claims.append(Claim(
             id=claim_id, kind=str(entry.get("kind") or "?"), when=" ".join(str(entry.get("when") or "").split()),
@@ -99,6 +115,9 @@ def _claim_checks(entry: dict[str, Any]) -> str:
         return "every output matches the reference computed with " + ", ".join(f"{k}={v}" for k, v in entry["semantics"].items())
     if kind == "crash" and entry.get("exception"):
         return f"the innermost exception is {entry['exception']}" + (f" with a message matching {entry['message']!r}" if entry.get("message") else "")
+    if kind == "acceptance" and entry.get("exception"):
+        return (f"the backends it names run the case while the others refuse it with {entry['exception']}"
+                + (f" matching {entry['message']!r}" if entry.get("message") else ""))
     if kind == "bound" and entry.get("outputs"):
         bound = read_number(entry.get("max_abs_error"))
         outputs = [str(o) for o in entry["outputs"]]

@@ -63,6 +63,18 @@ class PairSummary:
 
 
 @dataclass(frozen=True)
+class AcceptanceRow:
+    """A case refused on some backends and run on others (cross_backend.json ``acceptance``), judged against the
+    acceptance claims: explained (``explained_by``) or a finding (``unexplained``)."""
+
+    case: str
+    refused_on: tuple[str, ...]
+    ran_on: tuple[str, ...]
+    explained_by: tuple[str, ...]
+    unexplained: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class CrossBackend:
     ran: bool
     rows: tuple[CrossRow, ...]  # every (case, pair) measured, largest absolute difference first
@@ -70,6 +82,13 @@ class CrossBackend:
     skipped: tuple[tuple[str, tuple[str, ...], str], ...]  # (case, backends, reason): no numbers on a side
     missing: tuple[tuple[str, tuple[str, ...], str], ...] = ()  # (case, backends, raw output): named by a record, absent
     never_compared: tuple[str, ...] = ()  # cases measured on no pair of backends
+    acceptance: tuple[AcceptanceRow, ...] = ()  # cases refused on some backends and run on others
+    # (claim, case, backend): an acceptance claim on a case no backend refuses any more
+    acceptance_resolved: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def unexplained_acceptance(self) -> tuple[AcceptanceRow, ...]:
+        return tuple(row for row in self.acceptance if row.unexplained)
 
 
 def build_cross_backend(folder: Path, results: dict[str, dict[str, CaseResult]], notes: list[str]) -> CrossBackend:
@@ -117,4 +136,11 @@ def build_cross_backend(folder: Path, results: dict[str, dict[str, CaseResult]],
     )
     missing = tuple((str(m.get("case")), tuple(str(b) for b in m.get("backends") or ()), str(m.get("raw_output") or ""))
                     for m in data.get("missing") or [])
-    return CrossBackend(True, tuple(rows), tuple(summaries), skipped, missing, tuple(str(c) for c in data.get("never_compared") or ()))
+    acceptance = tuple(AcceptanceRow(str(a.get("case")), tuple(str(b) for b in a.get("refused_on") or ()),
+                                     tuple(str(b) for b in a.get("ran_on") or ()), tuple(str(c) for c in a.get("explained_by") or ()),
+                                     tuple(str(u) for u in a.get("unexplained") or ()))
+                       for a in data.get("acceptance") or [])
+    acceptance_resolved = tuple((str(r.get("divergence")), str(r.get("case")), str(r.get("backend")))
+                                for r in data.get("acceptance_possibly_resolved") or [])
+    return CrossBackend(True, tuple(rows), tuple(summaries), skipped, missing, tuple(str(c) for c in data.get("never_compared") or ()),
+                        acceptance, acceptance_resolved)
