@@ -92,7 +92,23 @@ class Arrow:
     """"becomes": between an old and a new value."""
 
 
-Inline = Union[str, JudgedText, CaseOutcome, Strong, Marked, Code, OneLine, Verdict, Linked, Arrow]
+@dataclass(frozen=True)
+class Link:
+    """Text linking to an anchor of the same report."""
+
+    text: str
+    target: str  # the anchor, without '#'
+
+
+@dataclass(frozen=True)
+class FoldedText:
+    """Inline content folded away under a summary (a <details> element in a line or a cell)."""
+
+    summary: str
+    content: tuple["Inline", ...]
+
+
+Inline = Union[str, JudgedText, CaseOutcome, Strong, Marked, Code, OneLine, Verdict, Linked, Arrow, Link, FoldedText]
 Content = Union[Inline, tuple[Inline, ...]]  # one piece of text, or pieces written one after another
 
 

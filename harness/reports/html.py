@@ -24,11 +24,11 @@ from typing import Any
 from harness.records import store
 from harness.reports import report_document
 from harness.reports.document import (
-    Arrow, Block, BulletList, CaseOutcome, Code, Content, Figure, Folded, Heading, Inline, JudgedText, Linked, ListItem, Marked,
-    OneLine, Paragraph, Section, Strong, Table, Verdict, blocks_for,
+    Arrow, Block, BulletList, CaseOutcome, Code, Content, Figure, Folded, FoldedText, Heading, Inline, JudgedText, Link, Linked,
+    ListItem, Marked, OneLine, Paragraph, Section, Strong, Table, Verdict, blocks_for,
 )
 from harness.reports.model import (
-    CaseResult, Claim, Judged, Report, build_report, format_number, format_ratio,
+    CaseResult, Judged, Report, build_report, format_number, format_ratio,
 )
 
 SHOWN_ROWS = 20
@@ -168,6 +168,10 @@ def _inline(part: Inline, escape) -> str:
         return _linkify(part.text)
     if isinstance(part, Arrow):
         return " &rarr; "
+    if isinstance(part, Link):
+        return f'<a href="#{part.target}">{_e(part.text)}</a>'
+    if isinstance(part, FoldedText):
+        return f"<details><summary>{_e(part.summary)}</summary>" + "".join(_inline(inner, escape) for inner in part.content) + "</details>"
     return escape(part)
 
 
@@ -215,79 +219,6 @@ def _section_body(section: Section) -> list[str]:
     return [_block(block) for block in blocks_for(section, "html")]
 
 
-def _raised(case: CaseResult) -> str:
-    """A case that raised: its exception and, where recorded, the build and the file that raised it."""
-    if case.error is None:
-        return _e(case.measured_status)
-    return _e(case.error.type) + (f" {_e(case.error.where)}" if case.error.where else "")
-
-
-def _case_list(cases: tuple[CaseResult, ...]) -> str:
-    items = ", ".join(f"{_e(c.case)} ({_ratio(c.judged) if c.items else _raised(c)})" for c in cases)
-    if len(cases) <= 8:
-        return items
-    return f"<details><summary>{len(cases)} cases</summary>{items}</details>"
-
-
-def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
-    body = [f'<h3 id="{_anchor("known", claim.id)}"><code>{_e(claim.id)}</code></h3>']
-    if not claim.described:
-        body.append("<p>Named by a verdict but described in no verdict file.</p>")
-    else:
-        upstream = _linkify(claim.upstream) if claim.upstream else "no upstream issue found"
-        body += [
-            f"<p><strong>Kind:</strong> {_e(claim.kind)}. <strong>Applies when:</strong> {_e(claim.when or 'n/a')}.</p>",
-            *([f"<p><strong>Explains a case only when</strong> {_e(claim.checks)}.</p>"] if claim.checks else []),
-            f"<p><strong>Observed.</strong> {_e(claim.observed)}</p>",
-            f"<p><strong>Reference.</strong> {_e(claim.reference)}</p>",
-            f"<p><strong>Upstream:</strong> {upstream}. <strong>Reproducer:</strong> <code>{_e(claim.reproducer)}</code></p>",
-        ]
-    if claim.study is not None:
-        body.append(f"<p><strong>Under injected faults:</strong> {_e(claim.study.bound_line())}.</p>")
-        if claim.study.not_explained_now:
-            body.append(f"<details><summary>{len(claim.study.not_explained_now)} recorded cases it no longer explains</summary><ul>"
-                        + "".join(f"<li>{_e(line)}</li>" for line in claim.study.not_explained_now) + "</ul></details>")
-    rows = []
-    for backend in backends:
-        cases = claim.explained.get(backend, ())
-        if cases:
-            impact = claim.impact(backend)
-            rows.append([_e(backend), str(len(cases)), str(impact.raised), _ratio(impact.worst), _case_list(cases)])
-    if rows:
-        body.append(_table(["backend", "cases explained", "raise", "worst ratio (abs)", "cases (ratio)"], rows, numeric={1, 2}))
-    return body
-
-
-def _known(report: Report) -> list[str]:
-    seen = [c for c in report.claims if c.seen]
-    body = []
-    if not seen:
-        body.append("<p>None explained a case in this run.</p>")
-    else:
-        body.append("<p>Cases each documented divergence explained (its claim checked against the measurements), per backend.</p>")
-        body.append(_table(
-            ["divergence", "kind", *report.backends],
-            [[f'<a href="#{_anchor("known", c.id)}">{_e(c.id)}</a>', _e(c.kind), *(str(len(c.explained.get(b, ()))) for b in report.backends)] for c in seen],
-            numeric=set(range(2, 2 + len(report.backends))),
-        ))
-        for claim in seen:
-            body += _claim(claim, report.backends)
-    unseen = [c.id for c in report.claims if not c.seen]
-    if unseen:
-        body.append("<p>Documented but explaining no case in this run: " + ", ".join(f"<code>{_e(i)}</code>" for i in unseen) + ".</p>")
-    body.append('<h3 id="possibly-resolved">Possibly resolved</h3>')
-    if not report.possibly_resolved:
-        body.append("<p>None: no divergence applies to a passing case where its alternative would have been distinguishable.</p>")
-    else:
-        body.append("<p>Divergences that apply to these passing cases, where the claimed behaviour would have been distinguishable "
-                    "from the reference: the bug may be fixed.</p>")
-        body.append("<ul>" + "".join(
-            f"<li><strong>possibly resolved</strong>: <code>{_e(c.claim)}</code> on {_e(c.backend)}: {_e(', '.join(c.cases))}</li>"
-            for c in report.possibly_resolved
-        ) + "</ul>")
-    return body
-
-
 def _figure_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -309,7 +240,7 @@ def _navigation() -> list[str]:
 def render_html(report: Report, figures: dict[str, bytes]) -> str:
     """The whole report.html for a built report model; ``figures`` maps caption -> PNG bytes."""
     bodies = {
-        "attention": _section_body(report_document.attention_section(report)), "known": _known(report), "between-versions": _section_body(report_document.between_versions_section(report)), "closest": _section_body(report_document.closest_section(report)), "summary": _section_body(report_document.summary_section(report)),
+        "attention": _section_body(report_document.attention_section(report)), "known": _section_body(report_document.known_section(report)), "between-versions": _section_body(report_document.between_versions_section(report)), "closest": _section_body(report_document.closest_section(report)), "summary": _section_body(report_document.summary_section(report)),
         "figures": _section_body(report_document.figures_section(figures)), "reference": _section_body(report_document.reference_section(report)),
         "apis": _section_body(report_document.apis_section(report)), "pairwise": _section_body(report_document.cross_section(report)),
         "serialization": _section_body(report_document.serialization_section(report)),

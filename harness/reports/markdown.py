@@ -14,11 +14,11 @@ from pathlib import Path
 
 from harness.reports import report_document
 from harness.reports.document import (
-    Arrow, Block, BulletList, CaseOutcome, Code, Content, Folded, Heading, Inline, JudgedText, Linked, ListItem, Marked, OneLine,
-    Paragraph, Section, Spacer, Strong, Table, Verdict, blocks_for,
+    Arrow, Block, BulletList, CaseOutcome, Code, Content, Folded, FoldedText, Heading, Inline, JudgedText, Link, Linked, ListItem,
+    Marked, OneLine, Paragraph, Section, Spacer, Strong, Table, Verdict, blocks_for,
 )
 from harness.reports.model import (
-    CaseResult, Claim, Judged, Report, build_report, format_case, format_judged, format_ratio,
+    Judged, Report, build_report, format_case, format_judged, format_ratio,
 )
 
 SHOWN_ROWS = 20  # rows of a long table shown before the rest is folded
@@ -83,6 +83,10 @@ def _inline(part: Inline) -> str:
         return _cell(part.text)
     if isinstance(part, Arrow):
         return " -> "
+    if isinstance(part, Link):
+        return f"[{part.text}](#{part.target})"
+    if isinstance(part, FoldedText):
+        return f"<details><summary>{part.summary}</summary>" + "".join(_inline(inner) for inner in part.content) + "</details>"
     return part
 
 
@@ -134,77 +138,6 @@ def _section_lines(section: Section) -> list[str]:
     return [f"## {section.title}", ""] + _blocks_lines(blocks_for(section, "markdown"))
 
 
-def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
-    lines = [f"#### {claim.id}", ""]
-    if not claim.described:
-        lines += ["Named by a verdict but described in no verdict file.", ""]
-    else:
-        lines += [
-            f"- Kind: {claim.kind}. Applies when: {_cell(claim.when) or 'n/a'}.",
-            *([f"- Explains a case only when {_cell(claim.checks)}."] if claim.checks else []),
-            f"- Observed: {_cell(claim.observed)}",
-            f"- Reference: {_cell(claim.reference)}",
-            f"- Upstream: {claim.upstream or 'no upstream issue found'}. Reproducer: `{claim.reproducer}`.",
-        ]
-    if claim.study is not None:
-        lines.append(f"- Under injected faults: {_cell(claim.study.bound_line())}.")
-        lines += [f"  - no longer explained: {_cell(line)}" for line in claim.study.not_explained_now[:5]]
-        if len(claim.study.not_explained_now) > 5:
-            lines.append(f"  - ... and {len(claim.study.not_explained_now) - 5} more")
-    for backend in backends:
-        cases = claim.explained.get(backend, ())
-        if cases:
-            impact = claim.impact(backend)
-            raised = f", {impact.raised} raise" if impact.raised else ""
-            names = ", ".join(c.case for c in cases)
-            if len(cases) > 8:
-                names = f"<details><summary>the {len(cases)} cases</summary>{names}</details>"
-            lines.append(
-                f"- Explained on {backend}: {len(cases)} case{'s' if len(cases) != 1 else ''}{raised}, worst ratio "
-                f"{format_judged(impact.worst)}: " + names
-            )
-            lines += [f"  - raised {where}" for where in _raised_where(cases)]
-    return lines + [""]
-
-
-def _raised_where(cases: tuple[CaseResult, ...]) -> list[str]:
-    """Where the explained cases that raised were raised (the build and the file, as recorded), with how many each."""
-    counts: dict[str, int] = {}
-    for case in cases:
-        if case.error is not None:
-            where = f"{case.error.type} {case.error.where}" if case.error.where else f"{case.error.type} (the record does not say where)"
-            counts[where] = counts.get(where, 0) + 1
-    return [f"{_cell(where)}: {count} case{'s' if count != 1 else ''}" for where, count in sorted(counts.items())]
-
-
-def _known(report: Report) -> list[str]:
-    seen = [c for c in report.claims if c.seen]
-    lines = ["## Known divergences", ""]
-    if not seen:
-        lines.append("None explained a case in this run.")
-    else:
-        lines += ["Cases each documented divergence explained (its claim checked against the measurements), per backend.", ""]
-        lines += _table(
-            ["divergence", "kind", *report.backends],
-            [[f"[{c.id}](#{c.id.lower()})", c.kind, *(str(len(c.explained.get(b, ()))) or "0" for b in report.backends)] for c in seen],
-        )
-        lines.append("")
-        for claim in seen:
-            lines += _claim(claim, report.backends)
-    unseen = [c.id for c in report.claims if not c.seen]
-    if unseen:
-        lines += ["", "Documented but explaining no case in this run: " + ", ".join(f"`{i}`" for i in unseen) + "."]
-    lines += ["", "### Possibly resolved", ""]
-    if not report.possibly_resolved:
-        lines.append("None: no divergence applies to a passing case where its alternative would have been distinguishable.")
-    else:
-        lines.append("Divergences that apply to these passing cases, where the claimed behaviour would have been distinguishable "
-                     "from the reference: the bug may be fixed.")
-        lines.append("")
-        lines += [f"- `{c.claim}` on {c.backend}: {', '.join(c.cases)}" for c in report.possibly_resolved]
-    return lines
-
-
 def _gradient_lines(report: Report) -> list[str]:
     """The gradients and training section, formatted (as render_markdown writes it)."""
     return _section_lines(report_document.gradients_section(report))
@@ -232,7 +165,7 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    sections = (report_document.attention_section, _known, report_document.closest_section, report_document.between_versions_section, report_document.summary_section,
+    sections = (report_document.attention_section, report_document.known_section, report_document.closest_section, report_document.between_versions_section, report_document.summary_section,
                 report_document.reference_section,
                 report_document.apis_section, report_document.cross_section, report_document.serialization_section, report_document.growth_section,
                 _gradient_lines, report_document.training_mode_section, report_document.claim_study_section, report_document.faults_section,
