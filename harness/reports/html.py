@@ -239,14 +239,8 @@ def _navigation() -> list[str]:
 
 def render_html(report: Report, figures: dict[str, bytes]) -> str:
     """The whole report.html for a built report model; ``figures`` maps caption -> PNG bytes."""
-    bodies = {
-        "attention": _section_body(report_document.attention_section(report)), "known": _section_body(report_document.known_section(report)), "between-versions": _section_body(report_document.between_versions_section(report)), "closest": _section_body(report_document.closest_section(report)), "summary": _section_body(report_document.summary_section(report)),
-        "figures": _section_body(report_document.figures_section(figures)), "reference": _section_body(report_document.reference_section(report)),
-        "apis": _section_body(report_document.apis_section(report)), "pairwise": _section_body(report_document.cross_section(report)),
-        "serialization": _section_body(report_document.serialization_section(report)),
-        "growth": _section_body(report_document.growth_section(report)), "gradients": _gradients(report), "claims": _section_body(report_document.claim_study_section(report)), "faults": _faults(report),
-        "tolerances": _section_body(report_document.tolerances_section(report)), "environment": _section_body(report_document.environment_section(report)),
-    }
+    bodies = {section.anchor: _section_body(section) for section in report_document.build_document(report, figures)
+              if "html" in section.formats}
     lines = [
         "<!DOCTYPE html>",
         '<html lang="en">',

@@ -165,14 +165,9 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    sections = (report_document.attention_section, report_document.known_section, report_document.closest_section, report_document.between_versions_section, report_document.summary_section,
-                report_document.reference_section,
-                report_document.apis_section, report_document.cross_section, report_document.serialization_section, report_document.growth_section,
-                _gradient_lines, report_document.training_mode_section, report_document.claim_study_section, report_document.faults_section,
-                report_document.tolerances_section, report_document.environment_section)
-    for section in sections:  # the sections built as a document (report_document) are formatted; the others still write lines
-        written = section(report)
-        lines += (_section_lines(written) if isinstance(written, Section) else written) + [""]
+    for section in report_document.build_document(report, {}):
+        if "markdown" in section.formats:
+            lines += _section_lines(section) + [""]
     return "\n".join(lines)
 
 
