@@ -7,10 +7,10 @@ ratio to the tolerance that judged them, coloured (green below 0.1, amber up to 
 non-finite), with the absolute error beside them; long tables show their first rows and fold the rest
 into a <details> element.
 
-Most sections are built once as a neutral document (harness.reports.report_document) and only formatted here
+Every section is built once as a neutral document (harness.reports.report_document) and only formatted here
 (_section_body): the wording of paragraphs and list items is escaped as content (quotes kept), table cells and
-record text (OneLine, Code, ...) as attribute-safe text. Needs attention, Known divergences, the head, the banner
-and the contents are still written here.
+record text (OneLine, Code, ...) as attribute-safe text. This module writes the head, the banner of flagged records,
+the introduction and the contents (SECTIONS: the anchors and titles of the document's sections report.html shows).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ It leads with what needs attention (failures, unexplained cross-backend disagree
 divergences and the possibly resolved ones, then the closest calls; the long tables come after, largest
 ratio first, with all but their first rows folded. ``harness.reports.publish.write_report`` writes it.
 
-Most sections are built once as a neutral document (harness.reports.report_document) and only formatted here
-(_section_lines); Needs attention, Known divergences and the title and attention line are still written here.
+Every section is built once as a neutral document (harness.reports.report_document) and only formatted here
+(_section_lines); this module writes the title, the flagged records and the attention line above them.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ def _gradient_lines(report: Report) -> list[str]:
 def _faults(report: Report) -> list[str]:
     """The fault section, formatted (as render_markdown writes it)."""
     return _section_lines(report_document.faults_section(report))
+
 
 def render_markdown(report: Report) -> str:
     """REPORT.md for a built report model."""
