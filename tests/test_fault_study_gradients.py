@@ -74,7 +74,8 @@ def test_gradient_and_optimizer_faults_are_judged_like_the_forward_faults(sessio
 
 
 def test_report_renders_the_committed_fault_records_and_the_new_entries(tmp_path):
-    from harness.reports import markdown, model
+    from harness.reports import markdown
+    from harness.reports.sections.faults import build_faults
 
     studies = {path.name.split(".")[0]: json.loads(path.read_text()) for path in sorted((ROOT / "results").glob("*.faults.json"))}
     assert studies, "no committed faults record"
@@ -82,7 +83,7 @@ def test_report_renders_the_committed_fault_records_and_the_new_entries(tmp_path
     studies = {backend: dict(data, faults={name: entry for name, entry in data["faults"].items() if entry.get("kind", "forward") == "forward"})
                for backend, data in studies.items()}
     assert all(len(data["faults"]) >= 12 for data in studies.values())
-    before = model._faults(studies)
+    before = build_faults(studies)
     committed_rows = {row.name for row in before.rows}
     backend = next(iter(studies))
     run = {"status": "fail", "error": None, "max_abs_error": 0.03, "mismatched": ["functional/grad/lstm_0/recurrent_kernel"],
@@ -91,7 +92,7 @@ def test_report_renders_the_committed_fault_records_and_the_new_entries(tmp_path
         "description": "the backward pass drops the recurrent term", "kind": "gradient", "judged_by": "the gradient measure step",
         "cases": ["lstm_last_step"], "runs": {"lstm_last_step": run}, "status": "detected", "reason": None, "detected": True,
         "flagged_cases": ["lstm_last_step"]}))
-    after = model._faults(studies)
+    after = build_faults(studies)
     assert {row.name for row in after.rows} == committed_rows | {"recurrent_term_dropped"}
     row = next(row for row in after.rows if row.name == "recurrent_term_dropped")
     assert row.cells[backend].status == "detected" and row.cells[backend].worst_error == 0.03
@@ -172,7 +173,8 @@ def test_a_gpu_class_fault_study_runs_the_generic_twins_and_still_detects(sessio
 def test_report_shows_the_per_case_detection_table_and_a_sweep_that_detected_nothing():
     """The report's fault section: one row per (fault, case) with the verdict after claims against the clean run and the
     kernel path; a sweep that detected no perturbation is a warning and its own line, not a quiet 'none detected'."""
-    from harness.reports import html, markdown, model
+    from harness.reports import html, markdown
+    from harness.reports.sections.faults import build_faults
 
     run = {"status": "fail", "error": None, "max_abs_error": 2e-4, "mismatched": ["functional/output"], "patch_calls": {"LSTMCell.call": 6},
            "after_claims": "known", "explained_by": ["some_claim"], "clean_verdict": "known",
@@ -188,7 +190,7 @@ def test_report_shows_the_per_case_detection_table_and_a_sweep_that_detected_not
                                    "no_detection": "no perturbation detected: the largest, 1, was missed on lstm_float64_call (r)"},
                        "float32": {"case": "lstm_sequences", "clean_status": "pass", "clean_verdict": "pass", "known_divergence": [],
                                    "detected": {}, "smallest_detected": 1e-5, "error": None, "no_detection": None}}}
-    faults = model._faults({"jax": study})
+    faults = build_faults({"jax": study})
     assert [(row.fault, row.case) for row in faults.cases] == [("bias", "lstm_sequences")]
     cell = faults.cases[0].cells["jax"]
     assert cell.startswith("MISSED (known vs clean known; fused_declined->generic)") and "a real run would call it known" in cell
@@ -205,7 +207,8 @@ def test_report_shows_the_per_case_detection_table_and_a_sweep_that_detected_not
 def test_what_tf32_cannot_see_is_stated_per_precision_in_the_record_line_and_report():
     """The committed GPU PyTorch fault records (TF32 allowed, then highest precision): the report names, per precision,
     the faults it missed and the sweeps that detected nothing; the study's summary line says the same."""
-    from harness.reports import markdown, model
+    from harness.reports import markdown
+    from harness.reports.sections.faults import build_faults
     from harness.studies import fault_study
 
     default = json.loads((ROOT / "results" / "gpu" / "default" / "torch.faults.json").read_text())
@@ -213,7 +216,7 @@ def test_what_tf32_cannot_see_is_stated_per_precision_in_the_record_line_and_rep
     missed_default = [name for name, entry in default["faults"].items() if entry["status"] == "undetected"]
     assert missed_default, "the TF32 record misses no fault"
     for record in (default, highest):
-        detection = model._faults({"torch": record}).detection[0]
+        detection = build_faults({"torch": record}).detection[0]
         expected = [name for name, entry in record["faults"].items() if entry["status"] == "undetected"]
         expected += [f"sweep:{dtype}" for dtype in fault_study.undetected_sweeps(record)]
         assert list(detection.missed) == expected
@@ -221,9 +224,9 @@ def test_what_tf32_cannot_see_is_stated_per_precision_in_the_record_line_and_rep
         line = fault_study.summary(record)
         if expected:
             assert line.endswith(f"missed at {detection.precision}: {', '.join(expected)}"), line
-    detection = model._faults({"torch": default}).detection[0]
+    detection = build_faults({"torch": default}).detection[0]
     assert detection.precision == "gpu_tf32, precision default" and set(missed_default) <= set(detection.missed)
-    text = "\n".join(markdown._faults(type("R", (), {"faults": model._faults({"torch": default})})()))
+    text = "\n".join(markdown._faults(type("R", (), {"faults": build_faults({"torch": default})})()))
     assert f"**Missed at this precision (torch, gpu_tf32, precision default): {', '.join(detection.missed)}.**" in text
     summary = fault_study.missed_at_this_precision(default)
     assert summary["precision"] == "gpu_tf32, precision default" and summary["faults"] == missed_default

@@ -575,15 +575,15 @@ def _imports(path: Path) -> set[str]:
 
 
 # Report modules that parse the case definitions their records hold with harness.case (data and pure functions, no
-# framework): the benchmark report (the real shard split) and the model (each case's layer kinds, through the case
-# stage's kind table, so that no report module tells layer types apart itself).
-CASE_READERS = {"bench_model", "bench_shards", "model"}
+# framework): the benchmark report (the real shard split) and the model's case results (each case's layer kinds, through
+# the case stage's kind table, so that no report module tells layer types apart itself).
+CASE_READERS = {"bench_model", "bench_shards", "case_results"}
 
 
 def test_renderers_import_only_the_model_and_no_framework() -> None:
     folder = ROOT / "harness" / "reports"
     renderers = {"markdown", "html", "why", "plots"}
-    for path in sorted(folder.glob("*.py")):
+    for path in sorted(folder.rglob("*.py")):  # the model's sections (harness/reports/sections/) included
         names = _imports(path)
         assert not {n for n in names if n.split(".")[0] in {"keras", "tensorflow", "jax", "torch"}}, path.name
         # CASE_READERS parse the case definitions their run records hold; every other report module reads records only.

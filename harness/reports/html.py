@@ -6,6 +6,11 @@ Every piece of text taken from the records is escaped with ``html.escape``. Erro
 ratio to the tolerance that judged them, coloured (green below 0.1, amber up to 1, red above 1 or
 non-finite), with the absolute error beside them; long tables show their first rows and fold the rest
 into a <details> element.
+
+Every section is built once as a neutral document (harness.reports.report_document) and only formatted here
+(_section_body): the wording of paragraphs and list items is escaped as content (quotes kept), table cells and
+record text (OneLine, Code, ...) as attribute-safe text. This module writes the head, the banner of flagged records,
+the introduction and the contents (SECTIONS: the anchors and titles of the document's sections report.html shows).
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.records import store
-from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
+from harness.reports import report_document
+from harness.reports.document import (
+    Arrow, Block, BulletList, CaseOutcome, Code, Content, Figure, Folded, FoldedText, Heading, Inline, JudgedText, Link, Linked,
+    ListItem, Marked, OneLine, Paragraph, Section, Strong, Table, Verdict, blocks_for,
+)
 from harness.reports.model import (
-    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_names, format_number, format_ratio,
-    format_seconds, format_tolerance, kind_cell,
+    CaseResult, Judged, Report, build_report, format_number, format_ratio,
 )
 
 SHOWN_ROWS = 20
@@ -134,599 +142,95 @@ def _section(anchor: str, title: str, body: list[str]) -> list[str]:
     return [f'<section id="{anchor}">', f"<h2>{_e(title)}</h2>", *body, "</section>"]
 
 
-def _failure(failure: Failure) -> str:
-    result = failure.result
-    where = f" at {_e(result.worst.api)}/{_e(result.worst.output)}" if result.worst is not None else ""
-    head = (f'<strong id="{_anchor("fail", result.backend + "-" + result.case)}">{_e(result.case)}</strong> '
-            f"({_e(result.dtype)}, {_e(result.entry_point)}): {_verdict(result.verdict)}")
-    if result.items:
-        head += f", worst ratio {_ratio(result.judged)}{where}"
-    details = []
-    if result.error is not None:
-        where = f" ({_e(result.error.where)})" if result.error.where else ""
-        details.append(f"raised <code>{_e(result.error.type)}</code>{where}: {_e(result.error.message)}")
-    details += [f"<code>{_e(item.message)}</code> (ratio {_ratio(item.judged)})" for item in failure.failing_items]
-    details += [_e(problem) for problem in failure.other_problems]
-    details += [
-        f"APIs disagree: {_e(row.apis[0])} vs {_e(row.apis[1])} on {_e(row.output)}: {_e(format_number(row.max_abs_diff))} "
-        f"(bound {_e(format_number(row.bound))}, ratio {_ratio(row.judged)})"
-        for row in failure.api_disagreements
-    ]
-    details += [f"{_e(row.backends[0])} vs {_e(row.backends[1])} (measured): {_cross_distance(row)}" for row in failure.cross_distances]
-    details += [f"applicable divergence did not match: {_e(reason)}" for reason in result.unexplained]
-    if not result.classified:
-        details.append("not classified (no verdict file): known divergences were not checked")
-    inner = "".join(f"<li>{d}</li>" for d in details)
-    return f"<li>{head}" + (f"<ul>{inner}</ul>" if inner else "") + "</li>"
+def _prose(text: str) -> str:
+    """Fixed wording of a paragraph, escaped for HTML content (quotes kept as they are)."""
+    return html.escape(text, quote=False)
 
 
-def _attention(report: Report) -> list[str]:
-    body = []
-    if report.attention_count:
-        body.append(
-            f'<p class="banner bad"><strong>{report.attention_count} need attention</strong>: {len(report.failures)} failing case '
-            f"results, {len(report.cross.missing)} raw outputs missing from the records"
-            + (f", {len(report.cross.unexplained_acceptance)} cases refused on some backends and run on others without a claim"
-               if report.cross.unexplained_acceptance else "")
-            + (f", {report.record_failures} recorded statuses contradicted by the raw outputs" if report.record_failures else "")
-            + ".</p>"
-        )
-    else:
-        body.append('<p class="banner good"><strong>Nothing needs attention</strong>: every case passed, is a documented known '
-                    "divergence, or was refused by design.</p>")
-    if report.warnings:
-        body.append("<ul>" + "".join(f'<li class="warning">Warning: {_e(w)}</li>' for w in report.warnings) + "</ul>")
-    body.append(f"<h3>Failures ({len(report.failures)})</h3>")
-    if not report.failures:
-        body.append("<p>None: no case failed, raised, timed out or was invalid.</p>")
-    for backend in report.backends:
-        mine = [f for f in report.failures if f.result.backend == backend]
-        if mine:
-            counts = ", ".join(f"{sum(f.result.verdict == v for f in mine)} {v}" for v in ATTENTION_VERDICTS if any(f.result.verdict == v for f in mine))
-            body.append(f"<h4>{_e(backend)} ({_e(counts)})</h4>")
-            body.append("<ul>" + "".join(_failure(f) for f in mine) + "</ul>")
-    body.append(f"<h3>Raw outputs missing from the records ({len(report.cross.missing)})</h3>")
-    if not report.cross.ran:
-        body.append("<p>Not checked (no cross_backend.json).</p>")
-    elif not report.cross.missing:
-        body.append("<p>None: every output a run record names is in its arrays.</p>")
-    else:
-        body.append("<ul>" + "".join(f"<li>{_e(case)} ({_e(' vs '.join(backends))}): <code>{_e(name)}</code></li>"
-                                     for case, backends, name in report.cross.missing) + "</ul>")
-    unexplained = report.cross.unexplained_acceptance
-    body.append(f"<h3>Refused on some backends, run on others, unexplained ({len(unexplained)})</h3>")
-    if not report.cross.ran:
-        body.append("<p>Not checked (no cross_backend.json).</p>")
-    elif not unexplained:
-        body.append(f"<p>None: {len(report.cross.acceptance)} such cases, each explained by an acceptance claim "
-                    "(see Known divergences).</p>")
-    else:
-        body.append("<ul>" + "".join(f"<li>{_e(row.case)}: refused on {_e(', '.join(row.refused_on))}, runs on "
-                                     f"{_e(', '.join(row.ran_on))}: {_e('; '.join(row.unexplained))}</li>" for row in unexplained) + "</ul>")
-    return body
+def _inline(part: Inline, escape) -> str:
+    """One piece of document content as HTML; plain text through ``escape``."""
+    if isinstance(part, JudgedText):
+        return _ratio(part.judged)
+    if isinstance(part, CaseOutcome):
+        return _case_cell(part.result)
+    if isinstance(part, Strong):
+        anchor = f' id="{part.anchor}"' if part.anchor is not None else ""
+        return f"<strong{anchor}>{_e(part.text)}</strong>"
+    if isinstance(part, Marked):
+        return f'<span class="r-{part.band}">{_e(part.text)}</span>'
+    if isinstance(part, Code):
+        return f"<code>{_e(part.text)}</code>"
+    if isinstance(part, OneLine):
+        return _e(part.text)
+    if isinstance(part, Verdict):
+        return f'<span class="st-{_e(part.verdict)}">{_e(part.text)}</span>'
+    if isinstance(part, Linked):
+        return _linkify(part.text)
+    if isinstance(part, Arrow):
+        return " &rarr; "
+    if isinstance(part, Link):
+        return f'<a href="#{part.target}">{_e(part.text)}</a>'
+    if isinstance(part, FoldedText):
+        return f"<details><summary>{_e(part.summary)}</summary>" + "".join(_inline(inner, escape) for inner in part.content) + "</details>"
+    return escape(part)
 
 
-def _cross_distance(row: CrossRow) -> str:
-    """One measured distance: the largest absolute and relative difference, on which output, in units of the summed tolerances."""
-    pair = row.worst
-    if pair.shapes_differ:
-        return f"{_e(pair.output)}: shapes differ"
-    return (f"{_e(pair.output)}: {_e(format_number(pair.max_abs_diff))} abs, {_e(format_number(pair.max_rel_diff))} rel, "
-            f"{_e(format_ratio(pair.judged))} of the summed tolerances")
+def _text(content: Content, escape=_e) -> str:
+    parts = content if isinstance(content, tuple) else (content,)
+    return "".join(_inline(part, escape) for part in parts)
 
 
-def _raised(case: CaseResult) -> str:
-    """A case that raised: its exception and, where recorded, the build and the file that raised it."""
-    if case.error is None:
-        return _e(case.measured_status)
-    return _e(case.error.type) + (f" {_e(case.error.where)}" if case.error.where else "")
+def _list_item(item: Content | ListItem) -> str:
+    if not isinstance(item, ListItem):
+        return _text(item, _prose)
+    children = "".join(f"<li>{_text(child, _prose)}</li>" for child in item.children)
+    return _text(item.content, _prose) + (f"<ul>{children}</ul>" if children else "")
 
 
-def _case_list(cases: tuple[CaseResult, ...]) -> str:
-    items = ", ".join(f"{_e(c.case)} ({_ratio(c.judged) if c.items else _raised(c)})" for c in cases)
-    if len(cases) <= 8:
-        return items
-    return f"<details><summary>{len(cases)} cases</summary>{items}</details>"
+def _block(block: Block) -> str:
+    if isinstance(block, Paragraph):
+        style = f' class="{block.style}"' if block.style is not None else ""
+        return f"<p{style}>{_text(block.content, _prose)}</p>"
+    if isinstance(block, Table):
+        rows = [[_text(cell) for cell in row] for row in block.rows]
+        if block.folded is not None:
+            return "\n".join(_folded(list(block.header), rows, block.folded, set(block.numeric)))
+        return _table(list(block.header), rows, set(block.numeric))
+    if isinstance(block, BulletList):
+        caption = f"<p>{_prose(block.caption)}</p>" if block.caption is not None else ""
+        opening = f'<li class="{block.item_style}">' if block.item_style is not None else "<li>"
+        return caption + "<ul>" + "".join(opening + _list_item(item) + "</li>" for item in block.items) + "</ul>"
+    if isinstance(block, Figure):
+        return (f'<figure id="figure-{block.number}"><img src="{_figure_uri(block.png)}" alt="{_e(block.caption)}">'
+                f"<figcaption>Figure {block.number}. {_e(block.caption)}</figcaption></figure>")
+    if isinstance(block, Heading):
+        anchor = f' id="{block.anchor}"' if block.anchor is not None else ""
+        return f"<h{block.level}{anchor}>{_text(block.text)}</h{block.level}>"
+    if isinstance(block, Folded):
+        parts = [f"<details><summary>{_e(block.summary)}</summary>", *(_block(inner) for inner in block.blocks), "</details>"]
+        return ("" if block.one_line else "\n").join(parts)
+    raise TypeError(f"not a document block: {block!r}")
 
 
-def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
-    body = [f'<h3 id="{_anchor("known", claim.id)}"><code>{_e(claim.id)}</code></h3>']
-    if not claim.described:
-        body.append("<p>Named by a verdict but described in no verdict file.</p>")
-    else:
-        upstream = _linkify(claim.upstream) if claim.upstream else "no upstream issue found"
-        body += [
-            f"<p><strong>Kind:</strong> {_e(claim.kind)}. <strong>Applies when:</strong> {_e(claim.when or 'n/a')}.</p>",
-            *([f"<p><strong>Explains a case only when</strong> {_e(claim.checks)}.</p>"] if claim.checks else []),
-            f"<p><strong>Observed.</strong> {_e(claim.observed)}</p>",
-            f"<p><strong>Reference.</strong> {_e(claim.reference)}</p>",
-            f"<p><strong>Upstream:</strong> {upstream}. <strong>Reproducer:</strong> <code>{_e(claim.reproducer)}</code></p>",
-        ]
-    if claim.study is not None:
-        body.append(f"<p><strong>Under injected faults:</strong> {_e(claim.study.bound_line())}.</p>")
-        if claim.study.not_explained_now:
-            body.append(f"<details><summary>{len(claim.study.not_explained_now)} recorded cases it no longer explains</summary><ul>"
-                        + "".join(f"<li>{_e(line)}</li>" for line in claim.study.not_explained_now) + "</ul></details>")
-    rows = []
-    for backend in backends:
-        cases = claim.explained.get(backend, ())
-        if cases:
-            impact = claim.impact(backend)
-            rows.append([_e(backend), str(len(cases)), str(impact.raised), _ratio(impact.worst), _case_list(cases)])
-    if rows:
-        body.append(_table(["backend", "cases explained", "raise", "worst ratio (abs)", "cases (ratio)"], rows, numeric={1, 2}))
-    return body
-
-
-def _known(report: Report) -> list[str]:
-    seen = [c for c in report.claims if c.seen]
-    body = []
-    if not seen:
-        body.append("<p>None explained a case in this run.</p>")
-    else:
-        body.append("<p>Cases each documented divergence explained (its claim checked against the measurements), per backend.</p>")
-        body.append(_table(
-            ["divergence", "kind", *report.backends],
-            [[f'<a href="#{_anchor("known", c.id)}">{_e(c.id)}</a>', _e(c.kind), *(str(len(c.explained.get(b, ()))) for b in report.backends)] for c in seen],
-            numeric=set(range(2, 2 + len(report.backends))),
-        ))
-        for claim in seen:
-            body += _claim(claim, report.backends)
-    unseen = [c.id for c in report.claims if not c.seen]
-    if unseen:
-        body.append("<p>Documented but explaining no case in this run: " + ", ".join(f"<code>{_e(i)}</code>" for i in unseen) + ".</p>")
-    body.append('<h3 id="possibly-resolved">Possibly resolved</h3>')
-    if not report.possibly_resolved:
-        body.append("<p>None: no divergence applies to a passing case where its alternative would have been distinguishable.</p>")
-    else:
-        body.append("<p>Divergences that apply to these passing cases, where the claimed behaviour would have been distinguishable "
-                    "from the reference: the bug may be fixed.</p>")
-        body.append("<ul>" + "".join(
-            f"<li><strong>possibly resolved</strong>: <code>{_e(c.claim)}</code> on {_e(c.backend)}: {_e(', '.join(c.cases))}</li>"
-            for c in report.possibly_resolved
-        ) + "</ul>")
-    return body
-
-
-def _between_versions(report: Report) -> list[str]:
-    view = report.between_versions
-    if view is None and not report.other_between_versions:
-        return ["<p>No other Keras version was compared with this folder (<code>nox</code> runs keras-nightly beside the "
-                "release and compares them; or <code>python -m harness between-versions results results/keras-nightly</code>).</p>"]
-    body = _between_view(view, "h3", "between") if view is not None else []
-    for index, other in enumerate(report.other_between_versions, start=2):  # e.g. Keras 2 against this Keras 3
-        body.append(f'<h3 id="between{index}">{_e(other.keras_line())}</h3>')
-        body += _between_view(other, "h4", f"between{index}")
-    return body
-
-
-def _between_view(view, tag: str, prefix: str) -> list[str]:
-    """One comparison's counts, its changes by kind and its known divergences still present."""
-    counts = view.counts
-    body = [
-        f"<p>What changed per case and backend from {_e(view.keras_line())}, from the classified records of both (compared "
-        f"{_e(view.compared)}): {counts.get('fixed', 0)} fixed, {counts.get('regression', 0)} regressions, "
-        f"{counts.get('changed', 0)} changed behaviour, {counts.get('drift', 0)} drift beyond the sum of the two tolerances; "
-        f"{counts.get('still_present', 0)} known divergences still present, {counts.get('unchanged', 0)} unchanged. A failure on "
-        "the second version is judged with that version's numbers: a claim observed on the first never absorbs it.</p>",
-    ]
-    for kind in KINDS:
-        changes = view.of_kind(kind)
-        body.append(f'<{tag} id="{prefix}-{kind}">{_e(TITLES[kind])} ({len(changes)})</{tag}>')
-        if not changes:
-            body.append("<p>None.</p>")
-            continue
-        body.append(_table(
-            ["case", "backend", "verdict", "magnitude", "what changed", "reproducer"],
-            [[_e(c.case), _e(c.backend), f"{_verdict(c.old_verdict)} &rarr; {_verdict(c.new_verdict)}", _e(c.magnitude),
-              _linkify(c.detail), f"<code>{_e(c.reproducer)}</code>"] for c in changes],
-        ))
-    grouped = still_present_by_claim(view)
-    body.append(f'<{tag} id="{prefix}-still-present">Known divergences still present ({len(view.still_present)})</{tag}>')
-    if not grouped:
-        body.append("<p>None.</p>")
-    else:
-        body.append("<p>Known on the first version and failing on the second only because the claim's version range stops at "
-                    "the first: the same claim, its range ignored, describes the second measurement exactly (widen the range "
-                    "once confirmed).</p>")
-        body.append("<ul>" + "".join(f"<li><code>{_e(claims)}</code> on {_e(backend)}: {len(cases)} case{'s' if len(cases) != 1 else ''} ({_e(', '.join(cases))})</li>"
-                                     for claims, backend, cases in grouped) + "</ul>")
-    others = [f"{len(view.only_old)} cases only in {view.old_folder}" if view.only_old else "",
-              f"{len(view.only_new)} cases only in {view.new_folder}" if view.only_new else "",
-              f"{len(view.not_compared)} not compared ({'; '.join(view.not_compared[:5])})" if view.not_compared else ""]
-    if any(others):
-        body.append(f"<p>Not classified: {_e(', '.join(part for part in others if part))}.</p>")
-    return body
-
-
-def _closest(report: Report) -> list[str]:
-    body = ["<p>The passing cases nearest their tolerance (ratio = error / tolerance; above 1 would fail).</p>"]
-    if not report.closest_calls:
-        return body + ["<p>No passing case was measured.</p>"]
-    rows = []
-    for r in report.closest_calls:
-        item = r.worst
-        rows.append([
-            _e(r.case), _e(r.backend), _e(r.dtype), _ratio(r.judged), _e(f"{item.api}/{item.output}" if item else "n/a"),
-            _e(f"rtol {format_tolerance(item.rtol)}, atol {format_tolerance(item.atol)}" if item else "n/a"),
-        ])
-    return body + [_table(["case", "backend", "dtype", "ratio (abs)", "where", "tolerance"], rows)]
-
-
-def _summary(report: Report) -> list[str]:
-    verdicts = list(report.summaries[0].counts) if report.summaries else []
-    rows = []
-    for s in report.summaries:
-        counts = [f'<span class="st-{_e(v)}">{s.counts.get(v, 0)}</span>' if s.counts.get(v) else "0" for v in verdicts]
-        rows.append([
-            _e(s.backend), _e(f"{s.device} ({s.device_class})"), str(s.cases), *counts, _e(format_seconds(s.wall_time_s)),
-            _e(s.fault or "none"), "yes" if s.classified else "<strong>no</strong>",
-        ])
-    body = [_table(["backend", "device (class)", "cases", *verdicts, "wall time", "fault injected", "classified"], rows,
-                   numeric=set(range(2, 3 + len(verdicts))))]
-    if len(report.kind_rows) > 1:
-        body += ["<h3>By layer kind</h3>", "<p>Cases per recurrent kind (mixed stacks as <code>a+b</code>; a Bidirectional or "
-                 "branches counts as the kind it wraps), the verdicts on each backend:</p>",
-                 _table(["kind", *map(_e, report.backends)],
-                        [[f"<code>{_e(row.kinds)}</code>", *(_e(kind_cell(row, b)) for b in report.backends)] for row in report.kind_rows])]
-    c = report.coverage
-    if c.configurations:
-        body.append(
-            f"<p>Combinations exercised: {c.configurations} distinct configurations (combinations of axis values), {c.model_runs} "
-            f"model runs (configuration x API x backend), covering {c.values} values of {len(c.axes)} axes.</p>"
-        )
-        body.append("<details><summary>Axes</summary><p>" + _e("; ".join(f"{a} ({n})" for a, n in c.axes)) + ".</p></details>")
-    return body + _kernels(report)
-
-
-def _fused_on_cpu(report: Report) -> list[str]:
-    """The kernel = fused_on_cpu cases: Keras's fused-path code driven on CPU through a stand-in kernel."""
-    if not report.fused_on_cpu:
-        return []
-    body = [
-        "<h3>Fused path on CPU</h3>",
-        "<p>Cases with <code>kernel = fused_on_cpu</code> run Keras's own fused-path code with its GPU check opened and the "
-        "cuDNN kernel replaced by a CPU stand-in: <code>jax.experimental.rnn.lstm_ref</code> on JAX, <code>torch._VF.lstm</code> "
-        "on CPU on PyTorch; TensorFlow's <code>CudnnRNNV3</code> has no CPU kernel, so a recorder checks that the fused path "
-        "reaches it and declines (the numbers are then the generic loop's). Worst error against the reference of the passing "
-        "ones, beside their as-shipped twins:</p>",
-    ]
-    rows = [
-        [_e(f.backend), str(f.cases), _e(", ".join(f"{verdict} {n}" for verdict, n in f.verdicts)), str(f.ran_fused),
-         str(f.reached_kernel), str(f.never_reached), format_number(f.worst_fused), format_number(f.worst_twin)]
-        for f in report.fused_on_cpu
-    ]
-    body.append(_table(["backend", "cases", "verdicts", "ran the stand-in kernel", "reached the kernel", "declined before it",
-                        "worst error, fused", "worst error, as shipped"], rows, {1, 3, 4, 5}))
-    claims: dict[tuple[str, str, str], list[str]] = {}
-    for f in report.fused_on_cpu:
-        for case, verdict, explained in f.not_passing:
-            claims.setdefault((f.backend, verdict, explained), []).append(case)
-    if claims:
-        body.append("<p>What the fused path does differently (cases by verdict and the claim that explains them):</p>")
-        body.append(_table(["backend", "verdict", "explained by", "cases"],
-                           [[_e(backend), _e(verdict), _e(explained), _e(format_names(tuple(cases), 4))]
-                            for (backend, verdict, explained), cases in claims.items()]))
-    return body
-
-
-def _kernels(report: Report) -> list[str]:
-    """Which kernel path the builds ran, as observed during each run (not inferred from Keras's rules)."""
-    if not report.kernels:
-        return []
-    body = [
-        "<h3>Kernel paths</h3>",
-        "<p>Observed while each build ran: <code>fused</code> (the layer's fused entry point computed it: a cuDNN kernel, or "
-        "JAX's own GRU scan, which runs on CPU), <code>generic</code> (Keras's loop, "
-        "<code>backend.rnn</code>), <code>fallback_loop</code> (the backend's own non-cuDNN loop inside its fused entry point: "
-        "PyTorch's <code>_fallback_lstm</code> and <code>_fallback_gru</code>); <code>fused_declined-&gt;</code> the fused entry point refused before any kernel "
-        "ran, <code>fused_failed-&gt;</code> a cuDNN kernel ran and failed, then the next path. Builds (case x API) per path:</p>",
-    ]
-    rows = [
-        [_e(k.backend), _e(k.precision_mode), str(k.builds), _e("; ".join(f"{path}: {n}" for path, n in k.paths)),
-         _e(format_names(k.fused_cases)), _e(format_names(k.failed_cases)),
-         _e(f"{k.unrecorded} builds without a recorded path" if k.unrecorded else "")]
-        for k in report.kernels
-    ]
-    body.append(_table(["backend", "precision", "builds", "paths (builds)", "cases that ran fused", "cases whose fused kernel failed", "note"], rows, {2}))
-    body += _fused_on_cpu(report)
-    if report.kernel_rows:
-        body.append(f"<details><summary>Kernel path per case ({len(report.kernel_rows)} cases)</summary>\n"
-                    + _table(["case", *report.backends], [[_e(r.case), *(_e(r.cells[b]) for b in report.backends)] for r in report.kernel_rows])
-                    + "\n</details>")
-    return body
+def _section_body(section: Section) -> list[str]:
+    """A document section's blocks as HTML, one element each."""
+    if "html" not in section.formats:
+        raise ValueError(f"the {section.anchor} section is not part of report.html")
+    return [_block(block) for block in blocks_for(section, "html")]
 
 
 def _figure_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _figures(figures: dict[str, bytes]) -> list[str]:
-    """Each figure in the given order, embedded as a data: URI, with its caption as caption and alt text."""
-    if not figures:
-        return ["<p>No figures were supplied.</p>"]
-    return [
-        f'<figure id="figure-{index}"><img src="{_figure_uri(png)}" alt="{_e(caption)}">'
-        f"<figcaption>Figure {index}. {_e(caption)}</figcaption></figure>"
-        for index, (caption, png) in enumerate(figures.items(), start=1)
-    ]
-
-
-def _reference(report: Report) -> list[str]:
-    body = ["<p>Each cell: verdict, then the largest ratio of error to tolerance over every API and output of the case, with "
-            "that output's absolute error. Largest ratio first.</p>"]
-    rows = [[_e(r.case), _e(r.dtype), _e(r.entry_point), *(_case_cell(r.cells[b]) for b in report.backends)] for r in report.case_rows]
-    return body + _folded(["case", "dtype", "entry point", *report.backends], rows, "cases")
-
-
-def _apis(report: Report) -> list[str]:
-    body = ["<p>The same case built in every API it can be written in, with identical weights, compared output by output "
-            "against the bound the APIs must meet (0: bitwise).</p>"]
-    body.append("<ul>" + "".join(
-        f"<li>{_e(s.backend)}: {s.bitwise} of {s.cases} cases bitwise equal across APIs, {s.within} within their bound"
-        + (f"; outside: {_e(', '.join(s.outside))}" if s.outside else "") + ".</li>"
-        for s in report.api_summaries
-    ) + "</ul>")
-    differing = [r for r in report.api_rows if not r.bitwise]
-    if differing:
-        rows = []
-        for r in differing:
-            cells = []
-            for b in report.backends:
-                cell = r.cells[b]
-                if cell is None or not cell.api_agreement:
-                    cells.append("n/a")
-                elif all(a.bitwise_equal for a in cell.api_agreement):
-                    cells.append("bitwise equal")
-                else:
-                    cells.append(_ratio(cell.api_judged))
-            rows.append([_e(r.case), _e(", ".join(r.apis)), *cells])
-        body.append("<p>Cases whose APIs are not bitwise equal somewhere (largest ratio first):</p>")
-        body += _folded(["case", "APIs", *report.backends], rows, "cases")
-    return body
-
-
-def _pairwise(report: Report) -> list[str]:
-    cross = report.cross
-    if not cross.ran:
-        return ["<p>Not run (no cross_backend.json in this folder).</p>"]
-    body = ["<p>How far apart the same case (same inputs, same weights) is on two backends: every case both backends produced "
-            "numbers for, whatever their verdicts, the output with the largest difference per case. <strong>These are "
-            "measurements, not a check</strong>: a case that passes on both backends is within the sum of their tolerances by "
-            "construction (each side is within its own tolerance of the same float64 reference), and a known or failing side "
-            "is already reported against the reference. 'x tol' is the difference in units of the two sides' tolerances summed.</p>"]
-    body.append(_table(
-        ["backends", "cases measured", "pass on both", "largest difference", "its case (verdicts)", "largest, both pass", "its case"],
-        [[_e(f"{p.backends[0]} vs {p.backends[1]}"), str(p.compared), str(p.both_pass),
-          _cross_distance(p.largest) if p.largest else "n/a",
-          _e(f"{p.largest.case} ({'/'.join(p.largest.verdicts)})") if p.largest else "n/a",
-          _cross_distance(p.largest_both_pass) if p.largest_both_pass else "n/a",
-          _e(p.largest_both_pass.case) if p.largest_both_pass else "n/a"] for p in cross.pairs],
-        numeric={1, 2},
-    ))
-    if cross.never_compared:
-        body.append(f"<p>{len(cross.never_compared)} cases were measured on no pair of backends (numbers on at most one): "
-                    + ", ".join(_e(case) for case in cross.never_compared) + ".</p>")
-    if cross.rows:
-        rows = [[_e(r.case), _e(f"{r.backends[0]} vs {r.backends[1]}"), _e("/".join(r.verdicts)), _e(r.worst.output),
-                 "shapes differ" if r.worst.shapes_differ else _e(format_number(r.worst.max_abs_diff)),
-                 _e(format_number(r.worst.max_rel_diff)), _e(format_ratio(r.worst.judged)), _e(", ".join(r.explained_by) or "-")]
-                for r in cross.rows]
-        body.append(f"<details><summary>Every measurement ({len(rows)}), largest difference first</summary>")
-        body.append(_table(["case", "backends", "verdicts", "output", "abs difference", "rel difference", "x tol", "known divergence"],
-                           rows, numeric={4, 5, 6}))
-        body.append("</details>")
-    if cross.skipped:
-        items = "".join(f"<li>{_e(case)} ({_e(' vs '.join(b))}): {_e(reason)}</li>" for case, b, reason in cross.skipped)
-        body.append(f"<details><summary>{len(cross.skipped)} case pairs not measured</summary><ul>{items}</ul></details>")
-    return body
-
-
-def _serialization(report: Report) -> list[str]:
-    if report.serialization is None:
-        return ["<p>Not run (nox runs it after the parity sessions: nox -s serialization).</p>"]
-    return [
-        "<p>Each case's Functional model saved with model.save() on one backend and loaded on another: against the float64 "
-        "reference, and the largest difference from the saving backend's own outputs.</p>",
-        _table(
-            ["saved on", "loaded on", "models", "pass", "worst ratio (abs)", "largest difference from the saving backend", "not passing"],
-            [[_e(r.saved_on), _e(r.loaded_on), str(r.models), str(r.passed), _ratio(r.judged), _e(format_number(r.largest_difference)),
-              _e(", ".join(r.failures) or "none")] for r in report.serialization],
-            numeric={2, 3, 5},
-        ),
-    ]
-
-
-def _growth(report: Report) -> list[str]:
-    growth = report.growth
-    if growth is None:
-        return ["<p>Not run (python -m harness growth, part of the parity sessions).</p>"]
-    rows = []
-    for time, units in growth.keys:
-        cells = []
-        for backend in growth.backends:
-            point = growth.point(backend, time, units)
-            cells.append("not run" if point is None else ("error" if point.status == "error" else _ratio(point.judged)))
-        rows.append([str(time), str(units), *cells])
-    return [
-        "<p>One float32 LSTM against the float64 reference: the largest ratio of error to tolerance over output, h and c.</p>",
-        _table(["steps", "units", *growth.backends], rows, numeric={0, 1}),
-        f"<p>Largest ratio anywhere: {_ratio(growth.worst)}.</p>",
-    ]
-
-
 def _gradients(report: Report) -> list[str]:
-    """Gradient errors per case and backend, the shared layer against two instances, training against NumPy."""
-    data = report.gradients
-    if data is None:
-        return ["<p>Not run (python -m harness gradients / training, part of the release parity sessions).</p>"]
-    by = {(row.case, row.backend): row for row in data.rows}
-    rows = []
-    for case in sorted({row.case for row in data.rows}):
-        cells = []
-        for backend in data.backends:
-            row = by.get((case, backend))
-            cells.append("not run" if row is None else f"{_verdict(row.verdict)} {_ratio(row.judged)}"
-                         + ("" if row.verdict == "pass" else f" at {_e(row.where)}"
-                            + (f" (forward: {_e(', '.join(row.forward_divergences))})" if row.forward_divergences else "")))
-        rows.append([_e(case), *cells])
-    body = ["<p>Each backend's own autodiff of a seeded MSE loss, in every API, against the float64 NumPy backward pass: "
-            "the largest ratio of error to tolerance over every gradient and the loss.</p>",
-            _table(["case", *data.backends], rows)]
-    pairs = [f"{_e(backend)}: shared layer = sum of two instances' gradients: {'yes' if passed else '<strong>no</strong>'}"
-             + (f" (largest ratio {ratio:.2g})" if ratio is not None else "") for backend, _, _, passed, ratio, _ in data.shared_pairs]
-    if pairs:
-        body.append("<ul>" + "".join(f"<li>{pair}</li>" for pair in pairs) + "</ul>")
-    if data.cross_compared is not None:
-        largest = "; ".join(f"{_e(name)}: " + (f"shapes differ at {_e(row.get('case'))} {_e(row.get('output'))}"
-                                                  if row.get("max_abs_diff") is None else
-                                                  f"{_e(format_number(row['max_abs_diff']))} at {_e(row.get('case'))} {_e(row.get('output'))}")
-                            for name, row in data.cross_largest)
-        body.append(f"<p>Backend against backend (measurements, not a check): {data.cross_compared} gradients measured on two "
-                    f"backends, whatever their verdicts; the largest difference per pair: {largest or 'n/a'}.</p>")
-        if data.cross_missing:
-            body.append("<ul>" + "".join(f"<li><strong>{_e(entry.get('case'))}: gradient {_e(entry.get('raw_output'))} named by the "
-                                         "record is missing from its arrays</strong></li>" for entry in data.cross_missing) + "</ul>")
-    if data.training:
-        body.append(_table(["backend", "optimizer", "entry point", "status", "largest ratio", "losses reported"], [
-            [_e(run.backend), _e(run.optimizer), _e(run.entry_point), _verdict(run.status) + (f": {_e(run.error)}" if run.error else ""),
-             _ratio(run.judged), _e(", ".join(f"{value:.7g}" for value in run.keras_losses))] for run in data.training]))
-    longs = [f"{_e(backend)} {_e(optimizer)}: {distances[-1]:.2g} after {len(distances)} steps"
-             for backend, optimizer, distances in data.long_runs if distances]
-    if longs:
-        body.append("<p>Largest weight difference to the NumPy trajectory: " + "; ".join(longs) + ".</p>")
-    drifts = [f"{_e(line.backend)} {_e(line.optimizer)} {_e(line.policy)}: "
-              + (f"<strong>cannot train: {_e(line.error)}</strong>" if line.error else
-                 f"{line.distances[-1]:.2g} after {len(line.distances)} steps, worst {line.worst_ratio:.2g} of its bound"
-                 + ("" if line.passed else f" (beyond the bound, known: {_e(' '.join(line.known.split()))})" if line.known
-                    else " (<strong>beyond what rounding explains</strong>)")
-                 + (f", loss scale {line.loss_scale:g}" if line.loss_scale is not None else ""))
-              for line in data.drift if line.passed is not None or line.error]
-    if drifts:
-        body.append("<p>Drift against what rounding explains (see the drift figure):</p><ul>"
-                    + "".join(f"<li>{text}</li>" for text in drifts) + "</ul>")
-    return body
+    """The gradients and training section, formatted (as render_html writes it)."""
+    return _section_body(report_document.gradients_section(report))
 
 
 def _faults(report: Report) -> list[str]:
-    faults = report.faults
-    if faults is None:
-        return ["<p>Not run (nox -s faults).</p>"]
-    body = [
-        "<p>Each fault is patched into Keras at run time (never into the reference) and run through the harness on the cases "
-        "it names; a case detects it when its verdict after the known-divergence claims fails while the same case run unmodified "
-        "does not fail, its outputs differ from the unmodified ones, and its builds ran the kernel path the fault patches. The "
-        "same cases run unmodified must pass (or be explained by a claim).</p>",
-        "<p>Detection: " + _e("; ".join(
-            f"{d.backend} {d.detected} of {d.total}" + (f" ({d.errors} errors of the study)" if d.errors else "") + f", {len(d.false_alarms)} false alarms"
-            for d in faults.detection
-        )) + ".</p>",
-    ]
-    for detection in faults.detection:
-        for blind in detection.blind_sweeps:
-            body.append(f'<p><span class="r-over">{_e(f"{detection.backend}: the sweep detected no perturbation ({blind}).")}</span></p>')
-        if detection.missed:
-            missed = f"Missed at this precision ({detection.backend}, {detection.precision}): {', '.join(detection.missed)}."
-            body.append(f'<p><span class="r-over">{_e(missed)}</span></p>')
-    rows = []
-    for row in faults.rows:
-        cells = []
-        for backend in faults.backends:
-            cell = row.cells[backend]
-            band = {"detected": "ok", "undetected": "over", "error": "over"}.get(cell.status, "missing")
-            text = cell.status if cell.status == "not run" else f"{cell.status} ({cell.flagged}/{cell.runs} cases, error up to {format_number(cell.worst_error)})"
-            cells.append(f'<span class="r-{band}">{_e(text)}</span>')
-        rows.append([_e(row.name), _e(row.description), *cells])
-    body.append(_table(["fault", "what it does", *faults.backends], rows))
-    if faults.sweep:
-        body.append("<p>Smallest constant added to the forget gate's pre-activation that the tolerances flag, per dtype:</p>")
-        body.append(_table(["dtype", "case", *faults.backends], [[_e(s.dtype), _e(s.case), *(_e(s.cells[b]) for b in faults.backends)] for s in faults.sweep]))
-    if faults.cases:
-        body.append("<p>Per case: the verdict, the faulted run's verdict after claims against the unmodified run's, and the kernel path "
-                    "its builds ran:</p>")
-        body.append(_table(["fault", "case", *faults.backends], [[_e(c.fault), _e(c.case), *(_e(c.cells[b]) for b in faults.backends)] for c in faults.cases]))
-    return body
-
-
-def _tolerances(report: Report) -> list[str]:
-    rows = [
-        [_e(t.dtype), _e(t.quantity), _e(format_tolerance(t.rtol)), _e(format_tolerance(t.atol)), _e(format_tolerance(t.rel_floor)),
-         {True: "yes", False: "no", None: "n/a"}[t.measured], _e(t.reason)]
-        for t in report.tolerances
-    ]
-    body = [
-        "<p>An element fails when |actual - expected| &gt; atol + rtol * |expected|; the ratio is the largest "
-        "|actual - expected| / (atol + rtol * |expected|) over the elements.</p>",
-        _table(["dtype", "quantity", "rtol", "atol", "rel floor", "measured", "reason"], rows, numeric={2, 3, 4}),
-    ]
-    if report.tolerance_differences:
-        body.append("<ul>" + "".join(f"<li>{_e(d)}</li>" for d in report.tolerance_differences) + "</ul>")
-    return body
-
-
-def _settings(settings: dict[str, Any]) -> str:
-    return _e(", ".join(f"{k}={v}" for k, v in settings.items()) or "none")
-
-
-def _environment(report: Report) -> list[str]:
-    runs = [e for e in report.environments if e.kind == "run"]
-    keys = [k for k in dict.fromkeys(k for e in runs for k in e.versions) if k not in report.backends]
-    rows = [
-        [_e(e.backend), _e(f"{e.device} ({e.device_class})"), _e(e.precision_mode), *(_e(e.versions.get(k, "n/a")) for k in keys), _e(e.versions.get(e.backend, "n/a")),
-         _settings(e.settings), _e("none" if e.seed is None else e.seed), _e(e.started), _e(e.finished), _e(format_seconds(e.wall_time_s)), f"<code>{_e(e.command)}</code>"]
-        for e in runs
-    ]
-    body = [_table(["backend", "device (class)", "precision", *keys, "backend version", "settings", "seed", "started", "finished", "wall time", "command"], rows)]
-    details = [e for e in runs if e.device_details]
-    if details:
-        body.append("<p>Devices:</p><ul>" + "".join(
-            f"<li>{_e(e.backend)}: {_e(', '.join(f'{name} {value}' for name, value in e.device_details))}</li>" for e in details) + "</ul>")
-    body.append("<p>Verdicts: the divergence file each backend's cases were classified against.</p>")
-    body.append(_table(
-        ["backend", "divergence file", "sha256", "classified", "run classified"],
-        [[_e(e.backend), f"<code>{_e(e.verdicts.file)}</code>", f"<code>{_e(e.verdicts.sha256)}</code>", _e(e.verdicts.classified),
-          _e(e.verdicts.run_started) + ("" if e.verdicts.matches_run else " <strong>(not this run)</strong>")]
-         if e.verdicts else [_e(e.backend), "not classified", "-", "-", "-"] for e in runs],
-    ))
-    side = [e for e in report.environments if e.kind != "run"]
-    if side:
-        body.append("<details><summary>Side records (probes, growth, faults, serialization)</summary>")
-        body.append(_table(
-            ["record", "backend", "device (class)", "settings", "seed", "started", "finished", "command"],
-            [[_e(e.kind), _e(e.backend), _e(f"{e.device} ({e.device_class})"), _settings(e.settings), _e("none" if e.seed is None else e.seed), _e(e.started),
-              _e(e.finished), f"<code>{_e(e.command)}</code>"] for e in side],
-        ))
-        body.append("</details>")
-    if report.notes:
-        body.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in report.notes) + "</ul>")
-    return body
-
-
-def _claim_study(report: Report) -> list[str]:
-    """Per known-divergence claim, the largest injected fault it absorbs against the largest error it explains."""
-    data = report.claim_study
-    if data is None:
-        return ["<p>Not run (python -m harness claims DIR, part of the report session).</p>"]
-    body = [f"<p>Every case a claim explains, replayed with faults injected into its recorded outputs (a forget-gate bias offset "
-            f"stepped down until undetected, a gate swap, an error in an output the claim does not name, another exception or "
-            f"message) and judged again. A claim fails when it absorbs a fault more than {data.factor:g}x the largest error it "
-            f"explains. " + ("Every claim holds." if data.passed else "<strong>Some claims absorb faults.</strong>") + "</p>"]
-    rows = [[_e(row.claim), _e(row.kind), _e(", ".join(row.backends)), str(row.cases), str(row.faults_tried), str(row.faults_absorbed),
-             _e(format_number(row.largest_explained_error)), _e(format_number(row.largest_absorbed_error)), _e(format_number(row.ratio)),
-             "ok" if row.passed else "<strong>too loose</strong>: " + _e("; ".join(row.reasons))]
-            for row in data.rows]
-    body.append(_table(["claim", "kind", "backends", "cases", "faults tried", "absorbed", "largest error explained",
-                        "absorbs no fault larger than", "ratio", "verdict"], rows, numeric={3, 4, 5, 6, 7, 8}))
-    bounds = [f"<li><code>{_e(row.claim)}</code>: {_e(row.bound_line())}</li>" for row in data.rows if row.gradient_cases]
-    if bounds:
-        body.append("<p>Gradient faults (a zeroed kernel gradient, the kernel gradient scaled by 1 + k stepped down until "
-                    "absorbed), judged by the gradient study:</p><ul>" + "".join(bounds) + "</ul>")
-    lost = [f"<li><code>{_e(row.claim)}</code>: {len(row.not_explained_now)} recorded cases it no longer explains, not studied "
-            f"(first: {_e(row.not_explained_now[0])})</li>" for row in data.rows if row.not_explained_now]
-    if lost:
-        body.append("<p>Claims that no longer explain what their records say they explained (re-judged):</p><ul>" + "".join(lost) + "</ul>")
-    return body
-
+    """The fault section, formatted (as render_html writes it)."""
+    return _section_body(report_document.faults_section(report))
 
 def _navigation() -> list[str]:
     items = "".join(f'<li><a href="#{anchor}">{_e(title)}</a></li>' for anchor, title in SECTIONS)
@@ -735,12 +239,8 @@ def _navigation() -> list[str]:
 
 def render_html(report: Report, figures: dict[str, bytes]) -> str:
     """The whole report.html for a built report model; ``figures`` maps caption -> PNG bytes."""
-    bodies = {
-        "attention": _attention(report), "known": _known(report), "between-versions": _between_versions(report), "closest": _closest(report), "summary": _summary(report),
-        "figures": _figures(figures), "reference": _reference(report), "apis": _apis(report), "pairwise": _pairwise(report),
-        "serialization": _serialization(report), "growth": _growth(report), "gradients": _gradients(report), "claims": _claim_study(report), "faults": _faults(report),
-        "tolerances": _tolerances(report), "environment": _environment(report),
-    }
+    bodies = {section.anchor: _section_body(section) for section in report_document.build_document(report, figures)
+              if "html" in section.formats}
     lines = [
         "<!DOCTYPE html>",
         '<html lang="en">',

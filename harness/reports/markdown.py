@@ -3,17 +3,22 @@
 It leads with what needs attention (failures, unexplained cross-backend disagreements), then the known
 divergences and the possibly resolved ones, then the closest calls; the long tables come after, largest
 ratio first, with all but their first rows folded. ``harness.reports.publish.write_report`` writes it.
+
+Every section is built once as a neutral document (harness.reports.report_document) and only formatted here
+(_section_lines); this module writes the title, the flagged records and the attention line above them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from harness.reports.between_versions import KINDS, TITLES, still_present_by_claim
+from harness.reports import report_document
+from harness.reports.document import (
+    Arrow, Block, BulletList, CaseOutcome, Code, Content, Folded, FoldedText, Heading, Inline, JudgedText, Link, Linked, ListItem,
+    Marked, OneLine, Paragraph, Section, Spacer, Strong, Table, Verdict, blocks_for,
+)
 from harness.reports.model import (
-    ATTENTION_VERDICTS, CaseResult, Claim, CrossRow, Failure, Judged, Report, build_report, format_agreement, format_case,
-    format_judged, format_names, format_number, format_ratio, format_seconds, format_tolerance, kind_cell,
+    Judged, Report, build_report, format_case, format_judged, format_ratio,
 )
 
 SHOWN_ROWS = 20  # rows of a long table shown before the rest is folded
@@ -38,7 +43,8 @@ def _judged(judged: Judged) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    """A Markdown table; an empty header cell is written as one space."""
+    lines = ["|" + "|".join(f" {name} " if name else " " for name in header) + "|", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
 
@@ -54,638 +60,92 @@ def _folded_table(header: list[str], rows: list[list[str]], what: str) -> list[s
     return lines
 
 
-def _case_line(result: CaseResult) -> str:
-    mark = VERDICT_MARK.get(result.verdict, result.verdict)
-    where = f" at {result.worst.api}/{result.worst.output}" if result.worst is not None else ""
-    measured = "" if not result.items else f", worst ratio {_judged(result.judged)}{where}"
-    return f"- **{result.case}** ({result.dtype}, {result.entry_point}): {mark}{measured}"
+def _inline(part: Inline) -> str:
+    """One piece of document content as Markdown."""
+    if isinstance(part, JudgedText):
+        if part.markdown == "ratio":
+            return _ratio(part.judged)
+        return format_judged(part.judged) if part.markdown == "plain" else _judged(part.judged)
+    if isinstance(part, CaseOutcome):
+        text = format_case(part.result)
+        return f"**{text}**" if part.result is not None and part.result.judged.band == "over" else text
+    if isinstance(part, Strong):
+        return f"**{part.text}**"
+    if isinstance(part, Marked):
+        return f"**{part.text}**" if part.band == "over" else part.text
+    if isinstance(part, Code):
+        return f"`{part.text}`"
+    if isinstance(part, OneLine):
+        return _cell(part.text)
+    if isinstance(part, Verdict):
+        return VERDICT_MARK.get(part.verdict, part.text) if part.markdown_mark else part.text
+    if isinstance(part, Linked):
+        return _cell(part.text)
+    if isinstance(part, Arrow):
+        return " -> "
+    if isinstance(part, Link):
+        return f"[{part.text}](#{part.target})"
+    if isinstance(part, FoldedText):
+        return f"<details><summary>{part.summary}</summary>" + "".join(_inline(inner) for inner in part.content) + "</details>"
+    return part
 
 
-def _failure(failure: Failure) -> list[str]:
-    result = failure.result
-    lines = [_case_line(result)]
-    if result.error is not None:
-        where = f" ({_cell(result.error.where)})" if result.error.where else ""
-        lines.append(f"  - raised {result.error.type}{where}: {_cell(result.error.message)}")
-    for item in failure.failing_items:
-        lines.append(f"  - {_cell(item.message)} (ratio {_ratio(item.judged)})")
-    lines += [f"  - {_cell(problem)}" for problem in failure.other_problems]
-    for row in failure.api_disagreements:
-        lines.append(
-            f"  - APIs disagree: {row.apis[0]} vs {row.apis[1]} on {row.output}: {format_number(row.max_abs_diff)} "
-            f"(bound {format_number(row.bound)}, ratio {_ratio(row.judged)})"
-        )
-    for row in failure.cross_distances:
-        lines.append(f"  - {row.backends[0]} vs {row.backends[1]} (measured): {_cross_distance(row)}")
-    lines += [f"  - applicable divergence did not match: {_cell(reason)}" for reason in result.unexplained]
-    if not result.classified:
-        lines.append("  - not classified (no verdict file): known divergences were not checked")
-    return lines
+def _text(content: Content) -> str:
+    parts = content if isinstance(content, tuple) else (content,)
+    return "".join(_inline(part) for part in parts)
 
 
-def _attention(report: Report) -> list[str]:
-    lines = ["## Needs attention", ""]
-    if report.warnings:
-        lines += [f"- Warning: {_cell(w)}" for w in report.warnings] + [""]
-    lines += [f"### Failures ({len(report.failures)})", ""]
-    if not report.failures:
-        lines.append("None: no case failed, raised, timed out or was invalid.")
-    for backend in report.backends:
-        mine = [f for f in report.failures if f.result.backend == backend]
-        if mine:
-            counts = ", ".join(f"{sum(f.result.verdict == v for f in mine)} {v}" for v in ATTENTION_VERDICTS if any(f.result.verdict == v for f in mine))
-            lines += [f"#### {backend} ({counts})", ""]
-            for failure in mine:
-                lines += _failure(failure)
-            lines.append("")
-    lines += ["", f"### Raw outputs missing from the records ({len(report.cross.missing)})", ""]
-    if not report.cross.ran:
-        lines.append("Not checked (no cross_backend.json).")
-    elif not report.cross.missing:
-        lines.append("None: every output a run record names is in its arrays.")
-    else:
-        lines += [f"- {_cell(case)} ({' vs '.join(backends)}): {_cell(name)}" for case, backends, name in report.cross.missing]
-    unexplained = report.cross.unexplained_acceptance
-    lines += ["", f"### Refused on some backends, run on others, unexplained ({len(unexplained)})", ""]
-    if not report.cross.ran:
-        lines.append("Not checked (no cross_backend.json).")
-    elif not unexplained:
-        lines.append(f"None: {len(report.cross.acceptance)} such cases, each explained by an acceptance claim "
-                     "(see Known divergences).")
-    else:
-        lines += [f"- {_cell(row.case)}: refused on {', '.join(row.refused_on)}, runs on {', '.join(row.ran_on)}: "
-                  f"{_cell('; '.join(row.unexplained))}" for row in unexplained]
-    return lines
+def _block_lines(block: Block) -> list[str]:
+    if isinstance(block, Paragraph):
+        return [_text(block.content)]
+    if isinstance(block, Table):
+        rows = [[_cell(_text(cell)) for cell in row] for row in block.rows]
+        if block.folded is not None:
+            return _folded_table(list(block.header), rows, block.folded)
+        return _table(list(block.header), rows)
+    if isinstance(block, BulletList):
+        caption = [block.caption, ""] if block.caption is not None else []
+        lines = list(caption)
+        for item in block.items:
+            if isinstance(item, ListItem):
+                lines += [f"- {_text(item.content)}"] + [f"  - {_text(child)}" for child in item.children]
+            else:
+                lines.append(f"- {_text(item)}")
+        return lines
+    if isinstance(block, Spacer):
+        return []
+    if isinstance(block, Heading):
+        return ["#" * block.level + " " + _text(block.text)]
+    if isinstance(block, Folded):
+        return [f"<details><summary>{block.summary}</summary>", ""] + _blocks_lines(list(block.blocks)) + ["", "</details>"]
+    raise TypeError(f"not a document block: {block!r}")
 
 
-def _cross_distance(row: CrossRow) -> str:
-    """One measured distance: the largest absolute and relative difference, on which output, in units of the summed tolerances."""
-    pair = row.worst
-    if pair.shapes_differ:
-        return f"{_cell(pair.output)}: shapes differ"
-    return (f"{_cell(pair.output)}: {format_number(pair.max_abs_diff)} abs, {format_number(pair.max_rel_diff)} rel, "
-            f"{format_ratio(pair.judged)} of the summed tolerances")
-
-
-def _claim(claim: Claim, backends: tuple[str, ...]) -> list[str]:
-    lines = [f"#### {claim.id}", ""]
-    if not claim.described:
-        lines += ["Named by a verdict but described in no verdict file.", ""]
-    else:
-        lines += [
-            f"- Kind: {claim.kind}. Applies when: {_cell(claim.when) or 'n/a'}.",
-            *([f"- Explains a case only when {_cell(claim.checks)}."] if claim.checks else []),
-            f"- Observed: {_cell(claim.observed)}",
-            f"- Reference: {_cell(claim.reference)}",
-            f"- Upstream: {claim.upstream or 'no upstream issue found'}. Reproducer: `{claim.reproducer}`.",
-        ]
-    if claim.study is not None:
-        lines.append(f"- Under injected faults: {_cell(claim.study.bound_line())}.")
-        lines += [f"  - no longer explained: {_cell(line)}" for line in claim.study.not_explained_now[:5]]
-        if len(claim.study.not_explained_now) > 5:
-            lines.append(f"  - ... and {len(claim.study.not_explained_now) - 5} more")
-    for backend in backends:
-        cases = claim.explained.get(backend, ())
-        if cases:
-            impact = claim.impact(backend)
-            raised = f", {impact.raised} raise" if impact.raised else ""
-            names = ", ".join(c.case for c in cases)
-            if len(cases) > 8:
-                names = f"<details><summary>the {len(cases)} cases</summary>{names}</details>"
-            lines.append(
-                f"- Explained on {backend}: {len(cases)} case{'s' if len(cases) != 1 else ''}{raised}, worst ratio "
-                f"{format_judged(impact.worst)}: " + names
-            )
-            lines += [f"  - raised {where}" for where in _raised_where(cases)]
-    return lines + [""]
-
-
-def _raised_where(cases: tuple[CaseResult, ...]) -> list[str]:
-    """Where the explained cases that raised were raised (the build and the file, as recorded), with how many each."""
-    counts: dict[str, int] = {}
-    for case in cases:
-        if case.error is not None:
-            where = f"{case.error.type} {case.error.where}" if case.error.where else f"{case.error.type} (the record does not say where)"
-            counts[where] = counts.get(where, 0) + 1
-    return [f"{_cell(where)}: {count} case{'s' if count != 1 else ''}" for where, count in sorted(counts.items())]
-
-
-def _known(report: Report) -> list[str]:
-    seen = [c for c in report.claims if c.seen]
-    lines = ["## Known divergences", ""]
-    if not seen:
-        lines.append("None explained a case in this run.")
-    else:
-        lines += ["Cases each documented divergence explained (its claim checked against the measurements), per backend.", ""]
-        lines += _table(
-            ["divergence", "kind", *report.backends],
-            [[f"[{c.id}](#{c.id.lower()})", c.kind, *(str(len(c.explained.get(b, ()))) or "0" for b in report.backends)] for c in seen],
-        )
-        lines.append("")
-        for claim in seen:
-            lines += _claim(claim, report.backends)
-    unseen = [c.id for c in report.claims if not c.seen]
-    if unseen:
-        lines += ["", "Documented but explaining no case in this run: " + ", ".join(f"`{i}`" for i in unseen) + "."]
-    lines += ["", "### Possibly resolved", ""]
-    if not report.possibly_resolved:
-        lines.append("None: no divergence applies to a passing case where its alternative would have been distinguishable.")
-    else:
-        lines.append("Divergences that apply to these passing cases, where the claimed behaviour would have been distinguishable "
-                     "from the reference: the bug may be fixed.")
-        lines.append("")
-        lines += [f"- `{c.claim}` on {c.backend}: {', '.join(c.cases)}" for c in report.possibly_resolved]
-    return lines
-
-
-def _between_versions(report: Report) -> list[str]:
-    lines = ["## Between Keras versions", ""]
-    view = report.between_versions
-    if view is None and not report.other_between_versions:
-        return lines + ["No other Keras version was compared with this folder (`nox` runs keras-nightly beside the release "
-                        "and compares them; or `python -m harness between-versions results results/keras-nightly`)."]
-    if view is not None:
-        lines += _between_view(view, "###")
-    for other in report.other_between_versions:  # e.g. Keras 2 (results/tf-keras) against this folder's Keras 3
-        lines += ["", f"### {_cell(other.keras_line())}", ""] + _between_view(other, "####")
-    return lines
-
-
-def _between_view(view, level: str) -> list[str]:
-    """One comparison's counts, its changes by kind and its known divergences still present."""
+def _blocks_lines(blocks: list[Block]) -> list[str]:
+    """Blocks one after another, a blank line between two (none before a list under_previous)."""
     lines: list[str] = []
-    counts = view.counts
-    lines += [
-        f"What changed per case and backend from {_cell(view.keras_line())}, from the classified records of both "
-        f"(compared {view.compared}): {counts.get('fixed', 0)} fixed, {counts.get('regression', 0)} regressions, "
-        f"{counts.get('changed', 0)} changed behaviour, {counts.get('drift', 0)} drift beyond the sum of the two tolerances; "
-        f"{counts.get('still_present', 0)} known divergences still present, {counts.get('unchanged', 0)} unchanged. A failure on "
-        "the second version is judged with that version's numbers: a claim observed on the first never absorbs it.", "",
-    ]
-    for kind in KINDS:
-        changes = view.of_kind(kind)
-        lines += [f"{level} {TITLES[kind]} ({len(changes)})", ""]
-        if not changes:
-            lines += ["None.", ""]
-            continue
-        lines += _table(
-            ["case", "backend", "verdict", "magnitude", "what changed", "reproducer"],
-            [[_cell(c.case), c.backend, f"{c.old_verdict} -> {c.new_verdict}", _cell(c.magnitude), _cell(c.detail),
-              f"`{_cell(c.reproducer)}`"] for c in changes],
-        )
-        lines += [""]
-    grouped = still_present_by_claim(view)
-    lines += [f"{level} Known divergences still present ({len(view.still_present)})", ""]
-    if grouped:
-        lines += ["Known on the first version and failing on the second only because the claim's version range stops at the "
-                  "first: the same claim, its range ignored, describes the second measurement exactly (widen the range once "
-                  "confirmed).", ""]
-        lines += [f"- `{claims}` on {backend}: {len(cases)} case{'s' if len(cases) != 1 else ''} ({_cell(', '.join(cases))})" for claims, backend, cases in grouped]
-    else:
-        lines += ["None."]
-    others = [f"{len(view.only_old)} cases only in {_cell(view.old_folder)}" if view.only_old else "",
-              f"{len(view.only_new)} cases only in {_cell(view.new_folder)}" if view.only_new else "",
-              f"{len(view.not_compared)} not compared ({_cell('; '.join(view.not_compared[:5]))})" if view.not_compared else ""]
-    if any(others):
-        lines += ["", "Not classified: " + ", ".join(part for part in others if part) + "."]
+    for index, block in enumerate(blocks):
+        if index and not (isinstance(block, BulletList) and block.under_previous):
+            lines.append("")
+        lines += _block_lines(block)
     return lines
 
 
-def _closest(report: Report) -> list[str]:
-    lines = ["## Closest calls", "", "The passing cases nearest their tolerance (ratio = error / tolerance; 1 would fail).", ""]
-    if not report.closest_calls:
-        return lines + ["No passing case was measured."]
-    rows = []
-    for r in report.closest_calls:
-        item = r.worst
-        rows.append([
-            _cell(r.case), r.backend, r.dtype, _ratio(r.judged), format_number(r.judged.abs_error),
-            f"{item.api}/{item.output}" if item else "n/a",
-            f"rtol {format_tolerance(item.rtol)}, atol {format_tolerance(item.atol)}" if item else "n/a",
-        ])
-    return lines + _table(["case", "backend", "dtype", "ratio", "abs error", "where", "tolerance"], rows)
-
-
-def _summary(report: Report) -> list[str]:
-    verdicts = [v for v in report.summaries[0].counts] if report.summaries else []
-    rows = []
-    for s in report.summaries:
-        device = s.device + (f" ({s.device_class})" if s.device_class not in ("cpu", "?") else "")
-        rows.append([
-            s.backend, device, str(s.cases), *(str(s.counts.get(v, 0)) for v in verdicts), format_seconds(s.wall_time_s),
-            s.fault or "none", "yes" if s.classified else "**no**",
-        ])
-    lines = ["## Summary", ""] + _table(["backend", "device", "cases", *verdicts, "wall time", "fault injected", "classified"], rows)
-    lines += _kinds(report)
-    c = report.coverage
-    if c.configurations:
-        lines += [
-            "",
-            f"Combinations exercised: {c.configurations} distinct configurations (combinations of axis values), "
-            f"{c.model_runs} model runs (configuration x API x backend), covering {c.values} values of {len(c.axes)} axes:",
-            "",
-            "; ".join(f"{axis} ({count})" for axis, count in c.axes) + ".",
-        ]
-    return lines + _kernels(report)
-
-
-def _kinds(report: Report) -> list[str]:
-    """The layer kinds side by side: each kind's cases and verdicts on every backend."""
-    if len(report.kind_rows) < 2:
-        return []
-    rows = [[f"`{row.kinds}`", *(kind_cell(row, backend) for backend in report.backends)] for row in report.kind_rows]
-    return ["", "### By layer kind", "", "Cases per recurrent kind (mixed stacks as `a+b`; a Bidirectional or branches "
-            "counts as the kind it wraps), the verdicts on each backend:", ""] + _table(["kind", *report.backends], rows)
-
-
-def _kernels(report: Report) -> list[str]:
-    """Which kernel path the builds ran, as observed during each run (not inferred from Keras's rules)."""
-    if not report.kernels:
-        return []
-    lines = [
-        "", "### Kernel paths", "",
-        "Observed while each build ran: `fused` (the layer's fused entry point computed it: a cuDNN kernel, or JAX's own GRU "
-        "scan, which runs on CPU), `generic` (Keras's loop, `backend.rnn`), `fallback_loop` "
-        "(the backend's own non-cuDNN loop inside its fused entry point: PyTorch's `_fallback_lstm` and `_fallback_gru`); `fused_declined->` "
-        "the fused entry point refused before any kernel ran, `fused_failed->` a cuDNN kernel ran and failed, then the next "
-        "path. Builds (case x API) per path:", "",
-    ]
-    rows = [
-        [k.backend, k.precision_mode, str(k.builds), _cell("; ".join(f"{path}: {n}" for path, n in k.paths)),
-         _cell(format_names(k.fused_cases)), _cell(format_names(k.failed_cases))]
-        + ([f"{k.unrecorded} builds without a recorded path"] if k.unrecorded else [""])
-        for k in report.kernels
-    ]
-    lines += _table(["backend", "precision", "builds", "paths (builds)", "cases that ran fused", "cases whose fused kernel failed", "note"], rows)
-    lines += _fused_on_cpu(report)
-    if report.kernel_rows:
-        lines += ["", f"<details><summary>Kernel path per case ({len(report.kernel_rows)} cases)</summary>", ""]
-        lines += _table(["case", *report.backends], [[_cell(r.case), *(_cell(r.cells[b]) for b in report.backends)] for r in report.kernel_rows])
-        lines += ["", "</details>"]
-    return lines
-
-
-def _fused_on_cpu(report: Report) -> list[str]:
-    """The kernel = fused_on_cpu cases: Keras's fused-path code driven on CPU through a stand-in kernel."""
-    if not report.fused_on_cpu:
-        return []
-    lines = [
-        "", "### Fused path on CPU", "",
-        "Cases with `kernel = fused_on_cpu` run Keras's own fused-path code (weight re-layout, go_backwards, states, "
-        "Bidirectional's fused call) with its GPU check opened and the cuDNN kernel replaced by a CPU stand-in: "
-        "`jax.experimental.rnn.lstm_ref` on JAX, `torch._VF.lstm` on CPU on PyTorch; TensorFlow's `CudnnRNNV3` has no CPU "
-        "kernel, so a recorder checks that the fused path reaches it and declines (the numbers are then the generic "
-        "loop's). Every case that could take the fused path on a GPU has such a twin. Worst error against the reference "
-        "of the passing ones, beside their as-shipped twins:", "",
-    ]
-    rows = [
-        [f.backend, str(f.cases), _cell(", ".join(f"{verdict} {n}" for verdict, n in f.verdicts)), str(f.ran_fused),
-         str(f.reached_kernel), str(f.never_reached), format_number(f.worst_fused), format_number(f.worst_twin)]
-        for f in report.fused_on_cpu
-    ]
-    lines += _table(["backend", "cases", "verdicts", "ran the stand-in kernel", "reached the kernel", "declined before it",
-                     "worst error, fused", "worst error, as shipped"], rows)
-    findings = [(f.backend, *row) for f in report.fused_on_cpu for row in f.not_passing]
-    if findings:
-        claims: dict[tuple[str, str, str], list[str]] = {}
-        for backend, case, verdict, explained in findings:
-            claims.setdefault((backend, verdict, explained), []).append(case)
-        lines += ["", "What the fused path does differently (cases by verdict and the claim that explains them):", ""]
-        lines += _table(["backend", "verdict", "explained by", "cases"],
-                        [[backend, verdict, _cell(explained), _cell(format_names(tuple(cases), 4))] for (backend, verdict, explained), cases in claims.items()])
-    return lines
-
-
-def _reference(report: Report) -> list[str]:
-    lines = [
-        "## Against the float64 NumPy reference", "",
-        "Each cell: verdict, then the largest ratio of error to tolerance over every API and output of the case, with that "
-        "output's absolute error. Rows: largest ratio first.", "",
-    ]
-    rows = [[_cell(r.case), r.dtype, r.entry_point, *(_cell(format_case(r.cells[b])) if r.cells[b] is None or r.cells[b].judged.band != "over" else f"**{_cell(format_case(r.cells[b]))}**" for b in report.backends)] for r in report.case_rows]
-    return lines + _folded_table(["case", "dtype", "entry point", *report.backends], rows, "cases")
-
-
-def _apis(report: Report) -> list[str]:
-    lines = [
-        "## Sequential, Functional and subclassed models", "",
-        "The same case built in every API it can be written in, with identical weights, compared output by output "
-        "against the bound the APIs must meet (0: bitwise).", "",
-    ]
-    lines += [
-        f"- {s.backend}: {s.bitwise} of {s.cases} cases bitwise equal across APIs, {s.within} within their bound"
-        + (f"; outside: {', '.join(s.outside)}" if s.outside else "") + "."
-        for s in report.api_summaries
-    ]
-    differing = [r for r in report.api_rows if not r.bitwise]
-    if differing:
-        lines += ["", "Cases whose APIs are not bitwise equal somewhere (largest ratio first):", ""]
-        rows = []
-        for r in differing:
-            cells = []
-            for b in report.backends:
-                cell = r.cells[b]
-                if cell is None or not cell.api_agreement:
-                    cells.append("n/a")
-                else:
-                    cells.append(format_agreement(cell.api_judged, all(a.bitwise_equal for a in cell.api_agreement)))
-            rows.append([_cell(r.case), ", ".join(r.apis), *cells])
-        lines += _folded_table(["case", "APIs", *report.backends], rows, "cases")
-    return lines
-
-
-def _cross(report: Report) -> list[str]:
-    lines = ["## Backend against backend (measurements)", ""]
-    cross = report.cross
-    if not cross.ran:
-        return lines + ["Not run (no cross_backend.json in this folder)."]
-    lines += ["How far apart the same case (same inputs, same weights) is on two backends: every case both backends "
-              "produced numbers for, whatever their verdicts, the output with the largest difference per case. These are "
-              "measurements, not a check: a case that passes on both backends is within the sum of their tolerances by "
-              "construction (each side is within its own tolerance of the same float64 reference), and a known or failing "
-              "side is already reported against the reference. 'x tol' is the difference in units of the two sides' "
-              "tolerances summed.", ""]
-    lines += _table(
-        ["backends", "cases measured", "pass on both", "largest difference", "its case (verdicts)", "largest, both pass", "its case"],
-        [[f"{p.backends[0]} vs {p.backends[1]}", str(p.compared), str(p.both_pass),
-          _cross_distance(p.largest) if p.largest else "n/a",
-          f"{_cell(p.largest.case)} ({'/'.join(p.largest.verdicts)})" if p.largest else "n/a",
-          _cross_distance(p.largest_both_pass) if p.largest_both_pass else "n/a",
-          _cell(p.largest_both_pass.case) if p.largest_both_pass else "n/a"] for p in cross.pairs],
-    )
-    if cross.never_compared:
-        lines += ["", f"{len(cross.never_compared)} cases were measured on no pair of backends (numbers on at most one): "
-                      + ", ".join(_cell(case) for case in cross.never_compared) + "."]
-    if cross.rows:
-        shown = cross.rows[:SHOWN_ROWS]
-        lines += ["", f"The {len(shown)} cases with the largest differences:", ""]
-        lines += _table(
-            ["case", "backends", "verdicts", "output", "abs difference", "rel difference", "x tol", "known divergence"],
-            [[_cell(r.case), f"{r.backends[0]} vs {r.backends[1]}", "/".join(r.verdicts), _cell(r.worst.output),
-              "shapes differ" if r.worst.shapes_differ else format_number(r.worst.max_abs_diff), format_number(r.worst.max_rel_diff),
-              format_ratio(r.worst.judged), _cell(", ".join(r.explained_by) or "-")] for r in shown],
-        )
-        rest = cross.rows[SHOWN_ROWS:]
-        if rest:
-            lines += ["", f"{len(rest)} more cases, each with a difference of at most {format_number(rest[0].worst.max_abs_diff)} "
-                      "(every measurement is in report.html and cross_backend.json)."]
-    if cross.skipped:
-        lines += ["", f"<details><summary>{len(cross.skipped)} case pairs not measured</summary>", ""]
-        lines += [f"- {_cell(case)} ({' vs '.join(backends)}): {_cell(reason)}" for case, backends, reason in cross.skipped]
-        lines += ["", "</details>"]
-    return lines
-
-
-def _serialization(report: Report) -> list[str]:
-    lines = ["## Train on one backend, serve on another", ""]
-    if report.serialization is None:
-        return lines + ["Not run (nox runs it after the parity sessions: nox -s serialization)."]
-    lines += ["Each case's Functional model saved with model.save() on one backend and loaded on another: against the "
-              "float64 reference (worst ratio to the tolerance), and the largest difference from the saving backend's own outputs.", ""]
-    return lines + _table(
-        ["saved on", "loaded on", "models", "pass", "worst ratio", "largest difference from the saving backend", "not passing"],
-        [[r.saved_on, r.loaded_on, str(r.models), str(r.passed), _judged(r.judged), format_number(r.largest_difference),
-          _cell(", ".join(r.failures)) or "none"] for r in report.serialization],
-    )
-
-
-def _growth(report: Report) -> list[str]:
-    lines = ["## Error as the sequence grows", ""]
-    growth = report.growth
-    if growth is None:
-        return lines + ["Not run (python -m harness growth, part of the parity sessions)."]
-    lines += ["One float32 LSTM against the float64 reference: the largest ratio of error to tolerance over output, h and c, "
-              "with its absolute error.", ""]
-    rows = []
-    for time, units in growth.keys:
-        cells = []
-        for backend in growth.backends:
-            point = growth.point(backend, time, units)
-            cells.append("not run" if point is None else ("error" if point.status == "error" else _judged(point.judged)))
-        rows.append([str(time), str(units), *cells])
-    lines += _table(["steps", "units", *growth.backends], rows)
-    return lines + ["", f"Largest ratio anywhere: {_judged(growth.worst)}."]
+def _section_lines(section: Section) -> list[str]:
+    """A document section: its heading, then its blocks, a blank line between two (none before a list under_previous)."""
+    if "markdown" not in section.formats:
+        raise ValueError(f"the {section.anchor} section is not part of REPORT.md")
+    return [f"## {section.title}", ""] + _blocks_lines(blocks_for(section, "markdown"))
 
 
 def _gradient_lines(report: Report) -> list[str]:
-    """The "Gradients and training" section: gradient errors per case and backend, the shared layer against two
-    instances, backends against each other, and the training trajectories against the NumPy loop."""
-    lines = ["## Gradients and training", ""]
-    data = report.gradients
-    if data is None:
-        return lines + ["Not run (python -m harness gradients / training, part of the release parity sessions)."]
-    lines += ["Each backend's own autodiff (TensorFlow's GradientTape, jax.value_and_grad over stateless_call, torch.autograd) "
-              "of a seeded MSE loss, in every API, against the float64 NumPy backward pass: the largest ratio of error to "
-              "tolerance over every weight's gradient, the input's and the loss.", ""]
-    cases = sorted({row.case for row in data.rows})
-    by = {(row.case, row.backend): row for row in data.rows}
-    rows = []
-    for case in cases:
-        cells = []
-        for backend in data.backends:
-            row = by.get((case, backend))
-            if row is None:
-                cells.append("not run")
-                continue
-            text = f"{row.verdict} {_judged(row.judged)}"
-            if row.verdict not in ("pass",):
-                text += f" at {row.where}" + (f" (forward: {', '.join(row.forward_divergences)})" if row.forward_divergences else "")
-            cells.append(_cell(text))
-        rows.append([_cell(case), *cells])
-    lines += _table(["case", *data.backends], rows)
-    for backend, shared, separate, passed, ratio, _ in data.shared_pairs:
-        lines += ["", f"- {backend}: the shared layer of {shared} against two separate instances holding its weights "
-                      f"({separate}): its gradient {'is' if passed else 'is NOT'} the sum of the two instances' gradients "
-                      f"(largest ratio {ratio if ratio is None else f'{ratio:.2g}'})."]
-    if data.cross_compared is not None:
-        lines += ["", f"Backend against backend (measurements, not a check): {data.cross_compared} gradients measured on two "
-                      "backends, whatever their verdicts; the largest difference per pair:"]
-        lines += [f"- {name}: {_gradient_distance(row)}" for name, row in data.cross_largest]
-        lines += [f"- **{entry.get('case')} ({' vs '.join(entry.get('backends') or ())}): gradient {entry.get('raw_output')} named by "
-                  "the record is missing from its arrays**" for entry in data.cross_missing]
-    if data.training:
-        lines += ["", "Training (identical weights and batches, no shuffling) against the NumPy loop: the losses Keras reported "
-                      "(train_on_batch: each batch's; fit: the running mean) and the final weights.", ""]
-        rows = []
-        for run in data.training:
-            losses = ", ".join(f"{value:.7g}" for value in run.keras_losses)
-            status = run.status + (f": {run.error}" if run.error else "")
-            rows.append([run.backend, run.optimizer, run.entry_point, _cell(status), _judged(run.judged), _cell(losses)])
-        lines += _table(["backend", "optimizer", "entry point", "status", "largest ratio", "losses reported"], rows)
-    for backend, optimizer, distances in data.long_runs:
-        if distances:
-            marks = sorted({0, len(distances) // 4, len(distances) // 2, len(distances) - 1})
-            lines += ["", f"- {backend} {optimizer}, {len(distances)} train_on_batch steps: largest weight difference to the NumPy "
-                          "trajectory " + ", ".join(f"{distances[k]:.2g} after step {k + 1}" for k in marks) + "."]
-    judged = [line for line in data.drift if line.passed is not None or line.error]
-    if judged:
-        lines += ["", "Drift of the long runs against what rounding explains (float32: k * eps32 * W_k; a mixed policy: "
-                      "eps_compute / eps32 times the float32 drift measured; the drift plot in report.html):"]
-        for line in judged:
-            scale = f"; loss scale {line.loss_scale:g}" if line.loss_scale is not None else ""
-            if line.error:
-                lines.append(f"- **{line.backend} {line.optimizer} {line.policy}: cannot train: {line.error}**")
-            else:
-                text = (f"{line.backend} {line.optimizer} {line.policy}: {line.distances[-1]:.2g} after {len(line.distances)} steps, "
-                        f"worst {line.worst_ratio:.2g} of its bound{scale}")
-                if line.passed:
-                    lines.append(f"- {text}")
-                elif line.known:
-                    lines.append(f"- {text}: beyond the bound, known: {' '.join(line.known.split())}")
-                else:
-                    lines.append(f"- **{text}: beyond what rounding explains**")
-    if data.faults:
-        lines += ["", "Records made with a fault injected (not measurements): " + ", ".join(f"{b} {f}" for b, f in data.faults) + "."]
-    return lines
+    """The gradients and training section, formatted (as render_markdown writes it)."""
+    return _section_lines(report_document.gradients_section(report))
 
 
 def _faults(report: Report) -> list[str]:
-    lines = ["## Fault injection: do the tolerances catch real bugs?", ""]
-    faults = report.faults
-    if faults is None:
-        return lines + ["Not run (nox -s faults)."]
-    lines += [
-        "Each fault is patched into Keras at run time (never into the reference) and run through the harness on the cases it "
-        "names; a case detects it when its verdict after the known-divergence claims fails while the same case run unmodified "
-        "does not fail, its outputs differ from the unmodified ones, and its builds ran the kernel path the fault patches. "
-        "The same cases run unmodified must pass (or be explained by a claim).", "",
-        "Detection: " + "; ".join(
-            f"{d.backend} {d.detected} of {d.total}" + (f" ({d.errors} errors of the study)" if d.errors else "")
-            + f", {len(d.false_alarms)} false alarms" for d in faults.detection
-        ) + ".", "",
-    ]
-    for detection in faults.detection:
-        for blind in detection.blind_sweeps:
-            lines += [f"**{detection.backend}: the sweep detected no perturbation ({blind}).**", ""]
-        if detection.missed:
-            lines += [f"**Missed at this precision ({detection.backend}, {detection.precision}): {', '.join(detection.missed)}.**", ""]
-    rows = []
-    for row in faults.rows:
-        cells = []
-        for backend in faults.backends:
-            cell = row.cells[backend]
-            status = {"undetected": "**MISSED**", "error": "**ERROR**"}.get(cell.status, cell.status)
-            cells.append(status if cell.status == "not run" else f"{status} ({cell.flagged}/{cell.runs} cases, error up to {format_number(cell.worst_error)})")
-        rows.append([row.name, _cell(row.description), *cells])
-    lines += _table(["fault", "what it does", *faults.backends], rows)
-    if faults.sweep:
-        lines += ["", "Smallest constant added to the forget gate's pre-activation that the tolerances flag, per dtype:", ""]
-        lines += _table(["dtype", "case", *faults.backends], [[s.dtype, s.case, *(s.cells[b] for b in faults.backends)] for s in faults.sweep])
-    if faults.cases:
-        lines += ["", "Per case: the verdict, the faulted run's verdict after claims against the unmodified run's, and the kernel "
-                  "path its builds ran:", ""]
-        lines += _table(["fault", "case", *faults.backends], [[c.fault, c.case, *(_cell(c.cells[b]) for b in faults.backends)] for c in faults.cases])
-    return lines
-
-
-def _tolerances(report: Report) -> list[str]:
-    lines = ["## Tolerances", "", "An element fails when |actual - expected| > atol + rtol * |expected|; the ratio is the "
-             "largest |actual - expected| / (atol + rtol * |expected|) over the elements.", ""]
-    lines += _table(
-        ["dtype", "quantity", "rtol", "atol", "rel floor", "measured", "reason"],
-        [[t.dtype, t.quantity, format_tolerance(t.rtol), format_tolerance(t.atol), format_tolerance(t.rel_floor),
-          {True: "yes", False: "no", None: "n/a"}[t.measured], _cell(t.reason)] for t in report.tolerances],
-    )
-    lines += [f"- {d}" for d in report.tolerance_differences]
-    return lines
-
-
-def _environment(report: Report) -> list[str]:
-    lines = ["## Environment and how to reproduce", ""]
-    runs = [e for e in report.environments if e.kind == "run"]
-    keys = list(dict.fromkeys(k for e in runs for k in e.versions))
-    rows = []
-    for e in runs:
-        rows.append([
-            e.backend, _cell(f"{e.device} ({e.device_class})"), _cell(e.precision_mode), *(_cell(e.versions.get(k, "n/a")) for k in keys if k not in report.backends),
-            _cell(e.versions.get(e.backend, "n/a")),
-            _cell(", ".join(f"{k}={v}" for k, v in e.settings.items()) or "none"), _cell("none" if e.seed is None else e.seed),
-            e.started, e.finished, format_seconds(e.wall_time_s), f"`{_cell(e.command)}`",
-        ])
-    version_keys = [k for k in keys if k not in report.backends]
-    lines += _table(["backend", "device (class)", "precision", *version_keys, "backend version", "settings", "seed", "started", "finished", "wall time", "command"], rows)
-    details = [e for e in runs if e.device_details]
-    if details:
-        lines += ["", "Devices:", ""]
-        lines += [f"- {e.backend}: " + _cell(", ".join(f"{name} {value}" for name, value in e.device_details)) for e in details]
-    lines += ["", "Verdicts (which divergence file each backend's cases were classified against):", ""]
-    lines += _table(
-        ["backend", "divergence file", "sha256", "classified", "run classified"],
-        [[e.backend, f"`{e.verdicts.file}`", f"`{e.verdicts.sha256}`", e.verdicts.classified,
-          e.verdicts.run_started + ("" if e.verdicts.matches_run else " (**not this run**)")]
-         if e.verdicts else [e.backend, "not classified", "-", "-", "-"] for e in runs],
-    )
-    side = [e for e in report.environments if e.kind != "run"]
-    if side:
-        lines += ["", "Side records:", ""]
-        lines += _table(
-            ["record", "backend", "device (class)", "settings", "seed", "started", "finished", "command"],
-            [[e.kind, e.backend, _cell(f"{e.device} ({e.device_class})"), _cell(", ".join(f"{k}={v}" for k, v in e.settings.items()) or "none"),
-              _cell("none" if e.seed is None else e.seed), e.started, e.finished, f"`{_cell(e.command)}`"] for e in side],
-        )
-    if report.notes:
-        lines += [""] + [f"- {_cell(n)}" for n in report.notes]
-    return lines
-
-
-def _training_mode_lines(report: Report) -> list[str]:
-    """The "Training mode (dropout)" section: each case's verdict and worst tolerance ratio per backend."""
-    data = report.training_mode
-    lines = ["## Training mode (dropout)", ""]
-    if data is None:
-        return lines + ["Not run (python -m harness training-mode, part of the release parity sessions)."]
-    lines += ["dropout and recurrent_dropout with training=True: the masks Keras draws (one per sequence, 0 or 1/(1-rate), "
-              "the rate within 5 binomial standard deviations, per gate with implementation 1), the output against the NumPy "
-              "reference fed those masks, and with the harness's seeded masks the output and the train_on_batch / fit loss. "
-              "Worst ratio: the largest error-to-tolerance ratio of the case's compared quantities.", "",
-              "| case | " + " | ".join(data.backends) + " |", "|---|" + "---|" * len(data.backends)]
-    cells = {(row.case, row.backend): row for row in data.rows}
-    for case in dict.fromkeys(row.case for row in data.rows):
-        entries = []
-        for backend in data.backends:
-            row = cells.get((case, backend))
-            entries.append("" if row is None else f"{row.verdict} ({row.worst_ratio:.2g})")
-        lines.append(f"| {case} | " + " | ".join(entries) + " |")
-    explained = [row for row in data.rows if row.verdict != "pass"]
-    if explained:
-        lines.append("")
-        lines += [f"- {row.backend} {row.case}: {row.verdict}: {row.detail}" for row in explained]
-    if data.faults:
-        lines += ["", "Records made with a fault injected (not shown above): " + ", ".join(f"{b} ({f})" for b, f in data.faults)]
-    return lines
-
-
-def _gradient_distance(row: dict[str, Any]) -> str:
-    if row.get("max_abs_diff") is None:
-        return f"{row.get('case')} {row.get('output')}: shapes differ"
-    verdicts = row.get("verdicts")
-    return (f"{format_number(row['max_abs_diff'])} at {row.get('case')} {row.get('output')}"
-            + (f" ({'/'.join(str(v) for v in verdicts)})" if verdicts else ""))
-
-
-def _claim_study_lines(report: Report) -> list[str]:
-    """The "Known divergences under injected faults" section: per claim, the largest fault it absorbs."""
-    data = report.claim_study
-    lines = ["## Known divergences under injected faults", ""]
-    if data is None:
-        return lines + ["Not run (python -m harness claims DIR, part of the report session)."]
-    lines += [f"Every case a claim explains, replayed with faults injected into its recorded outputs (a forget-gate bias offset "
-              f"stepped down until undetected, a gate swap, an error in an output the claim does not name, another exception or "
-              f"message) and judged again. A claim fails when it absorbs a fault more than {data.factor:g}x the largest error it "
-              f"explains. " + ("Every claim holds." if data.passed else "**Some claims absorb faults.**"), "",
-              "| claim | kind | backends | cases | faults tried | absorbed | largest error explained | absorbs no fault larger than | ratio | |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in data.rows:
-        lines.append(f"| {row.claim} | {row.kind} | {', '.join(row.backends)} | {row.cases} | {row.faults_tried} | {row.faults_absorbed} | "
-                     f"{format_number(row.largest_explained_error)} | {format_number(row.largest_absorbed_error)} | "
-                     f"{format_number(row.ratio)} | {'ok' if row.passed else '**TOO LOOSE**'} |")
-    reasons = [f"- {row.claim}: {reason}" for row in data.rows for reason in row.reasons]
-    bounds = [f"- {row.claim}: {_cell(row.bound_line())}" for row in data.rows if row.gradient_cases]
-    lost = [f"- {row.claim}: {len(row.not_explained_now)} recorded case{'s' if len(row.not_explained_now) != 1 else ''} it no longer "
-            f"explains, not studied (first: {_cell(row.not_explained_now[0])})" for row in data.rows if row.not_explained_now]
-    return (lines + ([""] + reasons if reasons else []) + (["", "Gradient faults (a zeroed kernel gradient, the kernel gradient scaled by "
-            "1 + k stepped down until absorbed), judged by the gradient study:", ""] + bounds if bounds else [])
-            + (["", "Claims that no longer explain what their records say they explained (re-judged):", ""] + lost if lost else []))
+    """The fault section, formatted (as render_markdown writes it)."""
+    return _section_lines(report_document.faults_section(report))
 
 
 def render_markdown(report: Report) -> str:
@@ -706,9 +166,9 @@ def render_markdown(report: Report) -> str:
          if attention else "**Nothing needs attention**: every case passed, is a documented known divergence, or was refused by design."),
         "",
     ]
-    for section in (_attention, _known, _closest, _between_versions, _summary, _reference, _apis, _cross, _serialization, _growth, _gradient_lines, _training_mode_lines, _claim_study_lines, _faults,
-                    _tolerances, _environment):
-        lines += section(report) + [""]
+    for section in report_document.build_document(report, {}):
+        if "markdown" in section.formats:
+            lines += _section_lines(section) + [""]
     return "\n".join(lines)
 
 
