@@ -100,10 +100,13 @@ def test_reference_gradients_match_central_differences(name):
 # step output h0 (jax_scan_masked_output_is_previous_state) and its trainer does not carry stateful states
 # (jax_stateful_states_not_carried_by_trainer).
 VERDICTS = ("pass", "known")
-# Measured beyond the gradients row, which was derived from LSTMs: SimpleRNN's kernel gradient in float32 on JAX
-# (one of 15 elements, 3.56e-07 from the reference, 2.09x the tolerance, on an AMD EPYC). Left visible here, not
-# widened in harness/case/tolerances.toml, until a row is derived for the GRU and SimpleRNN gradients.
-GRADIENT_EXCESS = {("jax", "kind_simple_rnn_state"): 3.0}
+# Measured beyond the gradients row, which was derived from LSTMs: SimpleRNN's kernel gradient in float32, the same
+# element (1, 0) of 15 on both backends, on an AMD EPYC: JAX 3.56e-07 from the reference, 2.09x the tolerance;
+# TensorFlow 1.77e-07, 1.04x (measured 2026-12-03; it passed on the CI machines before, whose float32 rounding
+# follows their instruction set: tensorflow_float32_rounding_follows_cpu_isa). Each allowance is about 1.45x its
+# measurement. Left visible here, not widened in harness/case/tolerances.toml, until a row is derived for the GRU
+# and SimpleRNN gradients.
+GRADIENT_EXCESS = {("jax", "kind_simple_rnn_state"): 3.0, ("tensorflow", "kind_simple_rnn_state"): 1.5}
 
 
 
