@@ -60,13 +60,15 @@ class ResolvedCandidate:
     cases: tuple[str, ...]
 
 
-def _accepted(claim_id: str, cross: CrossBackend, results: dict[str, dict[str, CaseResult]]) -> dict[str, tuple[CaseResult, ...]]:
-    """Backend -> the cases an acceptance claim explained there: run on that backend while others refused them."""
+def _accepted(claim_id: str, claim_backends: tuple[str, ...], cross: CrossBackend,
+              results: dict[str, dict[str, CaseResult]]) -> dict[str, tuple[CaseResult, ...]]:
+    """Backend -> the cases an acceptance claim explained there: run on that backend, one the claim names, while
+    others refused them (a case two claims explain, each for its own backends, counts once per backend)."""
     accepted: dict[str, list[CaseResult]] = {}
     for row in cross.acceptance:
         if claim_id in row.explained_by:
             for backend in row.ran_on:
-                if row.case in results.get(backend, {}):
+                if backend in claim_backends and row.case in results.get(backend, {}):
                     accepted.setdefault(backend, []).append(results[backend][row.case])
     return {backend: tuple(cases) for backend, cases in accepted.items()}
 
@@ -82,17 +84,18 @@ def build_claims(verdict_files: dict[str, dict[str, Any]], results: dict[str, di
     claims = []
     for claim_id in sorted(set(described) | named):
         entry = described.get(claim_id, {})
-        explained = {
-            backend: tuple(r for r in per_case.values() if r.verdict == "known" and claim_id in r.explained_by)
-            for backend, per_case in results.items()
-        }
+        if entry.get("kind") == "acceptance":  # it explains what the backends accept, judged across them
+            explained = _accepted(claim_id, tuple(entry.get("backends") or ()), cross, results)
+        else:
+            explained = {
+                backend: tuple(r for r in per_case.values() if r.verdict == "known" and claim_id in r.explained_by)
+                for backend, per_case in results.items()
+            }
         resolved = {
             backend: tuple(r.case for r in per_case.values() if claim_id in r.possibly_resolved)
             + tuple(case for claim, case, where in cross.acceptance_resolved if claim == claim_id and where == backend)
             for backend, per_case in results.items()
         }
-        if entry.get("kind") == "acceptance":  # it explains what the backends accept, judged across them
-            explained = _accepted(claim_id, cross, results)
         versions = entry.get("versions") or {}
         claims.append(Claim(
             id=claim_id, kind=str(entry.get("kind") or "?"), when=" ".join(str(entry.get("when") or "").split()),
